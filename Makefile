@@ -1,0 +1,42 @@
+# Two commands do all the set-up: `make run` (demo + worker + dashboard) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+HOME_DIR ?= $(or $(RETRAINER_HOME),./data)
+PORT ?= 8501
+
+.PHONY: run test venv demo worker app bench clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+## Build the demo when the data directory is empty, then run the worker (background) and the dashboard.
+run: venv
+	@if [ ! -f "$(HOME_DIR)/retrainer.duckdb" ]; then \
+		echo "Seeding the demo into $(HOME_DIR) (about a minute) ..."; \
+		RETRAINER_HOME="$(HOME_DIR)" $(PY) -m engine demo || exit 1; \
+	fi
+	@RETRAINER_HOME="$(HOME_DIR)" $(PY) -m engine worker & WORKER=$$!; \
+	trap 'kill -TERM $$WORKER 2>/dev/null; wait $$WORKER 2>/dev/null' EXIT INT TERM; \
+	RETRAINER_HOME="$(HOME_DIR)" $(VENV)/bin/streamlit run app.py --server.port $(PORT)
+
+## Create the environment and run every test.
+test: venv
+	$(PY) -m pytest -q
+
+demo: venv
+	RETRAINER_HOME="$(HOME_DIR)" $(PY) -m engine demo
+
+worker: venv
+	RETRAINER_HOME="$(HOME_DIR)" $(PY) -m engine worker
+
+bench: venv
+	$(PY) -m benchmarks
+
+clean:
+	rm -rf $(VENV) test-output

@@ -1,0 +1,312 @@
+"""Serving: predict with the active model, log every query, hot-reload, fall back.
+
+>>> clf = Classifier()                         # doctest: +SKIP
+>>> p = clf.predict("where is my parcel")       # doctest: +SKIP
+>>> p.label, p.confidence, p.version, p.query_id  # doctest: +SKIP
+
+A background thread writes logged queries to the spool (see ``engine.spool``) and
+watches the registry's active pointer; a new version is loaded beside the old one
+and swapped in with one assignment, so no prediction fails during a deployment.
+When the active version cannot be loaded (file missing, checksum mismatch, another
+scikit-learn), the newest loadable version that served before it answers instead,
+``status().fallback_reason`` says why, and an event is logged for the worker.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from engine import registry, spool
+from engine.clock import Clock, utcnow
+from engine.config import Settings, load_settings
+from engine.dataset import normalize_label, normalize_text
+from engine.errors import InputError, ModelLoadError, NoModelError, UnknownLabelError
+
+log = logging.getLogger(__name__)
+
+RETRY_FALLBACK_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    confidence: float
+    version: str
+    query_id: str
+    top: tuple[tuple[str, float], ...]
+    fallback: bool = False
+
+
+@dataclass(frozen=True)
+class ClassifierStatus:
+    version: str | None           # the version answering now
+    active_version: str | None    # the version the registry says should answer
+    fallback_reason: str | None   # why they differ (None when serving the active version)
+
+    @property
+    def fallback(self) -> bool:
+        return self.fallback_reason is not None
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    version: str
+    pipeline: Any
+    labels: tuple[str, ...]
+    classes: np.ndarray
+
+
+def load_serving_model(registry_dir: Path) -> tuple[_Loaded | None, ClassifierStatus]:
+    """Load the active model, or the newest loadable earlier one; say which and why."""
+    pointer = registry.read_active(registry_dir)
+    if pointer is None:
+        return None, ClassifierStatus(None, None, None)
+    errors = []
+    for i, ref in enumerate((pointer.active, *pointer.history)):
+        try:
+            model = registry.load_model(registry_dir, ref.version, sha256=ref.sha256, sklearn_version=ref.sklearn_version)
+        except ModelLoadError as exc:
+            errors.append(str(exc))
+            continue
+        loaded = _Loaded(ref.version, model, ref.labels, np.asarray(model.classes_))
+        reason = None if i == 0 else f"active model {pointer.active.version} cannot be loaded ({errors[0]}); serving {ref.version}"
+        return loaded, ClassifierStatus(ref.version, pointer.active.version, reason)
+    return None, ClassifierStatus(None, pointer.active.version, "no deployed version can be loaded: " + " | ".join(errors))
+
+
+class Classifier:
+    """Classify queries with the active model and log them. Thread-safe.
+
+    ``home`` overrides the settings' data directory. ``log_queries=False`` serves
+    without logging (benchmarks). ``clock`` stamps logged queries (the demo replays time).
+    """
+
+    def __init__(
+        self,
+        home: Path | str | None = None,
+        *,
+        settings: Settings | None = None,
+        log_queries: bool = True,
+        source: str = "classifier",
+        clock: Clock = utcnow,
+        background: bool = True,
+        report_events: bool = True,
+    ):
+        settings = settings or load_settings()
+        if home is not None:
+            settings = settings.replace(home=Path(home))
+        self.settings = settings
+        self._registry = settings.registry_dir
+        self._spool = settings.spool_dir
+        self._log = log_queries
+        self._source = source
+        self._clock = clock
+        self._buffer: list[dict[str, Any]] = []
+        self._buffer_lock = threading.Lock()
+        self._reload_lock = threading.Lock()
+        self._stamp = None
+        self._loaded_at = 0.0
+        self._model: _Loaded | None = None
+        self._status = ClassifierStatus(None, None, None)
+        self._reported_fallback: str | None = None
+        self._report_events = report_events
+        self._stop = threading.Event()
+        self.reload()
+        self._thread = None
+        if background:
+            self._thread = threading.Thread(target=self._background, name="classifier-background", daemon=True)
+            self._thread.start()
+        atexit.register(self.close)
+
+    # -- serving ---------------------------------------------------------------
+
+    def predict(self, text: str) -> Prediction:
+        """The label of one query, with its confidence, the answering version and a query id."""
+        return self.predict_many([text])[0]
+
+    def predict_many(self, texts: Sequence[str]) -> list[Prediction]:
+        """Labels of many queries at once (one model call), each logged."""
+        if isinstance(texts, str):
+            raise InputError("predict_many takes a list of texts, not one string: use predict(text)")
+        cleaned = [self._clean(t) for t in texts]
+        model = self._model
+        if model is None:
+            raise NoModelError(self._no_model_message())
+        if not cleaned:
+            return []
+        proba = model.pipeline.predict_proba(cleaned)
+        order = np.argsort(-proba, axis=1)[:, :3]
+        now = self._clock()
+        fallback = self._status.fallback
+        results = []
+        records = []
+        for i, raw in enumerate(texts):
+            top = tuple((str(model.classes[j]), float(proba[i, j])) for j in order[i])
+            query_id = uuid.uuid4().hex
+            results.append(Prediction(top[0][0], top[0][1], model.version, query_id, top, fallback))
+            if self._log:
+                records.append(
+                    {
+                        "k": "q",
+                        "id": query_id,
+                        "ts": now.isoformat(),
+                        "text": raw,
+                        "predicted_label": top[0][0],
+                        "confidence": top[0][1],
+                        "model_version": model.version,
+                        "source": self._source,
+                    }
+                )
+        if records:
+            self._append(records)
+        return results
+
+    def feedback(self, query_id: str, true_label: str) -> None:
+        """Attach a person's true label to a logged query (it becomes training and evaluation data)."""
+        if not isinstance(query_id, str) or not query_id.strip():
+            raise InputError("feedback needs the query_id returned by predict()")
+        label = normalize_label(true_label)
+        if label is None:
+            raise InputError("the true label is empty: give one of the model's labels")
+        known = self.labels()
+        if known and label not in known:
+            raise UnknownLabelError(f"unknown label {true_label!r}: valid labels are {', '.join(known)}")
+        self._append(
+            [{"k": "f", "id": uuid.uuid4().hex, "ts": self._clock().isoformat(), "query_id": query_id.strip(),
+              "label": label, "source": "feedback"}]
+        )
+
+    def labels(self) -> tuple[str, ...]:
+        """The labels the serving model knows (empty when no model is loaded)."""
+        model = self._model
+        if model is None:
+            return ()
+        return model.labels or tuple(str(c) for c in model.classes)
+
+    def status(self) -> ClassifierStatus:
+        return self._status
+
+    @property
+    def version(self) -> str | None:
+        return self._status.version
+
+    # -- reload and logging ----------------------------------------------------------
+
+    def reload(self) -> bool:
+        """Load the active version if the pointer changed; return True if the serving model changed.
+
+        While in fallback the active version is retried every ``RETRY_FALLBACK_SECONDS``.
+        """
+        with self._reload_lock:
+            stamp = registry.active_stamp(self._registry)
+            retry = self._status.fallback and time.monotonic() - self._loaded_at > RETRY_FALLBACK_SECONDS
+            if stamp == self._stamp and self._model is not None and not retry:
+                return False
+            self._stamp = stamp
+            self._loaded_at = time.monotonic()
+            try:
+                loaded, status = load_serving_model(self._registry)
+            except ModelLoadError as exc:  # a damaged pointer file
+                loaded, status = None, ClassifierStatus(None, None, str(exc))
+            previous = self._model
+            if loaded is None and previous is not None:
+                # Nothing loadable now: keep answering with the model in memory, and say so.
+                status = ClassifierStatus(previous.version, status.active_version, status.fallback_reason)
+            else:
+                self._model = loaded
+            self._status = status
+            if status.fallback:
+                self._report_fallback(status.fallback_reason, status.active_version)
+            else:
+                self._reported_fallback = None
+            if self._model is not previous and self._model is not None:
+                log.info("serving %s%s", self._model.version, " (fallback)" if status.fallback else "")
+            return self._model is not previous
+
+    def _report_fallback(self, reason: str, active: str | None) -> None:
+        if self._reported_fallback == reason:
+            return
+        self._reported_fallback = reason
+        log.warning("fallback: %s", reason)
+        if not self._report_events:
+            return
+        self._append(
+            [{"k": "e", "ts": self._clock().isoformat(), "kind": "fallback", "severity": "error", "version": active,
+              "message": f"A serving process fell back: {reason}.", "details": {"serving": self.version}}]
+        )
+
+    def flush(self) -> None:
+        """Write buffered records to the spool now."""
+        with self._buffer_lock:
+            records, self._buffer = self._buffer, []
+        if records:
+            try:
+                spool.write_batch(self._spool, records)
+            except OSError as exc:  # disk full, permissions: keep the records, try again later
+                log.error("cannot write the query spool in %s (%s); keeping %d records", self._spool, exc, len(records))
+                with self._buffer_lock:
+                    self._buffer = records + self._buffer
+                raise
+
+    def close(self) -> None:
+        """Stop the background thread and write what is buffered."""
+        self._stop.set()
+        if self._thread is not None and self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
+        try:
+            self.flush()
+        except OSError:
+            pass
+
+    def __enter__(self) -> "Classifier":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _append(self, records: list[dict[str, Any]]) -> None:
+        with self._buffer_lock:
+            self._buffer.extend(records)
+            full = len(self._buffer) >= self.settings.flush_rows
+        if full and self._thread is None:
+            self.flush()
+
+    def _background(self) -> None:
+        next_reload = time.monotonic() + self.settings.reload_seconds
+        while not self._stop.wait(self.settings.flush_seconds):
+            try:
+                self.flush()
+            except OSError:
+                pass
+            if time.monotonic() >= next_reload:
+                next_reload = time.monotonic() + self.settings.reload_seconds
+                try:
+                    self.reload()
+                except Exception:  # never let the watcher die; the next tick tries again
+                    log.exception("reload failed")
+
+    def _clean(self, text: Any) -> str:
+        if not isinstance(text, str):
+            raise InputError(f"a query must be text (str), not {type(text).__name__}")
+        cleaned = normalize_text(text)
+        if not cleaned:
+            raise InputError("the query is empty: type some words to classify")
+        return cleaned
+
+    def _no_model_message(self) -> str:
+        if self._status.fallback_reason:
+            return f"no model can serve: {self._status.fallback_reason}"
+        return (
+            f"no model is deployed in {self.settings.home} yet: import labelled examples "
+            "(`python -m engine import FILE --labeled`) and train one (`python -m engine retrain --wait`), "
+            "or build the demo (`python -m engine demo`)"
+        )

@@ -1,0 +1,302 @@
+"""The command line: ``python -m engine <command>``. Each command is a function; ``main`` wires them.
+
+Errors a user can cause end as one line on stderr (``error: ...``) and exit code 2;
+no traceback. Exit codes: 0 done, 1 the work ran and failed, 2 bad input or state.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Sequence
+
+from engine.clock import to_local
+from engine.commands import submit, wait_for
+from engine.config import Settings, load_settings
+from engine.context import Context
+from engine.errors import RetrainerError, WorkerLockedError
+from engine.lock import worker_running
+
+log = logging.getLogger("engine")
+
+
+def _fmt_time(value: Any) -> str:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if isinstance(value, datetime):
+        return f"{to_local(value):%Y-%m-%d %H:%M:%S}"
+    return "-" if value is None else str(value)
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def _progress_printer(stream=sys.stderr):
+    def show(row: dict[str, Any]) -> None:
+        pct = f"{100 * (row.get('progress') or 0):5.1f}%"
+        print(f"  [{row['status']:>7}] {pct}  {row.get('stage') or ''}", file=stream, flush=True)
+
+    return show
+
+
+# -- commands -------------------------------------------------------------------------------
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    from engine.worker import open_worker
+
+    ctx = Context.open(settings)
+    worker, lock = open_worker(ctx)
+    def stop(signum, frame):
+        log.info("signal %s: stopping", signum)
+        worker.stop_event.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    log.info("worker on %s (pid lock %s)", settings.home, lock.path)
+    try:
+        worker.run()
+    finally:
+        lock.release()
+    log.info("worker stopped cleanly")
+    return 0
+
+
+def _run_command(settings: Settings, kind: str, cargs: dict[str, Any], *, wait: bool, source: str = "cli") -> int:
+    """Queue a command for the worker; with ``wait``, see it through (running it here if no worker runs)."""
+    from engine.worker import open_worker
+
+    ctx = Context.open(settings)
+    if not wait or worker_running(settings.worker_lock_path):
+        command_id = submit(ctx, kind, args=cargs, source=source)
+        if not wait:
+            holder = worker_running(settings.worker_lock_path)
+            note = "the worker will take it" if holder else (
+                "no worker is running: start one with `python -m engine worker` (or add --wait to run it now)")
+            print(f"command #{command_id} ({kind}) queued; {note}")
+            return 0
+        print(f"command #{command_id} ({kind}) queued; waiting for the worker", file=sys.stderr)
+        row = wait_for(ctx, command_id, on_update=_progress_printer())
+        return _report(row)
+    try:
+        worker, lock = open_worker(ctx, synchronous=True)
+    except WorkerLockedError:  # a worker started meanwhile: let it do the work
+        return _run_command(settings, kind, cargs, wait=True, source=source)
+    try:
+        worker.start(schedule=False)
+        command_id = submit(ctx, kind, args=cargs, source=source)
+        print(f"command #{command_id} ({kind}): no worker is running, so it runs here", file=sys.stderr)
+        worker.process_commands()
+        from store.commands import get_command
+
+        return _report(get_command(ctx.db, command_id))
+    finally:
+        worker.shutdown()
+        lock.release()
+
+
+def _report(row: dict[str, Any]) -> int:
+    print(f"command #{row['id']} {row['kind']}: {row['status']}")
+    if row.get("message"):
+        print(row["message"])
+    if row["status"] == "done":
+        return 0
+    if row["status"] in ("queued", "running"):
+        return 1
+    return 1
+
+
+def cmd_retrain(settings: Settings, args: argparse.Namespace) -> int:
+    return _run_command(settings, "retrain", {}, wait=args.wait)
+
+
+def cmd_rollback(settings: Settings, args: argparse.Namespace) -> int:
+    return _run_command(settings, "rollback", {"to": args.to} if args.to else {}, wait=args.wait)
+
+
+def cmd_pause(settings: Settings, args: argparse.Namespace) -> int:
+    return _run_command(settings, "pause", {}, wait=True)
+
+
+def cmd_resume(settings: Settings, args: argparse.Namespace) -> int:
+    return _run_command(settings, "resume", {}, wait=True)
+
+
+def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+    from engine.status import system_status
+
+    status = system_status(Context.open(settings))
+    if args.json:
+        print(json.dumps(status, indent=2, default=str))
+        return 0
+    active = status["active"]
+    print(f"data directory   {status['home']}")
+    if active:
+        print(f"active model     {active['version']} since {_fmt_time(active['deployed_at'])}: "
+              f"accuracy {_pct(active['accuracy'])}, macro-F1 {_pct(active['macro_f1'])}")
+    else:
+        print("active model     none yet (import labelled data and run `python -m engine retrain --wait`, or `python -m engine demo`)")
+    fb = status["fallback"]
+    print(f"fallback         {'IN USE: ' + fb['reason'] if fb else 'no'}")
+    w = status["worker"]
+    if w["alive"]:
+        print(f"worker           alive (pid {w['pid']}, heartbeat {w['heartbeat_age_s']:.0f}s ago{', busy: ' + w['busy'] if w['busy'] else ''})")
+    else:
+        print("worker           DOWN: start it with `python -m engine worker` (or `make run`)")
+    sched = status["scheduler"]
+    print(f"scheduler        {'PAUSED' if sched['paused'] else 'running'}")
+    for job in sched["jobs"]:
+        print(f"  {job['name']:<9} next {_fmt_time(job['next_run'])}   last {_fmt_time(job['last_run'])}: {job['last_result'] or '-'}")
+    a = status["adaptive"]
+    days = "never retrained" if a["days_since_last_retrain"] is None else f"{a['days_since_last_retrain']:.1f} of {a['max_days']:g} days"
+    print(f"adaptive         {a['new_samples']} of {a['min_samples']} new labelled samples; {days} since the last retrain")
+    if status["spool_backlog_files"]:
+        print(f"spool            {status['spool_backlog_files']} batch file(s) of logged queries wait for the worker")
+    return 0
+
+
+def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
+    from engine.importer import import_file
+
+    ctx = Context.open(settings)
+    started = time.perf_counter()
+
+    def progress(rows: int) -> None:
+        print(f"  {rows:,} rows read ({time.perf_counter() - started:.1f}s)", file=sys.stderr, flush=True)
+
+    report = import_file(ctx, Path(args.path), labeled=args.labeled, progress=progress)
+    for where, reason in report.problems[:args.show]:
+        print(f"  rejected {where}: {reason}")
+    hidden = report.rejected - min(len(report.problems), args.show)
+    if hidden > 0:
+        print(f"  ... and {hidden} more rejected rows (use --show N to list more)")
+    if report.ignored_columns:
+        print(f"  ignored columns: {', '.join(report.ignored_columns)}")
+    print(report.summary())
+    return 0 if (report.labels or report.queries) else 1
+
+
+def cmd_predict(settings: Settings, args: argparse.Namespace) -> int:
+    from engine.classifier import Classifier
+    from engine.ingest import ingest_spool
+
+    with Classifier(settings=settings) as clf:
+        predictions = clf.predict_many(args.text)
+        for text, p in zip(args.text, predictions):
+            top = ", ".join(f"{label} {_pct(prob)}" for label, prob in p.top)
+            print(f"{p.label}\t{p.confidence:.3f}\t{p.version}{' (fallback)' if p.fallback else ''}\t{p.query_id}\t{text}")
+            if args.top:
+                print(f"\ttop: {top}")
+        status = clf.status()
+    if status.fallback:
+        print(f"warning: fallback in use: {status.fallback_reason}", file=sys.stderr)
+    if not worker_running(settings.worker_lock_path):
+        ctx = Context.open(settings)
+        ingest_spool(ctx.db, settings.spool_dir, clock=ctx.clock)
+    return 0
+
+
+def cmd_events(settings: Settings, args: argparse.Namespace) -> int:
+    from store.events import recent_events
+
+    events = recent_events(Context.open(settings).db, limit=args.limit)
+    if args.json:
+        print(json.dumps(events, indent=2, default=str))
+        return 0
+    if not events:
+        print("no events yet")
+    for e in events:
+        print(f"{_fmt_time(e['ts'])}  {e['severity']:<7} {e['kind']:<9} {e['message']}")
+    return 0
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from engine.demo import build_demo
+
+    started = time.perf_counter()
+
+    def progress(day: int, days: int, note: str) -> None:
+        width = 30
+        done = int(width * day / days)
+        print(f"\r  [{'#' * done}{'.' * (width - done)}] day {day}/{days} {note:<60.60}", end="", file=sys.stderr, flush=True)
+
+    summary = build_demo(settings, days=args.days, seed=args.seed, force=args.force, progress=progress)
+    print(file=sys.stderr)
+    print(summary.text())
+    print(f"demo built in {time.perf_counter() - started:.1f}s")
+    return 0
+
+
+# -- wiring -------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m engine", description="Retrainer: keep a text classifier improving without ever silently getting worse.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("worker", help="run the worker until SIGTERM or Ctrl-C").set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("demo", help="build the 90-day demo history into an empty data directory")
+    p.add_argument("--days", type=int, default=90, help="days of history to replay (default 90)")
+    p.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    p.add_argument("--force", action="store_true", help="delete existing data in the data directory first")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("retrain", help="ask for a retrain (trigger 'manual')")
+    p.add_argument("--wait", action="store_true", help="wait for the decision (runs it here if no worker runs)")
+    p.set_defaults(func=cmd_retrain)
+
+    p = sub.add_parser("rollback", help="go back to the previous deployed version, or to --to VERSION")
+    p.add_argument("--to", metavar="VERSION", help="a version that served before, e.g. v0003")
+    p.add_argument("--wait", action="store_true", help="wait for the result (runs it here if no worker runs)")
+    p.set_defaults(func=cmd_rollback)
+
+    sub.add_parser("pause", help="pause the scheduler (persists across restarts)").set_defaults(func=cmd_pause)
+    sub.add_parser("resume", help="resume the scheduler").set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("status", help="active model, fallback, worker, scheduler, adaptive counters")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("import", help="import logged queries or labelled examples (CSV, JSON Lines, Parquet)")
+    p.add_argument("path", help="a .csv, .jsonl or .parquet file with a 'text' column")
+    p.add_argument("--labeled", action="store_true", help="rows carry true labels in a 'label' column")
+    p.add_argument("--show", type=int, default=20, metavar="N", help="list at most N rejected rows (default 20)")
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("predict", help="classify texts with the active model (and log them)")
+    p.add_argument("text", nargs="+", help="one or more queries")
+    p.add_argument("--top", action="store_true", help="also show the top three labels")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("events", help="recent events, newest first")
+    p.add_argument("--limit", type=int, default=20, help="how many (default 20)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_events)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO if args.command == "worker" else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        settings = load_settings()
+        return args.func(settings, args)
+    except RetrainerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

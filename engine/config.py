@@ -1,0 +1,198 @@
+"""Settings: one frozen object, checked when it is built.
+
+Defaults come from the dataclass below, then ``retrainer.toml`` at the project root
+(or the file named by ``RETRAINER_CONFIG``), then environment variables
+``RETRAINER_<KEY>``. Unknown keys and wrong types are refused with a message that
+names the key and what is valid.
+
+>>> s = load_settings(env={"RETRAINER_TOLERANCE": "0.02"}, path=None)
+>>> s.tolerance
+0.02
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+from engine.errors import SettingsError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = PROJECT_ROOT / "retrainer.toml"
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+# Variables with the prefix that are not settings: another settings file, and the test-only fault hook.
+NOT_SETTINGS = frozenset({"RETRAINER_CONFIG", "RETRAINER_KILL_AT"})
+_TIME = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every tunable of Retrainer. Build with :func:`load_settings` (or directly in tests)."""
+
+    home: Path = Path("./data")
+    min_confidence: float = 0.5
+    use_pseudo_labels: bool = True
+    max_text_length: int = 2000
+    eval_percent: int = 20
+    tolerance: float = 0.01
+    weekly_day: str = "sunday"
+    weekly_time: str = "03:00"
+    monthly_day: int = 1
+    monthly_time: str = "02:00"
+    adaptive_every_minutes: int = 15
+    adaptive_min_samples: int = 100
+    adaptive_max_days: float = 7
+    max_features: int = 200_000
+    min_df: int = 2
+    seed: int = 0
+    poll_seconds: float = 0.5
+    heartbeat_seconds: float = 5.0
+    worker_stale_seconds: float = 30.0
+    reload_seconds: float = 0.5
+    flush_seconds: float = 0.2
+    flush_rows: int = 500
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "home", Path(self.home))
+        _check(self)
+
+    # Paths below home: one place names them all.
+    @property
+    def db_path(self) -> Path:
+        return self.home / "retrainer.duckdb"
+
+    @property
+    def registry_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.home / "spool"
+
+    @property
+    def worker_lock_path(self) -> Path:
+        return self.home / "worker.lock"
+
+    def replace(self, **changes: Any) -> "Settings":
+        """A copy with some settings changed (checked again)."""
+        return dataclasses.replace(self, **changes)
+
+
+_RANGES: dict[str, tuple[float, float]] = {
+    "min_confidence": (0.0, 1.0),
+    "max_text_length": (1, 1_000_000),
+    "eval_percent": (1, 50),
+    "tolerance": (0.0, 0.5),
+    "monthly_day": (1, 28),
+    "adaptive_every_minutes": (1, 24 * 60),
+    "adaptive_min_samples": (1, 10_000_000),
+    "adaptive_max_days": (0.01, 3650),
+    "max_features": (100, 50_000_000),
+    "min_df": (1, 1000),
+    "seed": (0, 2**32 - 1),
+    "poll_seconds": (0.01, 60),
+    "heartbeat_seconds": (0.1, 3600),
+    "worker_stale_seconds": (1, 86400),
+    "reload_seconds": (0.05, 60),
+    "flush_seconds": (0.01, 60),
+    "flush_rows": (1, 1_000_000),
+}
+
+
+def _check(s: Settings) -> None:
+    for name, (low, high) in _RANGES.items():
+        value = getattr(s, name)
+        if not (low <= value <= high):
+            raise SettingsError(f"setting {name!r} = {value!r} is out of range: use a value from {low} to {high}")
+    if s.weekly_day not in WEEKDAYS:
+        raise SettingsError(f"setting 'weekly_day' = {s.weekly_day!r} is not a weekday: use one of {', '.join(WEEKDAYS)}")
+    for name in ("weekly_time", "monthly_time"):
+        if not _TIME.match(getattr(s, name)):
+            raise SettingsError(f"setting {name!r} = {getattr(s, name)!r} is not a time: use HH:MM, 24-hour, e.g. '03:00'")
+
+
+_FIELDS = {f.name: f for f in fields(Settings)}
+
+
+def _coerce(key: str, value: Any, *, from_env: bool) -> Any:
+    """Turn a TOML or environment value into the field's type, or say what is valid."""
+    kind = _FIELDS[key].type
+    kind = {"Path": Path, "float": float, "int": int, "bool": bool, "str": str}.get(kind, kind)
+    want = {Path: "a path (string)", float: "a number", int: "a whole number", bool: "true or false", str: "a string"}[kind]
+    if from_env:
+        text = value.strip()
+        try:
+            if kind is bool:
+                if text.lower() in ("1", "true", "yes", "on"):
+                    return True
+                if text.lower() in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError
+            if kind is int:
+                return int(text)
+            if kind is float:
+                return float(text)
+        except ValueError:
+            raise SettingsError(f"environment variable RETRAINER_{key.upper()}={value!r} is not {want}") from None
+        return Path(text) if kind is Path else text
+    ok = {
+        Path: isinstance(value, str),
+        float: isinstance(value, (int, float)) and not isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        bool: isinstance(value, bool),
+        str: isinstance(value, str),
+    }[kind]
+    if not ok:
+        raise SettingsError(f"setting {key!r} = {value!r} has the wrong type: use {want}")
+    if kind is Path:
+        return Path(value)
+    return float(value) if kind is float else value
+
+
+def load_settings(
+    *,
+    path: Path | str | None = DEFAULT_CONFIG,
+    env: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Defaults, then the settings file, then ``RETRAINER_*`` variables, then ``overrides``.
+
+    ``path=None`` skips the file. ``RETRAINER_CONFIG`` in ``env`` names another file.
+    """
+    env = os.environ if env is None else env
+    if env.get("RETRAINER_CONFIG"):
+        path = Path(env["RETRAINER_CONFIG"])
+    values: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise SettingsError(f"settings file {path} does not exist: create it or unset RETRAINER_CONFIG") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise SettingsError(f"settings file {path} is not valid TOML: {exc}") from None
+        for key, value in data.items():
+            if key not in _FIELDS:
+                raise SettingsError(f"unknown setting {key!r} in {path}: valid settings are {', '.join(sorted(_FIELDS))}")
+            values[key] = _coerce(key, value, from_env=False)
+    for name, raw in env.items():
+        if not name.startswith("RETRAINER_") or name in NOT_SETTINGS:
+            continue
+        key = name[len("RETRAINER_"):].lower()
+        if key not in _FIELDS:
+            raise SettingsError(
+                f"unknown environment variable {name}: valid ones are "
+                + ", ".join(f"RETRAINER_{k.upper()}" for k in sorted(_FIELDS))
+                + " and " + ", ".join(sorted(NOT_SETTINGS))
+            )
+        values[key] = _coerce(key, raw, from_env=True)
+    for key, value in overrides.items():
+        if key not in _FIELDS:
+            raise SettingsError(f"unknown setting {key!r}: valid settings are {', '.join(sorted(_FIELDS))}")
+        values[key] = value
+    return Settings(**values)

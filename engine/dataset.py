@@ -1,0 +1,367 @@
+"""Turn logged and labelled rows into a clean training set and a held-out evaluation set.
+
+Pure functions over pandas DataFrames: no database, no I/O. The input has one row per
+labelled query with columns ``text``, ``label``, ``confidence``, ``source`` and ``ts``
+(other columns are ignored). ``source`` is ``"human"`` (an imported label or user
+feedback: a person said so; ``confidence`` is ignored and may be NaN) or ``"pseudo"``
+(the serving model's own prediction, with its confidence).
+
+Rules, applied in this order; every input row is counted by exactly one step of the
+:class:`Funnel`, so ``rows_in`` equals the sum of all the other counts.
+
+0. **Pseudo labels off.** With ``use_pseudo_labels=False`` every pseudo row is dropped
+   before counting: ``rows_in`` counts only the rows considered.
+1. **Malformed** (``malformed``). Texts are normalised (:func:`normalize_text`: Unicode
+   NFKC, case-folded, whitespace collapsed) and labels are normalised
+   (:func:`normalize_label`: stripped and lower-cased, so ``" Track_Order "`` is
+   ``"track_order"``) before anything else. A row is malformed when its text is not a
+   string, is empty after normalisation, or is longer than ``max_text_length``
+   characters after normalisation; when its label is missing, NaN or empty; when
+   ``known_labels`` is given and the label is not in it (compared normalised); when its
+   source is neither ``"human"`` nor ``"pseudo"``; or, for a pseudo row, when its
+   confidence is not a finite number in [0, 1] (a string, even ``"0.9"``, a bool, NaN,
+   a negative number or more than 1).
+2. **Low confidence** (``low_confidence``). Pseudo rows with confidence below
+   ``min_confidence``; a confidence of exactly ``min_confidence`` is kept.
+3. **Conflicts and duplicates** (``conflicts``, ``duplicates``). The rows left are
+   grouped by normalised text, and one label wins each group:
+
+   - if the group has any human row, only human rows vote (a human label always beats
+     a pseudo label): the most frequent human label wins, a tie goes to the label whose
+     latest row is the most recent, then to the label first in alphabetical order;
+   - a pseudo-only group: the most frequent pseudo label wins, a tie goes to the highest
+     mean confidence, then the most recent row, then alphabetical order.
+
+   ``ts`` may hold datetimes, numbers or ISO 8601 strings; a missing ``ts`` counts as
+   older than any time. Every row whose label is not the
+   winner (human or pseudo) counts as a conflict; all but one of the rows with the
+   winning label count as duplicates. One row per text remains.
+4. **Evaluation split** (``reserved_for_eval``, ``eval_rows``, ``train_rows``). Each
+   text has a stable bucket 0..99 (:func:`eval_bucket`, from a SHA-256 of the
+   normalised text). A text with ``eval_bucket(text) < eval_percent`` belongs to
+   evaluation: if its label came from humans it goes to ``eval``; if it is pseudo-only
+   its one remaining row is removed and counted ``reserved_for_eval`` (the evaluation
+   set holds human labels only). Every other text goes to ``train``. So a text never moves between
+   train and eval across retrains, and no model is trained on an evaluation text.
+
+Empty input gives an empty :class:`TrainingSet` with all counts zero. An option out of
+range (``min_confidence`` 0..1, ``eval_percent`` a whole number 0..50,
+``max_text_length`` at least 1), a missing column, or a ``ts`` that is not a time raises
+:class:`~engine.errors.InputError` naming what is wrong and what is valid.
+
+>>> rows = pd.DataFrame({
+...     "text": ["Where is  MY order", "where is my order", "cancel it"],
+...     "label": ["Track_Order", "track_order", "cancel"],
+...     "confidence": [None, 0.9, 0.3],
+...     "source": ["human", "pseudo", "pseudo"],
+...     "ts": pd.to_datetime(["2024-01-01", "2024-01-02", "2024-01-03"]),
+... })
+>>> ts = build_training_set(rows, eval_percent=0)
+>>> ts.train.to_dict("records")
+[{'text': 'where is my order', 'label': 'track_order'}]
+>>> ts.funnel.as_dict()["low_confidence"], ts.funnel.as_dict()["duplicates"]
+(1, 1)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import numbers
+import unicodedata
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+
+from engine.errors import InputError
+
+log = logging.getLogger(__name__)
+
+REQUIRED_COLUMNS = ("text", "label", "confidence", "source", "ts")
+HUMAN = "human"
+PSEUDO = "pseudo"
+
+
+def normalize_text(text: str) -> str:
+    """Unicode NFKC, case-fold, whitespace collapsed to single spaces and stripped.
+
+    NFKC is applied again after case-folding, so the result is stable:
+    ``normalize_text(normalize_text(t)) == normalize_text(t)``.
+
+    >>> normalize_text("  Where is\\tＭＹ  Order ")
+    'where is my order'
+    """
+    if text.isascii():  # NFKC leaves ASCII alone and case-folds it as lower()
+        return " ".join(text.lower().split())
+    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
+    return " ".join(folded.split())
+
+
+def normalize_label(label: Any) -> str | None:
+    """Strip surrounding whitespace and lower-case; None/NaN/empty -> None.
+
+    >>> normalize_label(" Track_Order "), normalize_label("  "), normalize_label(float("nan"))
+    ('track_order', None, None)
+    """
+    if label is None or (not isinstance(label, str) and pd.api.types.is_scalar(label) and pd.isna(label)):
+        return None
+    text = str(label).strip().lower()
+    return text or None
+
+
+def eval_bucket(normalized_text: str) -> int:
+    """Stable bucket 0..99 from a SHA-256 of the normalised text.
+
+    The bucket is the first 8 bytes of the SHA-256 of the UTF-8 text, read big-endian,
+    modulo 100: the same text falls in the same bucket forever, in every process.
+
+    >>> eval_bucket("where is my order")
+    36
+    """
+    digest = hashlib.sha256(normalized_text.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % 100
+
+
+@dataclass(frozen=True)
+class Funnel:
+    """How many input rows each step removed or kept; the counts add up to ``rows_in``."""
+
+    rows_in: int
+    malformed: int
+    low_confidence: int
+    conflicts: int
+    duplicates: int
+    reserved_for_eval: int
+    train_rows: int
+    eval_rows: int
+
+    def as_dict(self) -> dict[str, int]:
+        """The counts by name, in funnel order."""
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True, eq=False)
+class TrainingSet:
+    """A training set, its evaluation set, how it was built, and a hash of its contents.
+
+    ``train`` and ``eval`` have columns ``text`` (normalised) and ``label``, one row per
+    text, sorted by text; ``eval`` holds human labels only. ``labels`` are the sorted
+    distinct labels of ``train``. ``data_hash`` is the SHA-256 hex of the UTF-8 JSON
+    array ``[[text, label], ...]`` of ``train`` in its (sorted) order.
+    """
+
+    train: pd.DataFrame
+    eval: pd.DataFrame
+    funnel: Funnel
+    labels: tuple[str, ...]
+    data_hash: str
+
+
+def build_training_set(
+    rows: pd.DataFrame,
+    *,
+    known_labels: Iterable[str] | None = None,
+    min_confidence: float = 0.5,
+    max_text_length: int = 2000,
+    eval_percent: int = 20,
+    use_pseudo_labels: bool = True,
+) -> TrainingSet:
+    """Clean ``rows`` into a training set and a held-out evaluation set (rules in the module docstring).
+
+    ``rows`` has columns text, label, confidence, source, ts. ``known_labels``: if given,
+    a label outside it is malformed; None means any non-empty label is known.
+    Raises :class:`~engine.errors.InputError` for an option out of range or a missing column.
+    """
+    _check_options(min_confidence=min_confidence, max_text_length=max_text_length, eval_percent=eval_percent)
+    _check_columns(rows)
+    known = _normalize_known(known_labels)
+
+    source_is = _source_masks(rows["source"])
+    if not use_pseudo_labels:
+        considered = ~source_is[PSEUDO]
+        rows = rows.loc[considered]
+        source_is = {name: mask[considered] for name, mask in source_is.items()}
+    human, pseudo = source_is[HUMAN], source_is[PSEUDO]
+
+    # Per-row Python work happens only once per distinct raw text and label.
+    group, group_texts = _text_groups(rows["text"], max_text_length=max_text_length)
+    label, label_names = _label_ids(rows["label"], known=known)
+    confidence = _confidences(rows["confidence"])
+    confidence_ok = np.isfinite(confidence) & (confidence >= 0.0) & (confidence <= 1.0)
+
+    malformed = (group < 0) | (label < 0) | ~(human | pseudo) | (pseudo & ~confidence_ok)
+    low = ~malformed & pseudo & (confidence < min_confidence)
+    kept = ~(malformed | low)
+
+    k_group, k_label, k_human = group[kept], label[kept], human[kept]
+    has_human = np.zeros(len(group_texts), dtype=bool)
+    has_human[k_group[k_human]] = True
+    winners = _winners(
+        group=k_group,
+        label=k_label,
+        deciding=k_human == has_human[k_group],
+        confidence=np.where(k_human, 0.0, confidence[kept]),
+        ts=_timestamps(rows["ts"].iloc[np.flatnonzero(kept)]),
+    )
+    winner_of = np.full(len(group_texts), -1, dtype=np.int64)
+    winner_of[winners.index.to_numpy()] = winners.to_numpy()
+    wins = k_label == winner_of[k_group]
+
+    in_eval = np.array([eval_bucket(group_texts[g]) < eval_percent for g in winners.index], dtype=bool)
+    from_humans = has_human[winners.index.to_numpy()]
+    train = _frame(winners[~in_eval], group_texts, label_names)
+    evaluation = _frame(winners[in_eval & from_humans], group_texts, label_names)
+
+    funnel = Funnel(
+        rows_in=len(rows),
+        malformed=int(malformed.sum()),
+        low_confidence=int(low.sum()),
+        conflicts=int((~wins).sum()),
+        duplicates=int(wins.sum()) - len(winners),
+        reserved_for_eval=int((in_eval & ~from_humans).sum()),
+        train_rows=len(train),
+        eval_rows=len(evaluation),
+    )
+    log.debug("training set funnel: %s", funnel.as_dict())
+    pairs = list(zip(train["text"].tolist(), train["label"].tolist()))
+    return TrainingSet(
+        train=train,
+        eval=evaluation,
+        funnel=funnel,
+        labels=tuple(sorted(set(train["label"].tolist()))),
+        data_hash=hashlib.sha256(json.dumps(pairs, ensure_ascii=False).encode("utf-8")).hexdigest(),
+    )
+
+
+def _check_options(*, min_confidence: Any, max_text_length: Any, eval_percent: Any) -> None:
+    def is_int(value: Any) -> bool:
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+    real = isinstance(min_confidence, numbers.Real) and not isinstance(min_confidence, bool)
+    if not (real and 0.0 <= min_confidence <= 1.0):
+        raise InputError(f"min_confidence = {min_confidence!r} is out of range: use a number from 0 to 1")
+    if not (is_int(max_text_length) and max_text_length >= 1):
+        raise InputError(f"max_text_length = {max_text_length!r} is out of range: use a whole number of at least 1")
+    if not (is_int(eval_percent) and 0 <= eval_percent <= 50):
+        raise InputError(f"eval_percent = {eval_percent!r} is out of range: use a whole number from 0 to 50")
+
+
+def _check_columns(rows: Any) -> None:
+    expected = ", ".join(REQUIRED_COLUMNS)
+    if not isinstance(rows, pd.DataFrame):
+        raise InputError(f"rows must be a pandas DataFrame with columns {expected}, not {type(rows).__name__}")
+    missing = [c for c in REQUIRED_COLUMNS if c not in rows.columns]
+    if missing:
+        raise InputError(f"rows lack column(s) {', '.join(missing)}: expected columns {expected}")
+
+
+def _normalize_known(known_labels: Iterable[str] | None) -> frozenset[str] | None:
+    if known_labels is None:
+        return None
+    if isinstance(known_labels, str):
+        raise InputError(f"known_labels = {known_labels!r} is a single string: pass a list of labels")
+    return frozenset(n for n in map(normalize_label, known_labels) if n is not None)
+
+
+def _factorize(values: pd.Series) -> tuple[np.ndarray, list[Any]]:
+    """Codes per row (-1 for missing) and the distinct values; unhashable values become missing."""
+    try:
+        codes, uniques = pd.factorize(values)
+    except TypeError:
+        codes, uniques = pd.factorize(values.map(lambda v: v if isinstance(v, str) else None))
+    return codes, uniques.to_numpy(dtype=object).tolist()
+
+
+def _text_groups(texts: pd.Series, *, max_text_length: int) -> tuple[np.ndarray, list[str]]:
+    """A group id per row (-1 if malformed) and the normalised text of each group, ids in text order."""
+    codes, uniques = _factorize(texts)
+    normalized = [normalize_text(t) if isinstance(t, str) else None for t in uniques]
+    normalized = [t if t and len(t) <= max_text_length else None for t in normalized]
+    return _regroup(codes, normalized)
+
+
+def _label_ids(labels: pd.Series, *, known: frozenset[str] | None) -> tuple[np.ndarray, list[str]]:
+    """A label id per row (-1 if missing or unknown) and the label names, ids in name order."""
+    codes, uniques = _factorize(labels)
+    normalized = [normalize_label(v) for v in uniques]
+    if known is not None:
+        normalized = [v if v in known else None for v in normalized]
+    return _regroup(codes, normalized)
+
+
+def _regroup(codes: np.ndarray, normalized: list[str | None]) -> tuple[np.ndarray, list[str]]:
+    """Map raw-value codes onto sorted distinct normalised values; None and -1 map to -1."""
+    names = sorted({v for v in normalized if v is not None})
+    rank = {v: i for i, v in enumerate(names)}
+    lookup = np.array([rank.get(v, -1) if v is not None else -1 for v in normalized] + [-1], dtype=np.int64)
+    return lookup[codes], names  # code -1 (missing raw value) picks the trailing -1
+
+
+def _source_masks(source: pd.Series) -> dict[str, np.ndarray]:
+    codes, uniques = _factorize(source)
+    return {
+        name: np.isin(codes, [i for i, v in enumerate(uniques) if isinstance(v, str) and v == name])
+        for name in (HUMAN, PSEUDO)
+    }
+
+
+def _confidences(values: pd.Series) -> np.ndarray:
+    """Confidence as floats; anything that is not a real number (strings, bools) becomes NaN."""
+    dtype = values.dtype
+    if pd.api.types.is_bool_dtype(dtype):
+        return np.full(len(values), np.nan)
+    if pd.api.types.is_numeric_dtype(dtype):
+        return values.to_numpy(dtype=float, na_value=np.nan)
+    return np.array(
+        [
+            float(v) if isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) else math.nan
+            for v in values.to_numpy(dtype=object)
+        ],
+        dtype=float,
+    )
+
+
+def _timestamps(ts: pd.Series) -> pd.Series:
+    """``ts`` as comparable values: datetimes and numbers as they are, strings parsed as ISO 8601."""
+    if pd.api.types.is_datetime64_any_dtype(ts.dtype) or (
+        pd.api.types.is_numeric_dtype(ts.dtype) and not pd.api.types.is_bool_dtype(ts.dtype)
+    ):
+        return ts.reset_index(drop=True)
+    try:
+        return pd.to_datetime(ts, utc=True, format="ISO8601").reset_index(drop=True)
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"column 'ts' holds a value that is not a timestamp ({exc}): use datetimes or ISO 8601 strings") from None
+
+
+def _winners(
+    *, group: np.ndarray, label: np.ndarray, deciding: np.ndarray, confidence: np.ndarray, ts: pd.Series
+) -> pd.Series:
+    """The winning label id per group id (index), from the deciding rows only."""
+    votes = pd.DataFrame({"group": group, "label": label, "confidence": confidence, "ts": ts})[deciding]
+    tally = votes.groupby(["group", "label"], sort=False).agg(
+        count=("label", "size"), confidence=("confidence", "mean"), ts=("ts", "max")
+    )
+    tally["confidence"] = tally["confidence"].round(9)  # equal means tie despite float noise
+    tally = tally.reset_index().sort_values(
+        ["group", "count", "confidence", "ts", "label"],
+        ascending=[True, False, False, False, True],
+        na_position="last",
+        kind="stable",
+    )
+    first = tally.drop_duplicates("group")
+    return pd.Series(first["label"].to_numpy(), index=pd.Index(first["group"].to_numpy(), name="group"), name="label")
+
+
+def _frame(winners: pd.Series, group_texts: list[str], label_names: list[str]) -> pd.DataFrame:
+    """Rows (text, label) for the winners, sorted by text (group ids are in text order)."""
+    return pd.DataFrame(
+        {
+            "text": pd.Series([group_texts[g] for g in winners.index], dtype=str),
+            "label": pd.Series([label_names[v] for v in winners.to_numpy()], dtype=str),
+        }
+    )

@@ -1,0 +1,154 @@
+"""Deploying a version, validating it first, and rolling back.
+
+The active pointer file (``models/ACTIVE.json``) is the truth serving processes
+follow; the store records the same facts for people. A deployment:
+
+1. validates the saved file: loaded back through the predictors' loader (checksum,
+   scikit-learn version), predictions on a smoke sample equal the in-memory model's;
+2. switches the pointer atomically;
+3. has the worker's own predictor load the new pointer and answer; if it cannot, the
+   previous pointer is restored at once and the event says why (automatic rollback);
+4. records statuses, the deployment and an event in one transaction.
+
+A crash between 2 and 4 is repaired at the next worker start (``engine.repair``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from engine import faults, registry
+from engine.classifier import load_serving_model
+from engine.context import Context
+from engine.errors import InputError, ModelLoadError, RegistryError
+from store.events import add_event
+from store.models import add_deployment, get_model, list_models, set_model_status
+
+log = logging.getLogger(__name__)
+
+SMOKE_TEXTS = (
+    "where is my order",
+    "i want my money back",
+    "how do i reset my password",
+    "can i talk to a person",
+    "the item arrived broken",
+)
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    deployed: bool
+    version: str
+    previous: str | None
+    message: str
+
+
+def ref_for(model_row: dict[str, Any]) -> registry.ModelRef:
+    return registry.ModelRef(
+        model_row["version"], model_row["sha256"], model_row["sklearn_version"], tuple(model_row.get("labels") or ())
+    )
+
+
+def validate(ctx: Context, ref: registry.ModelRef, in_memory: Any, *, smoke: Sequence[str] = SMOKE_TEXTS) -> None:
+    """Load the saved file as predictors will and compare its answers; raise ModelLoadError if they differ."""
+    loaded = registry.load_model(ctx.settings.registry_dir, ref.version, sha256=ref.sha256, sklearn_version=ref.sklearn_version)
+    texts = list(smoke)
+    if in_memory is not None:
+        expected = in_memory.predict_proba(texts)
+        got = loaded.predict_proba(texts)
+        if expected.shape != got.shape or not np.allclose(expected, got, rtol=0, atol=1e-9):
+            raise ModelLoadError(f"model {ref.version}: the saved file answers differently from the trained model")
+    else:
+        loaded.predict(texts)
+
+
+def _check_serving(ctx: Context, version: str) -> str | None:
+    """Load the pointer as a fresh predictor would and answer one query; None if all is well."""
+    try:
+        loaded, status = load_serving_model(ctx.settings.registry_dir)
+    except ModelLoadError as exc:
+        return str(exc)
+    if loaded is None or status.fallback or loaded.version != version:
+        return status.fallback_reason or f"the predictor serves {loaded.version if loaded else 'nothing'}, not {version}"
+    try:
+        loaded.pipeline.predict_proba([SMOKE_TEXTS[0]])
+    except Exception as exc:  # any failure to answer counts
+        return f"the predictor could not answer a query: {type(exc).__name__}: {exc}"
+    return None
+
+
+def deploy(ctx: Context, version: str, *, kind: str, reason: str, in_memory: Any = None) -> DeployResult:
+    """Make ``version`` active after validating it; restore the previous one if serving fails."""
+    registry.check_version(version)
+    row = get_model(ctx.db, version)
+    if row is None:
+        raise RegistryError(f"version {version} is not in the registry: see `python -m engine status` for versions")
+    ref = ref_for(row)
+    validate(ctx, ref, in_memory)
+    faults.point("deploy_after_validate")
+    before = registry.read_active(ctx.settings.registry_dir)
+    previous = before.active.version if before else None
+    now = ctx.clock()
+    registry.point_to(ctx.settings.registry_dir, ref, deployed_at=now.isoformat())
+    faults.point("deploy_after_switch")
+    problem = _check_serving(ctx, version)
+    if problem is not None:
+        if before is not None:
+            registry.write_active(ctx.settings.registry_dir, before)
+        else:
+            (ctx.settings.registry_dir / registry.ACTIVE_FILE).unlink(missing_ok=True)
+        message = (
+            f"Deployment of {version} failed after the switch: {problem}. "
+            + (f"Rolled back automatically to {previous}." if previous else "No earlier version to restore; nothing serves.")
+        )
+        with ctx.db.write() as con:
+            set_model_status(con, version, "failed")
+            if previous:
+                add_deployment(con, ts=now, version=previous, previous_version=version, kind="auto_rollback", reason=message)
+            add_event(con, ts=now, kind="rollback", severity="error", version=previous, message=message,
+                      details={"failed_version": version, "restored": previous, "problem": problem, "automatic": True})
+        log.error(message)
+        return DeployResult(False, version, previous, message)
+    with ctx.db.write() as con:
+        set_model_status(con, version, "active")
+        add_deployment(con, ts=now, version=version, previous_version=previous, kind=kind, reason=reason)
+        faults.point("deploy_before_event")
+        add_event(con, ts=now, kind="deploy" if kind == "deploy" else "rollback", severity="info" if kind == "deploy" else "warning",
+                  version=version, message=reason, details={"version": version, "previous": previous, "kind": kind})
+    log.info("deployed %s (previous %s)", version, previous)
+    return DeployResult(True, version, previous, reason)
+
+
+def rollback(ctx: Context, *, to: str | None = None, why: str = "requested") -> DeployResult:
+    """Return to the previously deployed version, or to ``to``; one deployment and one event."""
+    pointer = registry.read_active(ctx.settings.registry_dir)
+    if pointer is None:
+        raise RegistryError("nothing is deployed yet, so there is nothing to roll back")
+    current = pointer.active.version
+    if to is None:
+        candidates = [h.version for h in pointer.history if h.version != current]
+        if not candidates:
+            raise RegistryError(f"{current} is the only version ever deployed: there is no earlier version to roll back to")
+        target = candidates[0]
+    else:
+        target = registry.check_version(to.strip())
+        registry.model_file(ctx.settings.registry_dir, target)
+    if target == current:
+        raise RegistryError(f"{target} is already the active version")
+    row = get_model(ctx.db, target)
+    if row is None:
+        known = ", ".join(m["version"] for m in list_models(ctx.db) if m["status"] in ("retired", "active")) or "none"
+        raise InputError(f"version {target} does not exist: deployable versions are {known}")
+    if row["status"] not in ("retired",):
+        raise RegistryError(
+            f"version {target} is {row['status']}: only versions that served before (retired) can be rolled back to"
+        )
+    message = f"Rolled back from {current} to {target} ({why})."
+    result = deploy(ctx, target, kind="rollback", reason=message)
+    if result.deployed:
+        faults.point("rollback_after_deploy")
+    return result

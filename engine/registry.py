@@ -1,0 +1,216 @@
+"""Model versions on disk and the pointer to the active one.
+
+Layout of ``<home>/models``::
+
+    v0001.joblib      the fitted pipeline (joblib, zlib-compressed)
+    ACTIVE.json       which version serves, its checksum, and the versions that served before
+
+Files are written to a temporary file in the same folder, fsynced, moved into place
+with ``os.replace`` and the folder fsynced, so a reader sees the old file or the new
+one, never half of one. A model is loaded only from this folder, only under a valid
+version name, and only after its SHA-256 matches the one recorded when it was written
+and its scikit-learn version matches this process's (pickles are code: see DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import joblib
+import sklearn
+from sklearn.exceptions import InconsistentVersionWarning
+
+from engine import faults
+from engine.errors import InputError, ModelLoadError
+
+VERSION_PATTERN = re.compile(r"^v\d{4,9}$")
+ACTIVE_FILE = "ACTIVE.json"
+HISTORY_LENGTH = 50
+
+
+def check_version(version: str) -> str:
+    """Return ``version`` if it is a valid name (v0001, v0002, ...); refuse anything else.
+
+    >>> check_version("v0007")
+    'v0007'
+    """
+    if not isinstance(version, str) or not VERSION_PATTERN.match(version):
+        raise InputError(f"{version!r} is not a model version: versions look like v0007 (see `python -m engine status`)")
+    return version
+
+
+def version_name(number: int) -> str:
+    return f"v{number:04d}"
+
+
+def version_number(version: str) -> int:
+    return int(check_version(version)[1:])
+
+
+def model_file(registry_dir: Path, version: str) -> Path:
+    """The file of ``version``, which is always inside ``registry_dir``."""
+    path = (registry_dir / f"{check_version(version)}.joblib").resolve()
+    if path.parent != registry_dir.resolve():
+        raise InputError(f"version {version!r} points outside the model registry {registry_dir}")
+    return path
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old or the new content, never a mix."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def sha256_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class SavedModel:
+    version: str
+    file: str
+    sha256: str
+    size_bytes: int
+    sklearn_version: str
+
+
+def save_model(registry_dir: Path, version: str, model: Any) -> SavedModel:
+    """Write a fitted model into the registry atomically; return what was written."""
+    buffer = io.BytesIO()
+    joblib.dump(model, buffer, compress=("zlib", 3))
+    data = buffer.getvalue()
+    path = model_file(registry_dir, version)
+    faults.point("save_model_before_write")
+    atomic_write(path, data)
+    faults.point("save_model_after_write")
+    return SavedModel(version, path.name, sha256_of(data), len(data), sklearn.__version__)
+
+
+def load_model(registry_dir: Path, version: str, *, sha256: str, sklearn_version: str) -> Any:
+    """Load a registry model after checking its name, checksum and scikit-learn version.
+
+    Raises ModelLoadError saying which check failed and what to do.
+    """
+    path = model_file(registry_dir, version)
+    if sklearn_version != sklearn.__version__:
+        raise ModelLoadError(
+            f"model {version} was trained with scikit-learn {sklearn_version}, this process has "
+            f"{sklearn.__version__}: retrain it (`python -m engine retrain`) rather than load a stale pickle"
+        )
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ModelLoadError(f"model {version}: file {path} is missing") from None
+    except OSError as exc:
+        raise ModelLoadError(f"model {version}: cannot read {path}: {exc.strerror}") from None
+    actual = sha256_of(data)
+    if actual != sha256:
+        raise ModelLoadError(
+            f"model {version}: checksum mismatch (file {actual[:12]}…, registry {sha256[:12]}…): "
+            "the file was changed or damaged after it was written; it will not be loaded"
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", InconsistentVersionWarning)
+        try:
+            return joblib.load(io.BytesIO(data))
+        except InconsistentVersionWarning as exc:
+            raise ModelLoadError(f"model {version}: {exc}") from None
+        except Exception as exc:  # a damaged pickle can raise nearly anything
+            raise ModelLoadError(f"model {version}: the file could not be unpickled ({type(exc).__name__}: {exc})") from None
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """Enough to find and verify one version's file."""
+
+    version: str
+    sha256: str
+    sklearn_version: str
+    labels: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ActivePointer:
+    """Which version serves, since when, and which served before (newest first)."""
+
+    active: ModelRef
+    deployed_at: str
+    history: tuple[ModelRef, ...] = field(default=())
+
+    def to_json(self) -> bytes:
+        doc = {
+            "active": asdict(self.active),
+            "deployed_at": self.deployed_at,
+            "history": [asdict(ref) for ref in self.history],
+        }
+        return json.dumps(doc, indent=2).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> "ActivePointer":
+        doc = json.loads(data)
+
+        def ref(d: dict) -> ModelRef:
+            return ModelRef(d["version"], d["sha256"], d["sklearn_version"], tuple(d.get("labels", ())))
+
+        return cls(ref(doc["active"]), doc["deployed_at"], tuple(ref(d) for d in doc.get("history", [])))
+
+
+def read_active(registry_dir: Path) -> ActivePointer | None:
+    """The active pointer, or None when nothing was ever deployed."""
+    path = registry_dir / ACTIVE_FILE
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    try:
+        return ActivePointer.from_json(data)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelLoadError(f"{path} is damaged ({exc}): run `python -m engine rollback --to VERSION` to rewrite it") from None
+
+
+def active_stamp(registry_dir: Path) -> tuple[int, int] | None:
+    """A cheap fingerprint of the pointer file (mtime, inode) to notice deployments."""
+    try:
+        st = os.stat(registry_dir / ACTIVE_FILE)
+    except FileNotFoundError:
+        return None
+    return (st.st_mtime_ns, st.st_ino)
+
+
+def write_active(registry_dir: Path, pointer: ActivePointer) -> None:
+    """Switch the active version atomically."""
+    atomic_write(registry_dir / ACTIVE_FILE, pointer.to_json())
+
+
+def point_to(registry_dir: Path, ref: ModelRef, *, deployed_at: str) -> ActivePointer:
+    """Make ``ref`` active, pushing the current one onto the history; return the new pointer."""
+    current = read_active(registry_dir)
+    history: list[ModelRef] = []
+    if current is not None:
+        history = [current.active, *current.history]
+    history = [h for h in history if h.version != ref.version][:HISTORY_LENGTH]
+    pointer = ActivePointer(ref, deployed_at, tuple(history))
+    write_active(registry_dir, pointer)
+    return pointer

@@ -1,0 +1,203 @@
+"""One retrain cycle: training set -> fit -> save -> score -> gate -> deploy -> record.
+
+``run_cycle`` never leaves a retrain 'running': it ends accepted, rejected or failed,
+with the reason in words, the data-quality funnel, both models' metrics and the time
+of each stage written to the store.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Callable
+
+from engine import faults, registry
+from engine.context import Context
+from engine.dataset import build_training_set, normalize_label
+from engine.deployment import deploy
+from engine.errors import ModelLoadError, RetrainerError, TrainingError
+from engine.evaluation import Scores, majority_baseline, score_model
+from engine.gate import decide
+from engine.training import fit
+from store import log as querylog
+from store.events import add_event
+from store.models import insert_model, model_versions, set_model_metrics, set_model_status
+from store.retrains import add_evaluation, finish_retrain, start_retrain
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[float, str], None]
+
+TRIGGERS = ("weekly", "monthly", "adaptive", "manual", "demo", "catch-up", "drift")
+
+
+@dataclass
+class CycleResult:
+    retrain_id: int
+    status: str                 # accepted, rejected or failed
+    reason: str
+    candidate: str | None = None
+    champion: str | None = None
+    deployed: bool = False
+    duration_s: float = 0.0
+    stages: dict[str, float] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        return f"retrain #{self.retrain_id} {self.status}: {self.reason}"
+
+
+def _no_progress(fraction: float, stage: str) -> None:
+    pass
+
+
+def _next_version(ctx: Context) -> str:
+    with ctx.db.read() as con:
+        versions = model_versions(con)
+    numbers = [registry.version_number(v) for v in versions]
+    on_disk = [registry.version_number(p.stem) for p in ctx.settings.registry_dir.glob("v*.joblib")
+               if registry.VERSION_PATTERN.match(p.stem)]
+    return registry.version_name(max(numbers + on_disk + [0]) + 1)
+
+
+def _champion(ctx: Context) -> tuple[str | None, object | None, str | None]:
+    """(version, model, problem): the active model, loaded as predictors load it."""
+    pointer = registry.read_active(ctx.settings.registry_dir)
+    if pointer is None:
+        return None, None, None
+    ref = pointer.active
+    try:
+        return ref.version, registry.load_model(ctx.settings.registry_dir, ref.version, sha256=ref.sha256,
+                                                sklearn_version=ref.sklearn_version), None
+    except ModelLoadError as exc:
+        return ref.version, None, str(exc)
+
+
+def run_cycle(ctx: Context, *, trigger: str, command_id: int | None = None, progress: Progress = _no_progress) -> CycleResult:
+    """Run one full retrain; return its outcome (never raises for a failed cycle)."""
+    if trigger not in TRIGGERS:
+        raise ValueError(f"unknown trigger {trigger!r}: use one of {', '.join(TRIGGERS)}")
+    started = time.perf_counter()
+    retrain_id = start_retrain(ctx.db, trigger=trigger, ts=ctx.clock(), command_id=command_id)
+    stages: dict[str, float] = {}
+    record: dict = {}
+
+    def stage(name: str, fraction: float) -> None:
+        stages[name] = time.perf_counter()
+        progress(fraction, name)
+
+    try:
+        result = _cycle(ctx, retrain_id, trigger, stage, record)
+    except RetrainerError as exc:
+        result = CycleResult(retrain_id, "failed", str(exc))
+    except Exception as exc:  # a bug or an environment fault: recorded, never silent
+        log.error("retrain #%d crashed:\n%s", retrain_id, traceback.format_exc())
+        result = CycleResult(retrain_id, "failed", f"unexpected error: {type(exc).__name__}: {exc}")
+    result.duration_s = time.perf_counter() - started
+    result.stages = _durations(stages, started)
+    now = ctx.clock()
+    record.update(status=result.status, reason=result.reason, finished_at=now, duration_s=result.duration_s,
+                  stages=result.stages, candidate_version=result.candidate, champion_version=result.champion)
+    if result.status in ("accepted", "rejected"):
+        record["decision"] = result.status
+    with ctx.db.write() as con:
+        finish_retrain(con, retrain_id, record)
+        if result.status == "failed":
+            add_event(con, ts=now, kind="retrain", severity="error", version=result.candidate,
+                      message=f"Retrain #{retrain_id} ({trigger}) failed: {result.reason}",
+                      details={"retrain_id": retrain_id, "trigger": trigger})
+    progress(1.0, "done")
+    log.info(result.summary())
+    return result
+
+
+def _durations(stages: dict[str, float], started: float) -> dict[str, float]:
+    names = list(stages)
+    marks = [stages[n] for n in names] + [time.perf_counter()]
+    return {n: round(marks[i + 1] - marks[i], 4) for i, n in enumerate(names)}
+
+
+def _cycle(ctx: Context, retrain_id: int, trigger: str, stage: Callable[[str, float], None], record: dict) -> CycleResult:
+    s = ctx.settings
+    stage("reading the log", 0.05)
+    faults.point("cycle_read")
+    rows = querylog.training_rows(ctx.db, include_pseudo=s.use_pseudo_labels)
+    known = {normalize_label(x) for x in querylog.known_labels(ctx.db)} - {None}
+    stage("cleaning the training set", 0.15)
+    data = build_training_set(rows, known_labels=known or None, min_confidence=s.min_confidence,
+                              max_text_length=s.max_text_length, eval_percent=s.eval_percent,
+                              use_pseudo_labels=s.use_pseudo_labels)
+    record.update({k: v for k, v in data.funnel.as_dict().items() if k != "eval_rows"})
+    record["eval_rows"] = data.funnel.eval_rows
+    if data.eval.empty:
+        raise TrainingError(
+            f"no human-labelled evaluation rows ({data.funnel.train_rows} training rows): "
+            "the gate needs labelled examples; import some with `python -m engine import FILE --labeled`"
+        )
+    faults.point("cycle_before_fit")
+    stage("fitting", 0.25)
+    fitted = fit(data.train, max_features=s.max_features, min_df=s.min_df, seed=s.seed)
+    faults.point("cycle_after_fit")
+    stage("saving", 0.6)
+    version = _next_version(ctx)
+    saved = registry.save_model(s.registry_dir, version, fitted.pipeline)
+    now = ctx.clock()
+    with ctx.db.write() as con:
+        insert_model(con, {
+            "version": version, "created_at": now, "status": "candidate", "file": saved.file, "sha256": saved.sha256,
+            "size_bytes": saved.size_bytes, "sklearn_version": saved.sklearn_version,
+            "params": fitted.params, "labels": list(fitted.labels), "train_rows": fitted.train_rows,
+            "train_hash": data.data_hash, "retrain_id": retrain_id,
+        })
+    faults.point("cycle_after_save")
+    stage("scoring", 0.7)
+    candidate = score_model(fitted.pipeline, data.eval)
+    baseline = majority_baseline(data.train, data.eval)
+    champion_version, champion_model, champion_problem = _champion(ctx)
+    champion: Scores | None = score_model(champion_model, data.eval) if champion_model is not None else None
+    decision = decide(candidate=candidate, champion=champion, baseline=baseline if champion is None else None,
+                      tolerance=s.tolerance)
+    reason = decision.reason
+    if champion_problem:
+        reason = f"{reason} (The active model {champion_version} could not be loaded, so the candidate was judged against the baseline: {champion_problem})"
+    faults.point("cycle_after_gate")
+    record.update(
+        candidate_accuracy=candidate.accuracy, candidate_macro_f1=candidate.macro_f1,
+        champion_accuracy=champion.accuracy if champion else None, champion_macro_f1=champion.macro_f1 if champion else None,
+        baseline_accuracy=baseline.accuracy, baseline_macro_f1=baseline.macro_f1, eval_rows=candidate.rows,
+    )
+    with ctx.db.write() as con:
+        set_model_metrics(con, version, accuracy=candidate.accuracy, macro_f1=candidate.macro_f1,
+                          eval_rows=candidate.rows, report=candidate.report())
+        add_evaluation(con, retrain_id=retrain_id, ts=now, version=version, role="candidate",
+                       accuracy=candidate.accuracy, macro_f1=candidate.macro_f1, eval_rows=candidate.rows)
+        if champion is not None:
+            add_evaluation(con, retrain_id=retrain_id, ts=now, version=champion_version, role="champion",
+                           accuracy=champion.accuracy, macro_f1=champion.macro_f1, eval_rows=champion.rows)
+        if not decision.accepted:
+            set_model_status(con, version, "rejected")
+        add_event(con, ts=now, kind="gate", severity="info" if decision.accepted else "warning", version=version,
+                  message=f"Candidate {version} {decision.word} ({trigger} retrain #{retrain_id}). {reason}",
+                  details={
+                      "retrain_id": retrain_id, "trigger": trigger, "candidate": version, "champion": champion_version,
+                      "rule": decision.rule, "deltas": decision.deltas, "accepted": decision.accepted,
+                      "candidate_metrics": {"accuracy": candidate.accuracy, "macro_f1": candidate.macro_f1},
+                      "champion_metrics": None if champion is None else {"accuracy": champion.accuracy, "macro_f1": champion.macro_f1},
+                      "baseline_metrics": {"accuracy": baseline.accuracy, "macro_f1": baseline.macro_f1},
+                      "eval_rows": candidate.rows, "funnel": data.funnel.as_dict(),
+                  })
+    if not decision.accepted:
+        return CycleResult(retrain_id, "rejected", reason, version, champion_version)
+    stage("validating and deploying", 0.85)
+    try:
+        deployed = deploy(ctx, version, kind="deploy", in_memory=fitted.pipeline,
+                          reason=f"Deployed {version} ({trigger} retrain #{retrain_id}). {reason}")
+    except ModelLoadError as exc:
+        with ctx.db.write() as con:
+            set_model_status(con, version, "failed")
+        return CycleResult(retrain_id, "failed", f"candidate {version} passed the gate but failed validation: {exc}",
+                           version, champion_version)
+    if not deployed.deployed:
+        return CycleResult(retrain_id, "failed", deployed.message, version, champion_version)
+    return CycleResult(retrain_id, "accepted", reason, version, champion_version, deployed=True)

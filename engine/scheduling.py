@@ -1,0 +1,225 @@
+"""Scheduled retrains, on top of the ``schedule`` library.
+
+Three jobs, from settings (local time of the worker):
+
+- ``weekly``: every ``weekly_day`` at ``weekly_time`` (Sunday 03:00).
+- ``monthly``: ``schedule`` has no monthly unit, so a daily job at ``monthly_time``
+  that acts only on day ``monthly_day`` of the month.
+- ``adaptive``: every ``adaptive_every_minutes``, retrains when at least
+  ``adaptive_min_samples`` new human-labelled texts arrived or ``adaptive_max_days``
+  days passed since the last retrain.
+
+What ``schedule`` lacks is added here (DESIGN.md): every job is wrapped, so one that
+raises is recorded as a failed run and rescheduled instead of looping; next and last
+runs live in the store, so a slot missed while the worker was down runs once at
+start-up; the clock is injected (``schedule`` reads ``datetime.datetime.now``, which
+is pointed at the context's clock while it runs).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import threading
+import traceback
+import types
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import schedule
+
+from engine.clock import to_local, to_utc
+from engine.context import Context
+from store import log as querylog
+from store.retrains import recent_retrains
+from store.state import define_job, put_state, read_jobs, read_state, record_job_run
+
+log = logging.getLogger(__name__)
+
+JOB_NAMES = ("weekly", "monthly", "adaptive")
+PAUSED_KEY = "scheduler_paused"
+
+RequestRetrain = Callable[[str, str], str]  # (trigger, why) -> what happened, in words
+
+_patch_lock = threading.RLock()
+
+
+@contextmanager
+def _clocked(local_now: Callable[[], _dt.datetime]) -> Iterator[None]:
+    """Make ``schedule`` read time from ``local_now`` for the duration of the block."""
+
+    class _Datetime(_dt.datetime):
+        @classmethod
+        def now(cls, tz=None):  # noqa: D401 - mirrors datetime.now
+            return local_now()
+
+    shim = types.SimpleNamespace(datetime=_Datetime, timedelta=_dt.timedelta, time=_dt.time, date=_dt.date,
+                                 tzinfo=_dt.tzinfo, timezone=_dt.timezone)
+    with _patch_lock:
+        original = schedule.datetime
+        schedule.datetime = shim
+        try:
+            yield
+        finally:
+            schedule.datetime = original
+
+
+@dataclass(frozen=True)
+class AdaptiveStatus:
+    new_samples: int
+    days_since: float | None      # None: never retrained
+    min_samples: int
+    max_days: float
+
+    @property
+    def due(self) -> bool:
+        if self.new_samples >= self.min_samples:
+            return True
+        if self.days_since is None:  # never retrained: any labelled data is reason enough
+            return self.new_samples > 0
+        return self.days_since >= self.max_days
+
+    def reason(self) -> str:
+        days = "never retrained" if self.days_since is None else f"{self.days_since:.1f} of {self.max_days:g} days since the last retrain"
+        return f"{self.new_samples} of {self.min_samples} new labelled samples; {days}"
+
+
+def adaptive_status(ctx: Context) -> AdaptiveStatus:
+    """The adaptive trigger's counters: new labelled texts and days since the last retrain."""
+    last = next((r for r in recent_retrains(ctx.db, limit=5) if r["status"] != "running"), None)
+    since = last["started_at"] if last else None
+    new = querylog.new_labelled_since(ctx.db, since)
+    days = None if since is None else (ctx.clock() - since).total_seconds() / 86400
+    return AdaptiveStatus(new, days, ctx.settings.adaptive_min_samples, ctx.settings.adaptive_max_days)
+
+
+def is_paused(ctx: Context) -> bool:
+    value = read_state(ctx.db).get(PAUSED_KEY)
+    return bool(value and value[0])
+
+
+def set_paused(ctx: Context, paused: bool) -> None:
+    with ctx.db.write() as con:
+        put_state(con, PAUSED_KEY, paused, ts=ctx.clock())
+
+
+def next_monthly(local_now: _dt.datetime, *, day: int, at: str) -> _dt.datetime:
+    """The next local moment that is day ``day`` of a month at ``at`` (HH:MM), after ``local_now``.
+
+    >>> next_monthly(_dt.datetime(2026, 1, 1, 1, 0), day=1, at="02:00")
+    datetime.datetime(2026, 1, 1, 2, 0)
+    >>> next_monthly(_dt.datetime(2026, 12, 1, 2, 0), day=1, at="02:00")
+    datetime.datetime(2027, 1, 1, 2, 0)
+    """
+    hour, minute = (int(x) for x in at.split(":"))
+    candidate = local_now.replace(day=day, hour=hour, minute=minute, second=0, microsecond=0)
+    if candidate <= local_now:
+        year, month = (local_now.year + 1, 1) if local_now.month == 12 else (local_now.year, local_now.month + 1)
+        candidate = candidate.replace(year=year, month=month)
+    return candidate
+
+
+class Scheduler:
+    """The worker's three jobs. ``request_retrain(trigger, why)`` starts or queues a cycle."""
+
+    def __init__(self, ctx: Context, *, request_retrain: RequestRetrain):
+        self.ctx = ctx
+        self._request = request_retrain
+        self._schedule = schedule.Scheduler()
+        self._jobs: dict[str, schedule.Job] = {}
+        self._ran = False
+        s = ctx.settings
+        with self._clock():
+            self._jobs["weekly"] = getattr(self._schedule.every(), s.weekly_day).at(s.weekly_time).do(self._wrapped, "weekly")
+            self._jobs["monthly"] = self._schedule.every().day.at(s.monthly_time).do(self._wrapped, "monthly")
+            self._jobs["adaptive"] = self._schedule.every(s.adaptive_every_minutes).minutes.do(self._wrapped, "adaptive")
+
+    def _local_now(self) -> _dt.datetime:
+        return to_local(self.ctx.clock())
+
+    def _clock(self):
+        return _clocked(self._local_now)
+
+    # -- public -------------------------------------------------------------------
+
+    def start(self) -> list[str]:
+        """Persist next runs and run, once, each slot missed while no worker ran. Returns what it caught up."""
+        previous = {j["name"]: j for j in read_jobs(self.ctx.db)}
+        now = self.ctx.clock()
+        missed = [name for name in ("weekly", "monthly")
+                  if previous.get(name) and previous[name]["next_run"] is not None and previous[name]["next_run"] <= now]
+        self._save_next_runs()
+        done = []
+        for name in missed:
+            log.info("catching up the %s slot of %s", name, previous[name]["next_run"])
+            self._run_job(name, catch_up=previous[name]["next_run"])
+            done.append(name)
+        if previous.get("adaptive"):
+            self._run_job("adaptive")
+        self._save_next_runs()
+        return done
+
+    def run_pending(self) -> None:
+        """Run the jobs that are due now (by the context's clock)."""
+        self._ran = False
+        with self._clock():
+            self._schedule.run_pending()
+        if self._ran:
+            self._save_next_runs()
+
+    def next_runs(self) -> dict[str, _dt.datetime]:
+        """Each job's next run, as naive UTC."""
+        with self._clock():
+            runs = {name: job.next_run for name, job in self._jobs.items()}
+        s = self.ctx.settings
+        runs["monthly"] = next_monthly(self._local_now(), day=s.monthly_day, at=s.monthly_time)
+        return {name: to_utc(t) for name, t in runs.items()}
+
+    def next_due(self) -> _dt.datetime:
+        """The earliest moment (naive UTC) at which ``schedule`` will run something."""
+        with self._clock():
+            return to_utc(min(job.next_run for job in self._jobs.values()))
+
+    # -- jobs ---------------------------------------------------------------------
+
+    def _wrapped(self, name: str) -> None:
+        # Called by schedule inside run_pending (clock already patched).
+        self._run_job(name)
+
+    def _run_job(self, name: str, *, catch_up: _dt.datetime | None = None) -> None:
+        ran_at = self.ctx.clock()
+        error = None
+        try:
+            result = self._act(name, catch_up=catch_up)
+        except Exception as exc:  # a job that raises is recorded and rescheduled, never fatal
+            log.error("job %s failed:\n%s", name, traceback.format_exc())
+            result, error = "failed", f"{type(exc).__name__}: {exc}"
+        self._ran = True
+        try:
+            with self.ctx.db.write() as con:
+                record_job_run(con, name, ran_at=ran_at, result=result, error=error, next_run=None)
+        except Exception:
+            log.exception("could not record the run of job %s", name)
+
+    def _act(self, name: str, *, catch_up: _dt.datetime | None) -> str:
+        local = self._local_now()
+        if name == "monthly" and catch_up is None and local.day != self.ctx.settings.monthly_day:
+            return f"nothing to do: today is day {local.day}, the monthly retrain runs on day {self.ctx.settings.monthly_day}"
+        if is_paused(self.ctx):
+            return "skipped: the scheduler is paused"
+        if name == "adaptive":
+            status = adaptive_status(self.ctx)
+            if not status.due:
+                return f"not due: {status.reason()}"
+            return self._request("adaptive", f"adaptive trigger: {status.reason()}")
+        why = f"{name} schedule"
+        if catch_up is not None:
+            why = f"{name} slot of {to_local(catch_up):%Y-%m-%d %H:%M} was missed while no worker ran; caught up at start-up"
+        return self._request(name, why)
+
+    def _save_next_runs(self) -> None:
+        runs = self.next_runs()
+        with self.ctx.db.write() as con:
+            for name in JOB_NAMES:
+                define_job(con, name, next_run=runs[name])

@@ -1,0 +1,287 @@
+"""The worker: the one long-running process per data directory.
+
+Its loop (every ``poll_seconds``) writes a heartbeat, ingests the query spool, takes
+queued commands, runs due scheduler jobs and checks that the active model loads.
+Retrains and rollbacks run one at a time on an executor thread, so commands such as
+pause keep working during a long fit; a retrain asked for while one runs waits (at
+most one waits: later requests join it).
+
+``synchronous=True`` runs retrains and rollbacks inline (the CLI without a worker,
+the demo, tests).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine import faults
+from engine.classifier import Classifier
+from engine.context import Context
+from engine.deployment import rollback
+from engine.errors import RetrainerError
+from engine.ingest import ingest_spool
+from engine.lock import WorkerLock
+from engine.repair import repair
+from engine.retrain import CycleResult, run_cycle
+from engine.scheduling import Scheduler, set_paused
+from engine.status import FALLBACK_KEY, HEARTBEAT_KEY, PROGRESS_KEY
+from store import commands as queue
+from store.events import add_event, record_event
+from store.state import put_state
+
+log = logging.getLogger(__name__)
+
+
+
+@dataclass
+class _Task:
+    kind: str                      # retrain or rollback
+    trigger: str = "manual"
+    why: str = ""
+    args: dict[str, Any] = field(default_factory=dict)
+    command_ids: list[int] = field(default_factory=list)
+
+
+class Worker:
+    def __init__(self, ctx: Context, *, synchronous: bool = False):
+        self.ctx = ctx
+        self.synchronous = synchronous
+        self.stop_event = threading.Event()
+        self._tasks: collections.deque[_Task] = collections.deque()
+        self._cond = threading.Condition()
+        self._running: _Task | None = None
+        self._last_heartbeat = 0.0
+        self._last_model_check = 0.0
+        self._fallback: str | None = None
+        self.scheduler = Scheduler(ctx, request_retrain=self.request_retrain)
+        self.predictor = Classifier(settings=ctx.settings, log_queries=False, background=False, report_events=False)
+        self._executor: threading.Thread | None = None
+        self.last_result: CycleResult | None = None
+
+    # -- life ------------------------------------------------------------------------
+
+    def start(self, *, schedule: bool = True) -> list[str]:
+        """Repair, announce, catch up missed slots; start the executor. Returns the repairs made.
+
+        ``schedule=False`` (the CLI running one command itself) skips the scheduler's catch-up.
+        """
+        fixes = repair(self.ctx)
+        record_event(self.ctx.db, ts=self.ctx.clock(), kind="worker", message=f"Worker started (pid {os.getpid()}).",
+                     details={"pid": os.getpid(), "host": socket.gethostname(), "repairs": fixes})
+        self.heartbeat(force=True)
+        if not self.synchronous:
+            self._executor = threading.Thread(target=self._execute_forever, name="executor", daemon=True)
+            self._executor.start()
+        caught_up = self.scheduler.start() if schedule else []
+        if caught_up:
+            log.info("caught up missed slots: %s", ", ".join(caught_up))
+        return fixes
+
+    def run(self) -> None:
+        """Loop until ``stop_event`` is set (SIGTERM/SIGINT in the CLI)."""
+        self.start()
+        try:
+            while not self.stop_event.is_set():
+                self.tick()
+                self.stop_event.wait(self.ctx.settings.poll_seconds)
+        finally:
+            self.shutdown()
+
+    def shutdown(self) -> None:
+        with self._cond:
+            waiting = list(self._tasks)
+            self._tasks.clear()
+            self._cond.notify_all()
+        for task in waiting:
+            self._finish_commands(task, ok=False, message="the worker stopped before this ran; run it again")
+        message = "Worker stopped."
+        if self._running is not None:
+            message = f"Worker stopped during a {self._running.kind}; it will be marked failed at the next start."
+        try:
+            self.ingest()
+            record_event(self.ctx.db, ts=self.ctx.clock(), kind="worker", message=message)
+        except RetrainerError as exc:
+            log.error("could not record the stop: %s", exc)
+        self.predictor.close()
+
+    def tick(self) -> None:
+        """One pass of the loop; every part is guarded so the loop never dies."""
+        for part in (self.heartbeat, self.ingest, self.process_commands, self.scheduler.run_pending, self.check_model):
+            try:
+                part()
+            except Exception:
+                log.exception("worker step %s failed; continuing", getattr(part, "__name__", part))
+
+    # -- loop parts -------------------------------------------------------------------
+
+    def heartbeat(self, *, force: bool = False) -> None:
+        if not force and time.monotonic() - self._last_heartbeat < self.ctx.settings.heartbeat_seconds:
+            return
+        self._last_heartbeat = time.monotonic()
+        running = self._running
+        with self.ctx.db.write() as con:
+            put_state(con, HEARTBEAT_KEY, {"pid": os.getpid(), "host": socket.gethostname(),
+                                           "busy": running.kind if running else None}, ts=self.ctx.clock())
+
+    def ingest(self) -> None:
+        ingest_spool(self.ctx.db, self.ctx.settings.spool_dir, clock=self.ctx.clock)
+
+    def process_commands(self) -> None:
+        for command in queue.queued_commands(self.ctx.db):
+            self._take(command)
+
+    def check_model(self, *, force: bool = False) -> None:
+        """Load the active model as a predictor would; record entering and leaving fallback."""
+        if not force and time.monotonic() - self._last_model_check < self.ctx.settings.heartbeat_seconds:
+            return
+        self._last_model_check = time.monotonic()
+        self.predictor.reload()
+        status = self.predictor.status()
+        reason = status.fallback_reason
+        if reason == self._fallback:
+            return
+        now = self.ctx.clock()
+        with self.ctx.db.write() as con:
+            if reason:
+                put_state(con, FALLBACK_KEY, {"reason": reason, "serving": status.version, "active": status.active_version}, ts=now)
+                add_event(con, ts=now, kind="fallback", severity="error", version=status.active_version,
+                          message=f"Fallback in use: {reason}.", details={"serving": status.version})
+            else:
+                put_state(con, FALLBACK_KEY, None, ts=now)
+                if self._fallback is not None:
+                    add_event(con, ts=now, kind="fallback", severity="info", version=status.version,
+                              message=f"Fallback over: {status.version} serves again.")
+        self._fallback = reason
+
+    # -- commands and tasks --------------------------------------------------------------
+
+    def _take(self, command: dict[str, Any]) -> None:
+        cid, kind, args = command["id"], command["kind"], command["args"]
+        now = self.ctx.clock()
+        if kind in ("pause", "resume"):
+            queue.mark_running(self.ctx.db, cid, ts=now, stage=kind)
+            set_paused(self.ctx, kind == "pause")
+            word = "paused" if kind == "pause" else "resumed"
+            with self.ctx.db.write() as con:
+                add_event(con, ts=now, kind="scheduler", message=f"Scheduler {word} (command #{cid}, from {command['source']}).")
+                queue.finish_command(con, cid, ok=True, message=f"scheduler {word}", ts=now)
+            return
+        if kind == "retrain":
+            queue.mark_running(self.ctx.db, cid, ts=now, stage="waiting for the worker")
+            self.request_retrain("manual", f"requested from {command['source']} (command #{cid})", command_id=cid)
+            return
+        if kind == "rollback":
+            queue.mark_running(self.ctx.db, cid, ts=now, stage="waiting for the worker")
+            self._submit(_Task("rollback", args=args, why=f"requested from {command['source']} (command #{cid})", command_ids=[cid]))
+            return
+        queue.end_command(self.ctx.db, cid, ok=False, message=f"unknown command {kind!r}", ts=now)
+
+    def request_retrain(self, trigger: str, why: str, *, command_id: int | None = None) -> str:
+        """Start a retrain, or queue it behind the running one (joining a waiting one)."""
+        ids = [command_id] if command_id is not None else []
+        with self._cond:
+            waiting = next((t for t in self._tasks if t.kind == "retrain"), None)
+            if waiting is not None:
+                waiting.command_ids.extend(ids)
+                return f"joined the retrain already waiting ({waiting.trigger})"
+            task = _Task("retrain", trigger=trigger, why=why, command_ids=ids)
+            if not self.synchronous:
+                busy = self._running is not None or bool(self._tasks)
+                self._tasks.append(task)
+                self._cond.notify_all()
+                return "queued behind the running task" if busy else "retrain started"
+        return self._run_task(task)
+
+    def _submit(self, task: _Task) -> None:
+        if self.synchronous:
+            self._run_task(task)
+            return
+        with self._cond:
+            self._tasks.append(task)
+            self._cond.notify_all()
+
+    def _execute_forever(self) -> None:
+        while not self.stop_event.is_set():
+            with self._cond:
+                while not self._tasks and not self.stop_event.is_set():
+                    self._cond.wait(timeout=0.5)
+                if self.stop_event.is_set():
+                    return
+                task = self._tasks.popleft()
+            try:
+                self._run_task(task)
+            except Exception:
+                log.exception("task %s crashed", task.kind)
+
+    def _run_task(self, task: _Task) -> str:
+        self._running = task
+        try:
+            if task.kind == "retrain":
+                return self._run_retrain(task)
+            return self._run_rollback(task)
+        finally:
+            self._running = None
+            self._set_progress(None)
+
+    def _run_retrain(self, task: _Task) -> str:
+        last_write = [0.0]
+
+        def progress(fraction: float, stage: str) -> None:
+            if fraction < 1.0 and time.monotonic() - last_write[0] < 0.2:
+                return
+            last_write[0] = time.monotonic()
+            try:
+                for cid in task.command_ids:
+                    queue.set_progress(self.ctx.db, cid, progress=fraction, stage=stage)
+                self._set_progress({"trigger": task.trigger, "progress": fraction, "stage": stage,
+                                    "started_at": self.ctx.clock().isoformat()})
+            except RetrainerError:
+                log.warning("could not record progress")
+
+        faults.point("worker_before_cycle")
+        result = run_cycle(self.ctx, trigger=task.trigger, command_id=task.command_ids[0] if task.command_ids else None,
+                           progress=progress)
+        self.last_result = result
+        self.check_model(force=True)
+        self._finish_commands(task, ok=True, message=result.summary())
+        return result.summary()
+
+    def _run_rollback(self, task: _Task) -> str:
+        try:
+            result = rollback(self.ctx, to=task.args.get("to"), why=task.why)
+        except RetrainerError as exc:
+            message = f"rollback refused: {exc}"
+            record_event(self.ctx.db, ts=self.ctx.clock(), kind="rollback", severity="warning", message=f"Rollback refused: {exc}.")
+            self._finish_commands(task, ok=False, message=message)
+            return message
+        self.check_model(force=True)
+        self._finish_commands(task, ok=result.deployed, message=result.message)
+        return result.message
+
+    def _finish_commands(self, task: _Task, *, ok: bool, message: str) -> None:
+        if not task.command_ids:
+            return
+        with self.ctx.db.write() as con:
+            for cid in task.command_ids:
+                queue.finish_command(con, cid, ok=ok, message=message, ts=self.ctx.clock())
+
+    def _set_progress(self, value: dict[str, Any] | None) -> None:
+        with self.ctx.db.write() as con:
+            put_state(con, PROGRESS_KEY, value, ts=self.ctx.clock())
+
+
+def open_worker(ctx: Context, *, synchronous: bool = False) -> tuple[Worker, WorkerLock]:
+    """Take the single-worker lock (or raise WorkerLockedError) and build the worker."""
+    lock = WorkerLock(ctx.settings.worker_lock_path).acquire()
+    try:
+        return Worker(ctx, synchronous=synchronous), lock
+    except BaseException:
+        lock.release()
+        raise

@@ -1,0 +1,98 @@
+"""The query log and the true labels people supply.
+
+Rows arrive in batches (DataFrames) and are inserted with one statement each;
+ids are chosen by the writer, so a batch written twice is stored once.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import duckdb
+import pandas as pd
+
+from store.db import Database
+
+QUERY_COLUMNS = ["id", "ts", "text", "predicted_label", "confidence", "model_version", "source"]
+LABEL_COLUMNS = ["id", "ts", "query_id", "text", "label", "source"]
+
+INSERT_QUERIES = f"""
+INSERT INTO queries ({', '.join(QUERY_COLUMNS)})
+SELECT id, ts::TIMESTAMP, text, predicted_label, confidence::DOUBLE, model_version, source FROM batch_queries
+ON CONFLICT DO NOTHING
+"""
+INSERT_LABELS = f"""
+INSERT INTO labels ({', '.join(LABEL_COLUMNS)})
+SELECT id, ts::TIMESTAMP, query_id, text, label, source FROM batch_labels
+ON CONFLICT DO NOTHING
+"""
+COUNT_QUERIES = "SELECT count(*) FROM queries"
+COUNT_LABELS = "SELECT count(*) FROM labels"
+
+HUMAN_ROWS = """
+SELECT coalesce(l.text, q.text) AS text, l.label AS label, NULL::DOUBLE AS confidence,
+       'human' AS source, l.ts AS ts
+FROM labels l LEFT JOIN queries q ON q.id = l.query_id
+"""
+PSEUDO_ROWS = """
+SELECT text, predicted_label AS label, confidence, 'pseudo' AS source, ts
+FROM queries WHERE predicted_label IS NOT NULL
+"""
+# Human-labelled texts that arrived after a moment: the adaptive trigger's counter.
+NEW_LABELLED_SINCE = """
+SELECT count(DISTINCT lower(trim(coalesce(l.text, q.text))))
+FROM labels l LEFT JOIN queries q ON q.id = l.query_id
+WHERE l.ts > ? AND length(trim(coalesce(l.text, q.text, ''))) > 0
+"""
+KNOWN_LABELS = "SELECT DISTINCT label FROM labels ORDER BY label"
+
+
+def _insert(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame, *, name: str, statement: str) -> int:
+    if frame.empty:
+        return 0
+    frame = frame.drop_duplicates(subset="id", keep="first")
+    con.register(name, frame)
+    try:
+        return con.execute(statement).fetchone()[0]
+    finally:
+        con.unregister(name)
+
+
+def insert_queries(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame) -> int:
+    """Insert logged queries (columns QUERY_COLUMNS) inside an open write; return rows added."""
+    return _insert(con, frame[QUERY_COLUMNS], name="batch_queries", statement=INSERT_QUERIES)
+
+
+def insert_labels(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame) -> int:
+    """Insert true labels (columns LABEL_COLUMNS) inside an open write; return rows added."""
+    return _insert(con, frame[LABEL_COLUMNS], name="batch_labels", statement=INSERT_LABELS)
+
+
+def count_rows(db: Database) -> dict[str, int]:
+    with db.read() as con:
+        return {
+            "queries": con.execute(COUNT_QUERIES).fetchone()[0],
+            "labels": con.execute(COUNT_LABELS).fetchone()[0],
+        }
+
+
+def training_rows(db: Database, *, include_pseudo: bool = True) -> pd.DataFrame:
+    """Human labels and (optionally) the model's own predictions, as one frame.
+
+    Columns: text, label, confidence, source ('human' or 'pseudo'), ts.
+    """
+    with db.read() as con:
+        human = con.execute(HUMAN_ROWS).df()
+        pseudo = con.execute(PSEUDO_ROWS).df() if include_pseudo else human.iloc[0:0]
+    return pd.concat([human, pseudo], ignore_index=True)
+
+
+def new_labelled_since(db: Database, since: datetime | None) -> int:
+    """Distinct human-labelled texts added after ``since`` (all of them when None)."""
+    with db.read() as con:
+        return con.execute(NEW_LABELLED_SINCE, [since or datetime(1970, 1, 1)]).fetchone()[0]
+
+
+def known_labels(db: Database) -> list[str]:
+    with db.read() as con:
+        return [r[0] for r in con.execute(KNOWN_LABELS).fetchall()]

@@ -1,0 +1,83 @@
+"""Retrain cycles and the evaluations they made: the history behind every chart."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import duckdb
+
+from store.db import Database
+from store.records import from_json, one_as_dict, rows_as_dicts, to_json
+
+RESULT_COLUMNS = (
+    "finished_at", "status", "champion_version", "candidate_version", "decision", "reason",
+    "champion_accuracy", "champion_macro_f1", "candidate_accuracy", "candidate_macro_f1",
+    "baseline_accuracy", "baseline_macro_f1", "eval_rows", "rows_in", "malformed", "low_confidence",
+    "conflicts", "duplicates", "reserved_for_eval", "train_rows", "duration_s", "stages",
+)
+START_RETRAIN = "INSERT INTO retrains (started_at, trigger, status, command_id) VALUES (?, ?, 'running', ?) RETURNING id"
+FINISH_RETRAIN = (
+    "UPDATE retrains SET " + ", ".join(f"{c} = ?" for c in RESULT_COLUMNS) + " WHERE id = ?"
+)
+SELECT_RETRAINS = "SELECT * FROM retrains ORDER BY id DESC LIMIT ?"
+SELECT_RETRAIN = "SELECT * FROM retrains WHERE id = ?"
+LAST_FINISHED = "SELECT * FROM retrains WHERE status NOT IN ('running', 'failed') ORDER BY started_at DESC, id DESC LIMIT 1"
+FAIL_RUNNING = "UPDATE retrains SET status = 'failed', finished_at = ?, reason = ? WHERE status = 'running' RETURNING id"
+INSERT_EVALUATION = "INSERT INTO evaluations VALUES (?, ?, ?, ?, ?, ?, ?)"
+SELECT_EVALUATIONS = """
+SELECT e.retrain_id, e.ts, e.version, e.role, e.accuracy, e.macro_f1, e.eval_rows, r.decision, r.trigger
+FROM evaluations e JOIN retrains r ON r.id = e.retrain_id
+ORDER BY e.ts, e.retrain_id
+"""
+
+
+def start_retrain(db: Database, *, trigger: str, ts: datetime, command_id: int | None = None) -> int:
+    with db.write() as con:
+        return con.execute(START_RETRAIN, [ts, trigger, command_id]).fetchone()[0]
+
+
+def finish_retrain(con: duckdb.DuckDBPyConnection, retrain_id: int, result: dict[str, Any]) -> None:
+    """Write a cycle's outcome inside an open write; ``result`` holds any of RESULT_COLUMNS."""
+    unknown = set(result) - set(RESULT_COLUMNS)
+    if unknown:
+        raise ValueError(f"unknown retrain columns {sorted(unknown)}")
+    values = [to_json(result.get(c)) if c == "stages" else result.get(c) for c in RESULT_COLUMNS]
+    con.execute(FINISH_RETRAIN, values + [retrain_id])
+
+
+def add_evaluation(con: duckdb.DuckDBPyConnection, *, retrain_id: int, ts: datetime, version: str, role: str,
+                   accuracy: float, macro_f1: float, eval_rows: int) -> None:
+    con.execute(INSERT_EVALUATION, [retrain_id, ts, version, role, accuracy, macro_f1, eval_rows])
+
+
+def fail_running_retrains(con: duckdb.DuckDBPyConnection, *, reason: str, ts: datetime) -> list[int]:
+    return [r[0] for r in con.execute(FAIL_RUNNING, [ts, reason]).fetchall()]
+
+
+def _decode(row: dict[str, Any] | None) -> dict[str, Any] | None:
+    if row is not None:
+        row["stages"] = from_json(row.get("stages"))
+    return row
+
+
+def get_retrain(db: Database, retrain_id: int) -> dict[str, Any] | None:
+    with db.read() as con:
+        return _decode(one_as_dict(con.execute(SELECT_RETRAIN, [retrain_id])))
+
+
+def recent_retrains(db: Database, *, limit: int = 100) -> list[dict[str, Any]]:
+    with db.read() as con:
+        return [_decode(r) for r in rows_as_dicts(con.execute(SELECT_RETRAINS, [limit]))]
+
+
+def last_finished_retrain(db: Database) -> dict[str, Any] | None:
+    """The newest retrain that reached a decision (accepted or rejected)."""
+    with db.read() as con:
+        return _decode(one_as_dict(con.execute(LAST_FINISHED)))
+
+
+def evaluations_frame(db: Database):
+    """Every evaluation with its retrain's decision and trigger, oldest first (a DataFrame)."""
+    with db.read() as con:
+        return con.execute(SELECT_EVALUATIONS).df()

@@ -1,0 +1,180 @@
+"""Versioned migrations: the schema is built and upgraded one numbered step at a time.
+
+All timestamps are stored as naive UTC ``TIMESTAMP``; the dashboard shows them in the
+user's local zone. JSON documents are stored as text (query them with DuckDB's json functions).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from store.db import Database
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS: list[tuple[int, str, list[str]]] = [
+    (
+        1,
+        "initial schema",
+        [
+            # Every query a model answered (logged through engine.Classifier or imported).
+            """CREATE TABLE queries (
+                id VARCHAR PRIMARY KEY,
+                ts TIMESTAMP NOT NULL,
+                text VARCHAR NOT NULL,
+                predicted_label VARCHAR,
+                confidence DOUBLE,
+                model_version VARCHAR,
+                source VARCHAR NOT NULL
+            )""",
+            # True labels from people: feedback on a logged query, or imported labelled rows.
+            """CREATE TABLE labels (
+                id VARCHAR PRIMARY KEY,
+                ts TIMESTAMP NOT NULL,
+                query_id VARCHAR,
+                text VARCHAR,
+                label VARCHAR NOT NULL,
+                source VARCHAR NOT NULL
+            )""",
+            "CREATE SEQUENCE event_ids START 1",
+            """CREATE TABLE events (
+                id BIGINT PRIMARY KEY DEFAULT nextval('event_ids'),
+                ts TIMESTAMP NOT NULL,
+                kind VARCHAR NOT NULL,
+                severity VARCHAR NOT NULL,
+                version VARCHAR,
+                message VARCHAR NOT NULL,
+                details VARCHAR
+            )""",
+            # The registry: every trained version, kept.
+            """CREATE TABLE models (
+                version VARCHAR PRIMARY KEY,
+                created_at TIMESTAMP NOT NULL,
+                status VARCHAR NOT NULL,
+                file VARCHAR NOT NULL,
+                sha256 VARCHAR NOT NULL,
+                size_bytes BIGINT,
+                sklearn_version VARCHAR NOT NULL,
+                params VARCHAR,
+                labels VARCHAR,
+                train_rows INTEGER,
+                train_hash VARCHAR,
+                accuracy DOUBLE,
+                macro_f1 DOUBLE,
+                eval_rows INTEGER,
+                report VARCHAR,
+                retrain_id BIGINT
+            )""",
+            "CREATE SEQUENCE deployment_ids START 1",
+            """CREATE TABLE deployments (
+                id BIGINT PRIMARY KEY DEFAULT nextval('deployment_ids'),
+                ts TIMESTAMP NOT NULL,
+                version VARCHAR NOT NULL,
+                previous_version VARCHAR,
+                kind VARCHAR NOT NULL,
+                reason VARCHAR
+            )""",
+            "CREATE SEQUENCE retrain_ids START 1",
+            """CREATE TABLE retrains (
+                id BIGINT PRIMARY KEY DEFAULT nextval('retrain_ids'),
+                started_at TIMESTAMP NOT NULL,
+                finished_at TIMESTAMP,
+                trigger VARCHAR NOT NULL,
+                status VARCHAR NOT NULL,
+                command_id BIGINT,
+                champion_version VARCHAR,
+                candidate_version VARCHAR,
+                decision VARCHAR,
+                reason VARCHAR,
+                champion_accuracy DOUBLE,
+                champion_macro_f1 DOUBLE,
+                candidate_accuracy DOUBLE,
+                candidate_macro_f1 DOUBLE,
+                baseline_accuracy DOUBLE,
+                baseline_macro_f1 DOUBLE,
+                eval_rows INTEGER,
+                rows_in INTEGER,
+                malformed INTEGER,
+                low_confidence INTEGER,
+                conflicts INTEGER,
+                duplicates INTEGER,
+                reserved_for_eval INTEGER,
+                train_rows INTEGER,
+                duration_s DOUBLE,
+                stages VARCHAR
+            )""",
+            # Every model scored on an evaluation set: the data behind accuracy-over-time charts.
+            """CREATE TABLE evaluations (
+                retrain_id BIGINT NOT NULL,
+                ts TIMESTAMP NOT NULL,
+                version VARCHAR NOT NULL,
+                role VARCHAR NOT NULL,
+                accuracy DOUBLE NOT NULL,
+                macro_f1 DOUBLE NOT NULL,
+                eval_rows INTEGER NOT NULL
+            )""",
+            "CREATE SEQUENCE command_ids START 1",
+            # The queue between the dashboard/CLI and the worker.
+            """CREATE TABLE commands (
+                id BIGINT PRIMARY KEY DEFAULT nextval('command_ids'),
+                created_at TIMESTAMP NOT NULL,
+                kind VARCHAR NOT NULL,
+                args VARCHAR,
+                source VARCHAR NOT NULL,
+                status VARCHAR NOT NULL,
+                started_at TIMESTAMP,
+                finished_at TIMESTAMP,
+                progress DOUBLE,
+                stage VARCHAR,
+                message VARCHAR
+            )""",
+            # Scheduler jobs: what the worker last did and will do next.
+            """CREATE TABLE jobs (
+                name VARCHAR PRIMARY KEY,
+                next_run TIMESTAMP,
+                last_run TIMESTAMP,
+                last_result VARCHAR,
+                last_error VARCHAR,
+                runs INTEGER NOT NULL DEFAULT 0,
+                failures INTEGER NOT NULL DEFAULT 0
+            )""",
+            # Small facts: scheduler paused, worker heartbeat, fallback in use.
+            """CREATE TABLE state (
+                key VARCHAR PRIMARY KEY,
+                value VARCHAR,
+                updated_at TIMESTAMP NOT NULL
+            )""",
+        ],
+    ),
+]
+
+LATEST = MIGRATIONS[-1][0]
+
+
+def current_version(db: Database) -> int:
+    """The schema version of the store (0 for a new file)."""
+    with db.read() as con:
+        exists = con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_catalog = current_database() AND table_name = 'schema_version'"
+        ).fetchone()[0]
+        if not exists:
+            return 0
+        return con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
+
+
+def migrate(db: Database) -> int:
+    """Apply every migration the store lacks, each in its own transaction; return the new version."""
+    with db.write() as con:
+        con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, name VARCHAR, applied_at TIMESTAMP)")
+        have = con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
+        if have > LATEST:
+            return have
+        for version, name, statements in MIGRATIONS:
+            if version <= have:
+                continue
+            log.info("applying migration %s: %s", version, name)
+            for statement in statements:
+                con.execute(statement)
+            con.execute("INSERT INTO schema_version VALUES (?, ?, now()::TIMESTAMP)", [version, name])
+            have = version
+        return have
