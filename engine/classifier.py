@@ -120,8 +120,8 @@ class Classifier:
         self._reported_fallback: str | None = None
         self._report_events = report_events
         self._stop = threading.Event()
+        self._thread = None  # before the first reload: reporting a fallback may flush (see _append)
         self.reload()
-        self._thread = None
         if background:
             self._thread = threading.Thread(target=self._background, name="classifier-background", daemon=True)
             self._thread.start()

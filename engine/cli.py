@@ -93,7 +93,7 @@ def _run_command(settings: Settings, kind: str, cargs: dict[str, Any], *, wait: 
         worker.start(schedule=False)
         command_id = submit(ctx, kind, args=cargs, source=source)
         print(f"command #{command_id} ({kind}): no worker is running, so it runs here", file=sys.stderr)
-        worker.process_commands()
+        worker.run_command(command_id)  # only this one: others wait for the worker
         from store.commands import get_command
 
         return _report(get_command(ctx.db, command_id))
@@ -155,8 +155,9 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     for job in sched["jobs"]:
         print(f"  {job['name']:<9} next {_fmt_time(job['next_run'])}   last {_fmt_time(job['last_run'])}: {job['last_result'] or '-'}")
     a = status["adaptive"]
-    days = "never retrained" if a["days_since_last_retrain"] is None else f"{a['days_since_last_retrain']:.1f} of {a['max_days']:g} days"
-    print(f"adaptive         {a['new_samples']} of {a['min_samples']} new labelled samples; {days} since the last retrain")
+    days = ("no retrain yet" if a["days_since_last_retrain"] is None
+            else f"{a['days_since_last_retrain']:.1f} of {a['max_days']:g} days since the last retrain")
+    print(f"adaptive         {a['new_samples']} of {a['min_samples']} new labelled samples; {days}")
     if status["spool_backlog_files"]:
         print(f"spool            {status['spool_backlog_files']} batch file(s) of logged queries wait for the worker")
     return 0

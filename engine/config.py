@@ -58,6 +58,7 @@ class Settings:
     flush_rows: int = 500
 
     def __post_init__(self) -> None:
+        _check_types(self)
         object.__setattr__(self, "home", Path(self.home))
         _check(self)
 
@@ -117,13 +118,38 @@ def _check(s: Settings) -> None:
 
 
 _FIELDS = {f.name: f for f in fields(Settings)}
+_KINDS = {"Path": Path, "float": float, "int": int, "bool": bool, "str": str}
+_WANT = {Path: "a path (string)", float: "a number", int: "a whole number", bool: "true or false", str: "a string"}
+
+
+def _kind(key: str) -> type:
+    kind = _FIELDS[key].type
+    return _KINDS.get(kind, kind)
+
+
+def _type_ok(kind: type, value: Any) -> bool:
+    return {
+        Path: isinstance(value, (str, os.PathLike)),
+        float: isinstance(value, (int, float)) and not isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        bool: isinstance(value, bool),
+        str: isinstance(value, str),
+    }[kind]
+
+
+def _check_types(s: Settings) -> None:
+    """Values given directly (overrides, ``Settings(...)``) get the same type check as the file's."""
+    for name in _FIELDS:
+        value = getattr(s, name)
+        kind = _kind(name)
+        if not _type_ok(kind, value):
+            raise SettingsError(f"setting {name!r} = {value!r} has the wrong type: use {_WANT[kind]}")
 
 
 def _coerce(key: str, value: Any, *, from_env: bool) -> Any:
     """Turn a TOML or environment value into the field's type, or say what is valid."""
-    kind = _FIELDS[key].type
-    kind = {"Path": Path, "float": float, "int": int, "bool": bool, "str": str}.get(kind, kind)
-    want = {Path: "a path (string)", float: "a number", int: "a whole number", bool: "true or false", str: "a string"}[kind]
+    kind = _kind(key)
+    want = _WANT[kind]
     if from_env:
         text = value.strip()
         try:
@@ -140,14 +166,7 @@ def _coerce(key: str, value: Any, *, from_env: bool) -> Any:
         except ValueError:
             raise SettingsError(f"environment variable RETRAINER_{key.upper()}={value!r} is not {want}") from None
         return Path(text) if kind is Path else text
-    ok = {
-        Path: isinstance(value, str),
-        float: isinstance(value, (int, float)) and not isinstance(value, bool),
-        int: isinstance(value, int) and not isinstance(value, bool),
-        bool: isinstance(value, bool),
-        str: isinstance(value, str),
-    }[kind]
-    if not ok:
+    if not _type_ok(kind, value) or (kind is Path and not isinstance(value, str)):
         raise SettingsError(f"setting {key!r} = {value!r} has the wrong type: use {want}")
     if kind is Path:
         return Path(value)

@@ -49,7 +49,7 @@ FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "pa
 COLUMNS = ("text", "label", "predicted_label", "confidence", "ts")
 BATCH = 50_000
 MAX_REPORTED = 1000
-_CONTROL = re.compile(r"[\x01-\x08\x0b-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x01-\x08\x0b-\x1f\x7f-\x9f]")  # C0 and C1 controls but tab and newline
 
 
 @dataclass
@@ -77,11 +77,22 @@ class ImportReport:
         return f"{self.path}: {self.rows} rows read, {stored} stored, {self.rejected} rejected"
 
 
-def _rows_csv(path: Path, report: ImportReport) -> Iterator[tuple[str, dict[str, Any]]]:
-    data = path.read_bytes()
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{path} cannot be read ({exc.strerror or exc}): check that it is a readable file") from None
+
+
+def _rows_csv(path: Path, report: ImportReport, max_len: int) -> Iterator[tuple[str, dict[str, Any]]]:
+    data = _read_bytes(path)
     text = data.decode("utf-8", errors="surrogateescape")
     if text.startswith("\ufeff"):
         text = text[1:]
+    # The csv module refuses fields over 131,072 characters by default: let every text up to the
+    # limit (with room for whitespace that is stripped) reach the length check below.
+    field_limit = max(csv.field_size_limit(), 2 * max_len + 1024)
+    csv.field_size_limit(field_limit)
     reader = csv.DictReader(io.StringIO(text, newline=""))
     _check_header(reader.fieldnames, path, report)
     while True:
@@ -90,35 +101,41 @@ def _rows_csv(path: Path, report: ImportReport) -> Iterator[tuple[str, dict[str,
         except StopIteration:
             return
         except csv.Error as exc:
-            report.reject(f"line {reader.line_num}", f"not valid CSV: {exc}")
+            # DictReader.line_num is only updated after a good row; the inner reader knows the line.
+            report.rows += 1
+            where = f"line {reader.reader.line_num}"
+            if "field larger than field limit" in str(exc):
+                report.reject(where, f"a field is too long (over {field_limit:,} characters); the text limit is {max_len:,} (setting max_text_length)")
+            else:
+                report.reject(where, f"not valid CSV: {exc}")
             continue
         yield f"line {reader.line_num}", row
 
 
-def _rows_jsonl(path: Path, report: ImportReport) -> Iterator[tuple[str, dict[str, Any]]]:
-    seen_header = False
-    with open(path, "rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            line = raw.decode("utf-8", errors="surrogateescape").lstrip("\ufeff") if number == 1 else raw.decode("utf-8", errors="surrogateescape")
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                if _has_surrogates(line):
-                    report.reject(f"line {number}", "not valid UTF-8: save the file as UTF-8")
-                else:
-                    report.reject(f"line {number}", f"not valid JSON ({exc.msg} at column {exc.colno})")
-                continue
-            if not isinstance(row, dict):
-                report.reject(f"line {number}", "not a JSON object: each line must be like {\"text\": \"...\", \"label\": \"...\"}")
-                continue
-            if not seen_header:
-                seen_header = True
-            yield f"line {number}", row
+def _rows_jsonl(path: Path, report: ImportReport, max_len: int) -> Iterator[tuple[str, dict[str, Any]]]:
+    for number, raw in enumerate(_read_bytes(path).split(b"\n"), start=1):
+        line = raw.decode("utf-8", errors="surrogateescape")
+        if number == 1:
+            line = line.lstrip("\ufeff")
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line.rstrip("\r"))  # so an error's column is on this line
+        except json.JSONDecodeError as exc:
+            report.rows += 1
+            if _has_surrogates(line):
+                report.reject(f"line {number}", "not valid UTF-8: save the file as UTF-8")
+            else:
+                report.reject(f"line {number}", f"not valid JSON ({exc.msg} at column {exc.colno})")
+            continue
+        if not isinstance(row, dict):
+            report.rows += 1
+            report.reject(f"line {number}", "not a JSON object: each line must be like {\"text\": \"...\", \"label\": \"...\"}")
+            continue
+        yield f"line {number}", row
 
 
-def _rows_parquet(path: Path, report: ImportReport) -> Iterator[tuple[str, dict[str, Any]]]:
+def _rows_parquet(path: Path, report: ImportReport, max_len: int) -> Iterator[tuple[str, dict[str, Any]]]:
     try:
         frame = pd.read_parquet(path)
     except Exception as exc:  # pyarrow raises many kinds for a bad file
@@ -212,7 +229,7 @@ def import_file(
     now = ctx.clock()
     queries: list[dict[str, Any]] = []
     labels: list[dict[str, Any]] = []
-    for where, row in reader(path, report):
+    for where, row in reader(path, report, ctx.settings.max_text_length):
         report.rows += 1
         clean, problem = _clean_row(row, labeled=labeled, max_len=ctx.settings.max_text_length, now=now)
         if problem:
@@ -232,7 +249,9 @@ def import_file(
             if progress:
                 progress(report.rows)
     _write(ctx, queries, labels, report)
-    if kind != "parquet" and report.rows == 0 and report.rejected == 0:
+    if report.rows == 0:
+        if kind == "jsonl":
+            raise InputError(f"{path} is empty: it needs one JSON object per line, like {{\"text\": \"...\", \"label\": \"...\"}}")
         raise InputError(f"{path} has a header but no rows")
     with ctx.db.write() as con:
         add_event(con, ts=ctx.clock(), kind="import", severity="warning" if report.rejected else "info",

@@ -6,6 +6,7 @@ The active pointer file is the truth that serving follows. At start-up the worke
 - marks retrains and commands left 'running' by a dead worker as failed, with why;
 - gives the pointer's version the status 'active' (and records the deployment if the
   crash came between the switch and the record), retiring any other 'active' row;
+- records a version a dead cycle left as 'candidate' (saved, never deployed) as failed;
 - removes temporary files a crash left in the registry and the spool;
 - records a version whose file exists but has no row as an orphan (file moved aside).
 
@@ -68,7 +69,14 @@ def repair(ctx: Context) -> list[str]:
                 if m["status"] == "active":
                     set_model_status(con, version, "retired")
                     fixes.append(f"{version} was recorded as active but nothing is deployed: now retired")
-    for path in reg.glob("v*.joblib"):
+    serving = pointer.active.version if pointer is not None else None
+    leftovers = [v for v, m in models.items() if m["status"] == "candidate" and v != serving]
+    if leftovers:  # no cycle runs while the worker lock is held here: these cycles died
+        with ctx.db.write() as con:
+            for version in leftovers:
+                set_model_status(con, version, "failed")
+                fixes.append(f"{version} was left a candidate by a retrain that did not finish: now recorded as failed")
+    for path in reg.glob("v*" + registry.MODEL_SUFFIX):
         if path.stem not in models and registry.VERSION_PATTERN.match(path.stem):
             orphans = reg / "orphans"
             orphans.mkdir(exist_ok=True)

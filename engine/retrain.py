@@ -23,7 +23,7 @@ from engine.gate import decide
 from engine.training import fit
 from store import log as querylog
 from store.events import add_event
-from store.models import insert_model, model_versions, set_model_metrics, set_model_status
+from store.models import get_model, insert_model, model_versions, set_model_metrics, set_model_status
 from store.retrains import add_evaluation, finish_retrain, start_retrain
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ def _next_version(ctx: Context) -> str:
     with ctx.db.read() as con:
         versions = model_versions(con)
     numbers = [registry.version_number(v) for v in versions]
-    on_disk = [registry.version_number(p.stem) for p in ctx.settings.registry_dir.glob("v*.joblib")
+    on_disk = [registry.version_number(p.stem) for p in ctx.settings.registry_dir.glob("v*" + registry.MODEL_SUFFIX)
                if registry.VERSION_PATTERN.match(p.stem)]
     return registry.version_name(max(numbers + on_disk + [0]) + 1)
 
@@ -94,6 +94,11 @@ def run_cycle(ctx: Context, *, trigger: str, command_id: int | None = None, prog
     except Exception as exc:  # a bug or an environment fault: recorded, never silent
         log.error("retrain #%d crashed:\n%s", retrain_id, traceback.format_exc())
         result = CycleResult(retrain_id, "failed", f"unexpected error: {type(exc).__name__}: {exc}")
+    saved = record.pop("saved_version", None)
+    if result.status == "failed" and result.candidate is None:
+        result.candidate = saved  # the version was saved before the failure: name it
+    # A failed cycle leaves no version waiting as a 'candidate' (the dashboard would show it pending).
+    left_candidate = result.status == "failed" and saved is not None and _status_of(ctx, saved) == "candidate"
     result.duration_s = time.perf_counter() - started
     result.stages = _durations(stages, started)
     now = ctx.clock()
@@ -103,6 +108,8 @@ def run_cycle(ctx: Context, *, trigger: str, command_id: int | None = None, prog
         record["decision"] = result.status
     with ctx.db.write() as con:
         finish_retrain(con, retrain_id, record)
+        if left_candidate:
+            set_model_status(con, saved, "failed")
         if result.status == "failed":
             add_event(con, ts=now, kind="retrain", severity="error", version=result.candidate,
                       message=f"Retrain #{retrain_id} ({trigger}) failed: {result.reason}",
@@ -110,6 +117,15 @@ def run_cycle(ctx: Context, *, trigger: str, command_id: int | None = None, prog
     progress(1.0, "done")
     log.info(result.summary())
     return result
+
+
+def _status_of(ctx: Context, version: str) -> str | None:
+    try:
+        row = get_model(ctx.db, version)
+    except RetrainerError:  # the outcome is still recorded below; the status stays as it was
+        log.exception("could not read the status of %s", version)
+        return None
+    return row["status"] if row else None
 
 
 def _durations(stages: dict[str, float], started: float) -> dict[str, float]:
@@ -150,6 +166,7 @@ def _cycle(ctx: Context, retrain_id: int, trigger: str, stage: Callable[[str, fl
             "params": fitted.params, "labels": list(fitted.labels), "train_rows": fitted.train_rows,
             "train_hash": data.data_hash, "retrain_id": retrain_id,
         })
+    record["saved_version"] = version
     faults.point("cycle_after_save")
     stage("scoring", 0.7)
     candidate = score_model(fitted.pipeline, data.eval)

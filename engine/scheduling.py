@@ -31,9 +31,7 @@ import schedule
 
 from engine.clock import to_local, to_utc
 from engine.context import Context
-from store import log as querylog
-from store.retrains import recent_retrains
-from store.state import define_job, put_state, read_jobs, read_state, record_job_run
+from store.state import define_job, put_state, read_jobs, record_job_run, scheduler_facts
 
 log = logging.getLogger(__name__)
 
@@ -85,18 +83,16 @@ class AdaptiveStatus:
         return f"{self.new_samples} of {self.min_samples} new labelled samples; {days}"
 
 
-def adaptive_status(ctx: Context) -> AdaptiveStatus:
-    """The adaptive trigger's counters: new labelled texts and days since the last retrain."""
-    last = next((r for r in recent_retrains(ctx.db, limit=5) if r["status"] != "running"), None)
-    since = last["started_at"] if last else None
-    new = querylog.new_labelled_since(ctx.db, since)
+def adaptive_status(ctx: Context, facts: dict | None = None) -> AdaptiveStatus:
+    """The adaptive trigger's counters: new labelled texts and days since the last retrain (of any outcome)."""
+    facts = facts or scheduler_facts(ctx.db, paused_key=PAUSED_KEY)
+    since = facts["last_retrain_at"]
     days = None if since is None else (ctx.clock() - since).total_seconds() / 86400
-    return AdaptiveStatus(new, days, ctx.settings.adaptive_min_samples, ctx.settings.adaptive_max_days)
+    return AdaptiveStatus(facts["new_labelled"], days, ctx.settings.adaptive_min_samples, ctx.settings.adaptive_max_days)
 
 
 def is_paused(ctx: Context) -> bool:
-    value = read_state(ctx.db).get(PAUSED_KEY)
-    return bool(value and value[0])
+    return scheduler_facts(ctx.db, paused_key=PAUSED_KEY)["paused"]
 
 
 def set_paused(ctx: Context, paused: bool) -> None:
@@ -128,7 +124,8 @@ class Scheduler:
         self._request = request_retrain
         self._schedule = schedule.Scheduler()
         self._jobs: dict[str, schedule.Job] = {}
-        self._ran = False
+        self._runs: list[tuple[str, _dt.datetime, str, str | None]] = []
+        self._saved: dict[str, _dt.datetime] = {}
         s = ctx.settings
         with self._clock():
             self._jobs["weekly"] = getattr(self._schedule.every(), s.weekly_day).at(s.weekly_time).do(self._wrapped, "weekly")
@@ -149,7 +146,7 @@ class Scheduler:
         now = self.ctx.clock()
         missed = [name for name in ("weekly", "monthly")
                   if previous.get(name) and previous[name]["next_run"] is not None and previous[name]["next_run"] <= now]
-        self._save_next_runs()
+        self._flush()
         done = []
         for name in missed:
             log.info("catching up the %s slot of %s", name, previous[name]["next_run"])
@@ -157,16 +154,15 @@ class Scheduler:
             done.append(name)
         if previous.get("adaptive"):
             self._run_job("adaptive")
-        self._save_next_runs()
+        self._flush()
         return done
 
     def run_pending(self) -> None:
         """Run the jobs that are due now (by the context's clock)."""
-        self._ran = False
         with self._clock():
             self._schedule.run_pending()
-        if self._ran:
-            self._save_next_runs()
+        if self._runs:
+            self._flush()
 
     def next_runs(self) -> dict[str, _dt.datetime]:
         """Each job's next run, as naive UTC."""
@@ -195,21 +191,17 @@ class Scheduler:
         except Exception as exc:  # a job that raises is recorded and rescheduled, never fatal
             log.error("job %s failed:\n%s", name, traceback.format_exc())
             result, error = "failed", f"{type(exc).__name__}: {exc}"
-        self._ran = True
-        try:
-            with self.ctx.db.write() as con:
-                record_job_run(con, name, ran_at=ran_at, result=result, error=error, next_run=None)
-        except Exception:
-            log.exception("could not record the run of job %s", name)
+        self._runs.append((name, ran_at, result, error))
 
     def _act(self, name: str, *, catch_up: _dt.datetime | None) -> str:
         local = self._local_now()
         if name == "monthly" and catch_up is None and local.day != self.ctx.settings.monthly_day:
             return f"nothing to do: today is day {local.day}, the monthly retrain runs on day {self.ctx.settings.monthly_day}"
-        if is_paused(self.ctx):
+        facts = scheduler_facts(self.ctx.db, paused_key=PAUSED_KEY)
+        if facts["paused"]:
             return "skipped: the scheduler is paused"
         if name == "adaptive":
-            status = adaptive_status(self.ctx)
+            status = adaptive_status(self.ctx, facts)
             if not status.due:
                 return f"not due: {status.reason()}"
             return self._request("adaptive", f"adaptive trigger: {status.reason()}")
@@ -218,8 +210,20 @@ class Scheduler:
             why = f"{name} slot of {to_local(catch_up):%Y-%m-%d %H:%M} was missed while no worker ran; caught up at start-up"
         return self._request(name, why)
 
-    def _save_next_runs(self) -> None:
+    def _flush(self) -> None:
+        """Record the job runs made since the last flush and every job's next run, in one write."""
         runs = self.next_runs()
-        with self.ctx.db.write() as con:
-            for name in JOB_NAMES:
-                define_job(con, name, next_run=runs[name])
+        if runs == self._saved and not self._runs:
+            return
+        records, self._runs = self._runs, []
+        try:
+            with self.ctx.db.write() as con:
+                if runs != self._saved:
+                    for name in JOB_NAMES:
+                        define_job(con, name, next_run=runs[name])
+                for name, ran_at, result, error in records:
+                    record_job_run(con, name, ran_at=ran_at, result=result, error=error, next_run=None)
+        except Exception:
+            log.exception("could not record the scheduler's runs")
+            return
+        self._saved = runs

@@ -134,7 +134,14 @@ class Worker:
         ingest_spool(self.ctx.db, self.ctx.settings.spool_dir, clock=self.ctx.clock)
 
     def process_commands(self) -> None:
+        """Take every queued command, oldest first."""
         for command in queue.queued_commands(self.ctx.db):
+            self._take(command)
+
+    def run_command(self, command_id: int) -> None:
+        """Take one queued command (the CLI running its own request without a worker)."""
+        command = queue.get_command(self.ctx.db, command_id)
+        if command is not None and command["status"] == "queued":
             self._take(command)
 
     def check_model(self, *, force: bool = False) -> None:
@@ -174,11 +181,11 @@ class Worker:
                 queue.finish_command(con, cid, ok=True, message=f"scheduler {word}", ts=now)
             return
         if kind == "retrain":
-            queue.mark_running(self.ctx.db, cid, ts=now, stage="waiting for the worker")
+            queue.mark_running(self.ctx.db, cid, ts=now, stage="queued behind the running task" if self._running else "starting")
             self.request_retrain("manual", f"requested from {command['source']} (command #{cid})", command_id=cid)
             return
         if kind == "rollback":
-            queue.mark_running(self.ctx.db, cid, ts=now, stage="waiting for the worker")
+            queue.mark_running(self.ctx.db, cid, ts=now, stage="queued behind the running task" if self._running else "rolling back")
             self._submit(_Task("rollback", args=args, why=f"requested from {command['source']} (command #{cid})", command_ids=[cid]))
             return
         queue.end_command(self.ctx.db, cid, ok=False, message=f"unknown command {kind!r}", ts=now)
@@ -215,6 +222,7 @@ class Worker:
                 if self.stop_event.is_set():
                     return
                 task = self._tasks.popleft()
+                self._running = task  # under the lock: a request now sees it running, not idle
             try:
                 self._run_task(task)
             except Exception:
@@ -226,6 +234,16 @@ class Worker:
             if task.kind == "retrain":
                 return self._run_retrain(task)
             return self._run_rollback(task)
+        except Exception as exc:  # a bug or a store fault: its commands end failed, the loop goes on
+            log.exception("%s crashed", task.kind)
+            message = f"the {task.kind} crashed: {type(exc).__name__}: {exc}"
+            try:
+                self._finish_commands(task, ok=False, message=message)
+                record_event(self.ctx.db, ts=self.ctx.clock(), kind="worker", severity="error",
+                             message=f"The {task.kind} ({task.why or task.trigger}) crashed: {type(exc).__name__}: {exc}.")
+            except Exception:
+                log.exception("could not record that the %s crashed", task.kind)
+            return message
         finally:
             self._running = None
             self._set_progress(None)

@@ -62,3 +62,22 @@ def record_job_run(
 def read_jobs(db: Database) -> list[dict[str, Any]]:
     with db.read() as con:
         return rows_as_dicts(con.execute(SELECT_JOBS))
+
+
+SCHEDULER_FACTS = """
+WITH last AS (SELECT max(started_at) AS since FROM retrains WHERE status <> 'running')
+SELECT
+    (SELECT since FROM last) AS last_retrain_at,
+    (SELECT count(DISTINCT lower(trim(coalesce(l.text, q.text))))
+       FROM labels l LEFT JOIN queries q ON q.id = l.query_id
+      WHERE l.ts > coalesce((SELECT since FROM last), TIMESTAMP '1970-01-01')
+        AND length(trim(coalesce(l.text, q.text, ''))) > 0) AS new_labelled,
+    (SELECT value FROM state WHERE key = ?) AS paused
+"""
+
+
+def scheduler_facts(db: Database, *, paused_key: str) -> dict[str, Any]:
+    """In one read: when the last retrain started, human-labelled texts since then, paused or not."""
+    with db.read() as con:
+        since, new, paused = con.execute(SCHEDULER_FACTS, [paused_key]).fetchone()
+    return {"last_retrain_at": since, "new_labelled": new, "paused": bool(from_json(paused))}

@@ -1,0 +1,250 @@
+"""The demo: 90 days of a support bot's life, replayed through the real engine.
+
+A simulated clock moves through the days. Each day, customers send queries (a weekly
+rhythm: busier on weekdays and in the daytime) that the real ``Classifier`` answers
+and logs; about 10% get a human label later. The intent mix drifts and new product
+names and phrasings appear (``engine.intents``). The real ``Worker`` ingests the log and
+its ``Scheduler`` runs the weekly, monthly and adaptive jobs at their simulated times;
+each retrain goes through the real gate and registry. Two incidents make the history
+worth looking at:
+
+- around day 50 a misconfigured client (serving a broken model) logs a day of
+  confidently wrong predictions, which become pseudo labels; the candidates trained on
+  them score worse on the human-labelled evaluation set, and the gate keeps them out;
+- an operator rolls back the model that the week-10 retrain deployed, through the real
+  command queue, after a (simulated) complaint.
+
+Nothing is faked after the fact: every row, model file, decision and event in the
+store was produced by the same code that runs in production.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import shutil
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from engine import registry
+from engine.classifier import Classifier
+from engine.clock import ManualClock, to_local, utcnow
+from engine.commands import submit
+from engine.config import Settings
+from engine.context import Context
+from engine.errors import InputError
+from engine.intents import INTENTS, IntentGenerator
+from engine.lock import WorkerLock
+from engine.retrain import run_cycle
+from engine.worker import Worker
+from store import log as querylog
+from store.events import record_event
+from store.retrains import recent_retrains
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int, str], None]
+
+SEED_PER_INTENT = 40          # labelled examples per intent imported on day 0
+WEEKDAY_VOLUME = 260          # queries on a weekday at the start (weekends ~55%)
+GROWTH = 0.5                  # volume grows by this share over the period
+FEEDBACK_SHARE = 0.10         # share of queries that get a human label
+BAD_CLIENT_QUERIES = 3000     # confidently wrong predictions logged by a misconfigured client
+BLOCK_HOURS = 6               # traffic is simulated in blocks of this many hours
+DAY_SHAPE = (0.10, 0.35, 0.40, 0.15)   # share of a day's traffic in each 6-hour block
+
+
+@dataclass
+class DemoSummary:
+    days: int
+    queries: int = 0
+    labels: int = 0
+    retrains: dict[str, int] = field(default_factory=dict)
+    versions: int = 0
+    rollbacks: int = 0
+    active: str | None = None
+
+    def text(self) -> str:
+        decisions = ", ".join(f"{k} {v}" for k, v in sorted(self.retrains.items())) or "none"
+        return (
+            f"Demo: {self.days} days, {self.queries:,} logged queries, {self.labels:,} human labels, "
+            f"{sum(self.retrains.values())} retrains ({decisions}), {self.versions} model versions, "
+            f"{self.rollbacks} rollback(s); {self.active} serves now."
+        )
+
+
+def _clear(settings: Settings) -> None:
+    home = settings.home
+    for path in (settings.db_path, settings.db_path.with_name(settings.db_path.name + ".wal")):
+        path.unlink(missing_ok=True)
+    for folder in (settings.registry_dir, settings.spool_dir):
+        if folder.exists():
+            shutil.rmtree(folder)
+    home.mkdir(parents=True, exist_ok=True)
+
+
+def _has_data(settings: Settings) -> bool:
+    return settings.db_path.exists() or any(settings.registry_dir.glob("v*" + registry.MODEL_SUFFIX))
+
+
+def _daily_volume(day: int, days: int, moment: datetime, rng: random.Random) -> int:
+    weekday = to_local(moment).weekday()
+    base = WEEKDAY_VOLUME * (1 + GROWTH * day / max(days, 1))
+    if weekday >= 5:
+        base *= 0.55
+    return max(0, int(rng.gauss(base, base * 0.08)))
+
+
+def build_demo(
+    settings: Settings,
+    *,
+    days: int = 90,
+    seed: int = 7,
+    force: bool = False,
+    end: datetime | None = None,
+    progress: Progress | None = None,
+) -> DemoSummary:
+    """Replay ``days`` days ending at ``end`` (default now) into ``settings.home``."""
+    if not 7 <= days <= 365:
+        raise InputError(f"--days {days} is out of range: use 7 to 365 days")
+    if _has_data(settings) and not force:
+        raise InputError(f"{settings.home} already holds data: use another RETRAINER_HOME, or --force to replace it")
+    settings.home.mkdir(parents=True, exist_ok=True)
+    lock = WorkerLock(settings.worker_lock_path).acquire()  # no worker may run while history is written
+    try:
+        if force:
+            _clear(settings)
+        return _replay(settings, days=days, seed=seed, end=end or utcnow(), progress=progress or (lambda *a: None))
+    finally:
+        lock.release()
+
+
+def _replay(settings: Settings, *, days: int, seed: int, end: datetime, progress: Progress) -> DemoSummary:
+    start = (end - timedelta(days=days)).replace(hour=0, minute=0, second=0, microsecond=0)
+    clock = ManualClock(start)
+    demo_settings = settings.replace(adaptive_every_minutes=BLOCK_HOURS * 60)
+    ctx = Context.open(demo_settings, clock=clock)
+    rng = random.Random(seed)
+    gen = IntentGenerator(seed=seed)
+    summary = DemoSummary(days=days)
+
+    # Day 0: the team imports a small hand-labelled set and trains the first model.
+    seed_rows = gen.balanced(SEED_PER_INTENT, progress=0.0)
+    _store_labels(ctx, [(e.text, e.label) for e in seed_rows], source="demo")
+    record_event(ctx.db, ts=clock(), kind="demo", message=f"Demo: imported {len(seed_rows)} hand-labelled examples to start.")
+    first = run_cycle(ctx, trigger="demo")
+    log.info("first model: %s", first.summary())
+
+    worker = Worker(ctx, synchronous=True)
+    worker.start()
+    classifier = Classifier(settings=demo_settings, clock=clock, source="demo", background=False)
+    incident_day = int(days * 0.55)
+    rollback_day = int(days * 0.75)
+    block = timedelta(hours=BLOCK_HOURS)
+    moment = start
+    day = 0
+    volume_today = _daily_volume(0, days, moment, rng)
+    while moment < end:
+        day = (moment - start).days
+        if moment.hour == 0:
+            volume_today = _daily_volume(day, days, moment, rng)
+            progress(day, days, _latest_note(ctx))
+        share = DAY_SHAPE[min(moment.hour // BLOCK_HOURS, len(DAY_SHAPE) - 1)]
+        n = int(round(volume_today * share))
+        examples = gen.sample(n, progress=min(1.0, day / days))
+        # Clients use the classifier through the day; queries are stamped across the block.
+        if examples:
+            clock.set(moment + timedelta(minutes=rng.randint(5, BLOCK_HOURS * 60 - 5)))
+            classifier.reload()
+            predictions = classifier.predict_many([e.text for e in examples])
+            for example, prediction in zip(examples, predictions):
+                if rng.random() < FEEDBACK_SHARE:
+                    classifier.feedback(prediction.query_id, example.label)
+            classifier.flush()
+        if day == incident_day and moment.hour == 12:
+            _misconfigured_client(ctx, gen, rng, progress=min(1.0, day / days))
+        if day == rollback_day and moment.hour == 12:
+            _operator_rollback(ctx, worker)
+        # Run the worker's loop up to the end of the block, stopping at every job's exact time.
+        block_end = min(moment + block, end)
+        while True:
+            due = worker.scheduler.next_due()
+            if due > block_end:
+                break
+            clock.set(max(due, clock()))
+            worker.ingest()
+            worker.scheduler.run_pending()
+        clock.set(block_end)
+        worker.ingest()
+        moment = block_end
+    classifier.close()
+    worker.ingest()
+    worker.check_model(force=True)
+    progress(days, days, _latest_note(ctx))
+    record_event(ctx.db, ts=clock(), kind="demo", message=f"Demo: replayed {days} days of traffic.")
+    worker.shutdown()
+    return _summarise(ctx, summary)
+
+
+def _store_labels(ctx: Context, rows: list[tuple[str, str]], *, source: str) -> None:
+    import uuid
+
+    frame = pd.DataFrame({
+        "id": [uuid.uuid4().hex for _ in rows], "ts": ctx.clock(), "query_id": None,
+        "text": [t for t, _ in rows], "label": [l for _, l in rows], "source": source,
+    })
+    frame["query_id"] = frame["query_id"].astype("object")
+    with ctx.db.write() as con:
+        querylog.insert_labels(con, frame)
+
+
+def _misconfigured_client(ctx: Context, gen: IntentGenerator, rng: random.Random, *, progress: float) -> None:
+    """A client serving a broken model logs a day of confident, wrong answers (through the spool, like any client)."""
+    import uuid
+
+    from engine import spool
+
+    shift = {label: INTENTS[(i + 1) % len(INTENTS)] for i, label in enumerate(INTENTS)}
+    records = []
+    for e in gen.sample(BAD_CLIENT_QUERIES, progress=progress):
+        moment = ctx.clock() - timedelta(minutes=rng.randint(0, 24 * 60))
+        records.append({"k": "q", "id": uuid.uuid4().hex, "ts": moment.isoformat(), "text": e.text,
+                        "predicted_label": shift[e.label], "confidence": round(rng.uniform(0.9, 0.99), 3),
+                        "model_version": "broken-client", "source": "demo"})
+    spool.write_batch(ctx.settings.spool_dir, records)
+    record_event(ctx.db, ts=ctx.clock(), kind="demo", severity="warning",
+                 message=f"Demo incident: a misconfigured client logged {len(records)} confidently wrong predictions "
+                         "over the last day (they become pseudo labels).")
+
+
+def _operator_rollback(ctx: Context, worker: Worker) -> None:
+    command_id = submit(ctx, "rollback", source="demo operator")
+    worker.process_commands()
+    log.info("operator rollback: command #%d", command_id)
+
+
+def _latest_note(ctx: Context) -> str:
+    latest = recent_retrains(ctx.db, limit=1)
+    if not latest:
+        return ""
+    r = latest[0]
+    return f"last retrain #{r['id']} ({r['trigger']}): {r['status']}"
+
+
+def _summarise(ctx: Context, summary: DemoSummary) -> DemoSummary:
+    counts = querylog.count_rows(ctx.db)
+    summary.queries, summary.labels = counts["queries"], counts["labels"]
+    for r in recent_retrains(ctx.db, limit=10_000):
+        summary.retrains[r["status"]] = summary.retrains.get(r["status"], 0) + 1
+    from store.models import list_deployments, list_models
+
+    summary.versions = len(list_models(ctx.db))
+    summary.rollbacks = sum(1 for d in list_deployments(ctx.db) if d["kind"] in ("rollback", "auto_rollback"))
+    pointer = registry.read_active(ctx.settings.registry_dir)
+    summary.active = pointer.active.version if pointer else None
+    return summary
