@@ -1,0 +1,88 @@
+"""Shared fixtures: every test gets its own data directory and settings."""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from engine.clock import ManualClock
+from engine.config import load_settings
+from engine.context import Context
+from engine.intents import IntentGenerator
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _no_retrainer_env(monkeypatch):
+    """Tests never see the developer's RETRAINER_* variables."""
+    for name in list(os.environ):
+        if name.startswith("RETRAINER_"):
+            monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def settings(tmp_path):
+    """Default settings (from retrainer.toml) with a fresh data directory; fast classifier ticks."""
+    return load_settings(env={}, home=tmp_path / "home", reload_seconds=0.1, flush_seconds=0.05, poll_seconds=0.05,
+                         heartbeat_seconds=0.5)
+
+
+@pytest.fixture
+def clock():
+    return ManualClock(datetime(2026, 3, 4, 12, 0, 0))  # a Wednesday
+
+
+@pytest.fixture
+def ctx(settings, clock):
+    return Context.open(settings, clock=clock)
+
+
+def labelled_frame(n_per_intent: int = 40, *, seed: int = 1, progress: float = 0.0) -> pd.DataFrame:
+    """Balanced labelled examples from the demo generator, as an import-ready frame."""
+    examples = IntentGenerator(seed=seed).balanced(n_per_intent, progress=progress)
+    return pd.DataFrame({"text": [e.text for e in examples], "label": [e.label for e in examples]})
+
+
+@pytest.fixture
+def labelled_csv(tmp_path):
+    path = tmp_path / "labelled.csv"
+    labelled_frame().to_csv(path, index=False)
+    return path
+
+
+def run_cli(*args: str, home: Path, env: dict | None = None, timeout: float = 120, **kwargs):
+    """Run `python -m engine ...` in a subprocess on ``home``; return the CompletedProcess."""
+    import subprocess
+
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("RETRAINER_")}
+    full_env.update({"RETRAINER_HOME": str(home), "PYTHONPATH": str(ROOT)})
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "engine", *args], cwd=ROOT, env=full_env, capture_output=True,
+                          text=True, timeout=timeout, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def demo_home(tmp_path_factory):
+    """A demo store (21 days, seed 3), built once per test session. Copy it before writing to it."""
+    from engine.demo import build_demo
+
+    home = tmp_path_factory.mktemp("demo") / "home"
+    settings = load_settings(env={}, home=home)
+    build_demo(settings, days=21, seed=3)
+    return home
+
+
+@pytest.fixture
+def demo_copy(demo_home, tmp_path):
+    """A private copy of the demo store that a test may change."""
+    import shutil
+
+    home = tmp_path / "demo-home"
+    shutil.copytree(demo_home, home, ignore=shutil.ignore_patterns("*.lock", "worker.lock"))
+    return home

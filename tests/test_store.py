@@ -1,0 +1,332 @@
+"""Tests for store/: migrations, refusing foreign files, locked access across processes, the query log."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from datetime import datetime
+
+import pandas as pd
+import pytest
+
+from engine.errors import StoreError
+from store import open_store
+from store.db import Database
+from store.events import record_event, recent_events
+from store.log import count_rows, insert_labels, insert_queries, known_labels, training_rows
+from store.models import get_model, insert_model, list_models, set_model_status
+from store.schema import LATEST, current_version, migrate
+from tests.conftest import ROOT
+
+TABLES = ["commands", "deployments", "evaluations", "events", "jobs", "labels", "models", "queries", "retrains",
+          "schema_version", "state"]
+T0 = datetime(2026, 3, 4, 12, 0, 0)
+
+
+def tables(db: Database) -> list[str]:
+    with db.read() as con:
+        return [r[0] for r in con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_catalog = current_database() ORDER BY 1"
+        ).fetchall()]
+
+
+def query_frame(*rows) -> pd.DataFrame:
+    """Rows as (id, text, predicted_label, confidence)."""
+    return pd.DataFrame(
+        [{"id": i, "ts": T0, "text": t, "predicted_label": p, "confidence": c, "model_version": "v0001", "source": "test"}
+         for i, t, p, c in rows]
+    )
+
+
+def label_frame(*rows) -> pd.DataFrame:
+    """Rows as (id, query_id, text, label)."""
+    return pd.DataFrame(
+        [{"id": i, "ts": T0, "query_id": q, "text": t, "label": lab, "source": "test"} for i, q, t, lab in rows],
+        columns=["id", "ts", "query_id", "text", "label", "source"],
+    ).astype({"query_id": object, "text": object})
+
+
+@pytest.fixture
+def db(tmp_path):
+    database = Database(tmp_path / "retrainer.duckdb")
+    migrate(database)
+    return database
+
+
+# --- migrations ----------------------------------------------------------------------------------
+
+
+def test_migrations_create_every_table_and_are_idempotent(tmp_path):
+    database = Database(tmp_path / "retrainer.duckdb")
+    assert migrate(database) == LATEST == 1
+    assert tables(database) == TABLES
+    assert migrate(database) == 1
+    assert tables(database) == TABLES
+    assert current_version(database) == 1
+    with database.read() as con:
+        assert con.execute("SELECT version, name FROM schema_version").fetchall() == [(1, "initial schema")]
+
+
+def test_open_store_creates_the_directory_and_migrates(tmp_path):
+    path = tmp_path / "new" / "deeper" / "retrainer.duckdb"
+    db = open_store(path)
+    assert db.path == path
+    assert tables(db) == TABLES
+    assert open_store(path).path == path  # a second open is harmless
+
+
+def test_open_store_without_create_leaves_a_missing_file_missing(tmp_path):
+    path = tmp_path / "retrainer.duckdb"
+    db = open_store(path, create=False)
+    assert (db.exists(), path.exists()) == (False, False)
+    with pytest.raises(StoreError, match=rf"the store {path} does not exist yet: start the worker"):
+        with db.read():
+            pass
+
+
+def test_a_newer_schema_is_refused(tmp_path):
+    path = tmp_path / "retrainer.duckdb"
+    db = Database(path)
+    migrate(db)
+    with db.write() as con:
+        con.execute("INSERT INTO schema_version VALUES (7, 'from the future', now()::TIMESTAMP)")
+    with pytest.raises(StoreError, match=r"schema 7, this one knows 1\): upgrade Retrainer"):
+        open_store(path)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"this is not a duckdb file\n" * 200, bytes(range(256)) * 40, b"SQLite format 3\x00" + b"\x00" * 4080],
+    ids=["text", "binary", "sqlite-header"],
+)
+def test_a_file_that_is_not_duckdb_is_refused_and_left_alone(tmp_path, content):
+    path = tmp_path / "retrainer.duckdb"
+    path.write_bytes(content)
+    with pytest.raises(StoreError, match=rf"^{path} is not a DuckDB database file .*\(nothing was changed\)$"):
+        open_store(path)
+    with pytest.raises(StoreError, match=rf"^{path} is not a DuckDB database file"):
+        with Database(path).read():
+            pass
+    assert path.read_bytes() == content
+    assert sorted(os.listdir(tmp_path)) == ["retrainer.duckdb", "retrainer.duckdb.lock", "retrainer.duckdb.turnstile.lock"]
+
+
+def test_missing_data_directory_is_named(tmp_path):
+    db = Database(tmp_path / "absent" / "retrainer.duckdb")
+    with pytest.raises(StoreError, match=rf"the data directory {tmp_path / 'absent'} does not exist"):
+        with db.write():
+            pass
+
+
+# --- access rules ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("outer", "inner"), [("read", "read"), ("read", "write"), ("write", "read"), ("write", "write")])
+def test_nested_access_is_refused_and_the_store_stays_usable(db, outer, inner):
+    with pytest.raises(RuntimeError, match="nested store access: finish one read/write before starting another"):
+        with getattr(db, outer)() as con:
+            if outer == "write":
+                con.execute("INSERT INTO state VALUES ('k', 'v', ?)", [T0])
+            with getattr(db, inner)():
+                pass
+    # The outer write was rolled back; the next access works.
+    with db.read() as con:
+        assert con.execute("SELECT count(*) FROM state").fetchone()[0] == 0
+
+
+def test_write_commits_on_success_and_rolls_back_on_error(db):
+    with db.write() as con:
+        con.execute("INSERT INTO state VALUES ('kept', '1', ?)", [T0])
+    with pytest.raises(ZeroDivisionError):
+        with db.write() as con:
+            con.execute("INSERT INTO state VALUES ('lost', '2', ?)", [T0])
+            1 / 0
+    with db.read() as con:
+        assert con.execute("SELECT key, value FROM state").fetchall() == [("kept", "1")]
+
+
+def test_read_is_read_only(db):
+    with pytest.raises(Exception, match="read-only"):
+        with db.read() as con:
+            con.execute("INSERT INTO state VALUES ('k', 'v', ?)", [T0])
+
+
+# --- across processes ----------------------------------------------------------------------------------
+
+# Each child prints "ready", waits for "go" on stdin, works for SECONDS, then prints one JSON line.
+WRITER = textwrap.dedent("""
+    import json, sys, time
+    import pandas as pd
+    from store.db import Database
+    from store.log import insert_labels, insert_queries
+    db = Database(sys.argv[1]); seconds = float(sys.argv[2])
+    print("ready", flush=True); sys.stdin.readline()
+    ids, errors, n = [], [], 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        qid = f"q{n:06d}"; n += 1
+        q = pd.DataFrame([{"id": qid, "ts": pd.Timestamp("2026-03-04"), "text": f"text {qid}", "predicted_label": "a",
+                           "confidence": 0.5, "model_version": "v0001", "source": "writer"}])
+        l = pd.DataFrame([{"id": "l" + qid, "ts": pd.Timestamp("2026-03-04"), "query_id": qid, "text": None,
+                           "label": "a", "source": "writer"}])
+        try:
+            with db.write() as con:
+                insert_queries(con, q)
+                insert_labels(con, l)
+            ids.append(qid)
+        except Exception as exc:
+            errors.append(f"{type(exc).__name__}: {exc}")
+    print(json.dumps({"ids": ids, "errors": errors}), flush=True)
+""")
+
+READER = textwrap.dedent("""
+    import json, sys, time
+    from store.db import Database
+    db = Database(sys.argv[1]); seconds = float(sys.argv[2])
+    print("ready", flush=True); sys.stdin.readline()
+    reads, errors, torn, last, backwards = 0, [], 0, 0, 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            with db.read() as con:
+                q = con.execute("SELECT count(*) FROM queries").fetchone()[0]
+                l = con.execute("SELECT count(*) FROM labels").fetchone()[0]
+            reads += 1
+            torn += q != l
+            backwards += q < last
+            last = q
+        except Exception as exc:
+            errors.append(f"{type(exc).__name__}: {exc}")
+    print(json.dumps({"reads": reads, "errors": errors, "torn": torn, "backwards": backwards, "last": last}), flush=True)
+""")
+
+
+@pytest.mark.slow
+def test_readers_and_a_writer_in_other_processes_never_see_an_error(tmp_path):
+    path = tmp_path / "retrainer.duckdb"
+    db = open_store(path)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    scripts = [WRITER] + [READER] * 3
+    children = [
+        subprocess.Popen([sys.executable, "-c", script, str(path), "3.0"], cwd=ROOT, env=env, text=True,
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for script in scripts
+    ]
+    try:
+        for child in children:
+            assert child.stdout.readline().strip() == "ready", child.stderr.read()
+        for child in children:  # start together
+            child.stdin.write("go\n")
+            child.stdin.flush()
+        outputs = [child.communicate(timeout=60) for child in children]
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+    assert [c.returncode for c in children] == [0, 0, 0, 0], [err for _, err in outputs]
+    writer, *readers = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
+    assert writer["errors"] == []
+    assert len(writer["ids"]) > 10
+    for reader in readers:
+        assert (reader["errors"], reader["torn"], reader["backwards"]) == ([], 0, 0)
+        assert reader["reads"] > 10
+        assert reader["last"] <= len(writer["ids"])
+    with db.read() as con:
+        stored = [r[0] for r in con.execute("SELECT id FROM queries ORDER BY id").fetchall()]
+        labels = con.execute("SELECT count(*) FROM labels").fetchone()[0]
+    assert stored == writer["ids"]
+    assert labels == len(writer["ids"])
+
+
+# --- the query log ----------------------------------------------------------------------------------------
+
+
+def test_insert_queries_twice_stores_each_once(db):
+    frame = query_frame(("q1", "where is my order", "track_order", 0.9), ("q2", "refund please", "request_refund", 0.8))
+    with db.write() as con:
+        assert insert_queries(con, frame) == 2
+    with db.write() as con:
+        assert insert_queries(con, frame) == 0
+        # A batch with an old id and a new one adds only the new one; a repeated id inside a batch counts once.
+        more = query_frame(("q2", "changed text", "x", 0.1), ("q3", "hello", "contact_human", 0.7),
+                           ("q3", "hello again", "contact_human", 0.6))
+        assert insert_queries(con, more) == 1
+    with db.read() as con:
+        assert con.execute("SELECT id, text FROM queries ORDER BY id").fetchall() == [
+            ("q1", "where is my order"), ("q2", "refund please"), ("q3", "hello")]
+    assert count_rows(db) == {"queries": 3, "labels": 0}
+
+
+def test_insert_labels_twice_stores_each_once(db):
+    frame = label_frame(("l1", None, "cancel my order", "cancel_order"), ("l2", None, "my box is broken", "damaged_item"))
+    for expected in (2, 0):
+        with db.write() as con:
+            assert insert_labels(con, frame) == expected
+    assert count_rows(db) == {"queries": 0, "labels": 2}
+    assert known_labels(db) == ["cancel_order", "damaged_item"]
+
+
+def test_empty_batches_insert_nothing(db):
+    with db.write() as con:
+        assert insert_queries(con, query_frame().reindex(columns=["id", "ts", "text", "predicted_label", "confidence",
+                                                                  "model_version", "source"])) == 0
+        assert insert_labels(con, label_frame()) == 0
+    assert count_rows(db) == {"queries": 0, "labels": 0}
+
+
+def test_training_rows_joins_feedback_text_from_queries(db):
+    with db.write() as con:
+        insert_queries(con, query_frame(("q1", "where is my parcel", "track_order", 0.9),
+                                        ("q2", "cancel it now", "cancel_order", 0.4)))
+        insert_labels(con, label_frame(("l1", "q1", None, "delivery_delay"),           # feedback: text from q1
+                                       ("l2", None, "reset my password", "reset_password")))  # imported
+    rows = training_rows(db)
+    assert list(rows.columns) == ["text", "label", "confidence", "source", "ts"]
+    got = sorted(zip(rows["source"], rows["text"], rows["label"], rows["confidence"].fillna(-1)))
+    assert got == [
+        ("human", "reset my password", "reset_password", -1),
+        ("human", "where is my parcel", "delivery_delay", -1),
+        ("pseudo", "cancel it now", "cancel_order", 0.4),
+        ("pseudo", "where is my parcel", "track_order", 0.9),
+    ]
+    human_only = training_rows(db, include_pseudo=False)
+    assert sorted(human_only["text"]) == ["reset my password", "where is my parcel"]
+    assert set(human_only["source"]) == {"human"}
+
+
+# --- events and models ------------------------------------------------------------------------------------
+
+
+def test_events_round_trip_newest_first(db):
+    first = record_event(db, ts=T0, kind="deploy", message="Deployed v0001.", version="v0001", details={"a": [1, 2]})
+    second = record_event(db, ts=T0, kind="gate", message="Rejected.", severity="warning")
+    assert (first, second) == (1, 2)
+    events = recent_events(db)
+    assert [(e["id"], e["kind"], e["severity"], e["version"], e["details"]) for e in events] == [
+        (2, "gate", "warning", None, None), (1, "deploy", "info", "v0001", {"a": [1, 2]})]
+    assert [e["id"] for e in recent_events(db, kind="deploy")] == [1]
+    assert [e["id"] for e in recent_events(db, limit=1)] == [2]
+
+
+def test_event_severity_is_checked(db):
+    with pytest.raises(ValueError, match=r"severity 'fatal' is not one of \('info', 'warning', 'error'\)"):
+        record_event(db, ts=T0, kind="x", message="m", severity="fatal")
+    assert recent_events(db) == []
+
+
+def test_activating_a_model_retires_the_previous_active_one(db):
+    with db.write() as con:
+        for i, version in enumerate(["v0001", "v0002"]):
+            insert_model(con, {"version": version, "created_at": T0.replace(minute=i), "status": "candidate",
+                               "file": f"{version}.joblib", "sha256": "0" * 64, "sklearn_version": "1.9.1",
+                               "labels": ["a", "b"], "params": {"seed": 0}})
+        set_model_status(con, "v0001", "active")
+        set_model_status(con, "v0002", "active")
+    assert [(m["version"], m["status"]) for m in list_models(db)] == [("v0001", "retired"), ("v0002", "active")]
+    row = get_model(db, "v0002")
+    assert (row["labels"], row["params"], row["report"]) == (["a", "b"], {"seed": 0}, None)
+    assert get_model(db, "v0003") is None
+    with pytest.raises(ValueError, match="status 'live' is not one of"):
+        with db.write() as con:
+            set_model_status(con, "v0001", "live")
