@@ -1,0 +1,159 @@
+"""Figures and tables for the Performance page: data in, figure or styled table out (no Streamlit, no store)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+from pandas.io.formats.style import Styler
+
+from pages._ui import COLORS, local
+
+LEGEND = dict(orientation="h", y=-0.12)
+MARGIN = dict(l=10, r=10, t=40, b=10)
+METRIC_NAMES = {"accuracy": "Accuracy", "macro_f1": "Macro-F1"}
+
+
+def percent(value: float | None) -> str:
+    return "–" if value is None or pd.isna(value) else f"{100 * value:.1f}%"
+
+
+def points(value: float | None) -> str:
+    return "–" if value is None or pd.isna(value) else f"{100 * value:+.1f} pts"
+
+
+def evaluation_timeline(evaluations: pd.DataFrame) -> go.Figure:
+    """Accuracy (top) and macro-F1 (bottom) of the champion and the candidate at every retrain,
+    the candidate coloured by the decision, a thin line joining the two scored on the same set."""
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
+                        subplot_titles=[METRIC_NAMES["accuracy"], METRIC_NAMES["macro_f1"]])
+    e = evaluations.copy()
+    e["when"] = [local(x) for x in e["ts"]]
+    hover = "%{customdata[0]} · %{customdata[1]} · retrain #%{customdata[2]} (%{customdata[3]}): %{y:.1%}<extra></extra>"
+    for row, metric in enumerate(("accuracy", "macro_f1"), start=1):
+        first = row == 1
+        pairs = e.pivot_table(index=["retrain_id", "when"], columns="role", values=metric, aggfunc="first")
+        if {"champion", "candidate"} <= set(pairs.columns):
+            pairs = pairs.dropna(subset=["champion", "candidate"]).reset_index()
+            xs, ys = [], []
+            for _, p in pairs.iterrows():
+                xs += [p["when"], p["when"], None]
+                ys += [p["champion"], p["candidate"], None]
+            fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color="#cbd5e1", width=1),
+                                     hoverinfo="skip", showlegend=False), row=row, col=1)
+        champions = e[e["role"] == "champion"]
+        fig.add_trace(go.Scatter(
+            x=champions["when"], y=champions[metric], mode="lines+markers", name="champion (serving)",
+            line=dict(color=COLORS["active"], width=2), marker=dict(color=COLORS["active"], size=7),
+            customdata=champions[["version", "role", "retrain_id", "trigger"]].to_numpy(), hovertemplate=hover,
+            legendgroup="champion", showlegend=first,
+        ), row=row, col=1)
+        for status, symbol in (("accepted", "circle"), ("rejected", "x"), ("failed", "diamond")):
+            part = e[(e["role"] == "candidate") & (e["status"] == status)]
+            if part.empty:
+                continue
+            fig.add_trace(go.Scatter(
+                x=part["when"], y=part[metric], mode="markers", name=f"candidate {status}",
+                marker=dict(color=COLORS[status], symbol=symbol, size=10),
+                customdata=part[["version", "role", "retrain_id", "trigger"]].to_numpy(), hovertemplate=hover,
+                legendgroup=status, showlegend=first,
+            ), row=row, col=1)
+        fig.update_yaxes(tickformat=".0%", row=row, col=1)
+    fig.update_layout(height=560, margin=MARGIN, legend=LEGEND, hovermode="closest")
+    return fig
+
+
+def live_accuracy(daily: pd.DataFrame, *, reference: float | None = None, reference_name: str = "") -> go.Figure:
+    """Share of labelled queries answered right per day (line) over the number labelled (bars);
+    ``reference``, if given, is drawn as a dashed line (the serving model's offline accuracy)."""
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    fig.add_trace(go.Bar(x=daily["day"], y=daily["labelled"], name="queries with feedback",
+                         marker=dict(color="#e2e8f0"), hovertemplate="%{x}: %{y} with feedback<extra></extra>"),
+                  secondary_y=True)
+    fig.add_trace(go.Scatter(
+        x=daily["day"], y=daily["accuracy"], name="live accuracy", mode="lines+markers",
+        line=dict(color=COLORS["active"], width=2), customdata=daily[["correct", "labelled"]].to_numpy(),
+        hovertemplate="%{x}: %{y:.1%} (%{customdata[0]} of %{customdata[1]} right)<extra></extra>",
+    ), secondary_y=False)
+    if reference is not None:
+        fig.add_hline(y=reference, line=dict(color=COLORS["accepted"], dash="dash", width=1),
+                      annotation_text=reference_name, annotation_position="bottom left")
+    fig.update_yaxes(tickformat=".0%", title_text="accuracy", secondary_y=False, rangemode="tozero")
+    fig.update_yaxes(title_text="queries with feedback", secondary_y=True, showgrid=False, rangemode="tozero",
+                     tickmode="auto", tickformat=",d")
+    fig.update_layout(height=360, margin=MARGIN, legend=LEGEND, hovermode="x unified",
+                      title="Live accuracy per day (from feedback)")
+    return fig
+
+
+def confusion_heatmap(labels: Sequence[str], confusion: Sequence[Sequence[int]], *, title: str) -> go.Figure:
+    """Counts of true (rows) against predicted (columns) labels, coloured by the share of each true label."""
+    counts = pd.DataFrame(confusion, index=list(labels), columns=list(labels))
+    totals = counts.sum(axis=1).replace(0, 1)
+    shares = counts.div(totals, axis=0)
+    text = [[f"{v:,}" if v else "" for v in row] for row in counts.to_numpy().tolist()]
+    fig = go.Figure(go.Heatmap(
+        z=shares.to_numpy(), x=list(labels), y=list(labels), text=text, texttemplate="%{text}", textfont=dict(size=11),
+        customdata=counts.to_numpy(), colorscale="Blues", zmin=0, zmax=1,
+        showscale=False,
+        hovertemplate="true %{y}, predicted %{x}: %{customdata} (%{z:.1%} of %{y})<extra></extra>",
+    ))
+    fig.update_layout(title=title, height=max(420, 30 * len(labels) + 200), margin=MARGIN,
+                      xaxis=dict(title="predicted label", tickangle=-45, tickmode="linear", dtick=1),
+                      yaxis=dict(title="true label", autorange="reversed", tickmode="linear", dtick=1))
+    return fig
+
+
+def class_changes(per_class: pd.DataFrame, *, a: str, b: str) -> go.Figure:
+    """Change in F1 per class from ``a`` to ``b`` (green better, red worse)."""
+    rows = per_class.dropna(subset=["f1_change"]).sort_values(["f1_change", "label"])
+    colours = [COLORS["accepted"] if v > 0 else COLORS["rejected"] if v < 0 else COLORS["candidate"] for v in rows["f1_change"]]
+    fig = go.Figure(go.Bar(
+        x=rows["f1_change"], y=rows["label"], orientation="h", marker=dict(color=colours),
+        hovertemplate="%{y}: %{x:+.1%}<extra></extra>",
+    ))
+    fig.update_layout(title=f"Change in F1 per class, {b} against {a}", height=max(320, 22 * len(rows) + 120),
+                      margin=MARGIN, xaxis=dict(tickformat="+.0%", zeroline=True), yaxis=dict(title=None))
+    return fig
+
+
+def class_table(per_class: pd.DataFrame) -> Styler:
+    """Per-class precision, recall and F1 (percent, one decimal) and support."""
+    shown = per_class.rename(columns={"label": "Label", "precision": "Precision", "recall": "Recall", "f1": "F1",
+                                      "support": "Support"})
+    return shown.style.format(percent, subset=["Precision", "Recall", "F1"]).map(_weak_colour, subset=["F1"])
+
+
+def overall_table(overall: pd.DataFrame, *, a: str, b: str) -> Styler:
+    shown = overall.assign(metric=overall["metric"].map(METRIC_NAMES)).rename(
+        columns={"metric": "Metric", "basis": "Measured on", "a": a, "b": b, "change": "Change"})
+    return shown.style.format(percent, subset=[a, b]).format(points, subset=["Change"]).map(
+        _change_colour, subset=["Change"])
+
+
+def comparison_table(per_class: pd.DataFrame, *, a: str, b: str) -> Styler:
+    """Per-class figures of both versions with their changes (b - a), biggest losses first."""
+    names = {"label": "Label", "support_a": f"Support {a}", "support_b": f"Support {b}"}
+    for metric, title in (("f1", "F1"), ("precision", "Precision"), ("recall", "Recall")):
+        names.update({f"{metric}_a": f"{title} {a}", f"{metric}_b": f"{title} {b}", f"{metric}_change": f"{title} change"})
+    shown = per_class.rename(columns=names)
+    levels = [names[f"{m}_{s}"] for m in ("f1", "precision", "recall") for s in ("a", "b")]
+    changes = [names[f"{m}_change"] for m in ("f1", "precision", "recall")]
+    return shown.style.format(percent, subset=levels).format(points, subset=changes).map(_change_colour, subset=changes)
+
+
+def _change_colour(value: float) -> str:
+    if value is None or pd.isna(value) or abs(value) < 1e-12:
+        return ""
+    return f"color: {COLORS['accepted'] if value > 0 else COLORS['rejected']}"
+
+
+def _weak_colour(value: float) -> str:
+    """Flag weak classes: F1 under 70% in red, under 85% in amber."""
+    if value is None or pd.isna(value):
+        return ""
+    if value < 0.7:
+        return f"color: {COLORS['rejected']}; font-weight: bold"
+    return f"color: {COLORS['rollback']}" if value < 0.85 else ""

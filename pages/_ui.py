@@ -1,0 +1,163 @@
+"""What every page shares: the context, cached reads, the worker banner, formats, colours, commands.
+
+Pages import from here; nothing here runs SQL (store/ does) or holds a connection
+(``Context`` holds only paths, so caching it as a resource is safe).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from datetime import datetime, timezone
+from typing import Any, Callable
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import streamlit as st
+
+from engine.commands import submit
+from engine.config import load_settings
+from engine.context import Context
+from engine.errors import RetrainerError
+from engine.status import system_status
+
+# One colour per kind of decision, on every page.
+COLORS = {
+    "accepted": "#16a34a",
+    "rejected": "#dc2626",
+    "failed": "#6b7280",
+    "rollback": "#f59e0b",
+    "fallback": "#7c3aed",
+    "active": "#2563eb",
+    "candidate": "#64748b",
+    "retired": "#94a3b8",
+    "running": "#0ea5e9",
+}
+STATUS_ICONS = {"accepted": ":green[:material/check_circle:]", "rejected": ":red[:material/block:]", "failed": ":orange[:material/warning:]", "running": ":blue[:material/progress_activity:]", "queued": ":gray[:material/schedule:]", "done": ":green[:material/check_circle:]"}
+
+
+@st.cache_resource
+def context() -> Context:
+    """The settings and store paths (no open connection: safe to share)."""
+    return Context.open(load_settings())
+
+
+def cached(ttl: float = 5.0) -> Callable:
+    """``st.cache_data`` with a short time-to-live, for read functions taking hashable arguments."""
+    return st.cache_data(ttl=ttl, show_spinner=False)
+
+
+@cached(ttl=3)
+def status() -> dict[str, Any]:
+    return system_status(context())
+
+
+def pct(value: float | None, *, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{100 * value:.{digits}f}%"
+
+
+def pts(value: float | None) -> str | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return f"{100 * value:+.1f} pts"
+
+
+def user_zone() -> ZoneInfo | timezone:
+    """The browser's time zone when Streamlit knows it, else the server's."""
+    name = getattr(st.context, "timezone", None)
+    if name:
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            pass
+    return datetime.now().astimezone().tzinfo or timezone.utc
+
+
+def local(value: Any) -> datetime | None:
+    """A stored naive-UTC time in the user's zone (naive, for display)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if hasattr(value, "to_pydatetime"):
+        value = value.to_pydatetime()
+    if not isinstance(value, datetime):
+        return None
+    return value.replace(tzinfo=timezone.utc).astimezone(user_zone()).replace(tzinfo=None)
+
+
+def when(value: Any) -> str:
+    moment = local(value)
+    return "–" if moment is None else f"{moment:%Y-%m-%d %H:%M}"
+
+
+def ago(seconds: float | None) -> str:
+    if seconds is None:
+        return "never"
+    if seconds < 90:
+        return f"{seconds:.0f} s ago"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min ago"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h ago"
+    return f"{seconds / 86400:.1f} days ago"
+
+
+def _through_navigation() -> None:
+    """Make sure the page runs inside app.py's ``st.navigation``.
+
+    Streamlit still knows the old "pages/ folder" mode: until ``st.navigation`` has run
+    once in a server process, a deep link such as ``/models`` runs ``pages/models.py``
+    on its own (no wide layout, a sidebar listing every file in pages/). When that
+    happens, switch the server to navigation mode and rerun through app.py, which then
+    opens the page that was asked for.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory and "_through_app" not in st.session_state:
+        import sys
+
+        caller = sys._getframe(2).f_globals.get("__file__")
+        PagesManager.uses_pages_directory = False
+        if caller:
+            st.session_state["_deep_link"] = f"pages/{Path(caller).name}"
+        st.rerun()
+
+
+def page_header(title: str, caption: str) -> dict[str, Any]:
+    """Title, caption and the worker banner; returns the system status for the page."""
+    _through_navigation()
+    st.title(title)
+    st.caption(caption)
+    current = status()
+    worker = current["worker"]
+    if not worker["alive"]:
+        st.warning(
+            "**The worker is not running**: nothing is retrained, ingested or scheduled until it is. "
+            "Start it with `python -m engine worker` (or `make run`). Buttons still queue their commands; "
+            "the worker runs them when it starts.",
+            icon=":material/warning:",
+        )
+    if current["fallback"]:
+        st.error(f"**Fallback in use**: {current['fallback'].get('reason')}", icon=":material/support:")
+    return current
+
+
+def queue_command(kind: str, *, args: dict[str, Any] | None = None, label: str) -> int | None:
+    """Queue a command for the worker and say so; a refused command shows why."""
+    try:
+        command_id = submit(context(), kind, args=args, source="dashboard")
+    except RetrainerError as exc:
+        st.error(f"{label} was not queued: {exc}")
+        return None
+    st.session_state.setdefault("commands", []).append(command_id)
+    status.clear()
+    st.toast(f"{label}: command #{command_id} queued")
+    return command_id
+
+
+def empty(message: str) -> None:
+    """The empty state: say what is missing and what to do, then stop the page."""
+    st.info(message, icon="ℹ️")
+    st.stop()

@@ -1,0 +1,227 @@
+"""Data: what traffic looks like, how sure the model is, what it learns from; browse queries and label them."""
+
+from datetime import date, datetime, timedelta
+
+import streamlit as st
+
+from engine.classifier import Classifier
+from engine.clock import utcnow
+from engine.errors import RetrainerError
+from pages import _charts_data as charts
+from pages import _ui
+from store.views import data as views
+
+_ui.page_header("Data", "Traffic by predicted label, how sure the model is, what the training data is made of, and "
+                        "every logged query: search them and give any of them its true label.")
+settings = _ui.context().settings
+FEEDBACK_CHOICES = {"any": None, "with a true label": True, "without a true label": False}
+
+
+@st.cache_resource(show_spinner=False, on_release=lambda clf: clf.close())
+def classifier() -> Classifier:
+    """The same Classifier a client uses: feedback goes to the spool, the worker stores it."""
+    return Classifier(settings=_ui.context().settings, log_queries=True, source="dashboard")
+
+
+@_ui.cached(ttl=30)
+def span():
+    return views.span(_ui.context().db)
+
+
+@_ui.cached(ttl=30)
+def labels():
+    db = _ui.context().db
+    return views.predicted_labels(db), views.known_labels(db)
+
+
+@_ui.cached(ttl=10)
+def volume(since, offset):
+    return views.volume_by_label(_ui.context().db, since=since, offset_minutes=offset)
+
+
+@_ui.cached(ttl=10)
+def confidence(since, offset, min_confidence):
+    db = _ui.context().db
+    return (views.confidence_histogram(db, since=since),
+            views.low_confidence_by_day(db, since=since, min_confidence=min_confidence, offset_minutes=offset))
+
+
+@_ui.cached(ttl=60)
+def mix(since):
+    s = _ui.context().settings
+    return views.training_mix(_ui.context().db, since=since, min_confidence=s.min_confidence,
+                              max_text_length=s.max_text_length, eval_percent=s.eval_percent,
+                              use_pseudo_labels=s.use_pseudo_labels)
+
+
+@_ui.cached(ttl=10)
+def quality():
+    return views.quality(_ui.context().db)
+
+
+@_ui.cached(ttl=5)
+def search(text, chosen, low, high, has_feedback, since, until, limit):
+    return views.search_queries(_ui.context().db, text=text, labels=chosen, low=low, high=high,
+                                has_feedback=has_feedback, since=since, until=until, limit=limit)
+
+
+def utc_offset_minutes() -> int:
+    """The viewer's current offset from UTC, in minutes (days are their calendar days)."""
+    offset = datetime.now(_ui.user_zone()).utcoffset()
+    return int(offset.total_seconds() // 60) if offset is not None else 0
+
+
+def record_true_label(query_id: str | None, label: str | None) -> None:
+    """Send a person's label for a logged query through the Classifier; say what happened."""
+    if not query_id or not query_id.strip():
+        st.error("Choose a query first: pick one of the results above.")
+        return
+    if not label or not label.strip():
+        st.error("Choose the true label first.")
+        return
+    clf = classifier()
+    try:
+        clf.feedback(query_id, label)
+    except RetrainerError as exc:
+        st.error(f"Not recorded: {exc}.")
+        return
+    try:
+        clf.flush()
+    except OSError as exc:
+        st.warning(f"Recorded in memory, but the spool cannot be written now ({exc}); it is retried every few seconds.")
+        return
+    st.success(f"Recorded **{label}** as the true label of query `{query_id}`. The worker stores it with its next "
+               "ingest (a few seconds when it runs); the next retrain learns from it.", icon=":material/check_circle:")
+
+
+known_span = span()
+predicted, known = labels()
+if known_span["queries"] == 0 and not known:
+    _ui.empty("No data yet: no query has been logged and no labelled example imported. Build the demo with "
+              "`python -m engine demo`, import data with `python -m engine import FILE [--labeled]`, or serve a model "
+              "with `engine.Classifier` (every query it answers is logged, and the worker stores it).")
+
+offset = utc_offset_minutes()
+now = utcnow().replace(second=0, microsecond=0)
+days = st.radio("Period", [7, 14, 30, 90], index=2, horizontal=True, format_func=lambda d: f"last {d} days", key="period")
+since = views.since_day(now, days=days, offset_minutes=offset)
+
+# -- traffic ---------------------------------------------------------------------------------------
+st.subheader("Traffic")
+by_label = volume(since, offset)
+if by_label.empty:
+    st.info(f"No queries in the last {days} days. Queries appear here once a client using `engine.Classifier` answers "
+            "them and the worker ingests its log (or after `python -m engine import FILE`).", icon="ℹ️")
+else:
+    histogram, by_day = confidence(since, offset, settings.min_confidence)
+    total, low = int(by_day["queries"].sum()), int(by_day["low_confidence"].sum())
+    k = st.columns(4)
+    k[0].metric("Queries", f"{int(by_label['queries'].sum()):,}", help=f"In the last {days} days")
+    k[1].metric("Per day", f"{by_label['queries'].sum() / days:,.0f}", help="Average over the period")
+    k[2].metric(f"Below {settings.min_confidence:g} confidence", _ui.pct(low / total if total else None),
+                help=f"{low:,} of {total:,} predictions: not used as pseudo labels for training")
+    k[3].metric("Labels predicted", f"{by_label['label'].nunique()}")
+    st.plotly_chart(charts.volume_by_label(by_label), key="volume")
+    left, right = st.columns(2)
+    left.plotly_chart(charts.confidence_histogram(histogram, min_confidence=settings.min_confidence), key="histogram")
+    right.plotly_chart(charts.low_confidence_share(by_day, min_confidence=settings.min_confidence), key="low_share")
+
+# -- training data ----------------------------------------------------------------------------------
+st.subheader("Training data")
+TRAFFIC_DAYS = 7
+label_mix, method = mix(views.since_day(now, days=TRAFFIC_DAYS, offset_minutes=offset))
+if label_mix.empty:
+    st.info("No labelled data yet: import labelled examples with `python -m engine import FILE --labeled`.", icon="ℹ️")
+else:
+    if method == "exact":
+        st.caption("Training set: rebuilt now from the store with the retrain's own cleaning rules "
+                   "(`engine.dataset.build_training_set`): what a retrain started now would train on.")
+    else:
+        st.caption(f"Training set: an estimate. The store holds more than {views.EXACT_MIX_LIMIT:,} candidate rows, too many "
+                   f"to rebuild on every view, so this counts every human label plus every prediction with confidence "
+                   f"≥ {settings.min_confidence:g} (before de-duplication, conflicts and the evaluation split).")
+    st.plotly_chart(charts.label_mix(label_mix, traffic_days=TRAFFIC_DAYS), key="mix")
+
+st.subheader("Data quality")
+funnel = quality()
+if funnel["last"] is None:
+    st.info("No retrain has built a training set yet: press **Retrain now** on the Models page.", icon="ℹ️")
+else:
+    last, steps = funnel["last"], funnel["steps"]
+    totals = dict(zip(steps["step"], steps["total"]))
+    removed = totals["rows_in"] - totals["train_rows"] - totals["eval_rows"]
+    q = st.columns(4)
+    q[0].metric("Retrains", f"{funnel['retrains']:,}", help="Retrains that built a training set")
+    q[1].metric("Rows in, all retrains", f"{totals['rows_in']:,}")
+    q[2].metric("Removed, all retrains", f"{removed:,}",
+                f"{_ui.pct(removed / totals['rows_in'] if totals['rows_in'] else None)} of rows in", delta_color="off",
+                delta_arrow="off")
+    q[3].metric("Training rows, all retrains", f"{totals['train_rows']:,}")
+    left, right = st.columns(2)
+    left.dataframe(
+        steps[["name", "last", "total"]], hide_index=True, key="funnel_table", width="stretch",
+        column_config={"name": st.column_config.TextColumn("step", width="medium"),
+                       "last": st.column_config.NumberColumn(f"retrain #{last['id']}", format="localized"),
+                       "total": st.column_config.NumberColumn("all retrains", format="localized")},
+    )
+    left.caption(f"Retrain #{last['id']} ({last['trigger']}, {last['status']}) finished {_ui.when(last['ts'])}.")
+    right.plotly_chart(charts.funnel(steps, title=f"Where the rows of retrain #{last['id']} went"), key="funnel")
+
+# -- query browser ------------------------------------------------------------------------------------
+st.subheader("Query browser")
+if known_span["queries"] == 0:
+    st.info("No queries logged yet: there is nothing to browse.", icon="ℹ️")
+    st.stop()
+first_day = _ui.local(known_span["first"]).date()
+last_day = max(_ui.local(known_span["last"]).date(), _ui.local(now).date())
+f = st.columns([3, 3, 2, 2])
+text = f[0].text_input("Text contains", key="search_text", placeholder="e.g. refund (case-insensitive)")
+chosen = f[1].multiselect("Predicted label", predicted, key="search_labels", placeholder="any label")
+low, high = f[2].slider("Confidence", 0.0, 1.0, (0.0, 1.0), step=0.05, key="search_confidence")
+feedback_choice = f[3].selectbox("True label", list(FEEDBACK_CHOICES), key="search_feedback")
+g = st.columns([3, 3, 4])
+dates = g[0].date_input("Dates", (first_day, last_day), min_value=first_day - timedelta(days=1),
+                        max_value=last_day + timedelta(days=1), key="search_dates")
+limit = g[1].number_input("Rows to show", min_value=10, max_value=5000, value=200, step=50, key="search_limit")
+
+start_day: date | None = dates[0] if len(dates) > 0 else None
+end_day: date | None = dates[1] if len(dates) > 1 else start_day
+results, matches = search(
+    text.strip() or None, tuple(chosen), low if low > 0 else None, high if high < 1 else None,
+    FEEDBACK_CHOICES[feedback_choice],
+    views.local_day_start(start_day, offset_minutes=offset) if start_day else None,
+    views.local_day_start(end_day + timedelta(days=1), offset_minutes=offset) if end_day else None,
+    int(limit),
+)
+found = f"{matches:,}" if matches <= views.COUNT_CAP else f"more than {views.COUNT_CAP:,}"
+st.caption(f"Showing {len(results):,} of {found} matching queries, newest first.")
+shown = results.assign(ts=[_ui.local(t) for t in results["ts"]], confidence=100 * results["confidence"])
+st.dataframe(
+    shown, hide_index=True, key="results",
+    column_order=["ts", "text", "predicted_label", "confidence", "true_label", "model_version", "source", "id"],
+    column_config={
+        "ts": st.column_config.DatetimeColumn("time", format="YYYY-MM-DD HH:mm"),
+        "text": st.column_config.TextColumn("text", width="large"),
+        "predicted_label": "predicted",
+        "confidence": st.column_config.ProgressColumn("confidence", format="%.1f%%", min_value=0.0, max_value=100.0),
+        "true_label": "true label",
+        "model_version": "version",
+        "id": "query id",
+    },
+)
+
+st.markdown("##### Give a query its true label")
+if results.empty:
+    st.caption("No query matches the filters.")
+    st.stop()
+texts = dict(zip(results["id"], results["text"]))
+predictions = dict(zip(results["id"], results["predicted_label"]))
+serving = set(classifier().labels())
+choices = sorted(set(known) | serving)
+a, b, c = st.columns([5, 3, 2], vertical_alignment="bottom")
+query_id = a.selectbox("Query", list(texts), index=None, key="label_query", placeholder="choose one of the results",
+                       format_func=lambda i: f"{texts[i][:80]} · predicted {predictions[i]} · {i[:8]}")
+label = b.selectbox("True label", choices, index=None, key="label_value", placeholder="choose a label",
+                    format_func=lambda x: x if not serving or x in serving else f"{x} (unknown to the serving model)")
+if c.button("Record true label", type="primary", key="label_record"):
+    record_true_label(query_id, label)

@@ -1,0 +1,95 @@
+"""Retraining history: every retrain, what the gate decided and why, and what the data cleaning kept."""
+
+from datetime import date, datetime, time, timedelta, timezone
+
+import streamlit as st
+
+from pages import _charts_history as charts, _ui
+from store.views import history as views
+
+_ui.page_header(
+    "Retraining history",
+    "Every retrain: what triggered it, what the gate decided and why, the metrics before and after, "
+    "and how many rows each data-quality filter removed.",
+)
+
+
+@_ui.cached()
+def options():
+    return views.filter_options(_ui.context().db)
+
+
+@_ui.cached()
+def matching(statuses: tuple, triggers: tuple, start: datetime | None, end: datetime | None):
+    return views.retrains(_ui.context().db, statuses=statuses, triggers=triggers, start=start, end=end)
+
+
+@_ui.cached()
+def summary(statuses: tuple, triggers: tuple, start: datetime | None, end: datetime | None):
+    return views.totals(_ui.context().db, statuses=statuses, triggers=triggers, start=start, end=end)
+
+
+@_ui.cached()
+def one_retrain(retrain_id: int):
+    return views.retrain(_ui.context().db, retrain_id)
+
+
+def utc_midnight(day: date) -> datetime:
+    """The start of ``day`` in the user's zone, as stored times are: naive UTC."""
+    return datetime.combine(day, time()).replace(tzinfo=_ui.user_zone()).astimezone(timezone.utc).replace(tzinfo=None)
+
+
+found = options()
+if not found["statuses"]:
+    _ui.empty("No retrain has run yet. Build the demo with `python -m engine demo`, or import labelled data "
+              "(`python -m engine import FILE --labeled`) and press **Retrain now** on the Models page; the worker "
+              "also retrains on its weekly, monthly and adaptive schedule.")
+
+f = st.columns([2, 2, 3])
+statuses = f[0].multiselect("Decision", found["statuses"], placeholder="any decision", key="decision")
+triggers = f[1].multiselect("Trigger", found["triggers"], placeholder="any trigger", key="trigger")
+days = f[2].date_input("Started between", (), key="days",
+                       help=f"Retrains ran from {_ui.when(found['first'])} to {_ui.when(found['last'])}; empty means any date")
+start = utc_midnight(days[0]) if days else None
+end = utc_midnight(days[1] + timedelta(days=1)) if len(days) == 2 else None
+chosen = (tuple(statuses), tuple(triggers), start, end)
+
+totals = summary(*chosen)
+k = st.columns(6)
+k[0].metric("Retrains", f"{totals['retrains']:,}")
+k[1].metric("Accepted", f"{totals['accepted']:,}")
+k[2].metric("Rejected", f"{totals['rejected']:,}")
+k[3].metric("Failed", f"{totals['failed']:,}")
+k[4].metric("Acceptance rate", _ui.pct(totals["acceptance_rate"]), help="Accepted among accepted and rejected")
+k[5].metric("Training time", charts.seconds(totals["total_duration_s"]),
+            f"median {charts.seconds(totals['median_duration_s'])} each" if totals["retrains"] else None,
+            delta_color="off")
+if totals["retrains"] == 0:
+    _ui.empty("No retrain matches these filters: clear one of them to see more.")
+
+rows = matching(*chosen)
+st.dataframe(charts.retrain_table(rows), hide_index=True, key="retrains", placeholder="–",
+             height=min(35 * (len(rows) + 1) + 3, 560),
+             column_config={"Reason": st.column_config.TextColumn(width="large"),
+                            "#": st.column_config.NumberColumn(width="small")})
+
+st.subheader("One retrain and its data")
+ids = rows["id"].tolist()
+described = {r.id: f"#{r.id} · {r.trigger} · {r.status} · {_ui.when(r.started_at)}" for r in rows.itertuples()}
+pick = st.selectbox("Retrain", ids, index=0, format_func=described.get, key="retrain")
+one = one_retrain(pick)
+if one["status"] == "running":
+    st.markdown(f"{_ui.STATUS_ICONS['running']} **Running** since {_ui.when(one['started_at'])}")
+else:
+    st.markdown(f"{_ui.STATUS_ICONS.get(one['status'], '')} **Retrain #{one['id']}** ({one['trigger']}, "
+                f"{charts.seconds(one['duration_s'])}): {one['reason'] or 'no reason recorded'}")
+left, right = st.columns(2)
+with left:
+    if one["funnel"] is None:
+        st.info(f"Retrain #{pick} stopped before it read the data: there is no funnel to show.", icon="ℹ️")
+    elif not one["funnel"]["rows_in"]:
+        st.info(f"Retrain #{pick} found no rows to learn from: import labelled data first.", icon="ℹ️")
+    else:
+        st.plotly_chart(charts.funnel(one["id"], one["funnel"]), key="funnel")
+with right:
+    st.plotly_chart(charts.funnels_over_time(rows), key="funnels")

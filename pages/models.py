@@ -1,0 +1,177 @@
+"""Models: every version in the registry, where it served, and the actions on it (retrain, roll back)."""
+
+import pandas as pd
+import streamlit as st
+
+from pages import _charts_models, _ui
+from store.commands import FINAL, recent_commands
+from store.views import models as views
+
+current = _ui.page_header("Models", "Every trained version, when it served, and the actions on the registry.")
+active = current["active"]["version"] if current["active"] else None
+
+
+@_ui.cached()
+def versions() -> pd.DataFrame:
+    return views.versions(_ui.context().db)
+
+
+@_ui.cached()
+def rollback_targets() -> list[dict]:
+    return views.rollback_targets(_ui.context().db)
+
+
+@_ui.cached()
+def deployment_log() -> pd.DataFrame:
+    return views.deployments(_ui.context().db)
+
+
+@_ui.cached(ttl=1)
+def commands_now(limit: int = 6) -> list[dict]:
+    return recent_commands(_ui.context().db, limit=limit)
+
+
+def queued(kind: str, *, args: dict | None = None, label: str) -> None:
+    _ui.queue_command(kind, args=args, label=label)
+    commands_now.clear()
+
+
+def ask_rollback() -> None:
+    st.session_state["pending_rollback"] = {"from": active, "to": st.session_state["rollback_to"]}
+
+
+def confirm_rollback() -> None:
+    pending = st.session_state.pop("pending_rollback", None)
+    if pending:
+        queued("rollback", args={"to": pending["to"]}, label=f"Roll back from {pending['from']} to {pending['to']}")
+
+
+def cancel_rollback() -> None:
+    st.session_state.pop("pending_rollback", None)
+
+
+def history_words(history: list[dict]) -> str:
+    return " · ".join(f"{_ui.when(h['ts'])} {views.describe(h['kind'], h['role'], h['other'])}" for h in history)
+
+
+table = versions()
+targets = {t["version"]: t for t in rollback_targets()}
+
+retrain, back = st.columns(2, gap="large")
+with retrain:
+    st.subheader("Retrain")
+    st.caption("Train a candidate on all clean labelled data now. It is deployed only if the quality gate accepts it.")
+    if st.button("Retrain now", key="retrain_now", type="primary", help="Queue a manual retrain for the worker"):
+        queued("retrain", label="Retrain")
+with back:
+    st.subheader("Roll back")
+    if not targets:
+        st.caption("No version to roll back to yet: a version appears here once it has served and been replaced.")
+    else:
+        st.selectbox(
+            "Roll back to", list(targets), key="rollback_to",
+            format_func=lambda v: f"{v} · accuracy {_ui.pct(targets[v]['accuracy'])} · last deployed {_ui.when(targets[v]['last_deployed_at'])}",
+            help="Only versions that served before (retired) can be restored.",
+        )
+        pending = st.session_state.get("pending_rollback")
+        if pending is not None and pending["to"] not in targets:  # it became active meanwhile: nothing to confirm
+            st.session_state.pop("pending_rollback")
+            pending = None
+        if pending is None:
+            st.button("Roll back", key="rollback", disabled=active is None, on_click=ask_rollback,
+                      help="Asks for confirmation first" if active else "Nothing is deployed, so there is nothing to roll back from")
+        else:
+            st.warning(f"**Roll back from {pending['from']} to {pending['to']}?** The worker validates {pending['to']} "
+                       f"and switches every predictor to it; {pending['from']} stays in the registry.", icon=":material/undo:")
+            yes, no = st.columns(2)
+            yes.button("Confirm", key="rollback_confirm", type="primary", on_click=confirm_rollback, width="stretch")
+            no.button("Cancel", key="rollback_cancel", on_click=cancel_rollback, width="stretch")
+
+
+@st.fragment(run_every=2)
+def commands() -> None:
+    """The latest commands: live progress while they run, their result when they end."""
+    st.subheader("Commands")
+    rows = commands_now()
+    if not rows:
+        st.caption("No commands yet. Buttons on this page queue commands; the worker runs them one at a time.")
+        return
+    worker_alive = _ui.status()["worker"]["alive"]
+    for c in rows:
+        title = f"#{c['id']} **{c['kind']}**" + (f" to {c['args']['to']}" if c["args"].get("to") else "")
+        title += f" · from {c['source']} · queued {_ui.when(c['created_at'])}"
+        icon = _ui.STATUS_ICONS.get(c["status"], "")
+        if c["status"] == "running":
+            st.progress(float(c["progress"] or 0), text=f"{icon} {title} · {c['stage'] or 'running'} ({_ui.pct(c['progress'] or 0, digits=0)})")
+        elif c["status"] == "queued":
+            wait = "waiting for the worker" if worker_alive else "waiting: the worker is not running, it will run this when it starts"
+            st.markdown(f"{icon} {title} · {wait}")
+        elif c["status"] == "failed":
+            st.markdown(f"{icon} {title} · :red[failed {_ui.when(c['finished_at'])}: {c['message']}]")
+        else:
+            st.markdown(f"{icon} {title} · done {_ui.when(c['finished_at'])}: {c['message']}")
+    # When a command queued from this session ends, refresh the whole page so the tables show its effect.
+    # (A command is never final when queued, so the first time one of ours is seen final, it just ended.)
+    mine = set(st.session_state.get("commands", []))
+    seen = st.session_state.setdefault("ended_commands", set())
+    ended = {c["id"] for c in rows if c["id"] in mine and c["id"] not in seen and c["status"] in FINAL}
+    if ended:
+        seen |= ended
+        for read in (versions, rollback_targets, deployment_log, _ui.status):
+            read.clear()
+        st.rerun()
+
+
+commands()
+
+if table.empty:
+    _ui.empty("No model yet. **Retrain now** needs labelled data first: import some with "
+              "`python -m engine import FILE --labeled` (a CSV with text and label columns), "
+              "or build the demo with `python -m engine demo`.")
+
+st.subheader("Versions")
+shown = pd.DataFrame({
+    "Version": table["version"],
+    "Status": table["status"],
+    "Created": [_ui.when(t) for t in table["created_at"]],
+    "Trigger": table["trigger"].fillna("–"),
+    "Train rows": table["train_rows"],
+    "Accuracy": [_ui.pct(v) for v in table["accuracy"]],
+    "Macro-F1": [_ui.pct(v) for v in table["macro_f1"]],
+    "Eval rows": table["eval_rows"],
+    "Checksum": [s[:10] for s in table["sha256"]],
+    "scikit-learn": table["sklearn_version"],
+    "Deployed": [f"{n}× · last {_ui.when(t)[:10]}" if n else "never" for n, t in zip(table["times_deployed"], table["last_deployed_at"])],
+})
+st.dataframe(
+    shown.style.map(lambda s: f"color: white; background-color: {_ui.COLORS.get(s, _ui.COLORS['candidate'])}", subset=["Status"]),
+    hide_index=True, key="versions", height=min(35 * (len(shown) + 1) + 3, 560),
+    column_config={
+        "Accuracy": st.column_config.TextColumn(help="On the held-out human-labelled texts when the version was trained"),
+        "Macro-F1": st.column_config.TextColumn(help="Mean F1 over the intents, same evaluation set"),
+        "Eval rows": st.column_config.NumberColumn(help="Held-out human-labelled texts the metrics were measured on"),
+        "Checksum": st.column_config.TextColumn(help="First 10 hex digits of the model file's SHA-256"),
+        "Deployed": st.column_config.TextColumn(help="How many times the version started serving, and when last"),
+    },
+)
+st.caption(f"{len(table)} versions · {active or 'no version'} serves now. Every file is kept under "
+           f"`{_ui.context().settings.registry_dir}`.")
+
+st.plotly_chart(_charts_models.version_metrics(table), key="version_metrics")
+
+st.subheader("Deployment history")
+for version, status, history in zip(table["version"], table["status"], table["history"]):
+    if history:
+        st.markdown(f"**{version}** ({status}): {history_words(history)}")
+never = [v for v, n in zip(table["version"], table["times_deployed"]) if not n]
+if never:
+    st.caption(f"Never deployed: {', '.join(never)}.")
+with st.expander("Deployment log, with reasons"):
+    log = deployment_log()
+    st.dataframe(pd.DataFrame({
+        "When": [_ui.when(t) for t in log["ts"]],
+        "What": [views.KIND_WORDS.get(k, k) for k in log["kind"]],
+        "Now serving": log["version"],
+        "Before": log["previous_version"].fillna("–"),
+        "Reason": log["reason"],
+    }), hide_index=True, key="deployment_log")

@@ -1,0 +1,91 @@
+"""Overview: is the system healthy, is the model good, what happened lately."""
+
+import streamlit as st
+
+from engine.clock import utcnow
+from pages import _charts, _ui
+from store.events import recent_events
+from store.views import overview as views
+
+current = _ui.page_header("Overview", "Health, quality and recent activity of the classifier in production.")
+
+
+@_ui.cached()
+def traffic(day_start, now):
+    ctx = _ui.context()
+    return views.traffic(ctx.db, now=now, day_start=day_start, min_confidence=ctx.settings.min_confidence)
+
+
+@_ui.cached()
+def timeline():
+    db = _ui.context().db
+    return views.timeline(db), views.markers(db)
+
+
+@_ui.cached()
+def activity(limit: int = 12):
+    return recent_events(_ui.context().db, limit=limit)
+
+
+@_ui.cached()
+def previous(version: str):
+    return views.previous_metrics(_ui.context().db, version)
+
+
+@st.fragment(run_every=3)
+def health() -> None:
+    now = _ui.status()
+    worker, active, sched = now["worker"], now["active"], now["scheduler"]
+    cols = st.columns(5)
+    cols[0].metric("Worker", "alive" if worker["alive"] else "down",
+                   _ui.ago(worker["heartbeat_age_s"]) if worker["heartbeat_age_s"] is not None else None, delta_color="off")
+    cols[1].metric("Active model", active["version"] if active else "none",
+                   f"since {_ui.when(active['deployed_at'])}" if active else None, delta_color="off")
+    cols[2].metric("Fallback", "IN USE" if now["fallback"] else "no",
+                   delta=("serving an older version" if now["fallback"] else None), delta_color="inverse")
+    cols[3].metric("Scheduler", "paused" if sched["paused"] else "running")
+    upcoming = sorted((j for j in sched["jobs"] if j["next_run"] is not None), key=lambda j: j["next_run"])
+    cols[4].metric("Next retrain", _ui.when(upcoming[0]["next_run"]) if upcoming else "–",
+                   upcoming[0]["name"] if upcoming else None, delta_color="off")
+    progress = now.get("retrain_in_progress")
+    if progress:
+        st.progress(float(progress.get("progress") or 0),
+                    text=f"Retrain running ({progress.get('trigger')}): {progress.get('stage')}")
+
+
+health()
+
+active = current["active"]
+if active is None:
+    _ui.empty("No model is deployed yet. Build the demo with `python -m engine demo`, or import labelled data "
+              "(`python -m engine import FILE --labeled`) and press **Retrain now** on the Models page.")
+
+st.subheader("Quality and traffic")
+before = previous(active["version"])
+day_start = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
+numbers = traffic(day_start, utcnow().replace(second=0, microsecond=0))
+k = st.columns(6)
+k[0].metric("Accuracy", _ui.pct(active["accuracy"]),
+            _ui.pts(active["accuracy"] - before["accuracy"]) if before and before["accuracy"] is not None else None,
+            help=f"On {active['eval_rows'] or 0} held-out human-labelled texts; change against {before['version'] if before else 'nothing'}")
+k[1].metric("Macro-F1", _ui.pct(active["macro_f1"]),
+            _ui.pts(active["macro_f1"] - before["macro_f1"]) if before and before["macro_f1"] is not None else None)
+k[2].metric("Queries today", f"{numbers['queries_today']:,}")
+k[3].metric("Queries, 7 days", f"{numbers['queries_7d']:,}")
+k[4].metric("With feedback (7 d)", _ui.pct(numbers["feedback_share_7d"]))
+k[5].metric("Low confidence (7 d)", _ui.pct(numbers["low_confidence_share_7d"]),
+            help=f"Share of predictions below {_ui.context().settings.min_confidence:g}")
+
+rows, markers = timeline()
+st.plotly_chart(_charts.metric_timeline(rows, markers), key="timeline")
+
+left, right = st.columns([3, 1])
+with left:
+    st.subheader("Recent activity")
+    for event in activity():
+        icon = {"error": ":red[:material/error:]", "warning": ":orange[:material/warning:]"}.get(event["severity"], ":green[:material/check_circle:]")
+        st.markdown(f"{icon} `{_ui.when(event['ts'])}` **{event['kind']}** · {event['message']}")
+with right:
+    st.subheader("Actions")
+    if st.button("Retrain now", type="primary", key="retrain", help="Queue a manual retrain for the worker"):
+        _ui.queue_command("retrain", label="Retrain")

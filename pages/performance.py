@@ -1,0 +1,122 @@
+"""Performance: how each model scored when it was judged, how the serving one does live, where it errs."""
+
+from datetime import datetime, timedelta
+
+import streamlit as st
+
+from engine.clock import utcnow
+from pages import _charts_performance as charts, _ui
+from store.views import performance as views
+
+current = _ui.page_header(
+    "Performance",
+    "How each model scored when it was judged, how the serving model does on live feedback, and where it goes wrong.",
+)
+
+
+@_ui.cached()
+def evaluations():
+    return views.evaluations(_ui.context().db)
+
+
+@_ui.cached()
+def live(offset_minutes: int, since: datetime):
+    return views.live_accuracy(_ui.context().db, offset_minutes=offset_minutes, since=since)
+
+
+@_ui.cached()
+def versions():
+    return views.versions_with_metrics(_ui.context().db)
+
+
+@_ui.cached()
+def report(version: str):
+    return views.class_report(_ui.context().db, version)
+
+
+@_ui.cached()
+def comparison(a: str, b: str):
+    return views.compare(_ui.context().db, a, b)
+
+
+evals = evaluations()
+if evals.empty:
+    _ui.empty("No model has been evaluated yet, so there is nothing to show here. Build the demo with "
+              "`python -m engine demo`, or import labelled data (`python -m engine import FILE --labeled`) and "
+              "press **Retrain now** on the Models page: every retrain scores its candidate and the serving model.")
+
+active = current["active"]["version"] if current["active"] else None
+
+st.subheader("Accuracy and macro-F1 at every retrain")
+st.caption("At each retrain the serving model (champion, blue) and the new candidate are scored on the same held-out, "
+           "human-labelled texts; the candidate's colour is the gate's decision. The set grows as feedback arrives, "
+           "so compare the two points of one retrain rather than points far apart.")
+st.plotly_chart(charts.evaluation_timeline(evals), key="evaluations")
+
+st.subheader("Live accuracy")
+offset = int(datetime.now(_ui.user_zone()).utcoffset().total_seconds() // 60)
+daily, week = live(offset, utcnow().replace(second=0, microsecond=0) - timedelta(days=7))
+if daily.empty:
+    st.info("No feedback yet: live accuracy needs people to give the true label of answered queries "
+            "(the Playground, the Data page, or `Classifier.feedback` in your client).", icon="ℹ️")
+else:
+    cols = st.columns(3)
+    cols[0].metric("Live accuracy, last 7 days", _ui.pct(week["accuracy"]),
+                   help="Share of answered queries whose predicted label equals the label a person gave")
+    cols[1].metric("Queries with feedback, last 7 days", f"{week['labelled']:,}")
+    cols[2].metric(f"Offline accuracy of {active or 'the serving model'}",
+                   _ui.pct(current["active"]["accuracy"]) if current["active"] else "–",
+                   help="Measured on held-out labelled texts when the model was trained")
+    st.plotly_chart(charts.live_accuracy(daily, reference=current["active"]["accuracy"] if current["active"] else None,
+                                         reference_name=f"offline accuracy of {active}"), key="live")
+
+catalogue = versions()
+names = catalogue["version"].tolist()
+described = {r.version: f"{r.version} · {r.status} · accuracy {_ui.pct(r.accuracy)}" for r in catalogue.itertuples()}
+
+st.subheader("One version in detail")
+version = st.selectbox("Version", names, index=names.index(active) if active in names else len(names) - 1,
+                       format_func=described.get, key="version")
+detail = report(version)
+k = st.columns(4)
+k[0].metric("Accuracy", _ui.pct(detail["accuracy"]))
+k[1].metric("Macro-F1", _ui.pct(detail["macro_f1"]))
+k[2].metric("Evaluation rows", f"{detail['eval_rows']:,}")
+k[3].metric("Status", detail["status"])
+left, right = st.columns(2)
+with left:
+    st.dataframe(charts.class_table(detail["per_class"]), hide_index=True, height=35 * (len(detail["per_class"]) + 1) + 3,
+                 key="classes", column_config={"Label": st.column_config.TextColumn(width="medium")})
+with right:
+    st.plotly_chart(charts.confusion_heatmap(detail["labels"], detail["confusion"], title=f"Confusion matrix of {version}"),
+                    key="confusion")
+    st.caption("Rows: the true label; columns: the predicted one. Numbers are counts; the colour is the share of "
+               "the row, so a dark cell off the diagonal is a label mostly mistaken for another.")
+
+st.subheader("Two versions side by side")
+if len(names) < 2:
+    st.info("Only one version has been evaluated: a comparison needs a second one (it comes with the next retrain).",
+            icon="ℹ️")
+    st.stop()
+second = names.index(active) if active in names else len(names) - 1
+c = st.columns(2)
+a = c[0].selectbox("Compare", names, index=second - 1 if second > 0 else 1, format_func=described.get, key="compare_a")
+b = c[1].selectbox("against", names, index=second, format_func=described.get, key="compare_b")
+if a == b:
+    st.info("Choose two different versions to compare.", icon="ℹ️")
+    st.stop()
+diff = comparison(a, b)
+if diff["head_to_head"].empty:
+    st.caption(f"Changes are {b} minus {a}. Each was scored on the evaluation set of its own retrain "
+               f"({diff['eval_rows'][0]} and {diff['eval_rows'][1]} texts); the sets differ, so small changes may be noise.")
+else:
+    st.caption(f"Changes are {b} minus {a}. The rows measured on each version's own retrain use different "
+               f"evaluation sets; in retrain #{diff['head_to_head']['retrain_id'].iloc[-1]} both were scored on the "
+               f"same texts, the fairest comparison. Per-class figures come from each version's own retrain.")
+st.dataframe(charts.overall_table(diff["overall"], a=a, b=b), hide_index=True, key="overall", placeholder="–")
+left, right = st.columns([3, 2])
+with left:
+    st.dataframe(charts.comparison_table(diff["per_class"], a=a, b=b), hide_index=True, key="per_class_changes",
+                 placeholder="–", height=35 * (len(diff["per_class"]) + 1) + 3)
+with right:
+    st.plotly_chart(charts.class_changes(diff["per_class"], a=a, b=b), key="class_changes")

@@ -1,0 +1,165 @@
+"""The SQL page, through Streamlit's AppTest, on an empty store and on a copy of the demo store."""
+
+from __future__ import annotations
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from engine.config import load_settings
+from engine.context import Context
+from store.log import count_rows
+from store.models import list_models
+from store.views import sql as views
+from tests.conftest import ROOT
+
+TABLES = ["commands", "deployments", "evaluations", "events", "jobs", "labels", "models", "queries", "retrains",
+          "schema_version", "state"]
+
+
+@pytest.fixture
+def open_page(monkeypatch):
+    """Open the SQL page on a data directory, with fresh caches."""
+
+    def open_(home) -> AppTest:
+        monkeypatch.setenv("RETRAINER_HOME", str(home))
+        st.cache_data.clear()
+        st.cache_resource.clear()
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30)
+        at.run()
+        at.switch_page("pages/sql.py").run()
+        assert not at.exception
+        return at
+
+    return open_
+
+
+def run_query(at: AppTest, sql: str) -> AppTest:
+    at.text_area(key="sql_text").input(sql)
+    at.button(key="sql_run").click().run()
+    assert not at.exception
+    return at
+
+
+def result_line(at: AppTest) -> str:
+    return next(m.value for m in at.markdown if m.value.startswith("**Result:**"))
+
+
+def test_a_valid_query_shows_the_exact_rows(open_page, demo_copy):
+    at = open_page(demo_copy)
+    db = Context.open(load_settings(env={}, home=demo_copy)).db
+    models = list_models(db)
+
+    run_query(at, "SELECT version, status, train_rows FROM models ORDER BY version")
+
+    shown = at.dataframe[0].value
+    assert list(shown.columns) == ["version", "status", "train_rows"]
+    assert shown.values.tolist() == [[m["version"], m["status"], m["train_rows"]] for m in models]
+    assert len(models) == 8 and [m["status"] for m in models].count("active") == 1
+    assert result_line(at).startswith(f"**Result:** {len(models)} rows in ")
+    assert len(at.error) == 0
+
+
+def test_the_schema_and_row_counts_are_listed_beside_the_editor(open_page, demo_copy):
+    at = open_page(demo_copy)
+    db = Context.open(load_settings(env={}, home=demo_copy)).db
+    counts = views.row_counts(db)
+    stored = count_rows(db)
+
+    labels = [e.label for e in at.expander]
+    assert [label.split(" · ")[0] for label in labels] == TABLES
+    assert f"queries · {stored['queries']:,} rows" in labels and f"labels · {stored['labels']:,} rows" in labels
+    assert labels[TABLES.index("schema_version")] == "schema_version · 1 row"
+    assert labels == [f"{t} · {counts[t]:,} {'row' if counts[t] == 1 else 'rows'}" for t in TABLES]
+    labels_columns = at.expander[TABLES.index("labels")].markdown[0].value
+    assert labels_columns.splitlines() == ["- `id` varchar", "- `ts` timestamp", "- `query_id` varchar", "- `text` varchar",
+                                           "- `label` varchar", "- `source` varchar"]
+    assert not [i for i in at.info if "store is empty" in i.value]
+
+
+# One of each kind of forbidden attempt, with the words its refusal must show.
+REFUSED = [
+    ("INSERT INTO events (ts, kind, severity, message) VALUES (now(), 'x', 'info', 'y')", "INSERT is refused: the SQL page is read-only"),
+    ("UPDATE queries SET predicted_label = 'x'", "UPDATE is refused: the SQL page is read-only"),
+    ("DELETE FROM queries", "DELETE is refused: the SQL page is read-only"),
+    ("CREATE TABLE copied AS SELECT * FROM queries", "CREATE is refused: the SQL page is read-only"),
+    ("DROP TABLE queries", "DROP is refused: the SQL page is read-only"),
+    ("ALTER TABLE queries ADD COLUMN x INTEGER", "ALTER is refused: the SQL page is read-only"),
+    ("ATTACH '/tmp/elsewhere.duckdb' AS elsewhere", "ATTACH is refused: the SQL page cannot reach other databases or files"),
+    ("DETACH store", "DETACH is refused: the SQL page cannot detach the store"),
+    ("COPY queries TO '/tmp/queries.csv'", "COPY is refused: the SQL page cannot read or write files"),
+    ("EXPORT DATABASE '/tmp/dump'", "EXPORT is refused: the SQL page cannot write files"),
+    ("INSTALL httpfs", "INSTALL is refused: extensions cannot be installed or loaded"),
+    ("LOAD httpfs", "LOAD is refused: extensions cannot be installed or loaded"),
+    ("PRAGMA enable_profiling", "PRAGMA is refused: settings and pragmas cannot be used here"),
+    ("SET threads = 1", "SET is refused: settings cannot be changed here"),
+    ("CALL pragma_version()", "CALL is refused: procedures cannot be called here"),
+    ("SELECT * FROM read_csv('/etc/passwd')", "the table function read_csv() is refused"),
+    ("SELECT * FROM read_text('/etc/passwd')", "the table function read_text() is refused"),
+    ("SELECT * FROM read_parquet('/tmp/x.parquet')", "the table function read_parquet() is refused"),
+    ("SELECT * FROM glob('/*')", "the table function glob() is refused"),
+    ("SELECT 1; DROP TABLE events", "the query has 2 statements; send them one at a time"),
+    ("WITH gone AS (DELETE FROM queries RETURNING *) SELECT * FROM gone", "a DELETE inside the query is refused"),
+    ("SELECT * FROM nowhere", "the query failed: Catalog Error: Table with name nowhere does not exist"),
+]
+
+
+def test_each_forbidden_kind_shows_its_refusal_and_no_rows(open_page, demo_copy):
+    at = open_page(demo_copy)
+    db = Context.open(load_settings(env={}, home=demo_copy)).db
+    before = views.row_counts(db)
+
+    shown = {}
+    for sql, _ in REFUSED:
+        run_query(at, sql)
+        assert len(at.dataframe) == 0, sql
+        shown[sql] = [e.value for e in at.error]
+
+    assert {sql: len(errors) for sql, errors in shown.items()} == {sql: 1 for sql, _ in REFUSED}
+    for sql, message in REFUSED:
+        assert shown[sql][0].startswith("**Not run:** ") and message in shown[sql][0], (sql, shown[sql][0])
+    assert views.row_counts(db) == before
+
+
+def test_the_empty_store_shows_the_schema_an_empty_note_and_no_rows(open_page, tmp_path):
+    at = open_page(tmp_path / "home")
+
+    assert [e.label for e in at.expander] == [
+        f"{t} · {1 if t == 'schema_version' else 0} {'row' if t == 'schema_version' else 'rows'}" for t in TABLES
+    ]
+    assert [i.value for i in at.info if "store is empty" in i.value] == [
+        "The store is empty: no logged queries, labels or models yet, so queries return no rows. "
+        "Build the demo with `python -m engine demo`, or import data with `python -m engine import FILE`."
+    ]
+    assert at.text_area(key="sql_text").value == views.EXAMPLES[0][1]
+
+    at.button(key="sql_run").click().run()
+
+    assert not at.exception
+    assert result_line(at).startswith("**Result:** 0 rows in ")
+    assert list(at.dataframe[0].value.columns) == ["day", "predicted_label", "queries"]
+
+
+def test_choosing_an_example_puts_it_in_the_editor_and_it_runs(open_page, demo_copy):
+    at = open_page(demo_copy)
+    title, sql = views.EXAMPLES[3]
+
+    at.selectbox(key="sql_example").select(title).run()
+    assert at.text_area(key="sql_text").value == sql
+    at.button(key="sql_run").click().run()
+
+    assert not at.exception and len(at.error) == 0
+    db = Context.open(load_settings(env={}, home=demo_copy)).db
+    assert at.dataframe[0].value["id"].tolist() == views.run_readonly(db, "SELECT id FROM retrains ORDER BY id DESC").rows["id"].tolist()
+
+
+def test_a_long_result_is_cut_at_the_row_limit_with_a_warning(open_page, demo_copy):
+    at = open_page(demo_copy)
+
+    run_query(at, "SELECT range AS n FROM range(1500)")
+
+    assert at.dataframe[0].value["n"].tolist() == list(range(1000))
+    assert result_line(at).startswith("**Result:** first 1,000 rows (the query returned more) in ")
+    assert [w.value for w in at.warning if "row" in w.value] == [
+        "Only the first 1,000 rows are shown and downloaded: add a LIMIT or aggregate."
+    ]
