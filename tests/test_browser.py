@@ -1,0 +1,134 @@
+"""The real thing in a real browser: worker + Streamlit app on a demo store, driven by headless Chromium.
+
+Uses Debian's chromium through Playwright (no browser download). Screenshots of every page
+visited are saved under ``test-output/browser/``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from engine.config import load_settings
+from engine.context import Context
+from store.retrains import recent_retrains
+from tests.conftest import ROOT
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium); .ci/run installs it"),
+]
+OUTPUT = ROOT / "test-output" / "browser"
+BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for_http(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited early with code {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise TimeoutError("streamlit did not answer")
+
+
+@pytest.fixture
+def running_app(demo_copy, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RETRAINER_")}
+    env.update(RETRAINER_HOME=str(demo_copy), PYTHONPATH=str(ROOT), RETRAINER_POLL_SECONDS="0.2",
+               RETRAINER_HEARTBEAT_SECONDS="1")
+    port = _free_port()
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    worker = subprocess.Popen([sys.executable, "-m", "engine", "worker"], cwd=ROOT, env=env,
+                              stdout=open(logs / "worker.log", "w"), stderr=subprocess.STDOUT)
+    app = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+                            "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+                           cwd=ROOT, env=env, stdout=open(logs / "app.log", "w"), stderr=subprocess.STDOUT)
+    try:
+        _wait_for_http(port, app)
+        yield f"http://127.0.0.1:{port}", demo_copy
+    finally:
+        for proc in (app, worker):
+            proc.send_signal(signal.SIGTERM)
+        for proc in (app, worker):
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def _shot(page, name: str) -> None:
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(OUTPUT / f"{name}.png"), full_page=True)
+
+
+def test_overview_chart_then_retrain_from_models_page(running_app):
+    from playwright.sync_api import expect, sync_playwright
+
+    url, home = running_app
+    ctx = Context.open(load_settings(env={}, home=home))
+    before = {r["id"] for r in recent_retrains(ctx.db, limit=1000)}
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(60_000)
+        expect.set_options(timeout=60_000)
+        page.goto(url)
+        expect(page.get_by_role("heading", name="Overview")).to_be_visible()
+        chart = page.locator('[data-testid="stPlotlyChart"]').first
+        expect(chart).to_be_visible()
+        # The plot really drew: plotly renders its traces as SVG paths inside the chart.
+        expect(chart.locator("g.scatterlayer .trace").first).to_be_attached()
+        expect(page.get_by_text("Accuracy and macro-F1 over time")).to_be_visible()
+        _shot(page, "1-overview")
+
+        page.get_by_role("link", name="Models").click()
+        expect(page.get_by_role("heading", name="Models")).to_be_visible()
+        _shot(page, "2-models")
+        page.get_by_role("button", name="Retrain now").click()
+
+        # The worker takes the command, retrains, and the page shows the outcome.
+        deadline = time.monotonic() + 120
+        new = []
+        while time.monotonic() < deadline:
+            new = [r for r in recent_retrains(ctx.db, limit=1000) if r["id"] not in before and r["status"] != "running"]
+            if new:
+                break
+            time.sleep(0.5)
+        assert new, "the retrain requested from the browser never finished"
+        retrain = new[0]
+        assert retrain["trigger"] == "manual"
+        assert retrain["status"] in ("accepted", "rejected")
+        expect(page.get_by_text(re.compile(rf"retrain #{retrain['id']} {retrain['status']}")).first).to_be_visible(timeout=30_000)
+        _shot(page, "3-models-after-retrain")
+
+        page.get_by_role("link", name="Retraining history").click()
+        expect(page.get_by_role("heading", name="Retraining history")).to_be_visible()
+        expect(page.get_by_text(retrain["status"]).first).to_be_visible()
+        _shot(page, "4-history")
+        browser.close()
