@@ -54,9 +54,9 @@ SEED_PER_INTENT = 40          # labelled examples per intent imported on day 0
 WEEKDAY_VOLUME = 260          # queries on a weekday at the start (weekends ~55%)
 GROWTH = 0.5                  # volume grows by this share over the period
 FEEDBACK_SHARE = 0.10         # share of queries that get a human label
-BAD_CLIENT_QUERIES = 3000     # confidently wrong predictions logged by a misconfigured client
-BLOCK_HOURS = 6               # traffic is simulated in blocks of this many hours
-DAY_SHAPE = (0.10, 0.35, 0.40, 0.15)   # share of a day's traffic in each 6-hour block
+BAD_CLIENT_QUERIES = 5000     # confidently wrong predictions logged by a misconfigured client
+BLOCK_HOURS = 12              # traffic is simulated in blocks of this many hours
+DAY_SHAPE = (0.45, 0.55)      # share of a day's traffic in each 12-hour block
 
 
 @dataclass

@@ -218,8 +218,8 @@ class Scheduler:
         records, self._runs = self._runs, []
         try:
             with self.ctx.db.write() as con:
-                if runs != self._saved:
-                    for name in JOB_NAMES:
+                for name in JOB_NAMES:
+                    if runs[name] != self._saved.get(name):
                         define_job(con, name, next_run=runs[name])
                 for name, ran_at, result, error in records:
                     record_job_run(con, name, ran_at=ran_at, result=result, error=error, next_run=None)
