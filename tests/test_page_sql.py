@@ -55,7 +55,7 @@ def test_a_valid_query_shows_the_exact_rows(open_page, demo_copy):
     shown = at.dataframe[0].value
     assert list(shown.columns) == ["version", "status", "train_rows"]
     assert shown.values.tolist() == [[m["version"], m["status"], m["train_rows"]] for m in models]
-    assert len(models) == 8 and [m["status"] for m in models].count("active") == 1
+    assert len(models) >= 2 and [m["status"] for m in models].count("active") == 1
     assert result_line(at).startswith(f"**Result:** {len(models)} rows in ")
     assert len(at.error) == 0
 

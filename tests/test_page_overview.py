@@ -1,0 +1,96 @@
+"""The Overview page, through Streamlit's AppTest, on an empty store and on the demo store."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from engine.clock import utcnow
+from engine.config import load_settings
+from engine.context import Context
+from engine.status import system_status
+from store.commands import recent_commands
+from store.events import recent_events
+from store.views import overview as views
+from tests.conftest import ROOT
+
+
+@pytest.fixture
+def open_overview(monkeypatch):
+    def open_(home) -> AppTest:
+        monkeypatch.setenv("RETRAINER_HOME", str(home))
+        st.cache_data.clear()
+        st.cache_resource.clear()
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30)
+        at.run()
+        assert not at.exception
+        return at
+
+    return open_
+
+
+def metric(at: AppTest, label: str):
+    found = [m for m in at.metric if m.label == label]
+    assert len(found) == 1, f"no single metric {label!r} in {[m.label for m in at.metric]}"
+    return found[0]
+
+
+def test_empty_store_says_how_to_get_a_model_and_warns_the_worker_is_down(open_overview, tmp_path):
+    at = open_overview(tmp_path / "empty")
+    assert at.title[0].value == "Overview"
+    assert at.warning[0].value.startswith("**The worker is not running**")
+    assert metric(at, "Active model").value == "none"
+    assert metric(at, "Worker").value == "down"
+    assert [i.value for i in at.info] == [
+        "No model is deployed yet. Build the demo with `python -m engine demo`, or import labelled data "
+        "(`python -m engine import FILE --labeled`) and press **Retrain now** on the Models page."
+    ]
+    assert not at.get("plotly_chart")
+
+
+def test_demo_store_shows_the_store_numbers(open_overview, demo_copy):
+    at = open_overview(demo_copy)
+    ctx = Context.open(load_settings(env={}, home=demo_copy))
+    status = system_status(ctx)
+    active = status["active"]
+    assert metric(at, "Active model").value == active["version"]
+    assert metric(at, "Accuracy").value == f"{100 * active['accuracy']:.1f}%"
+    assert metric(at, "Macro-F1").value == f"{100 * active['macro_f1']:.1f}%"
+    before = views.previous_metrics(ctx.db, active["version"])
+    assert before is not None
+    assert metric(at, "Accuracy").delta == f"{100 * (active['accuracy'] - before['accuracy']):+.1f} pts"
+
+    now = utcnow().replace(second=0, microsecond=0)
+    day_start = now.replace(hour=0, minute=0)
+    traffic = views.traffic(ctx.db, now=now, day_start=day_start, min_confidence=ctx.settings.min_confidence)
+    assert metric(at, "Queries, 7 days").value == f"{traffic['queries_7d']:,}"
+    assert metric(at, "With feedback (7 d)").value == f"{100 * traffic['feedback_share_7d']:.1f}%"
+    assert metric(at, "Low confidence (7 d)").value == f"{100 * traffic['low_confidence_share_7d']:.1f}%"
+    assert metric(at, "Scheduler").value == "running"
+
+    # The chart holds every decided retrain: accepted and rejected candidates as markers.
+    chart = json.loads(at.get("plotly_chart")[0].proto.spec)
+    names = [trace.get("name") for trace in chart["data"]]
+    assert "candidate accepted" in names and "candidate rejected" in names and "rollback" in names
+    timeline = views.timeline(ctx.db)
+    shown = sum(len(t["x"]) for t in chart["data"] if t.get("name", "").startswith("candidate "))
+    assert shown == len(timeline)
+
+    # Recent activity lists the newest events, in words.
+    newest = recent_events(ctx.db, limit=12)
+    lines = [m.value for m in at.markdown if "**" in m.value and "·" in m.value]
+    assert len(lines) == len(newest)
+    assert newest[0]["message"] in lines[0]
+
+
+def test_retrain_now_queues_one_manual_retrain(open_overview, demo_copy):
+    at = open_overview(demo_copy)
+    ctx = Context.open(load_settings(env={}, home=demo_copy))
+    before = [c["id"] for c in recent_commands(ctx.db)]
+    at.button(key="retrain").click().run()
+    assert not at.exception
+    commands = [c for c in recent_commands(ctx.db) if c["id"] not in before]
+    assert [(c["kind"], c["source"], c["status"]) for c in commands] == [("retrain", "dashboard", "queued")]
