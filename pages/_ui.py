@@ -6,6 +6,7 @@ Pages import from here; nothing here runs SQL (store/ does) or holds a connectio
 
 from __future__ import annotations
 
+import hmac
 import math
 from pathlib import Path
 from datetime import datetime, timezone
@@ -128,6 +129,9 @@ def _through_navigation() -> None:
 def page_header(title: str, caption: str) -> dict[str, Any]:
     """Title, caption and the worker banner; returns the system status for the page."""
     _through_navigation()
+    if _action_token():
+        st.sidebar.text_input("Action token", type="password", key="action_token_input",
+                              help="Buttons that change something need the token set in .streamlit/secrets.toml")
     st.title(title)
     st.caption(caption)
     current = status()
@@ -144,8 +148,50 @@ def page_header(title: str, caption: str) -> dict[str, Any]:
     return current
 
 
+LOCAL_ADDRESSES = ("127.0.0.1", "localhost", "::1")
+
+
+def _action_token() -> str | None:
+    """The ``action_token`` from Streamlit secrets (.streamlit/secrets.toml), if one is set."""
+    try:
+        token = st.secrets.get("action_token")
+    except Exception:  # no secrets file at all
+        return None
+    return str(token) if token else None
+
+
+def actions_refused() -> str | None:
+    """Why buttons that change something (retrain, rollback, pause, resume, labels) are refused now, or None.
+
+    With an ``action_token`` secret, a person must type it in the sidebar. Without one, actions
+    are allowed only while the server listens on this machine alone.
+    """
+    token = _action_token()
+    if token:
+        given = st.session_state.get("action_token_input") or ""
+        if hmac.compare_digest(given.encode(), token.encode()):
+            return None
+        return "Enter the action token in the sidebar to use this button."
+    address = (st.get_option("server.address") or "").strip()
+    if address not in LOCAL_ADDRESSES:
+        return (f"Actions are disabled: this dashboard listens on {address or 'every address'} and no action_token "
+                "is set in .streamlit/secrets.toml. Set one (see the README) or bind the server to 127.0.0.1.")
+    return None
+
+
+def action_allowed() -> bool:
+    """Show why an action is refused (and return False), or return True."""
+    reason = actions_refused()
+    if reason:
+        st.error(reason, icon=":material/lock:")
+        return False
+    return True
+
+
 def queue_command(kind: str, *, args: dict[str, Any] | None = None, label: str) -> int | None:
     """Queue a command for the worker and say so; a refused command shows why."""
+    if not action_allowed():
+        return None
     try:
         command_id = submit(context(), kind, args=args, source="dashboard")
     except RetrainerError as exc:

@@ -79,6 +79,8 @@ def record_true_label(query_id: str | None, label: str | None) -> None:
     if not label or not label.strip():
         st.error("Choose the true label first.")
         return
+    if not _ui.action_allowed():
+        return
     clf = classifier()
     try:
         clf.feedback(query_id, label)

@@ -44,6 +44,8 @@ def correct(clf: Classifier, answer: dict, label: str | None) -> None:
     if not label:
         st.error("Choose the true label first.")
         return
+    if not _ui.action_allowed():
+        return
     try:
         clf.feedback(answer["query_id"], label)
     except RetrainerError as exc:
