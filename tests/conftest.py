@@ -86,3 +86,25 @@ def demo_copy(demo_home, tmp_path):
     home = tmp_path / "demo-home"
     shutil.copytree(demo_home, home, ignore=shutil.ignore_patterns("*.lock", "worker.lock"))
     return home
+
+
+def open_app(monkeypatch, home: Path, page: str | None = None, *, timezone: str | None = None,
+             timeout: float = 60):
+    """The real app.py in Streamlit's AppTest on ``home``, switched to ``page`` (e.g. "pages/models.py").
+
+    Caches are cleared first, so every test reads its own store.
+    """
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("RETRAINER_HOME", str(home))
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=timeout)
+    if timezone:
+        at.context = {"timezone": timezone}
+    at.run()
+    if page is not None:
+        at.switch_page(page).run()
+    assert not at.exception
+    return at

@@ -17,22 +17,13 @@ from engine.context import Context
 from engine.retrain import run_cycle
 from store.retrains import start_retrain
 from store.views import history as views
-from tests.conftest import ROOT
+from tests.conftest import ROOT, open_app
 
 PAGE = "pages/history.py"
 
 
 def open_page(home, monkeypatch, *, timezone: str | None = None) -> AppTest:
-    monkeypatch.setenv("RETRAINER_HOME", str(home))
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
-    if timezone:
-        at.context = {"timezone": timezone}
-    at.run()
-    at.switch_page(PAGE).run()
-    assert not at.exception
-    return at
+    return open_app(monkeypatch, home, PAGE, timezone=timezone)
 
 
 def decode(value):

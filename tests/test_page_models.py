@@ -19,7 +19,7 @@ from pages import _ui
 from store.commands import end_command, enqueue, get_command, mark_running, recent_commands, set_progress
 from store.models import list_deployments, list_models
 from store.views import models as views
-from tests.conftest import ROOT
+from tests.conftest import ROOT, open_app
 
 WORDS = {  # written out again here, on purpose: the page's words checked against a second reading of the store
     ("deploy", "to"): "deployed", ("deploy", "from"): "replaced by {}",
@@ -34,14 +34,7 @@ def open_page(monkeypatch):
     """Open the Models page on a data directory, with fresh caches."""
 
     def open_(home) -> AppTest:
-        monkeypatch.setenv("RETRAINER_HOME", str(home))
-        st.cache_data.clear()
-        st.cache_resource.clear()
-        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30)
-        at.run()
-        at.switch_page("pages/models.py").run()
-        assert not at.exception
-        return at
+        return open_app(monkeypatch, home, "pages/models.py")
 
     return open_
 

@@ -15,19 +15,13 @@ from engine.status import system_status
 from store.commands import recent_commands
 from store.events import recent_events
 from store.views import overview as views
-from tests.conftest import ROOT
+from tests.conftest import ROOT, open_app
 
 
 @pytest.fixture
 def open_overview(monkeypatch):
     def open_(home) -> AppTest:
-        monkeypatch.setenv("RETRAINER_HOME", str(home))
-        st.cache_data.clear()
-        st.cache_resource.clear()
-        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30)
-        at.run()
-        assert not at.exception
-        return at
+        return open_app(monkeypatch, home)
 
     return open_
 

@@ -16,7 +16,7 @@ from pages import _ui
 from store.commands import recent_commands
 from store.retrains import recent_retrains
 from store.state import read_jobs
-from tests.conftest import ROOT
+from tests.conftest import ROOT, open_app
 
 
 @pytest.fixture
@@ -24,14 +24,7 @@ def open_page(monkeypatch):
     """Open the Scheduler page on a data directory, with fresh caches."""
 
     def open_(home) -> AppTest:
-        monkeypatch.setenv("RETRAINER_HOME", str(home))
-        st.cache_data.clear()
-        st.cache_resource.clear()
-        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30)
-        at.run()
-        at.switch_page("pages/scheduler.py").run()
-        assert not at.exception
-        return at
+        return open_app(monkeypatch, home, "pages/scheduler.py")
 
     return open_
 

@@ -11,7 +11,7 @@ from engine.context import Context
 from store.log import count_rows
 from store.models import list_models
 from store.views import sql as views
-from tests.conftest import ROOT
+from tests.conftest import ROOT, open_app
 
 TABLES = ["commands", "deployments", "evaluations", "events", "jobs", "labels", "models", "queries", "retrains",
           "schema_version", "state"]
@@ -22,14 +22,7 @@ def open_page(monkeypatch):
     """Open the SQL page on a data directory, with fresh caches."""
 
     def open_(home) -> AppTest:
-        monkeypatch.setenv("RETRAINER_HOME", str(home))
-        st.cache_data.clear()
-        st.cache_resource.clear()
-        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30)
-        at.run()
-        at.switch_page("pages/sql.py").run()
-        assert not at.exception
-        return at
+        return open_app(monkeypatch, home, "pages/sql.py")
 
     return open_
 
