@@ -188,6 +188,23 @@ def action_allowed() -> bool:
     return True
 
 
+def send_feedback(clf: Any, query_id: str, label: str) -> bool:
+    """Record a person's label for a logged query through the Classifier; show why if it was not."""
+    if not action_allowed():
+        return False
+    try:
+        clf.feedback(query_id, label)
+    except RetrainerError as exc:
+        st.error(f"Not recorded: {exc}.")
+        return False
+    try:
+        clf.flush()
+    except OSError as exc:
+        st.warning(f"Recorded in memory, but the spool cannot be written now ({exc}); it is retried every few seconds.")
+        return False
+    return True
+
+
 def queue_command(kind: str, *, args: dict[str, Any] | None = None, label: str) -> int | None:
     """Queue a command for the worker and say so; a refused command shows why."""
     if not action_allowed():

@@ -6,7 +6,6 @@ import streamlit as st
 
 from engine.classifier import Classifier
 from engine.clock import utcnow
-from engine.errors import RetrainerError
 from pages import _charts_data as charts
 from pages import _ui
 from store.views import data as views
@@ -79,18 +78,7 @@ def record_true_label(query_id: str | None, label: str | None) -> None:
     if not label or not label.strip():
         st.error("Choose the true label first.")
         return
-    if not _ui.action_allowed():
-        return
-    clf = classifier()
-    try:
-        clf.feedback(query_id, label)
-    except RetrainerError as exc:
-        st.error(f"Not recorded: {exc}.")
-        return
-    try:
-        clf.flush()
-    except OSError as exc:
-        st.warning(f"Recorded in memory, but the spool cannot be written now ({exc}); it is retried every few seconds.")
+    if not _ui.send_feedback(classifier(), query_id, label):
         return
     st.success(f"Recorded **{label}** as the true label of query `{query_id}`. The worker stores it with its next "
                "ingest (a few seconds when it runs); the next retrain learns from it.", icon=":material/check_circle:")

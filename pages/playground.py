@@ -44,17 +44,7 @@ def correct(clf: Classifier, answer: dict, label: str | None) -> None:
     if not label:
         st.error("Choose the true label first.")
         return
-    if not _ui.action_allowed():
-        return
-    try:
-        clf.feedback(answer["query_id"], label)
-    except RetrainerError as exc:
-        st.error(f"Not recorded: {exc}.")
-        return
-    try:
-        clf.flush()
-    except OSError as exc:
-        st.warning(f"Recorded in memory, but the spool cannot be written now ({exc}); it is retried every few seconds.")
+    if not _ui.send_feedback(clf, answer["query_id"], label):
         return
     st.success(f"Recorded **{label}** as the true label. The worker stores it with its next ingest; the next "
                "retrain learns from it.", icon=":material/check_circle:")

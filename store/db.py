@@ -87,7 +87,12 @@ class Database:
             con.execute("COMMIT")
 
     @contextmanager
-    def _attached(self, *, write: bool) -> Iterator[duckdb.DuckDBPyConnection]:
+    def locked(self, *, write: bool) -> Iterator[None]:
+        """Hold this process's turn and the file lock (shared to read, exclusive to write).
+
+        For code that must open a connection of its own (the SQL page's sandbox); everything
+        else uses :meth:`read` and :meth:`write`, which take this lock.
+        """
         if getattr(_local, "depth", 0):
             raise RuntimeError("nested store access: finish one read/write before starting another")
         started = time.perf_counter()
@@ -107,20 +112,25 @@ class Database:
                 finally:
                     fcntl.flock(turnstile, fcntl.LOCK_UN)
                 self.longest_wait = max(self.longest_wait, time.perf_counter() - started)
-                con = _memory_connection()
-                self._attach(con, write=write)
-                try:
-                    yield con
-                finally:
-                    try:
-                        con.execute("USE memory")
-                    finally:
-                        con.execute(f"DETACH {ALIAS}")
+                yield
             finally:
                 _local.depth = 0
                 fcntl.flock(lock_file, fcntl.LOCK_UN)
                 os.close(lock_file)
                 os.close(turnstile)
+
+    @contextmanager
+    def _attached(self, *, write: bool) -> Iterator[duckdb.DuckDBPyConnection]:
+        with self.locked(write=write):
+            con = _memory_connection()
+            self._attach(con, write=write)
+            try:
+                yield con
+            finally:
+                try:
+                    con.execute("USE memory")
+                finally:
+                    con.execute(f"DETACH {ALIAS}")
 
     def _open_lock_file(self, path: Path) -> int:
         try:

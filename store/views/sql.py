@@ -28,7 +28,6 @@ Every refusal raises :class:`engine.errors.InputError` saying what is allowed.
 from __future__ import annotations
 
 import csv
-import fcntl
 import io
 import json
 import os
@@ -42,7 +41,6 @@ import duckdb
 import pandas as pd
 
 from engine.errors import InputError, StoreError
-from store import db as store_db
 from store.db import Database
 
 MAX_SQL_CHARS = 20_000
@@ -299,7 +297,7 @@ def sandbox(db: Database) -> Iterator[duckdb.DuckDBPyConnection]:
     """
     if not db.path.exists():
         raise StoreError(f"the store {db.path} does not exist yet: start the worker or run `python -m engine demo`")
-    with _shared_lock(db):
+    with db.locked(write=False):
         try:
             con = duckdb.connect(str(db.path), read_only=True, config=dict(SANDBOX_CONFIG))
         except duckdb.Error as exc:
@@ -308,35 +306,6 @@ def sandbox(db: Database) -> Iterator[duckdb.DuckDBPyConnection]:
             yield con
         finally:
             con.close()
-
-
-@contextmanager
-def _shared_lock(db: Database) -> Iterator[None]:
-    # Mirrors store.db.Database._attached(write=False); db.py offers no public hook for a
-    # connection of one's own (see the report: a Database.shared_lock() would replace this).
-    local = store_db._local
-    with store_db._process_lock:
-        if getattr(local, "depth", 0):
-            raise RuntimeError("nested store access: finish one read/write before starting another")
-        turnstile = db._open_lock_file(db.turnstile_path)
-        try:
-            lock_file = db._open_lock_file(db.lock_path)
-        except BaseException:
-            os.close(turnstile)
-            raise
-        local.depth = 1
-        try:
-            fcntl.flock(turnstile, fcntl.LOCK_EX)
-            try:
-                fcntl.flock(lock_file, fcntl.LOCK_SH)
-            finally:
-                fcntl.flock(turnstile, fcntl.LOCK_UN)
-            yield
-        finally:
-            local.depth = 0
-            fcntl.flock(lock_file, fcntl.LOCK_UN)
-            os.close(lock_file)
-            os.close(turnstile)
 
 
 def _check_tree(query: str) -> None:
