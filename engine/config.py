@@ -24,6 +24,7 @@ from engine.errors import SettingsError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_ROOT / "retrainer.toml"
+GATE_MODES = ("point", "noninferiority")
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 # Variables with the prefix that are not settings: another settings file, and the test-only fault hook.
 NOT_SETTINGS = frozenset({"RETRAINER_CONFIG", "RETRAINER_KILL_AT"})
@@ -40,6 +41,18 @@ class Settings:
     max_text_length: int = 2000
     eval_percent: int = 20
     tolerance: float = 0.01
+    gate_mode: str = "point"
+    min_eval_rows: int = 200
+    min_class_support: int = 5
+    per_class_tolerance: float = 0.05
+    per_class_min_support: int = 30
+    cumulative_tolerance: float = 0.02
+    bootstrap_resamples: int = 1000
+    drift_reference_days: int = 7
+    drift_min_queries: int = 50
+    drift_confidence_drop: float = 0.05
+    drift_low_share_rise: float = 0.10
+    drift_js_threshold: float = 0.15
     weekly_day: str = "sunday"
     weekly_time: str = "03:00"
     monthly_day: int = 1
@@ -89,6 +102,17 @@ _RANGES: dict[str, tuple[float, float]] = {
     "max_text_length": (1, 1_000_000),
     "eval_percent": (1, 50),
     "tolerance": (0.0, 0.5),
+    "min_eval_rows": (0, 10_000_000),
+    "min_class_support": (0, 1_000_000),
+    "per_class_tolerance": (0.0, 1.0),
+    "per_class_min_support": (1, 1_000_000),
+    "cumulative_tolerance": (0.0, 1.0),
+    "bootstrap_resamples": (100, 100_000),
+    "drift_reference_days": (1, 365),
+    "drift_min_queries": (1, 10_000_000),
+    "drift_confidence_drop": (0.0, 1.0),
+    "drift_low_share_rise": (0.0, 1.0),
+    "drift_js_threshold": (0.0, 1.0),
     "monthly_day": (1, 28),
     "adaptive_every_minutes": (1, 24 * 60),
     "adaptive_min_samples": (1, 10_000_000),
@@ -110,6 +134,8 @@ def _check(s: Settings) -> None:
         value = getattr(s, name)
         if not (low <= value <= high):
             raise SettingsError(f"setting {name!r} = {value!r} is out of range: use a value from {low} to {high}")
+    if s.gate_mode not in GATE_MODES:
+        raise SettingsError(f"setting 'gate_mode' = {s.gate_mode!r} is not a gate mode: use one of {', '.join(GATE_MODES)}")
     if s.weekly_day not in WEEKDAYS:
         raise SettingsError(f"setting 'weekly_day' = {s.weekly_day!r} is not a weekday: use one of {', '.join(WEEKDAYS)}")
     for name in ("weekly_time", "monthly_time"):

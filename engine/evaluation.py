@@ -74,6 +74,45 @@ def score_predictions(y_true: Sequence[str], y_pred: Sequence[str]) -> Scores:
     )
 
 
+def expected_calibration_error(confidence: Sequence[float], correct: Sequence[bool], *, bins: int = 10) -> float:
+    """ECE: the row-weighted mean gap between confidence and accuracy over equal-width confidence bins.
+
+    Bin ``i`` holds confidences in ``(i/bins, (i+1)/bins]`` (the first also holds 0).
+
+    >>> expected_calibration_error([0.9, 0.9, 0.6, 0.6], [True, True, True, False])
+    0.1
+    """
+    conf = np.asarray(confidence, dtype=float)
+    hit = np.asarray(correct, dtype=float)
+    if conf.shape != hit.shape:
+        raise ValueError(f"confidence and correctness must have the same rows: {conf.size} vs {hit.size}")
+    if conf.size == 0:
+        return 0.0
+    if bins < 1:
+        raise ValueError(f"bins must be >= 1, got {bins}")
+    which = np.clip(np.ceil(conf * bins).astype(int) - 1, 0, bins - 1)
+    count = np.bincount(which, minlength=bins)
+    gap = np.bincount(which, weights=conf, minlength=bins) - np.bincount(which, weights=hit, minlength=bins)
+    return float(round(np.abs(gap).sum() / conf.size, 12))
+
+
+def predict_labels(model: Any, eval_set: pd.DataFrame) -> list[Any]:
+    """The model's predicted label for each evaluation row (in order)."""
+    if eval_set.empty:
+        return []
+    return list(model.predict(eval_set["text"].tolist()))
+
+
+def calibration(model: Any, eval_set: pd.DataFrame, *, bins: int = 10) -> float | None:
+    """Expected calibration error of the model's top-class probability on ``eval_set`` (None without probabilities)."""
+    if eval_set.empty or not hasattr(model, "predict_proba"):
+        return None
+    proba = np.asarray(model.predict_proba(eval_set["text"].tolist()))
+    predicted = np.asarray(model.classes_)[proba.argmax(axis=1)]
+    correct = predicted == eval_set["label"].to_numpy(dtype=object)
+    return expected_calibration_error(proba.max(axis=1), correct, bins=bins)
+
+
 def score_model(model: Any, eval_set: pd.DataFrame) -> Scores:
     """Scores of a fitted model on ``eval_set`` (columns text, label)."""
     if eval_set.empty:

@@ -3,6 +3,10 @@
 ``run_cycle`` never leaves a retrain 'running': it ends accepted, rejected or failed,
 with the reason in words, the data-quality funnel, both models' metrics and the time
 of each stage written to the store.
+
+An *inconclusive* gate decision (noninferiority mode, or too little evidence) keeps the
+champion like a rejection: the retrain's status is 'rejected' (the dashboard's filters and
+counts know three statuses) and its ``decision`` column says 'inconclusive'.
 """
 
 from __future__ import annotations
@@ -18,12 +22,14 @@ from engine.context import Context
 from engine.dataset import build_training_set, normalize_label
 from engine.deployment import deploy
 from engine.errors import ModelLoadError, RetrainerError, TrainingError
-from engine.evaluation import Scores, majority_baseline, score_model
+from engine.evaluation import Scores, calibration, majority_baseline, predict_labels, score_model, score_predictions
 from engine.gate import decide
+from engine.stats import compare
 from engine.training import fit
 from store import log as querylog
 from store.events import add_event
-from store.models import get_model, insert_model, model_versions, set_model_metrics, set_model_status
+from store.models import (get_model, insert_model, list_deployments, list_models, model_versions, set_model_metrics,
+                          set_model_status)
 from store.retrains import add_evaluation, finish_retrain, start_retrain
 
 log = logging.getLogger(__name__)
@@ -31,6 +37,8 @@ log = logging.getLogger(__name__)
 Progress = Callable[[float, str], None]
 
 TRIGGERS = ("weekly", "monthly", "adaptive", "manual", "demo", "catch-up", "drift")
+# Deployed versions (besides the champion) re-scored for the slow-decay guard, best stored macro-F1 first.
+BEST_TO_RESCORE = 3
 
 
 @dataclass
@@ -43,6 +51,7 @@ class CycleResult:
     deployed: bool = False
     duration_s: float = 0.0
     stages: dict[str, float] = field(default_factory=dict)
+    decision: str | None = None  # the gate's word: accepted, rejected or inconclusive (status 'rejected')
 
     def summary(self) -> str:
         return f"retrain #{self.retrain_id} {self.status}: {self.reason}"
@@ -105,7 +114,7 @@ def run_cycle(ctx: Context, *, trigger: str, command_id: int | None = None, prog
     record.update(status=result.status, reason=result.reason, finished_at=now, duration_s=result.duration_s,
                   stages=result.stages, candidate_version=result.candidate, champion_version=result.champion)
     if result.status in ("accepted", "rejected"):
-        record["decision"] = result.status
+        record["decision"] = result.decision or result.status
     with ctx.db.write() as con:
         finish_retrain(con, retrain_id, record)
         if left_candidate:
@@ -132,6 +141,32 @@ def _durations(stages: dict[str, float], started: float) -> dict[str, float]:
     names = list(stages)
     marks = [stages[n] for n in names] + [time.perf_counter()]
     return {n: round(marks[i + 1] - marks[i], 4) for i, n in enumerate(names)}
+
+
+def _best_deployed(ctx: Context, eval_set, *, champion_version: str | None, champion: Scores | None,
+                   exclude: str) -> tuple[str | None, Scores | None]:
+    """The best version ever deployed, judged by re-scoring on today's evaluation set.
+
+    The champion (already scored) and up to BEST_TO_RESCORE other deployed versions, the ones
+    with the best stored macro-F1, are compared; a version that no longer loads is skipped.
+    """
+    deployed = {d["version"] for d in list_deployments(ctx.db)}
+    rows = {m["version"]: m for m in list_models(ctx.db)}
+    others = sorted((v for v in deployed if v in rows and v not in (champion_version, exclude)
+                     and rows[v]["status"] != "failed"),
+                    key=lambda v: (-(rows[v]["macro_f1"] or 0.0), v))[:BEST_TO_RESCORE]
+    scored: list[tuple[str, Scores]] = [] if champion is None else [(champion_version, champion)]
+    for version in others:
+        try:
+            model = registry.load_model(ctx.settings.registry_dir, version, sha256=rows[version]["sha256"],
+                                        sklearn_version=rows[version]["sklearn_version"])
+        except ModelLoadError as exc:
+            log.warning("slow-decay guard: skipping %s: %s", version, exc)
+            continue
+        scored.append((version, score_model(model, eval_set)))
+    if not scored:
+        return None, None
+    return max(scored, key=lambda vs: (vs[1].macro_f1, vs[1].accuracy))
 
 
 def _cycle(ctx: Context, retrain_id: int, trigger: str, stage: Callable[[str, float], None], record: dict) -> CycleResult:
@@ -169,12 +204,25 @@ def _cycle(ctx: Context, retrain_id: int, trigger: str, stage: Callable[[str, fl
     record["saved_version"] = version
     faults.point("cycle_after_save")
     stage("scoring", 0.7)
-    candidate = score_model(fitted.pipeline, data.eval)
+    truth = data.eval["label"].tolist()
+    candidate_pred = predict_labels(fitted.pipeline, data.eval)
+    candidate = score_predictions(truth, candidate_pred)
+    candidate_ece = calibration(fitted.pipeline, data.eval)
     baseline = majority_baseline(data.train, data.eval)
     champion_version, champion_model, champion_problem = _champion(ctx)
-    champion: Scores | None = score_model(champion_model, data.eval) if champion_model is not None else None
+    champion: Scores | None = None
+    paired = best = best_version = None
+    if champion_model is not None:
+        champion_pred = predict_labels(champion_model, data.eval)
+        champion = score_predictions(truth, champion_pred)
+        paired = compare(truth, candidate_pred, champion_pred, resamples=s.bootstrap_resamples, seed=s.seed)
+        best_version, best = _best_deployed(ctx, data.eval, champion_version=champion_version, champion=champion,
+                                            exclude=version)
     decision = decide(candidate=candidate, champion=champion, baseline=baseline if champion is None else None,
-                      tolerance=s.tolerance)
+                      tolerance=s.tolerance, mode=s.gate_mode, paired=paired, min_eval_rows=s.min_eval_rows,
+                      min_class_support=s.min_class_support, per_class_tolerance=s.per_class_tolerance,
+                      per_class_min_support=s.per_class_min_support, best=best, best_version=best_version,
+                      cumulative_tolerance=s.cumulative_tolerance)
     reason = decision.reason
     if champion_problem:
         reason = f"{reason} (The active model {champion_version} could not be loaded, so the candidate was judged against the baseline: {champion_problem})"
@@ -186,7 +234,7 @@ def _cycle(ctx: Context, retrain_id: int, trigger: str, stage: Callable[[str, fl
     )
     with ctx.db.write() as con:
         set_model_metrics(con, version, accuracy=candidate.accuracy, macro_f1=candidate.macro_f1,
-                          eval_rows=candidate.rows, report=candidate.report())
+                          eval_rows=candidate.rows, report={**candidate.report(), "ece": candidate_ece})
         add_evaluation(con, retrain_id=retrain_id, ts=now, version=version, role="candidate",
                        accuracy=candidate.accuracy, macro_f1=candidate.macro_f1, eval_rows=candidate.rows)
         if champion is not None:
@@ -203,9 +251,10 @@ def _cycle(ctx: Context, retrain_id: int, trigger: str, stage: Callable[[str, fl
                       "champion_metrics": None if champion is None else {"accuracy": champion.accuracy, "macro_f1": champion.macro_f1},
                       "baseline_metrics": {"accuracy": baseline.accuracy, "macro_f1": baseline.macro_f1},
                       "eval_rows": candidate.rows, "funnel": data.funnel.as_dict(),
+                      "outcome": decision.outcome, "evidence": decision.evidence, "candidate_ece": candidate_ece,
                   })
     if not decision.accepted:
-        return CycleResult(retrain_id, "rejected", reason, version, champion_version)
+        return CycleResult(retrain_id, "rejected", reason, version, champion_version, decision=decision.outcome)
     stage("validating and deploying", 0.85)
     try:
         deployed = deploy(ctx, version, kind="deploy", in_memory=fitted.pipeline,
