@@ -96,6 +96,7 @@ def deploy(ctx: Context, version: str, *, kind: str, reason: str, in_memory: Any
     registry.point_to(ctx.settings.registry_dir, ref, deployed_at=now.isoformat())
     faults.point("deploy_after_switch")
     problem = _check_serving(ctx, version)
+    faults.point("deploy_after_check")
     if problem is not None:
         if before is not None:
             registry.write_active(ctx.settings.registry_dir, before)
@@ -148,6 +149,7 @@ def rollback(ctx: Context, *, to: str | None = None, why: str = "requested") -> 
             f"version {target} is {row['status']}: only versions that served before (retired) can be rolled back to"
         )
     message = f"Rolled back from {current} to {target} ({why})."
+    faults.point("rollback_before_deploy")
     result = deploy(ctx, target, kind="rollback", reason=message)
     if result.deployed:
         faults.point("rollback_after_deploy")

@@ -56,6 +56,7 @@ def ingest_file(db: Database, path: Path, *, clock) -> IngestResult:
     try:
         records = spool.read_batch(path)
         queries, labels, events = _frames(records)
+        faults.point("ingest_after_read")
     except (ValueError, KeyError, TypeError, OSError, UnicodeDecodeError) as exc:
         rejected = path.parent / "rejected"
         rejected.mkdir(exist_ok=True)

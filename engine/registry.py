@@ -82,10 +82,12 @@ def atomic_write(path: Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        faults.point("atomic_write_before_replace")
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    faults.point("atomic_write_after_replace")
     directory = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(directory)

@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
+from engine import faults
+
 SUFFIX = ".jsonl"
 _sequence = itertools.count()
 
@@ -33,12 +35,17 @@ def write_batch(spool_dir: Path, records: Iterable[dict[str, Any]]) -> Path | No
     name = f"{time.time_ns():020d}-{os.getpid()}-{next(_sequence):08d}{SUFFIX}"
     final = spool_dir / name
     tmp = spool_dir / f".{name}.tmp"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write("\n".join(lines))
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, final)
+    try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write("\n".join(lines))
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        faults.point("spool_before_replace")
+        os.replace(tmp, final)
+    except BaseException:  # disk full, say: no half file stays behind; the caller keeps the records
+        tmp.unlink(missing_ok=True)
+        raise
     return final
 
 

@@ -26,7 +26,7 @@ from engine.classifier import Classifier
 from engine.context import Context
 from engine.deployment import rollback
 from engine.errors import RetrainerError
-from engine.ingest import ingest_spool
+from engine.ingest import IngestResult, ingest_spool
 from engine.lock import WorkerLock
 from engine.repair import repair
 from engine.retrain import CycleResult, run_cycle
@@ -105,8 +105,14 @@ class Worker:
         if self._running is not None:
             message = f"Worker stopped during a {self._running.kind}; it will be marked failed at the next start."
         try:
-            self.ingest()
-            record_event(self.ctx.db, ts=self.ctx.clock(), kind="worker", message=message)
+            # Drain the spool, not just one batch of files: a clean stop leaves nothing waiting
+            # (bounded, in case serving processes keep writing while the worker stops).
+            for _ in range(100):
+                if not self.ingest().files:
+                    break
+            # The longest this worker waited for the store's lock: the figure the soak test reports.
+            record_event(self.ctx.db, ts=self.ctx.clock(), kind="worker", message=message,
+                         details={"longest_store_wait_s": round(self.ctx.db.longest_wait, 4)})
         except RetrainerError as exc:
             log.error("could not record the stop: %s", exc)
         self.predictor.close()
@@ -130,8 +136,8 @@ class Worker:
             put_state(con, HEARTBEAT_KEY, {"pid": os.getpid(), "host": socket.gethostname(),
                                            "busy": running.kind if running else None}, ts=self.ctx.clock())
 
-    def ingest(self) -> None:
-        ingest_spool(self.ctx.db, self.ctx.settings.spool_dir, clock=self.ctx.clock)
+    def ingest(self) -> IngestResult:
+        return ingest_spool(self.ctx.db, self.ctx.settings.spool_dir, clock=self.ctx.clock)
 
     def process_commands(self) -> None:
         """Take every queued command, oldest first."""
@@ -174,7 +180,9 @@ class Worker:
         now = self.ctx.clock()
         if kind in ("pause", "resume"):
             queue.mark_running(self.ctx.db, cid, ts=now, stage=kind)
+            faults.point("command_after_mark_running")
             set_paused(self.ctx, kind == "pause")
+            faults.point("pause_after_set")
             word = "paused" if kind == "pause" else "resumed"
             with self.ctx.db.write() as con:
                 add_event(con, ts=now, kind="scheduler", message=f"Scheduler {word} (command #{cid}, from {command['source']}).")
@@ -267,6 +275,7 @@ class Worker:
         result = run_cycle(self.ctx, trigger=task.trigger, command_id=task.command_ids[0] if task.command_ids else None,
                            progress=progress)
         self.last_result = result
+        faults.point("worker_after_cycle")
         self.check_model(force=True)
         self._finish_commands(task, ok=True, message=result.summary())
         return result.summary()
@@ -279,6 +288,7 @@ class Worker:
             record_event(self.ctx.db, ts=self.ctx.clock(), kind="rollback", severity="warning", message=f"Rollback refused: {exc}.")
             self._finish_commands(task, ok=False, message=message)
             return message
+        faults.point("worker_after_rollback")
         self.check_model(force=True)
         self._finish_commands(task, ok=result.deployed, message=result.message)
         return result.message
@@ -289,6 +299,7 @@ class Worker:
         with self.ctx.db.write() as con:
             for cid in task.command_ids:
                 queue.finish_command(con, cid, ok=ok, message=message, ts=self.ctx.clock())
+            faults.point("commands_before_commit")
 
     def _set_progress(self, value: dict[str, Any] | None) -> None:
         with self.ctx.db.write() as con:

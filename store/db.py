@@ -137,9 +137,9 @@ class Database:
             return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except FileNotFoundError:
             raise StoreError(f"the data directory {self.path.parent} does not exist: create it or set RETRAINER_HOME") from None
-        except PermissionError:
+        except OSError as exc:  # permissions, a read-only file system, a full disk
             raise StoreError(
-                f"cannot write the lock file {path}: the data directory must be writable by this user"
+                f"cannot write the lock file {path}: {exc.strerror} (the data directory must be writable by this user)"
             ) from None
 
     def _attach(self, con: duckdb.DuckDBPyConnection, *, write: bool) -> None:
