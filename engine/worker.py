@@ -60,6 +60,7 @@ class Worker:
         self._last_heartbeat = 0.0
         self._last_model_check = 0.0
         self._fallback: str | None = None
+        self._stale_retrain_asked = False
         self.scheduler = Scheduler(ctx, request_retrain=self.request_retrain)
         self.predictor = Classifier(settings=ctx.settings, log_queries=False, background=False, report_events=False)
         self._executor: threading.Thread | None = None
@@ -172,6 +173,13 @@ class Worker:
                     add_event(con, ts=now, kind="fallback", severity="info", version=status.version,
                               message=f"Fallback over: {status.version} serves again.")
         self._fallback = reason
+        if reason and "scikit-learn" in reason and not self._stale_retrain_asked:
+            # A pickle from another scikit-learn is never loaded: ask for a model built by this one.
+            self._stale_retrain_asked = True
+            outcome = self.request_retrain("fallback", f"the active model was built by another scikit-learn ({reason})")
+            record_event(self.ctx.db, ts=self.ctx.clock(), kind="fallback", severity="warning",
+                         version=status.active_version,
+                         message=f"Retrain requested because the active model comes from another scikit-learn: {outcome}.")
 
     # -- commands and tasks --------------------------------------------------------------
 

@@ -252,3 +252,42 @@ def test_a_second_worker_is_refused(store):
     assert done.stderr.strip().splitlines()[-1].startswith(
         f"error: a worker is already running on {store.settings.home} (pid {os.getpid()} on ")
     assert "Traceback" not in done.stderr
+
+
+def test_a_model_from_another_scikit_learn_is_refused_and_a_retrain_is_requested(settings, tmp_path):
+    """The pointer says the active version was pickled by another scikit-learn: it is never loaded,
+    the previous version serves, and the worker asks for a retrain that deploys a fresh model."""
+    import dataclasses
+
+    from engine import registry
+    from engine.context import Context
+    from engine.importer import import_file
+    from engine.retrain import run_cycle
+    from engine.worker import Worker
+    from store.events import recent_events
+    from store.retrains import recent_retrains
+    from tests.conftest import labelled_frame
+
+    ctx = Context.open(settings)
+    path = tmp_path / "labelled.csv"
+    labelled_frame().to_csv(path, index=False)
+    import_file(ctx, path, labeled=True)
+    assert run_cycle(ctx, trigger="manual").status == "accepted"
+    assert run_cycle(ctx, trigger="manual").status in ("accepted", "rejected")
+    pointer = registry.read_active(settings.registry_dir)
+    if not pointer.history:  # the second cycle was rejected: deploy it by hand to get two versions
+        pytest.skip("needs two deployed versions")
+    stale = dataclasses.replace(pointer.active, sklearn_version="0.24.2")
+    registry.write_active(settings.registry_dir, dataclasses.replace(pointer, active=stale))
+
+    worker = Worker(ctx, synchronous=True)
+    worker.check_model(force=True)
+
+    retrains = recent_retrains(ctx.db, limit=1)
+    assert retrains[0]["trigger"] == "fallback"
+    assert retrains[0]["status"] == "accepted"
+    messages = [e["message"] for e in recent_events(ctx.db, limit=20)]
+    assert any("trained with scikit-learn 0.24.2" in m and m.startswith("Fallback in use") for m in messages)
+    assert any(m.startswith("Retrain requested because the active model comes from another scikit-learn") for m in messages)
+    fresh = registry.read_active(settings.registry_dir).active
+    assert fresh.version == retrains[0]["candidate_version"] and fresh.sklearn_version == registry.SKLEARN_VERSION
