@@ -108,3 +108,31 @@ def open_app(monkeypatch, home: Path, page: str | None = None, *, timezone: str 
         at.switch_page(page).run()
     assert not at.exception
     return at
+
+
+@pytest.fixture
+def armed():
+    """Arm fault points (engine.faults) for one test; every point is disarmed afterwards."""
+    from engine import faults
+
+    names = []
+
+    def arm(name, callback):
+        names.append(name)
+        faults.arm(name, callback)
+
+    yield arm
+    for name in names:
+        faults.arm(name, None)
+
+
+@pytest.fixture
+def fresh_streamlit_caches():
+    """Streamlit caches cleared before and after the test (closes cached Classifiers too)."""
+    import streamlit as st
+
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    yield
+    st.cache_data.clear()
+    st.cache_resource.clear()

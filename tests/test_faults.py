@@ -52,20 +52,6 @@ def store(two_versions, tmp_path):
     return Context.open(settings, clock=ManualClock(datetime(2026, 3, 5, 9, 0)))
 
 
-@pytest.fixture
-def armed():
-    """Arm fault points for one test; everything is disarmed afterwards."""
-    names = []
-
-    def arm(name, callback):
-        names.append(name)
-        faults.arm(name, callback)
-
-    yield arm
-    for name in names:
-        faults.arm(name, None)
-
-
 def disk_full():
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 

@@ -200,13 +200,7 @@ def test_quality_of_a_store_without_retrains(db):
 # --- the page ---------------------------------------------------------------------------------------
 
 
-@pytest.fixture(autouse=True)
-def _fresh_caches():
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-    st.cache_data.clear()
-    st.cache_resource.clear()  # closes the page's Classifier (on_release)
+pytestmark = pytest.mark.usefixtures("fresh_streamlit_caches")
 
 
 def open_page(monkeypatch, home) -> AppTest:

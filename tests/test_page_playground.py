@@ -20,13 +20,7 @@ from tests.conftest import ROOT
 TEXT = "hi, my parcel never arrived and I want my money back"
 
 
-@pytest.fixture(autouse=True)
-def _fresh_caches():
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-    st.cache_data.clear()
-    st.cache_resource.clear()  # closes the page's Classifier (on_release)
+pytestmark = pytest.mark.usefixtures("fresh_streamlit_caches")
 
 
 def open_page(monkeypatch, home, **env: str) -> AppTest:

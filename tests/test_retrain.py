@@ -44,20 +44,6 @@ def labelled(ctx, tmp_path):
     return ctx
 
 
-@pytest.fixture
-def armed():
-    """Arm fault points for one test; every point is disarmed afterwards."""
-    names = []
-
-    def arm(name, callback):
-        names.append(name)
-        faults.arm(name, callback)
-
-    yield arm
-    for name in names:
-        faults.arm(name, None)
-
-
 def training_set(ctx):
     """The training set a cycle builds now, built here from the same store with the same settings."""
     s = ctx.settings
