@@ -21,12 +21,10 @@ store was produced by the same code that runs in production.
 from __future__ import annotations
 
 import logging
-import math
 import random
 import shutil
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Callable
 
 import pandas as pd

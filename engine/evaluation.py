@@ -91,7 +91,6 @@ def expected_calibration_error(confidence: Sequence[float], correct: Sequence[bo
     if bins < 1:
         raise ValueError(f"bins must be >= 1, got {bins}")
     which = np.clip(np.ceil(conf * bins).astype(int) - 1, 0, bins - 1)
-    count = np.bincount(which, minlength=bins)
     gap = np.bincount(which, weights=conf, minlength=bins) - np.bincount(which, weights=hit, minlength=bins)
     return float(round(np.abs(gap).sum() / conf.size, 12))
 

@@ -118,7 +118,7 @@ def state() -> None:
 
     st.subheader("Adaptive trigger")
     a = counters()
-    st.caption(f"The adaptive job retrains when either counter reaches its threshold. Now: "
+    st.caption("The adaptive job retrains when either counter reaches its threshold. Now: "
                + ("**due**, the next check retrains." if a.due else "not due yet."))
     samples, days = st.columns(2, gap="large")
     with samples:

@@ -6,7 +6,6 @@ from datetime import datetime
 from typing import Any
 
 import duckdb
-import pandas as pd
 
 from store.db import Database
 from store.records import from_json, rows_as_dicts, to_json
@@ -54,8 +53,3 @@ def recent_events(db: Database, *, limit: int = 50, kind: str | None = None) -> 
     for row in rows:
         row["details"] = from_json(row["details"])
     return rows
-
-
-def events_frame(db: Database, *, limit: int = 200) -> pd.DataFrame:
-    with db.read() as con:
-        return con.execute(RECENT_EVENTS, [None, None, limit]).df()

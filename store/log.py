@@ -6,8 +6,6 @@ ids are chosen by the writer, so a batch written twice is stored once.
 
 from __future__ import annotations
 
-from datetime import datetime
-
 import duckdb
 import pandas as pd
 
@@ -85,12 +83,6 @@ def training_rows(db: Database, *, include_pseudo: bool = True) -> pd.DataFrame:
         human = con.execute(HUMAN_ROWS).df()
         pseudo = con.execute(PSEUDO_ROWS).df() if include_pseudo else human.iloc[0:0]
     return pd.concat([human, pseudo], ignore_index=True)
-
-
-def new_labelled_since(db: Database, since: datetime | None) -> int:
-    """Distinct human-labelled texts added after ``since`` (all of them when None)."""
-    with db.read() as con:
-        return con.execute(NEW_LABELLED_SINCE, [since or datetime(1970, 1, 1)]).fetchone()[0]
 
 
 def known_labels(db: Database) -> list[str]:

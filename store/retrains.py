@@ -22,14 +22,8 @@ FINISH_RETRAIN = (
 )
 SELECT_RETRAINS = "SELECT * FROM retrains ORDER BY id DESC LIMIT ?"
 SELECT_RETRAIN = "SELECT * FROM retrains WHERE id = ?"
-LAST_FINISHED = "SELECT * FROM retrains WHERE status NOT IN ('running', 'failed') ORDER BY started_at DESC, id DESC LIMIT 1"
 FAIL_RUNNING = "UPDATE retrains SET status = 'failed', finished_at = ?, reason = ? WHERE status = 'running' RETURNING id"
 INSERT_EVALUATION = "INSERT INTO evaluations VALUES (?, ?, ?, ?, ?, ?, ?)"
-SELECT_EVALUATIONS = """
-SELECT e.retrain_id, e.ts, e.version, e.role, e.accuracy, e.macro_f1, e.eval_rows, r.decision, r.trigger
-FROM evaluations e JOIN retrains r ON r.id = e.retrain_id
-ORDER BY e.ts, e.retrain_id
-"""
 
 
 def start_retrain(db: Database, *, trigger: str, ts: datetime, command_id: int | None = None) -> int:
@@ -69,15 +63,3 @@ def get_retrain(db: Database, retrain_id: int) -> dict[str, Any] | None:
 def recent_retrains(db: Database, *, limit: int = 100) -> list[dict[str, Any]]:
     with db.read() as con:
         return [_decode(r) for r in rows_as_dicts(con.execute(SELECT_RETRAINS, [limit]))]
-
-
-def last_finished_retrain(db: Database) -> dict[str, Any] | None:
-    """The newest retrain that reached a decision (accepted or rejected)."""
-    with db.read() as con:
-        return _decode(one_as_dict(con.execute(LAST_FINISHED)))
-
-
-def evaluations_frame(db: Database):
-    """Every evaluation with its retrain's decision and trigger, oldest first (a DataFrame)."""
-    with db.read() as con:
-        return con.execute(SELECT_EVALUATIONS).df()
