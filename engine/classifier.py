@@ -29,7 +29,7 @@ from engine import registry, spool
 from engine.clock import Clock, utcnow
 from engine.config import Settings, load_settings
 from engine.dataset import normalize_label, normalize_text
-from engine.errors import InputError, ModelLoadError, NoModelError, UnknownLabelError
+from engine.errors import InputError, ModelLoadError, NoModelError, StaleModelError, UnknownLabelError
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,7 @@ class ClassifierStatus:
     version: str | None           # the version answering now
     active_version: str | None    # the version the registry says should answer
     fallback_reason: str | None   # why they differ (None when serving the active version)
+    active_stale: bool = False    # the active version was built by another scikit-learn
 
     @property
     def fallback(self) -> bool:
@@ -71,16 +72,19 @@ def load_serving_model(registry_dir: Path) -> tuple[_Loaded | None, ClassifierSt
     if pointer is None:
         return None, ClassifierStatus(None, None, None)
     errors = []
+    stale = False
     for i, ref in enumerate((pointer.active, *pointer.history)):
         try:
             model = registry.load_model(registry_dir, ref.version, sha256=ref.sha256, sklearn_version=ref.sklearn_version)
         except ModelLoadError as exc:
             errors.append(str(exc))
+            stale = stale or (i == 0 and isinstance(exc, StaleModelError))
             continue
         loaded = _Loaded(ref.version, model, ref.labels, np.asarray(model.classes_))
         reason = None if i == 0 else f"active model {pointer.active.version} cannot be loaded ({errors[0]}); serving {ref.version}"
-        return loaded, ClassifierStatus(ref.version, pointer.active.version, reason)
-    return None, ClassifierStatus(None, pointer.active.version, "no deployed version can be loaded: " + " | ".join(errors))
+        return loaded, ClassifierStatus(ref.version, pointer.active.version, reason, stale)
+    return None, ClassifierStatus(None, pointer.active.version,
+                                  "no deployed version can be loaded: " + " | ".join(errors), stale)
 
 
 class Classifier:
@@ -220,7 +224,8 @@ class Classifier:
             previous = self._model
             if loaded is None and previous is not None:
                 # Nothing loadable now: keep answering with the model in memory, and say so.
-                status = ClassifierStatus(previous.version, status.active_version, status.fallback_reason)
+                status = ClassifierStatus(previous.version, status.active_version, status.fallback_reason,
+                                          status.active_stale)
             else:
                 self._model = loaded
             self._status = status

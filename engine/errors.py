@@ -34,6 +34,10 @@ class ModelLoadError(RetrainerError):
     """A model file is missing, fails its checksum, or was built by another scikit-learn."""
 
 
+class StaleModelError(ModelLoadError):
+    """A model file was written by another scikit-learn version: retrain rather than load it."""
+
+
 class RegistryError(RetrainerError):
     """A registry operation (deploy, rollback, version lookup) cannot be done."""
 

@@ -34,7 +34,7 @@ from typing import Any
 from importlib.metadata import version as _package_version
 
 from engine import faults
-from engine.errors import InputError, ModelLoadError
+from engine.errors import InputError, ModelLoadError, StaleModelError
 
 # ASCII digits only, and \Z rather than $ (which would accept "v0001\n").
 # The running scikit-learn, read without importing it (short CLI commands stay fast).
@@ -125,7 +125,7 @@ def load_model(registry_dir: Path, version: str, *, sha256: str, sklearn_version
     """
     path = model_file(registry_dir, version)
     if sklearn_version != SKLEARN_VERSION:
-        raise ModelLoadError(
+        raise StaleModelError(
             f"model {version} was trained with scikit-learn {sklearn_version}, this process has "
             f"{SKLEARN_VERSION}: retrain it (`python -m engine retrain`) rather than load a stale pickle"
         )
@@ -148,7 +148,7 @@ def load_model(registry_dir: Path, version: str, *, sha256: str, sklearn_version
         try:
             return pickle.loads(zlib.decompress(data))
         except InconsistentVersionWarning as exc:
-            raise ModelLoadError(
+            raise StaleModelError(
                 f"model {version} was pickled by another scikit-learn version ({exc}): retrain it "
                 "(`python -m engine retrain`) rather than load a stale pickle"
             ) from None

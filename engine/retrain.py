@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[float, str], None]
 
-TRIGGERS = ("weekly", "monthly", "adaptive", "manual", "demo", "catch-up", "drift", "fallback")
+TRIGGERS = ("weekly", "monthly", "adaptive", "manual", "demo", "drift", "fallback")
 # Deployed versions (besides the champion) re-scored for the slow-decay guard, best stored macro-F1 first.
 BEST_TO_RESCORE = 3
 

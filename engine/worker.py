@@ -173,7 +173,7 @@ class Worker:
                     add_event(con, ts=now, kind="fallback", severity="info", version=status.version,
                               message=f"Fallback over: {status.version} serves again.")
         self._fallback = reason
-        if reason and "scikit-learn" in reason and not self._stale_retrain_asked:
+        if status.active_stale and not self._stale_retrain_asked:
             # A pickle from another scikit-learn is never loaded: ask for a model built by this one.
             self._stale_retrain_asked = True
             outcome = self.request_retrain("fallback", f"the active model was built by another scikit-learn ({reason})")
