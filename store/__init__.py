@@ -11,7 +11,7 @@ from pathlib import Path
 
 from engine.errors import StoreError
 from store.db import Database
-from store.schema import LATEST, migrate
+from store.schema import LATEST, current_version, migrate
 
 __all__ = ["Database", "open_store"]
 
@@ -37,7 +37,10 @@ def open_store(path: Path | str, *, create: bool = True) -> Database:
                 path.parent.mkdir(parents=True)
             except OSError as exc:
                 raise StoreError(f"cannot create the data directory {path.parent}: {exc.strerror}") from None
-        version = migrate(db)
+        # A reader's check first: only a store that is behind takes the write lock to migrate.
+        version = current_version(db) if path.exists() else 0
+        if version < LATEST:
+            version = migrate(db)
         if version > LATEST:
             raise StoreError(
                 f"{path} was written by a newer Retrainer (schema {version}, this one knows {LATEST}): upgrade Retrainer"
