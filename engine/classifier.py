@@ -19,6 +19,7 @@ import logging
 import threading
 import time
 import uuid
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -34,6 +35,16 @@ from engine.errors import InputError, ModelLoadError, NoModelError, StaleModelEr
 log = logging.getLogger(__name__)
 
 RETRY_FALLBACK_SECONDS = 10.0
+
+# Every Classifier still alive writes its buffer at interpreter exit. A WeakSet, not one
+# atexit registration per instance, so short-lived classifiers can be garbage-collected.
+_live: "weakref.WeakSet[Classifier]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    for clf in list(_live):
+        clf.close()
 
 
 @dataclass(frozen=True)
@@ -129,7 +140,7 @@ class Classifier:
         if background:
             self._thread = threading.Thread(target=self._background, name="classifier-background", daemon=True)
             self._thread.start()
-        atexit.register(self.close)
+        _live.add(self)
 
     # -- serving ---------------------------------------------------------------
 
