@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_WORK = Path("/tmp/retrainer-bench")
@@ -89,21 +90,17 @@ def percentile(values: Sequence[float], q: float) -> float:
 def machine() -> dict[str, Any]:
     """nproc, memory, CPU model, OS, Python and package versions, the date."""
     cpu = "unknown"
-    try:
+    with contextlib.suppress(OSError):  # not Linux: say "unknown"
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    except OSError:
-        pass
     memory = "unknown"
-    try:
+    with contextlib.suppress(OSError):
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemTotal"):
                 memory = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
                 break
-    except OSError:
-        pass
     versions = {}
     for name in PACKAGES:
         try:
@@ -143,3 +140,26 @@ def say(message: str) -> None:
 class SuiteResult:
     rows: list[Row] = field(default_factory=list)
     details: list[str] = field(default_factory=list)   # Markdown paragraphs/tables for RESULTS.md
+
+
+def deploy_first_model(ctx: Any, *, seed: int) -> None:
+    """Import 2,000 labelled demo rows (100 per intent) and run one retrain cycle, so v0001 serves."""
+    import pandas as pd
+
+    from engine.importer import import_file
+    from engine.intents import IntentGenerator
+    from engine.retrain import run_cycle
+
+    rows = IntentGenerator(seed=seed).balanced(100)
+    csv = ctx.settings.home / "seed.csv"
+    pd.DataFrame({"text": [e.text for e in rows], "label": [e.label for e in rows]}).to_csv(csv, index=False)
+    import_file(ctx, csv, labeled=True)
+    result = run_cycle(ctx, trigger="manual")
+    if result.status != "accepted":
+        raise RuntimeError(f"the benchmark's first model was not deployed: {result.summary()}")
+
+
+def middle_of_three(run: Callable[[], dict[str, Any]], *, key: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Run ``run`` three times: the run whose ``key`` is the median, and all three (sorted by ``key``)."""
+    runs = sorted((run() for _ in range(3)), key=lambda r: r[key])
+    return runs[1], runs

@@ -31,7 +31,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable
 
-from benchmarks.common import ROOT, Row, SuiteResult, median, run_child, say
+from benchmarks.common import ROOT, Row, SuiteResult, deploy_first_model, median, run_child, say
 
 PAGE_NAMES = ("overview", "performance", "history", "models", "scheduler", "data", "playground", "sql")
 TARGET_MS = 300.0
@@ -82,21 +82,13 @@ def _build(home: Path) -> None:
     from engine.config import load_settings
     from engine.context import Context
     from engine.evaluation import score_predictions
-    from engine.importer import import_file
     from engine.intents import INTENTS, IntentGenerator
-    from engine.retrain import run_cycle
     from store.models import get_model
 
     settings = load_settings(env={}, path=None, home=home)
     ctx = Context.open(settings)
     # 1. A real first model: 2,000 labelled rows, one retrain cycle (v0001, retrain #1).
-    seed_rows = IntentGenerator(seed=3).balanced(100)
-    csv = home / "seed.csv"
-    pd.DataFrame({"text": [e.text for e in seed_rows], "label": [e.label for e in seed_rows]}).to_csv(csv, index=False)
-    import_file(ctx, csv, labeled=True)
-    result = run_cycle(ctx, trigger="manual")
-    if result.status != "accepted":
-        raise RuntimeError(f"the seed retrain did not deploy a model: {result.summary()}")
+    deploy_first_model(ctx, seed=3)
     first = get_model(ctx.db, "v0001")
     pipeline = registry.load_model(settings.registry_dir, "v0001", sha256=first["sha256"],
                                    sklearn_version=first["sklearn_version"])
@@ -267,7 +259,7 @@ def _build(home: Path) -> None:
             con.unregister(name)
     ref = registry.ModelRef(f"v{N_VERSIONS:04d}", real.sha256, real.sklearn_version, tuple(INTENTS))
     registry.point_to(settings.registry_dir, ref, deployed_at=last_deploy.isoformat())
-    csv.unlink()
+    (home / "seed.csv").unlink()
 
 
 # -- what each page reads on its first render ----------------------------------------------------------

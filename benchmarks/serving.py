@@ -20,9 +20,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from benchmarks.common import ROOT, Row, SuiteResult, median, percentile, say
+from benchmarks.common import ROOT, Row, SuiteResult, deploy_first_model, median, middle_of_three, percentile, say
 
 ROUNDS = 5
 BATCH = 500
@@ -36,22 +36,10 @@ def _settings(home: Path):
 
 def build_model_store(home: Path) -> None:
     """2,000 labelled demo rows imported, one retrain cycle: v0001 serves."""
-    import pandas as pd
-
     from engine.context import Context
-    from engine.importer import import_file
-    from engine.intents import IntentGenerator
-    from engine.retrain import run_cycle
 
     shutil.rmtree(home, ignore_errors=True)
-    ctx = Context.open(_settings(home))
-    rows = IntentGenerator(seed=5).balanced(100)
-    csv = home / "seed.csv"
-    pd.DataFrame({"text": [e.text for e in rows], "label": [e.label for e in rows]}).to_csv(csv, index=False)
-    import_file(ctx, csv, labeled=True)
-    result = run_cycle(ctx, trigger="manual")
-    if result.status != "accepted":
-        raise RuntimeError(f"the serving benchmark's model was not deployed: {result.summary()}")
+    deploy_first_model(Context.open(_settings(home)), seed=5)
 
 
 def _texts(n: int) -> list[str]:
@@ -221,21 +209,18 @@ def run(work: Path, *, quick: bool) -> SuiteResult:
     say(f"serving: latency, {n_latency:,} predictions with logging on and {n_latency:,} off")
     lat = added_latency(home, n_latency)
     say(f"serving: logging throughput, {n_logged:,} predictions to DuckDB through the spool (3 runs)")
-    runs = []
-    for _ in range(3):
-        build_model_store(home)
-        runs.append(logging_throughput(home, n_logged))
-    through = sorted(runs, key=lambda r: r["rows_per_s"])[1]
+
+    def fresh_then(measure: Callable[[Path, int], dict[str, Any]]) -> Callable[[], dict[str, Any]]:
+        def run() -> dict[str, Any]:
+            build_model_store(home)
+            return measure(home, n_logged)
+        return run
+
+    through, runs = middle_of_three(fresh_then(logging_throughput), key="rows_per_s")
     say(f"serving: spool -> DuckDB alone, {n_logged:,} rows (3 runs)")
-    ingests = []
-    for _ in range(3):
-        build_model_store(home)
-        ingests.append(ingest_only(home, n_logged))
-    ingest = sorted(ingests, key=lambda r: r["rows_per_s"])[1]
+    ingest, ingests = middle_of_three(fresh_then(ingest_only), key="rows_per_s")
     say(f"serving: baseline, {n_baseline:,} single-row INSERTs (3 runs)")
-    bases = sorted((per_row_insert_baseline(work / "serving-baseline", n_baseline) for _ in range(3)),
-                   key=lambda r: r["rows_per_s"])
-    base = bases[1]
+    base, bases = middle_of_three(lambda: per_row_insert_baseline(work / "serving-baseline", n_baseline), key="rows_per_s")
     result.rows += [
         Row("serving", "predict p50 added by logging", lat["added_p50"], "ms", baseline=None, target="–",
             note=f"on {lat['on_p50']:.3f} / off {lat['off_p50']:.3f} ms"),
