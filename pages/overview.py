@@ -45,7 +45,7 @@ def health() -> None:
                    delta=("serving an older version" if now["fallback"] else None), delta_color="inverse")
     cols[3].metric("Scheduler", "paused" if sched["paused"] else "running")
     upcoming = sorted((j for j in sched["jobs"] if j["next_run"] is not None), key=lambda j: j["next_run"])
-    cols[4].metric("Next retrain", _ui.when(upcoming[0]["next_run"]) if upcoming else "–",
+    cols[4].metric("Next retrain", f"{_ui.local(upcoming[0]['next_run']):%b %d, %H:%M}" if upcoming else "–",
                    upcoming[0]["name"] if upcoming else None, delta_color="off")
     progress = now.get("retrain_in_progress")
     if progress:
