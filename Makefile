@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOME_DIR ?= $(or $(RETRAINER_HOME),./data)
 PORT ?= 8501
 
-.PHONY: run test venv demo worker app bench clean
+.PHONY: run test venv demo worker app bench bench-quick clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -35,8 +35,12 @@ demo: venv
 worker: venv
 	RETRAINER_HOME="$(HOME_DIR)" $(PY) -m engine worker
 
+## Every benchmark beside its baseline (about 30 minutes); bench-quick: a few minutes.
 bench: venv
 	$(PY) -m benchmarks
+
+bench-quick: venv
+	$(PY) -m benchmarks --quick
 
 clean:
 	rm -rf $(VENV) test-output

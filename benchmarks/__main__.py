@@ -1,4 +1,4 @@
-"""``python -m benchmarks [--quick] [--only dashboard,serving] [--work DIR]``: one table, and benchmarks/RESULTS.md.
+"""``python -m benchmarks [--quick] [--only serving,retrain,...] [--work DIR]``: one table, and benchmarks/RESULTS.md.
 
 Every figure stands beside a baseline measured in the same run. The verdicts are printed
 evidence, not assertions: nothing here fails a build.
@@ -12,10 +12,10 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks import dashboard, serving
+from benchmarks import dashboard, retrain, serving
 from benchmarks.common import DEFAULT_WORK, ROOT, machine, say, table
 
-SUITES = {"serving": serving.run, "dashboard": dashboard.run}
+SUITES = {"serving": serving.run, "retrain": retrain.run, "dashboard": dashboard.run}
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 
 
