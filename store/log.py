@@ -66,6 +66,75 @@ def insert_labels(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame) -> int:
     return _insert(con, frame[LABEL_COLUMNS], name="batch_labels", statement=INSERT_LABELS)
 
 
+# Spool files (JSON Lines written by engine.spool): one record a line, "k" says what it is.
+SPOOL_COLUMNS = (
+    "{k: 'VARCHAR', id: 'VARCHAR', ts: 'VARCHAR', text: 'VARCHAR', predicted_label: 'VARCHAR', "
+    "confidence: 'DOUBLE', model_version: 'VARCHAR', source: 'VARCHAR', query_id: 'VARCHAR', label: 'VARCHAR', "
+    "kind: 'VARCHAR', severity: 'VARCHAR', message: 'VARCHAR', version: 'VARCHAR', details: 'JSON'}"
+)
+READ_SPOOL = f"SELECT * FROM read_json($paths, format = 'newline_delimited', columns = {SPOOL_COLUMNS})"
+INSERT_SPOOL_QUERIES = f"""
+INSERT INTO queries ({', '.join(QUERY_COLUMNS)})
+SELECT id, ts::TIMESTAMP, text, predicted_label, confidence, model_version, source FROM spool_batch
+WHERE k = 'q' QUALIFY row_number() OVER (PARTITION BY id) = 1
+ON CONFLICT DO NOTHING
+"""
+INSERT_SPOOL_LABELS = f"""
+INSERT INTO labels ({', '.join(LABEL_COLUMNS)})
+SELECT id, ts::TIMESTAMP, query_id, text, label, source FROM spool_batch
+WHERE k = 'f' QUALIFY row_number() OVER (PARTITION BY id) = 1
+ON CONFLICT DO NOTHING
+"""
+SPOOL_INCOMPLETE = """
+SELECT count(*) FROM spool_batch
+WHERE (k IN ('q', 'f') AND (id IS NULL OR source IS NULL OR ts::TIMESTAMP IS NULL))
+   OR (k = 'q' AND text IS NULL) OR (k = 'f' AND label IS NULL)
+"""
+SPOOL_EVENTS = "SELECT ts, kind, severity, message, version, details FROM spool_batch WHERE k = 'e'"
+
+
+class SpoolParseError(ValueError):
+    """DuckDB's JSON reader could not read a batch of spool files (one of them, at least, is bad)."""
+
+
+def read_spool_files(paths: list[str]):
+    """The records of many spool files at once, parsed by DuckDB's JSON reader (an Arrow table).
+
+    Strict: a line that is not a JSON object, a confidence that is not a number, a timestamp
+    that is not one, or a record bigger than the reader's limit raises SpoolParseError, and the
+    caller reads the files one by one to find and set aside the bad one.
+    """
+    con = duckdb.connect()  # in memory, no store file, no lock
+    try:
+        table = con.sql(READ_SPOOL, params={"paths": [str(p) for p in paths]}).to_arrow_table()
+        con.register("spool_batch", table)
+        incomplete = con.execute(SPOOL_INCOMPLETE).fetchone()[0]
+    except duckdb.Error as exc:
+        raise SpoolParseError(str(exc).splitlines()[0]) from None
+    finally:
+        con.close()
+    if incomplete:
+        raise SpoolParseError(f"{incomplete} record(s) lack an id, time, text, label or source")
+    return table
+
+
+def insert_spool_batch(con: duckdb.DuckDBPyConnection, table) -> tuple[int, int, list[dict]]:
+    """Insert a batch from :func:`read_spool_files` inside an open write.
+
+    Returns (queries added, labels added, the event records for the caller to store).
+    """
+    con.register("spool_batch", table)
+    try:
+        queries = con.execute(INSERT_SPOOL_QUERIES).fetchone()[0]
+        labels = con.execute(INSERT_SPOOL_LABELS).fetchone()[0]
+        cursor = con.execute(SPOOL_EVENTS)
+        names = [d[0] for d in cursor.description]
+        events = [dict(zip(names, row)) for row in cursor.fetchall()]
+    finally:
+        con.unregister("spool_batch")
+    return queries, labels, events
+
+
 def count_rows(db: Database) -> dict[str, int]:
     with db.read() as con:
         return {

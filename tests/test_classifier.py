@@ -224,6 +224,36 @@ def test_logged_queries_and_feedback_reach_the_store_once(make_classifier, train
     assert feedback == [(predictions[0].query_id, None, "delivery_delay", "feedback", clock())]
 
 
+def test_many_spool_files_go_in_together_and_a_bad_one_is_set_aside_alone(make_classifier, trained, clock):
+    clf = make_classifier(background=False)
+    first = clf.predict_many(TEXTS[:2])
+    clf.flush()
+    second = clf.predict_many(TEXTS[2:4])
+    clf.feedback(second[1].query_id, "delivery_delay")
+    clf.flush()
+    spool_dir = trained.settings.spool_dir
+    spool.write_batch(spool_dir, [{"k": "e", "ts": clock().isoformat(), "kind": "fallback", "severity": "error",
+                                   "version": "v0001", "message": "from a predictor", "details": {"why": "test"}}])
+    assert len(spool.pending(spool_dir)) == 3
+
+    together = ingest_spool(trained.db, spool_dir, clock=clock)  # one parse, one transaction
+    assert (together.files, together.queries, together.labels, together.events, together.rejected_files) == (3, 4, 1, 1, 0)
+    [event] = [e for e in recent_events(trained.db) if e["message"] == "from a predictor"]
+    assert (event["kind"], event["severity"], event["version"], event["details"]) == (
+        "fallback", "error", "v0001", {"why": "test"})
+
+    third = clf.predict_many(TEXTS[:2])  # asked again: new query ids
+    clf.flush()
+    bad = spool_dir / "00000000000000000001-1-00000000.jsonl"
+    bad.write_text('{"k": "q", "id": "x", "ts": "not a time", "text": "t", "source": "s"}\n')
+    one_by_one = ingest_spool(trained.db, spool_dir, clock=clock)  # the batch does not parse: file by file
+    assert (one_by_one.files, one_by_one.queries, one_by_one.rejected_files) == (2, 2, 1)
+    assert (spool_dir / "rejected" / bad.name).exists()
+    with trained.db.read() as con:
+        stored = {r[0] for r in con.execute("SELECT id FROM queries").fetchall()}
+    assert {p.query_id for p in first + second + third} <= stored and "x" not in stored
+
+
 def test_background_thread_flushes_the_spool(make_classifier, trained):
     clf = make_classifier()  # flush_seconds=0.05 in the test settings
     clf.predict(TEXTS[0])

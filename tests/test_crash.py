@@ -142,7 +142,8 @@ CASES = [
     # ingesting the spool (before any command is taken): the queued retrain then runs after the restart
     Case("ingest_after_read", "retrain", (), "done", "v0003", V3),
     Case("ingest_before_commit", "retrain", (), "done", "v0003", V3),
-    Case("ingest_after_commit:2", "retrain", (), "done", "v0003", V3),
+    Case("ingest_after_commit", "retrain", (), "done", "v0003", V3),
+    Case("ingest_after_delete", "retrain", (), "done", "v0003", V3),  # one of the three files deleted
     # taking a command
     Case("command_after_mark_running", "pause", (RUNNING,), "failed", "v0002", V2),
     Case("pause_after_set", "pause", (RUNNING,), "failed", "v0002", V2),
