@@ -116,7 +116,9 @@ def search_alpha(pipeline: Pipeline, texts: Sequence[str], labels: np.ndarray, *
     with _where(plan, connect_seconds=connect_seconds) as ran_on, warnings.catch_warnings():
         # max_iter is a deliberate time budget; scikit-learn passes this filter on to the workers.
         warnings.simplefilter("ignore", ConvergenceWarning)
-        search.fit(list(texts), labels)
+        # An array, not a list: joblib's Dask backend sends an array argument to the cluster once
+        # (client.scatter) where a list would be pickled into every one of the fits' tasks.
+        search.fit(np.asarray(list(texts), dtype=object), labels)
     seconds = time.perf_counter() - started
     means = search.cv_results_["mean_test_score"]
     scores = tuple((float(a), float(m)) for a, m in zip(plan.alphas, means))
