@@ -77,6 +77,13 @@ def test_local_search_matches_grid_search_cv_and_fits_the_winner(train):
     np.testing.assert_allclose(fitted.pipeline.predict_proba(texts), fixed.predict_proba(texts), rtol=0, atol=1e-12)
 
 
+def test_search_alpha_leaves_the_given_pipeline_unfitted(train):
+    pipeline = build_pipeline(seed=0, n_rows=len(train))
+    result = search_alpha(pipeline, train["text"], train["label"].to_numpy(), plan=SearchPlan(cv_folds=2, alphas=(1e-3, 1e-5)))
+    assert (result.alpha, [a for a, _ in result.scores], result.fits, result.skipped) == (1e-3, [1e-3, 1e-5], 4, None)
+    assert not hasattr(pipeline.named_steps["tfidf"], "vocabulary_") and pipeline.named_steps["clf"].alpha == 2e-5
+
+
 def test_without_a_plan_params_have_no_search(train):
     fitted = fit(train, seed=0)
     assert "search" not in fitted.params and fitted.params["alpha"] == 2e-5
