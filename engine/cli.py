@@ -235,6 +235,23 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_log(settings: Settings, args: argparse.Namespace) -> int:
+    from engine.export import export_log
+
+    report = export_log(Context.open(settings), Path(args.parquet), since=args.since)
+    print(report.summary())
+    print(f"read it in place, e.g. in DuckDB: SELECT day, count(*) FROM read_parquet("
+          f"'{Path(args.parquet) / 'queries'}/*/*.parquet', hive_partitioning = true) GROUP BY day ORDER BY day")
+    return 0
+
+
+def _day(text: str):
+    try:
+        return datetime.strptime(text, "%Y-%m-%d").date()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a day: use YYYY-MM-DD, e.g. 2026-03-04") from None
+
+
 # -- wiring -------------------------------------------------------------------------------------
 
 
@@ -277,6 +294,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("text", nargs="+", help="one or more queries")
     p.add_argument("--top", action="store_true", help="also show the top three labels")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export-log", help="write the query log and labels as Parquet, one folder per day")
+    p.add_argument("--parquet", required=True, metavar="DIR",
+                   help="directory to write DIR/queries/day=YYYY-MM-DD/data.parquet and DIR/labels/... into")
+    p.add_argument("--since", type=_day, metavar="YYYY-MM-DD", help="only the days from this one on (default: all)")
+    p.set_defaults(func=cmd_export_log)
 
     p = sub.add_parser("events", help="recent events, newest first")
     p.add_argument("--limit", type=int, default=20, help="how many (default 20)")

@@ -29,6 +29,9 @@ WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", 
 # Variables with the prefix that are not settings: another settings file, and the test-only fault hook.
 NOT_SETTINGS = frozenset({"RETRAINER_CONFIG", "RETRAINER_KILL_AT"})
 _TIME = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+# A Dask scheduler address: "scheme://anything" (tcp://10.0.0.5:8786, tls://..., inproc://...) or "host:port".
+_ADDRESS = re.compile(r"^(?:[a-z][a-z0-9+.-]*://\S+|[^\s/:]+:\d+)$")
+ALPHA_RANGE = (1e-8, 1.0)
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,10 @@ class Settings:
     max_features: int = 200_000
     min_df: int = 2
     seed: int = 0
+    cv_folds: int = 0
+    search_alphas: str = "1e-5, 2e-5, 5e-5, 1e-4"
+    search_jobs: int = 1
+    dask_scheduler: str = ""
     poll_seconds: float = 0.5
     heartbeat_seconds: float = 5.0
     worker_stale_seconds: float = 30.0
@@ -92,6 +99,11 @@ class Settings:
     def worker_lock_path(self) -> Path:
         return self.home / "worker.lock"
 
+    @property
+    def search_alpha_values(self) -> tuple[float, ...]:
+        """The candidates of ``search_alphas``, in the order given, without repeats."""
+        return tuple(dict.fromkeys(parse_alphas(self.search_alphas)))
+
     def replace(self, **changes: Any) -> "Settings":
         """A copy with some settings changed (checked again)."""
         return dataclasses.replace(self, **changes)
@@ -120,6 +132,8 @@ _RANGES: dict[str, tuple[float, float]] = {
     "max_features": (100, 50_000_000),
     "min_df": (1, 1000),
     "seed": (0, 2**32 - 1),
+    "cv_folds": (0, 20),
+    "search_jobs": (-1, 1024),
     "poll_seconds": (0.01, 60),
     "heartbeat_seconds": (0.1, 3600),
     "worker_stale_seconds": (1, 86400),
@@ -141,6 +155,43 @@ def _check(s: Settings) -> None:
     for name in ("weekly_time", "monthly_time"):
         if not _TIME.match(getattr(s, name)):
             raise SettingsError(f"setting {name!r} = {getattr(s, name)!r} is not a time: use HH:MM, 24-hour, e.g. '03:00'")
+    _check_search(s)
+
+
+def parse_alphas(text: str) -> list[float]:
+    """The numbers of a comma-separated list; ValueError if one is not a number.
+
+    >>> parse_alphas("1e-5, 2e-5")
+    [1e-05, 2e-05]
+    """
+    return [float(part) for part in text.split(",")]
+
+
+def _check_search(s: Settings) -> None:
+    if s.cv_folds == 1:
+        raise SettingsError("setting 'cv_folds' = 1 cannot cross-validate: use 0 (no search) or a value from 2 to 20")
+    if s.search_jobs == 0:
+        raise SettingsError("setting 'search_jobs' = 0 would run nothing: use -1 (every core) or a value from 1 to 1024")
+    low, high = ALPHA_RANGE
+    try:
+        alphas = parse_alphas(s.search_alphas)
+    except ValueError:
+        alphas = []
+    if not alphas or not all(low <= a <= high for a in alphas) or len(set(alphas)) < 2:
+        raise SettingsError(
+            f"setting 'search_alphas' = {s.search_alphas!r} is not a list of candidates: use at least two different "
+            f"comma-separated values of SGD's alpha from {low} to {high}, e.g. '1e-5, 2e-5, 5e-5, 1e-4'"
+        )
+    if s.dask_scheduler and not _ADDRESS.match(s.dask_scheduler):
+        raise SettingsError(
+            f"setting 'dask_scheduler' = {s.dask_scheduler!r} is not a scheduler address: use e.g. "
+            "'tcp://10.0.0.5:8786', or leave it empty to search on this machine"
+        )
+    if s.dask_scheduler and s.cv_folds == 0:
+        raise SettingsError(
+            f"setting 'dask_scheduler' = {s.dask_scheduler!r} has nothing to run while 'cv_folds' = 0: "
+            "set cv_folds to 2 or more to search on the cluster, or leave dask_scheduler empty"
+        )
 
 
 _FIELDS = {f.name: f for f in fields(Settings)}

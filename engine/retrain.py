@@ -26,6 +26,7 @@ from engine.evaluation import Scores, calibration, majority_baseline, predict_la
 from engine.gate import decide
 from engine.stats import compare
 from engine.training import fit
+from engine.tuning import plan_from_settings
 from store import log as querylog
 from store.events import add_event
 from store.models import (get_model, insert_model, list_deployments, list_models, model_versions, set_model_metrics,
@@ -188,7 +189,7 @@ def _cycle(ctx: Context, retrain_id: int, trigger: str, stage: Callable[[str, fl
         )
     faults.point("cycle_before_fit")
     stage("fitting", 0.25)
-    fitted = fit(data.train, max_features=s.max_features, min_df=s.min_df, seed=s.seed)
+    fitted = fit(data.train, max_features=s.max_features, min_df=s.min_df, seed=s.seed, search=plan_from_settings(s))
     faults.point("cycle_after_fit")
     stage("saving", 0.6)
     version = _next_version(ctx)

@@ -5,6 +5,10 @@ TF-IDF over word 1-2 grams (vocabulary pruned by ``min_df`` and capped by
 DESIGN.md's measurements rule out lbfgs LogisticRegression at 100k+ rows on two
 cores; SGD on a pruned vocabulary fits 100k queries in seconds, and the logistic
 loss keeps ``predict_proba`` meaningful for the confidence filter.
+
+An optional cross-validated search over SGD's ``alpha`` (:mod:`engine.tuning`, off by
+default) picks the value to fit; what it tried, chose and where it ran is kept in the
+model's params.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from sklearn.linear_model import SGDClassifier
 from sklearn.pipeline import Pipeline
 
 from engine.errors import TrainingError
+from engine.tuning import SearchPlan, search_alpha
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +77,13 @@ class FittedModel:
     sklearn_version: str
 
 
-def fit(train: pd.DataFrame, *, max_features: int = 200_000, min_df: int = 2, seed: int = 0) -> FittedModel:
-    """Fit the pipeline on ``train`` (columns text, label); needs at least two labels."""
+def fit(train: pd.DataFrame, *, max_features: int = 200_000, min_df: int = 2, seed: int = 0,
+        search: SearchPlan | None = None) -> FittedModel:
+    """Fit the pipeline on ``train`` (columns text, label); needs at least two labels.
+
+    With a ``search`` plan, SGD's alpha is first chosen by cross-validation (see
+    :mod:`engine.tuning`); its record is ``params["search"]``.
+    """
     labels = tuple(sorted(train["label"].unique())) if len(train) else ()
     if len(labels) < 2:
         raise TrainingError(
@@ -81,6 +91,11 @@ def fit(train: pd.DataFrame, *, max_features: int = 200_000, min_df: int = 2, se
             "import labelled examples with `python -m engine import FILE --labeled`"
         )
     pipeline = build_pipeline(max_features=max_features, min_df=min_df, seed=seed, n_rows=len(train))
+    searched = None
+    if search is not None:
+        searched = search_alpha(pipeline, train["text"].tolist(), train["label"].to_numpy(), plan=search, seed=seed)
+        if searched.alpha is not None:
+            pipeline.set_params(clf__alpha=searched.alpha)
     started = time.perf_counter()
     import warnings
     from sklearn.exceptions import ConvergenceWarning
@@ -108,5 +123,7 @@ def fit(train: pd.DataFrame, *, max_features: int = 200_000, min_df: int = 2, se
         "epochs_run": int(np.max(clf.n_iter_)) if np.ndim(clf.n_iter_) else int(clf.n_iter_),
         "seed": seed,
     }
+    if searched is not None:
+        params["search"] = searched.as_params()
     log.info("fitted %d rows, %d labels, vocabulary %d in %.2fs", len(train), len(labels), len(tfidf.vocabulary_), seconds)
     return FittedModel(pipeline, params, len(train), labels, seconds, sklearn.__version__)

@@ -221,3 +221,60 @@ def test_invalid_toml_is_refused(tmp_path):
     path = write_toml(tmp_path, "tolerance = = 0.01\n")
     with pytest.raises(SettingsError, match=rf"settings file {path} is not valid TOML"):
         load_settings(env={}, path=path)
+
+
+# --- hyperparameter search and the Dask scheduler -----------------------------------------------
+
+
+def test_search_is_off_by_default():
+    s = Settings()
+    assert (s.cv_folds, s.search_jobs, s.dask_scheduler) == (0, 1, "")
+    assert s.search_alpha_values == (1e-5, 2e-5, 5e-5, 1e-4)
+
+
+def test_search_settings_from_env():
+    s = load_settings(env={"RETRAINER_CV_FOLDS": "3", "RETRAINER_SEARCH_ALPHAS": "1e-4,1e-5, 1e-4",
+                           "RETRAINER_SEARCH_JOBS": "-1", "RETRAINER_DASK_SCHEDULER": "tcp://10.0.0.5:8786"})
+    assert (s.cv_folds, s.search_jobs, s.dask_scheduler) == (3, -1, "tcp://10.0.0.5:8786")
+    assert s.search_alpha_values == (1e-4, 1e-5)  # the order given, repeats dropped
+
+
+@pytest.mark.parametrize("address", ["tcp://10.0.0.5:8786", "tls://scheduler.internal:8786", "scheduler:8786",
+                                     "tcp://[::1]:8786"], ids=["tcp", "tls", "host-port", "ipv6"])
+def test_scheduler_addresses_pass(address):
+    assert Settings(cv_folds=3, dask_scheduler=address).dask_scheduler == address
+
+
+ALPHA_HELP = ("use at least two different comma-separated values of SGD's alpha from 1e-08 to 1.0, "
+              "e.g. '1e-5, 2e-5, 5e-5, 1e-4'")
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"cv_folds": 21}, "setting 'cv_folds' = 21 is out of range: use a value from 0 to 20"),
+        ({"cv_folds": 1}, "setting 'cv_folds' = 1 cannot cross-validate: use 0 (no search) or a value from 2 to 20"),
+        ({"search_jobs": -2}, "setting 'search_jobs' = -2 is out of range: use a value from -1 to 1024"),
+        ({"search_jobs": 0}, "setting 'search_jobs' = 0 would run nothing: use -1 (every core) or a value from 1 to 1024"),
+        ({"search_alphas": "1e-5; 1e-4"}, f"setting 'search_alphas' = '1e-5; 1e-4' is not a list of candidates: {ALPHA_HELP}"),
+        ({"search_alphas": "1e-4"}, f"setting 'search_alphas' = '1e-4' is not a list of candidates: {ALPHA_HELP}"),
+        ({"search_alphas": "0, 1e-4"}, f"setting 'search_alphas' = '0, 1e-4' is not a list of candidates: {ALPHA_HELP}"),
+        ({"search_alphas": "nan, 1e-4"}, f"setting 'search_alphas' = 'nan, 1e-4' is not a list of candidates: {ALPHA_HELP}"),
+        ({"cv_folds": 3, "dask_scheduler": "my scheduler"},
+         "setting 'dask_scheduler' = 'my scheduler' is not a scheduler address: use e.g. 'tcp://10.0.0.5:8786', "
+         "or leave it empty to search on this machine"),
+        ({"dask_scheduler": "tcp://10.0.0.5:8786"},
+         "setting 'dask_scheduler' = 'tcp://10.0.0.5:8786' has nothing to run while 'cv_folds' = 0: "
+         "set cv_folds to 2 or more to search on the cluster, or leave dask_scheduler empty"),
+    ],
+    ids=["folds-21", "folds-1", "jobs-minus-2", "jobs-0", "semicolons", "one-alpha", "zero-alpha", "nan-alpha",
+         "address-with-space", "scheduler-without-search"],
+)
+def test_search_settings_are_checked(changes, message):
+    with pytest.raises(SettingsError, match=f"^{re.escape(message)}$"):
+        Settings(**changes)
+
+
+def test_search_alphas_in_file_must_be_a_string(tmp_path):
+    with pytest.raises(SettingsError, match=r"^setting 'search_alphas' = \[1e-05, 0\.0001\] has the wrong type: use a string$"):
+        load_settings(env={}, path=write_toml(tmp_path, "search_alphas = [1e-5, 1e-4]\n"))
