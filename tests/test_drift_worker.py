@@ -92,6 +92,19 @@ def the_next_morning(ctx: Context) -> None:
     ctx.clock.set(datetime(2026, 3, 20, 6, 0))
 
 
+def warned_store(ctx: Context, labelled_csv) -> list:
+    """A served v0001, its shifted synthetic log, judged by a worker the next morning (for page tests)."""
+    assert import_file(ctx, labelled_csv, labeled=True).rejected == 0
+    assert run_cycle(ctx, trigger="manual").status == "accepted"
+    write_log(ctx, synthetic_log(training_mix(ctx), seed=11, shifted=True))
+    the_next_morning(ctx)
+    worker = Worker(ctx, synchronous=True)
+    try:
+        return worker.check_drift()
+    finally:
+        worker.predictor.close()
+
+
 def test_training_records_its_label_mix(served):
     model = get_model(served.db, "v0001")
     counts = model["params"]["label_counts"]
