@@ -83,18 +83,38 @@ def figures_from_counts(counts: pd.DataFrame, *, training_mix: Mapping[str, floa
     training_mix = training_mix or {}
     labels = sorted(set(training_mix) | set(counts["predicted_label"].dropna()))
     reference = np.array([float(training_mix.get(label, 0.0)) for label in labels])
-    rows = []
-    for day, group in counts.groupby("day", sort=True):
-        answered = int(group["queries"].sum())
-        rated = int(group["confidence_n"].sum())
-        named = group.dropna(subset=["predicted_label"])
-        mix = named.groupby("predicted_label")["queries"].sum().reindex(labels, fill_value=0).to_numpy(dtype=float)
-        rows.append({"day": pd.Timestamp(day), "queries": answered,
-                     "mean_confidence": float(group["confidence_sum"].sum()) / rated if rated else float("nan"),
-                     "low_share": float(group["low"].sum()) / answered if answered else float("nan"),
-                     "js_distance": js_distance(mix, reference) if mix.sum() > 0 and reference.sum() > 0
-                     else float("nan")})
-    return pd.DataFrame(rows, columns=DAILY_COLUMNS)
+    frame = counts.assign(day=pd.to_datetime(counts["day"]))
+    totals = frame.groupby("day", sort=True)[["queries", "confidence_n", "confidence_sum", "low"]].sum()
+    mix = (frame.dropna(subset=["predicted_label"])
+           .pivot_table(index="day", columns="predicted_label", values="queries", aggfunc="sum", fill_value=0)
+           .reindex(index=totals.index, columns=labels, fill_value=0).to_numpy(dtype=float))
+    answered = totals["queries"].to_numpy(dtype=float)
+    rated = totals["confidence_n"].to_numpy(dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean_confidence = np.where(rated > 0, totals["confidence_sum"].to_numpy(dtype=float) / rated, np.nan)
+        low_share = np.where(answered > 0, totals["low"].to_numpy(dtype=float) / answered, np.nan)
+    return pd.DataFrame({"day": totals.index, "queries": answered.astype(int), "mean_confidence": mean_confidence,
+                         "low_share": low_share, "js_distance": js_distances(mix, reference)}, columns=DAILY_COLUMNS)
+
+
+def js_distances(rows: np.ndarray, reference: Sequence[float]) -> np.ndarray:
+    """:func:`js_distance` of each row of ``rows`` from ``reference`` at once; NaN for a row (or a
+    reference) without mass."""
+    p = np.asarray(rows, dtype=float)
+    q = np.asarray(reference, dtype=float)
+    mass = p.sum(axis=1)
+    out = np.full(p.shape[0], np.nan)
+    if q.sum() <= 0 or p.size == 0:
+        return out
+    ok = mass > 0
+    p = p[ok] / mass[ok, None]
+    q = q / q.sum()
+    m = (p + q) / 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kl_p = np.where(p > 0, p * np.log2(p / m), 0.0).sum(axis=1)
+        kl_q = np.where(q > 0, q * np.log2(q / m), 0.0).sum(axis=1)
+    out[ok] = np.sqrt(np.maximum(0.0, (kl_p + kl_q) / 2))
+    return out
 
 
 @dataclass(frozen=True)

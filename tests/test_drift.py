@@ -12,7 +12,7 @@ import pytest
 from scipy.spatial.distance import jensenshannon
 
 from engine.config import load_settings
-from engine.drift import Alarm, daily_figures, detect, detect_with, js_distance, training_mix
+from engine.drift import Alarm, daily_figures, detect, detect_with, js_distance, js_distances, training_mix
 
 LABELS = ["a", "b", "c", "d", "e"]
 TRAINING_MIX = {"a": 300, "b": 250, "c": 200, "d": 150, "e": 100}
@@ -141,3 +141,13 @@ def test_an_alarm_in_words_names_the_figure_the_move_and_the_threshold():
     assert rise.move == pytest.approx(0.331)
     assert rise.as_dict() == {"day": "2026-02-01", "metric": "low_share", "value": 0.35, "reference": 0.019,
                               "move": pytest.approx(0.331), "threshold": 0.1}
+
+
+def test_js_distances_of_many_days_match_one_at_a_time():
+    rows = np.random.default_rng(3).integers(0, 20, size=(6, 5)).astype(float)
+    rows[2] = 0  # a day without a named prediction
+    got = js_distances(rows, list(TRAINING_MIX.values()))
+    assert np.isnan(got[2])
+    for i in (0, 1, 3, 4, 5):
+        assert got[i] == pytest.approx(js_distance(rows[i], list(TRAINING_MIX.values())), abs=1e-15)
+    assert np.isnan(js_distances(rows, [0] * 5)).all()
