@@ -109,11 +109,10 @@ def signed_points(value: float | None) -> str:
 
 
 def interval_words(interval: dict[str, float] | None, confidence: float | None) -> str:
-    """'95% interval -0.5 to +1.3 pts'."""
+    """'95% CI -0.5 to +1.3' (the interval of a difference in points; short enough for a card)."""
     if not interval:
         return f"interval {NOT_RECORDED}"
-    return (f"{round(100 * (confidence or 0.95))}% interval {100 * interval['low']:+.1f} to "
-            f"{100 * interval['high']:+.1f} pts")
+    return f"{round(100 * (confidence or 0.95))}% CI {100 * interval['low']:+.1f} to {100 * interval['high']:+.1f}"
 
 
 def p_value_words(p: float | None) -> str:
@@ -124,19 +123,21 @@ def p_value_words(p: float | None) -> str:
 
 def gate_metrics(decision: dict[str, Any]) -> list[tuple[str, str, str | None, str | None]]:
     """The gate's figures as (label, value, second line, help) for five metric cards: outcome and
-    mode, each difference with its interval, McNemar's p-value, the candidate's ECE."""
+    mode, each difference (candidate minus champion, or minus the baseline for a first model) with
+    its interval, McNemar's p-value, the candidate's ECE."""
     paired = decision["paired"]
     other = decision["compared_with"]
     mode = f"{decision['mode']} mode" if decision["mode"] else f"mode {NOT_RECORDED}"
     cards = [("Gate outcome", decision["outcome"], mode, decision["rule"])]
     for key, name in METRIC_WORDS:
         if other == "baseline":
-            second = "no champion: no interval"
+            second = "no interval"
         else:
             second = interval_words(paired[key] if paired else None, paired["confidence"] if paired else None)
-        cards.append((f"{name}, candidate − {other}", signed_points(decision["deltas"].get(key)), second,
+        cards.append((f"{name} vs {other}", signed_points(decision["deltas"].get(key)), second,
                       f"{name} of the candidate minus the {other}'s, on the same {decision['eval_rows'] or 0:,} "
-                      "held-out, human-labelled rows"))
+                      "held-out, human-labelled rows, in percentage points"
+                      + ("" if other == "baseline" else ", with its paired-bootstrap interval")))
     if other == "baseline":
         cards.append(("McNemar p-value", "no champion", None, None))
     else:
@@ -204,10 +205,14 @@ def gate_intervals(retrain_id: int, decision: dict[str, Any]) -> go.Figure:
     if decision["tolerance"] is not None:
         line = _line(decision["tolerance"])
         fig.add_vline(x=line, line=dict(color=COLORS["rejected"], dash="dash", width=2),
-                      annotation_text=f"−tolerance ({line:+.1f} pts)", annotation_position="top left")
+                      annotation_text=f"tolerance line ({line:+.1f} pts)", annotation_position="top left")
+    # Room on both sides, so the line's label stays clear of the axis labels.
+    ends = lows + highs + [0.0] + ([_line(decision["tolerance"])] if decision["tolerance"] is not None else [])
+    pad = max(1.0, 0.25 * (max(ends) - min(ends)))
     fig.update_layout(title=f"Candidate − champion, retrain #{retrain_id}", height=240, margin=MARGIN,
-                      showlegend=False, xaxis=dict(title="difference (percentage points)", zeroline=False),
-                      yaxis=dict(autorange="reversed"))
+                      showlegend=False, yaxis=dict(autorange="reversed"),
+                      xaxis=dict(title="difference (percentage points)", zeroline=False,
+                                 range=[min(ends) - pad, max(ends) + pad / 2]))
     return fig
 
 

@@ -257,13 +257,13 @@ def test_a_retrain_with_a_champion_shows_both_differences_their_intervals_and_th
     assert not at.exception
 
     def ival(m):
-        return f"95% interval {100 * paired[m]['low']:+.1f} to {100 * paired[m]['high']:+.1f} pts"
+        return f"95% CI {100 * paired[m]['low']:+.1f} to {100 * paired[m]['high']:+.1f}"
 
     p = paired["mcnemar"]["p_value"]
     assert cards(at) == {
         "Gate outcome": ("accepted", "point mode"),
-        "Accuracy, candidate − champion": (f"{100 * d['deltas']['accuracy']:+.1f} pts", ival("accuracy")),
-        "Macro-F1, candidate − champion": (f"{100 * d['deltas']['macro_f1']:+.1f} pts", ival("macro_f1")),
+        "Accuracy vs champion": (f"{100 * d['deltas']['accuracy']:+.1f} pts", ival("accuracy")),
+        "Macro-F1 vs champion": (f"{100 * d['deltas']['macro_f1']:+.1f} pts", ival("macro_f1")),
         "McNemar p-value": ("< 0.001" if p < 0.001 else f"{p:.3f}",
                             f"{paired['mcnemar']['candidate_only']:,} vs {paired['mcnemar']['champion_only']:,} discordant rows"),
         "Candidate ECE": (f"{d['candidate_ece']:.3f}", ""),
@@ -285,7 +285,7 @@ def test_a_retrain_with_a_champion_shows_both_differences_their_intervals_and_th
         [100 * (paired[m]["difference"] - paired[m]["low"]) for m in ("accuracy", "macro_f1")])
     lines = [(shape["x0"], shape["line"].get("dash")) for shape in chart["layout"]["shapes"]]
     assert lines == [(0, None), (-1.0, "dash")]
-    assert chart["layout"]["annotations"][0]["text"] == "−tolerance (-1.0 pts)"
+    assert chart["layout"]["annotations"][0]["text"] == "tolerance line (-1.0 pts)"
 
 
 def test_an_old_decision_says_what_was_not_recorded(gated, monkeypatch):
@@ -293,8 +293,8 @@ def test_an_old_decision_says_what_was_not_recorded(gated, monkeypatch):
     assert at.selectbox(key="retrain").value == 3  # the newest
     assert cards(at) == {
         "Gate outcome": ("accepted", "mode not recorded"),
-        "Accuracy, candidate − champion": ("+1.0 pts", "interval not recorded"),
-        "Macro-F1, candidate − champion": ("+0.5 pts", "interval not recorded"),
+        "Accuracy vs champion": ("+1.0 pts", "interval not recorded"),
+        "Macro-F1 vs champion": ("+0.5 pts", "interval not recorded"),
         "McNemar p-value": ("not recorded", ""),
         "Candidate ECE": ("not recorded", ""),
     }
@@ -313,8 +313,8 @@ def test_a_first_deployment_was_judged_against_the_baseline(gated, monkeypatch):
     assert not at.exception
     assert cards(at) == {
         "Gate outcome": ("accepted", "point mode"),
-        "Accuracy, candidate − baseline": (f"{100 * d['deltas']['accuracy']:+.1f} pts", "no champion: no interval"),
-        "Macro-F1, candidate − baseline": (f"{100 * d['deltas']['macro_f1']:+.1f} pts", "no champion: no interval"),
+        "Accuracy vs baseline": (f"{100 * d['deltas']['accuracy']:+.1f} pts", "no interval"),
+        "Macro-F1 vs baseline": (f"{100 * d['deltas']['macro_f1']:+.1f} pts", "no interval"),
         "McNemar p-value": ("no champion", ""),
         "Candidate ECE": (f"{d['candidate_ece']:.3f}", ""),
     }
