@@ -47,6 +47,7 @@ DRIFT_CATCH_UP_DAYS = 31
 # After a failed drift check, the next try waits this long (the loop must not spin on it).
 DRIFT_RETRY_SECONDS = 60.0
 
+
 @dataclass
 class _Task:
     kind: str                      # retrain or rollback
