@@ -292,6 +292,7 @@ def _utc_offset_minutes() -> int:
 
 def _page_performance(ctx, t: Timer) -> None:
     from engine.clock import utcnow
+    from engine.drift import version_figures
     from engine.status import system_status
     from store.views import performance as views
 
@@ -304,6 +305,8 @@ def _page_performance(ctx, t: Timer) -> None:
     active = current["active"]["version"] if current["active"] else None
     version = active if active in names else names[-1]
     t("class_report", views.class_report, ctx.db, version)
+    t("version_figures (drift)", version_figures, ctx.db, version, min_confidence=ctx.settings.min_confidence)
+    t("drift_warnings", views.drift_warnings, ctx.db, version)
     second = names.index(version)
     a, b = names[second - 1 if second > 0 else 1], names[second]
     t("compare", views.compare, ctx.db, a, b)
@@ -318,6 +321,7 @@ def _page_history(ctx, t: Timer) -> None:
     t("totals", views.totals, ctx.db, statuses=(), triggers=(), start=None, end=None)
     rows = t("retrains", views.retrains, ctx.db, statuses=(), triggers=(), start=None, end=None)
     t("retrain", views.retrain, ctx.db, int(rows["id"].iloc[0]))
+    t("gate_decision", views.gate_decision, ctx.db, int(rows["id"].iloc[0]))
 
 
 def _page_models(ctx, t: Timer) -> None:

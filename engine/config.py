@@ -56,6 +56,7 @@ class Settings:
     drift_confidence_drop: float = 0.05
     drift_low_share_rise: float = 0.10
     drift_js_threshold: float = 0.15
+    drift_retrain: bool = False
     weekly_day: str = "sunday"
     weekly_time: str = "03:00"
     monthly_day: int = 1

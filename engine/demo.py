@@ -179,6 +179,7 @@ def _replay(settings: Settings, *, days: int, seed: int, end: datetime, progress
             worker.scheduler.run_pending()
         clock.set(block_end)
         worker.ingest()
+        worker.check_drift()  # judges a day once it is over, as the worker's loop does
         moment = block_end
     classifier.close()
     worker.ingest()

@@ -122,6 +122,8 @@ def fit(train: pd.DataFrame, *, max_features: int = 200_000, min_df: int = 2, se
         "max_iter": clf.max_iter,
         "epochs_run": int(np.max(clf.n_iter_)) if np.ndim(clf.n_iter_) else int(clf.n_iter_),
         "seed": seed,
+        # The training set's label mix: the reference of the drift warnings' Jensen-Shannon distance.
+        "label_counts": {str(k): int(v) for k, v in train["label"].value_counts().sort_index().items()},
     }
     if searched is not None:
         params["search"] = searched.as_params()

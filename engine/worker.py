@@ -1,7 +1,8 @@
 """The worker: the one long-running process per data directory.
 
 Its loop (every ``poll_seconds``) writes a heartbeat, ingests the query spool, takes
-queued commands, runs due scheduler jobs and checks that the active model loads.
+queued commands, runs due scheduler jobs, judges each completed day's traffic for drift
+once, and checks that the active model loads.
 Retrains and rollbacks run one at a time on an executor thread, so commands such as
 pause keep working during a long fit; a retrain asked for while one runs waits (at
 most one waits: later requests join it).
@@ -19,25 +20,32 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from typing import Any
 
-from engine import faults
+from engine import drift, faults, registry
 from engine.classifier import Classifier
 from engine.context import Context
 from engine.deployment import rollback
-from engine.errors import RetrainerError
+from engine.errors import ModelLoadError, RetrainerError
 from engine.ingest import IngestResult, ingest_spool
 from engine.lock import WorkerLock
 from engine.repair import repair
 from engine.retrain import CycleResult, run_cycle
-from engine.scheduling import Scheduler, set_paused
+from engine.scheduling import Scheduler, is_paused, set_paused
 from engine.status import FALLBACK_KEY, HEARTBEAT_KEY, PROGRESS_KEY
 from store import commands as queue
 from store.events import add_event, record_event
-from store.state import put_state
+from store.state import put_state, read_state
 
 log = logging.getLogger(__name__)
 
+# The last UTC day judged for drift (ISO date): each day is judged once, across restarts.
+DRIFT_KEY = "drift_judged_through"
+# With no record (a first start) or after a long stop, at most this many past days are judged.
+DRIFT_CATCH_UP_DAYS = 31
+# After a failed drift check, the next try waits this long (the loop must not spin on it).
+DRIFT_RETRY_SECONDS = 60.0
 
 
 @dataclass
@@ -61,6 +69,8 @@ class Worker:
         self._last_model_check = 0.0
         self._fallback: str | None = None
         self._stale_retrain_asked = False
+        self._drift_through: date | None = None   # read from the store at the first check
+        self._drift_retry_at = 0.0
         self.scheduler = Scheduler(ctx, request_retrain=self.request_retrain)
         self.predictor = Classifier(settings=ctx.settings, log_queries=False, background=False, report_events=False)
         self._executor: threading.Thread | None = None
@@ -120,7 +130,8 @@ class Worker:
 
     def tick(self) -> None:
         """One pass of the loop; every part is guarded so the loop never dies."""
-        for part in (self.heartbeat, self.ingest, self.process_commands, self.scheduler.run_pending, self.check_model):
+        for part in (self.heartbeat, self.ingest, self.process_commands, self.scheduler.run_pending, self.check_drift,
+                     self.check_model):
             try:
                 part()
             except Exception:
@@ -180,6 +191,65 @@ class Worker:
             record_event(self.ctx.db, ts=self.ctx.clock(), kind="fallback", severity="warning",
                          version=status.active_version,
                          message=f"Retrain requested because the active model comes from another scikit-learn: {outcome}.")
+
+    def check_drift(self) -> list[drift.Verdict]:
+        """Judge every completed UTC day not judged yet (see engine.drift); return the alarmed days.
+
+        Each alarmed day of each version becomes a ``drift`` warning event, written in the same
+        transaction as the last judged day, so a day is judged once even across restarts. With
+        ``drift_retrain`` on, a warning about the serving version requests a retrain (trigger
+        'drift') through the same path as the scheduler's, unless the scheduler is paused.
+        Cheap when there is nothing to judge: a date comparison.
+        """
+        last = self.ctx.clock().date() - timedelta(days=1)
+        if self._drift_through is not None and self._drift_through >= last:
+            return []
+        if time.monotonic() < self._drift_retry_at:
+            return []
+        try:
+            if self._drift_through is None:
+                stored = read_state(self.ctx.db).get(DRIFT_KEY)
+                self._drift_through = date.fromisoformat(stored[0]) if stored and stored[0] else date.min
+                if self._drift_through >= last:
+                    return []
+            first = max(self._drift_through + timedelta(days=1), last - timedelta(days=DRIFT_CATCH_UP_DAYS - 1))
+            verdicts = drift.judge(self.ctx.db, self.ctx.settings, first=first, last=last)
+            target, note = self._drift_retrain_target(verdicts)
+            now = self.ctx.clock()
+            with self.ctx.db.write() as con:
+                for verdict in verdicts:
+                    # With a retrain asked for, the note goes with the day that asked; otherwise with every day.
+                    noted = note if target is None or verdict is target else None
+                    add_event(con, ts=now, kind="drift", severity="warning", version=verdict.version,
+                              message=verdict.message() + (f" {noted}" if noted else ""),
+                              details={**verdict.details(), "retrain_requested": verdict is target,
+                                       "retrain_note": noted})
+                put_state(con, DRIFT_KEY, last.isoformat(), ts=now)
+        except Exception:
+            self._drift_retry_at = time.monotonic() + DRIFT_RETRY_SECONDS
+            raise
+        self._drift_through = last
+        if verdicts:
+            log.warning("drift: %d alarmed day(s) up to %s", len(verdicts), last)
+        if target is not None:
+            outcome = self.request_retrain("drift", f"drift warning: {target.message()}")
+            log.info("drift retrain: %s", outcome)
+        return verdicts
+
+    def _drift_retrain_target(self, verdicts: list[drift.Verdict]) -> tuple[drift.Verdict | None, str | None]:
+        """The alarmed day that asks for a retrain (the newest of the serving version), or None and why not."""
+        if not verdicts or not self.ctx.settings.drift_retrain:
+            return None, None
+        try:
+            pointer = registry.read_active(self.ctx.settings.registry_dir)
+        except ModelLoadError:
+            pointer = None
+        serving = [v for v in verdicts if pointer is not None and v.version == pointer.active.version]
+        if not serving:
+            return None, "No retrain requested: the version that drifted no longer serves."
+        if is_paused(self.ctx):
+            return None, "No retrain requested: the scheduler is paused."
+        return serving[-1], "A retrain (trigger 'drift') was requested."
 
     # -- commands and tasks --------------------------------------------------------------
 

@@ -13,7 +13,7 @@ LAYOUT = dict(margin=dict(l=10, r=10, t=40, b=10), hovermode="x unified", legend
 
 def metric_timeline(timeline: pd.DataFrame, markers: pd.DataFrame, *, title: str = "Accuracy and macro-F1 over time") -> go.Figure:
     """The serving model's metrics after each decision, every candidate as a marker by decision,
-    and rollbacks/fallbacks as markers on the time axis."""
+    and rollbacks, fallbacks and drift warnings as markers on the time axis."""
     fig = go.Figure()
     if not timeline.empty:
         t = timeline.copy()
@@ -42,7 +42,7 @@ def metric_timeline(timeline: pd.DataFrame, markers: pd.DataFrame, *, title: str
     if not markers.empty:
         m = markers.copy()
         m["when"] = [local(x) for x in m["ts"]]
-        for kind in ("rollback", "fallback"):
+        for kind in ("rollback", "fallback", "drift"):
             part = m[m["kind"] == kind]
             if part.empty:
                 continue

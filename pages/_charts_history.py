@@ -97,6 +97,130 @@ def funnels_over_time(retrains: pd.DataFrame) -> go.Figure:
     return fig
 
 
+# -- the gate's decision for one retrain (the dict of store.views.history.gate_decision) ----------------
+
+NOT_RECORDED = "not recorded"
+METRIC_WORDS = (("accuracy", "Accuracy"), ("macro_f1", "Macro-F1"))
+
+
+def signed_points(value: float | None) -> str:
+    """A difference of two shares in percentage points: 0.0042 -> '+0.4 pts'."""
+    return NOT_RECORDED if value is None else f"{100 * value:+.1f} pts"
+
+
+def interval_words(interval: dict[str, float] | None, confidence: float | None) -> str:
+    """'95% CI -0.5 to +1.3' (the interval of a difference in points; short enough for a card)."""
+    if not interval:
+        return f"interval {NOT_RECORDED}"
+    return f"{round(100 * (confidence or 0.95))}% CI {100 * interval['low']:+.1f} to {100 * interval['high']:+.1f}"
+
+
+def p_value_words(p: float | None) -> str:
+    if p is None:
+        return NOT_RECORDED
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def gate_metrics(decision: dict[str, Any]) -> list[tuple[str, str, str | None, str | None]]:
+    """The gate's figures as (label, value, second line, help) for five metric cards: outcome and
+    mode, each difference (candidate minus champion, or minus the baseline for a first model) with
+    its interval, McNemar's p-value, the candidate's ECE."""
+    paired = decision["paired"]
+    other = decision["compared_with"]
+    mode = f"{decision['mode']} mode" if decision["mode"] else f"mode {NOT_RECORDED}"
+    cards = [("Gate outcome", decision["outcome"], mode, decision["rule"])]
+    for key, name in METRIC_WORDS:
+        if other == "baseline":
+            second = "no interval"
+        else:
+            second = interval_words(paired[key] if paired else None, paired["confidence"] if paired else None)
+        cards.append((f"{name} vs {other}", signed_points(decision["deltas"].get(key)), second,
+                      f"{name} of the candidate minus the {other}'s, on the same {decision['eval_rows'] or 0:,} "
+                      "held-out, human-labelled rows, in percentage points"
+                      + ("" if other == "baseline" else ", with its paired-bootstrap interval")))
+    if other == "baseline":
+        cards.append(("McNemar p-value", "no champion", None, None))
+    else:
+        cards.append(("McNemar p-value", p_value_words(paired["p_value"] if paired else None),
+                      f"{paired['candidate_only']:,} vs {paired['champion_only']:,} discordant rows" if paired else None,
+                      "Exact two-sided test on the rows only one of the two models got right "
+                      "(candidate-only vs champion-only)"))
+    ece = decision["candidate_ece"]
+    cards.append(("Candidate ECE", NOT_RECORDED if ece is None else f"{ece:.3f}", None,
+                  "Expected calibration error of the candidate's confidence on the evaluation rows (0 is perfect)"))
+    return cards
+
+
+def gate_note(decision: dict[str, Any]) -> str:
+    """The tolerance line, the test and the resamples (or why they are missing), in one sentence or two."""
+    paired, tolerance = decision["paired"], decision["tolerance"]
+    if decision["compared_with"] == "baseline":
+        if decision["champion"]:
+            return (f"The champion {decision['champion']} could not be loaded, so the candidate had to beat the "
+                    "majority-class baseline on both metrics; there is no paired comparison.")
+        return ("First deployment: there was no champion, so the candidate had to beat the majority-class baseline "
+                "on both metrics; there is no paired comparison.")
+    if tolerance is None:
+        return ("This decision was recorded before the gate stored its statistics: the mode, the tolerance line, "
+                "the intervals and the p-value were not recorded.")
+    line = f"{_line(tolerance):+.1f} pts"
+    if decision["mode"] == "noninferiority":
+        rule = f"the lower end of each interval must lie above the tolerance line at {line}"
+    else:
+        rule = f"each difference itself must lie above the tolerance line at {line} (the intervals inform, they do not decide)"
+    text = f"Tolerance line: {rule}."
+    if paired:
+        text += (f" McNemar's exact test on the {paired['rows']:,} evaluation rows: {paired['candidate_only']:,} only the "
+                 f"candidate got right, {paired['champion_only']:,} only the champion; intervals from "
+                 f"{paired['resamples']:,} paired-bootstrap resamples (seed {paired['seed']}).")
+        if decision["outcome"] == "inconclusive":
+            more, thin = paired["more_rows_needed"], paired["too_little_evidence"]
+            if more is not None:
+                text += f" About {more:,} more labelled evaluation rows would likely settle it."
+            if thin:
+                text += f" Too little evidence: {thin}."
+            if more is None and not thin:
+                text += " No number of extra rows is likely to settle it: the difference sits on the tolerance line."
+    return text
+
+
+def gate_intervals(retrain_id: int, decision: dict[str, Any]) -> go.Figure:
+    """Both differences (candidate − champion, in points) with their intervals, beside zero and the
+    −tolerance line."""
+    paired = decision["paired"]
+    names = [name for _, name in METRIC_WORDS]
+    diffs = [100 * paired[key]["difference"] for key, _ in METRIC_WORDS]
+    lows = [100 * paired[key]["low"] for key, _ in METRIC_WORDS]
+    highs = [100 * paired[key]["high"] for key, _ in METRIC_WORDS]
+    pct = round(100 * paired["confidence"])
+    fig = go.Figure(go.Scatter(
+        x=diffs, y=names, mode="markers", name=f"difference and {pct}% interval",
+        marker=dict(color=COLORS.get(decision["outcome"], COLORS["candidate"]), size=11),
+        error_x=dict(type="data", symmetric=False, array=[h - d for h, d in zip(highs, diffs)],
+                     arrayminus=[d - lo for d, lo in zip(diffs, lows)], thickness=2, width=8),
+        customdata=list(zip(lows, highs)),
+        hovertemplate="%{y}: %{x:+.2f} pts (" + f"{pct}" + "% interval %{customdata[0]:+.2f} to %{customdata[1]:+.2f})<extra></extra>",
+    ))
+    fig.add_vline(x=0, line=dict(color="#94a3b8", width=1))
+    if decision["tolerance"] is not None:
+        line = _line(decision["tolerance"])
+        fig.add_vline(x=line, line=dict(color=COLORS["rejected"], dash="dash", width=2),
+                      annotation_text=f"tolerance line ({line:+.1f} pts)", annotation_position="top left")
+    # Room on both sides, so the line's label stays clear of the axis labels.
+    ends = lows + highs + [0.0] + ([_line(decision["tolerance"])] if decision["tolerance"] is not None else [])
+    pad = max(1.0, 0.25 * (max(ends) - min(ends)))
+    fig.update_layout(title=f"Candidate − champion, retrain #{retrain_id}", height=240, margin=MARGIN,
+                      showlegend=False, yaxis=dict(autorange="reversed"),
+                      xaxis=dict(title="difference (percentage points)", zeroline=False,
+                                 range=[min(ends) - pad, max(ends) + pad / 2]))
+    return fig
+
+
+def _line(tolerance: float) -> float:
+    """The tolerance line in points: -100 x tolerance (0.0, not -0.0, for a zero tolerance)."""
+    return -100 * tolerance + 0.0
+
+
 def _decision_colour(value: str) -> str:
     colour = COLORS.get(value)
     return f"color: {colour}; font-weight: bold" if colour else ""

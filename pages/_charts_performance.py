@@ -88,6 +88,39 @@ def live_accuracy(daily: pd.DataFrame, *, reference: float | None = None, refere
     return fig
 
 
+DRIFT_ROWS = (("mean_confidence", "mean confidence", ".0%"), ("low_share", "low-confidence share", ".0%"),
+              ("js_distance", "JS distance from the training mix", ".2f"))
+
+
+def drift_days(daily: pd.DataFrame, warnings: pd.DataFrame, *, version: str, min_queries: int) -> go.Figure:
+    """One version's live traffic per UTC day: mean confidence, share below the confidence threshold and
+    the Jensen-Shannon distance of its predicted-label mix from its training set's (one panel each);
+    days with fewer than ``min_queries`` queries hollow (not judged); the days the worker raised a
+    drift warning marked with a red cross on the panel of each figure that moved."""
+    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.07,
+                        subplot_titles=[title for _, title, _ in DRIFT_ROWS])
+    judged = daily["queries"] >= min_queries
+    for row, (metric, title, fmt) in enumerate(DRIFT_ROWS, start=1):
+        fig.add_trace(go.Scatter(
+            x=daily["day"], y=daily[metric], mode="lines+markers", name=title, showlegend=False,
+            line=dict(color=COLORS["active"], width=2),
+            marker=dict(color=[COLORS["active"] if j else "white" for j in judged], size=7,
+                        line=dict(color=COLORS["active"], width=1)),
+            customdata=daily[["queries"]].to_numpy(),
+            hovertemplate="%{x|%Y-%m-%d}: %{y:" + fmt + "} (%{customdata[0]:,} queries)<extra></extra>",
+        ), row=row, col=1)
+        moved = warnings[warnings["metric"] == metric]
+        fig.add_trace(go.Scatter(
+            x=moved["day"], y=moved["value"], mode="markers", name="drift warning", legendgroup="warning",
+            showlegend=row == 1, marker=dict(color=COLORS["drift"], symbol="x", size=13),
+            text=moved["message"], hovertemplate="%{text}<extra></extra>",
+        ), row=row, col=1)
+        fig.update_yaxes(tickformat=fmt, row=row, col=1)
+    fig.update_layout(title=f"Drift figures of {version} per day (UTC)", height=560, margin=MARGIN, legend=LEGEND,
+                      hovermode="closest")
+    return fig
+
+
 def confusion_heatmap(labels: Sequence[str], confusion: Sequence[Sequence[int]], *, title: str) -> go.Figure:
     """Counts of true (rows) against predicted (columns) labels, coloured by the share of each true label."""
     counts = pd.DataFrame(confusion, index=list(labels), columns=list(labels))

@@ -32,6 +32,8 @@ COLORS = {
     "candidate": "#64748b",
     "retired": "#94a3b8",
     "running": "#0ea5e9",
+    "inconclusive": "#d97706",
+    "drift": "#db2777",
 }
 STATUS_ICONS = {"accepted": ":green[:material/check_circle:]", "rejected": ":red[:material/block:]", "failed": ":orange[:material/warning:]", "running": ":blue[:material/progress_activity:]", "queued": ":gray[:material/schedule:]", "done": ":green[:material/check_circle:]"}
 

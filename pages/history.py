@@ -34,6 +34,11 @@ def one_retrain(retrain_id: int):
     return views.retrain(_ui.context().db, retrain_id)
 
 
+@_ui.cached()
+def gate(retrain_id: int):
+    return views.gate_decision(_ui.context().db, retrain_id)
+
+
 def utc_midnight(day: date) -> datetime:
     """The start of ``day`` in the user's zone, as stored times are: naive UTC."""
     return datetime.combine(day, time()).replace(tzinfo=_ui.user_zone()).astimezone(timezone.utc).replace(tzinfo=None)
@@ -83,6 +88,18 @@ if one["status"] == "running":
 else:
     st.markdown(f"{_ui.STATUS_ICONS.get(one['status'], '')} **Retrain #{one['id']}** ({one['trigger']}, "
                 f"{charts.seconds(one['duration_s'])}): {one['reason'] or 'no reason recorded'}")
+decision = gate(pick)
+if decision is None:
+    st.caption({"running": f"Retrain #{pick} is still running: the gate has not decided yet.",
+                "failed": f"Retrain #{pick} has no gate decision: it failed before the gate."}.get(
+        one["status"], f"The gate decision of retrain #{pick} was not recorded."))
+else:
+    cards = st.columns(5)
+    for card, (label, value, second, explain) in zip(cards, charts.gate_metrics(decision)):
+        card.metric(label, value, second, delta_color="off", delta_arrow="off", help=explain)
+    st.caption(charts.gate_note(decision))
+    if decision["paired"]:
+        st.plotly_chart(charts.gate_intervals(pick, decision), key="gate_intervals")
 left, right = st.columns(2)
 with left:
     if one["funnel"] is None:

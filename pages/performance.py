@@ -4,6 +4,7 @@ from datetime import datetime, timedelta
 
 import streamlit as st
 
+from engine import drift
 from engine.clock import utcnow
 from pages import _charts_performance as charts, _ui
 from store.views import performance as views
@@ -32,6 +33,17 @@ def versions():
 @_ui.cached()
 def report(version: str):
     return views.class_report(_ui.context().db, version)
+
+
+@_ui.cached()
+def drift_days(version: str):
+    ctx = _ui.context()
+    return drift.version_figures(ctx.db, version, min_confidence=ctx.settings.min_confidence)
+
+
+@_ui.cached()
+def drift_warnings(version: str):
+    return views.drift_warnings(_ui.context().db, version)
 
 
 @_ui.cached()
@@ -92,6 +104,23 @@ with right:
                     key="confusion")
     st.caption("Rows: the true label; columns: the predicted one. Numbers are counts; the colour is the share of "
                "the row, so a dark cell off the diagonal is a label mostly mistaken for another.")
+
+st.subheader(f"Drift warnings for {version} (no labels needed)")
+settings = _ui.context().settings
+st.caption(f"Each UTC day of {version}'s live traffic, judged against its own {settings.drift_reference_days} judged days "
+           f"before it (a day is judged with at least {settings.drift_min_queries} queries; hollow points were not): "
+           f"a warning when mean confidence drops by more than {settings.drift_confidence_drop:g}, the share below "
+           f"{settings.min_confidence:g} rises by more than {settings.drift_low_share_rise:g}, or the Jensen-Shannon "
+           f"distance of the predicted-label mix from the training set's rises by more than {settings.drift_js_threshold:g}.")
+daily_drift, mix = drift_days(version)
+if daily_drift.empty:
+    st.info(f"{version} has answered no logged query: there is no live traffic to judge for drift.", icon="ℹ️")
+else:
+    st.plotly_chart(charts.drift_days(daily_drift, drift_warnings(version), version=version,
+                                      min_queries=settings.drift_min_queries), key="drift")
+    if mix is None:
+        st.caption(f"No training label mix was recorded for {version} (it was trained before Retrainer recorded one), "
+                   "so its Jensen-Shannon distance is not computed.")
 
 st.subheader("Two versions side by side")
 if len(names) < 2:

@@ -6,6 +6,8 @@ ids are chosen by the writer, so a batch written twice is stored once.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import duckdb
 import pandas as pd
 
@@ -43,6 +45,20 @@ FROM labels l LEFT JOIN queries q ON q.id = l.query_id
 WHERE l.ts > ? AND length(trim(coalesce(l.text, q.text, ''))) > 0
 """
 KNOWN_LABELS = "SELECT DISTINCT label FROM labels ORDER BY label"
+# Drift warnings: per model version, per (UTC) day and predicted label, how many answers, their
+# confidence sum and how many fell below a threshold. One row per (version, day, label).
+PREDICTION_COUNTS = """
+SELECT model_version AS version, CAST(date_trunc('day', ts) AS TIMESTAMP) AS day, predicted_label,
+       count(*) AS queries, count(confidence) AS confidence_n, coalesce(sum(confidence), 0) AS confidence_sum,
+       count(*) FILTER (WHERE confidence < $min_confidence) AS low
+FROM queries
+WHERE list_contains($versions, model_version) AND ts < $end
+GROUP BY ALL ORDER BY version, day, predicted_label NULLS LAST
+"""
+VERSIONS_SERVED = """
+SELECT DISTINCT model_version FROM queries
+WHERE ts >= ? AND ts < ? AND model_version IS NOT NULL ORDER BY model_version
+"""
 
 
 def _insert(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame, *, name: str, statement: str) -> int:
@@ -157,3 +173,19 @@ def training_rows(db: Database, *, include_pseudo: bool = True) -> pd.DataFrame:
 def known_labels(db: Database) -> list[str]:
     with db.read() as con:
         return [r[0] for r in con.execute(KNOWN_LABELS).fetchall()]
+
+
+def versions_served(db: Database, *, start: datetime, end: datetime) -> list[str]:
+    """The model versions that answered at least one logged query in ``[start, end)`` (naive UTC)."""
+    with db.read() as con:
+        return [r[0] for r in con.execute(VERSIONS_SERVED, [start, end]).fetchall()]
+
+
+def prediction_counts(db: Database, *, versions: list[str], min_confidence: float,
+                      end: datetime | None = None) -> pd.DataFrame:
+    """Per version, UTC day and predicted label, before ``end`` (None: all): ``queries``,
+    ``confidence_n`` (answers with a confidence), ``confidence_sum`` and ``low`` (confidence
+    below ``min_confidence``). The input of ``engine.drift.figures_from_counts``."""
+    with db.read() as con:
+        return con.execute(PREDICTION_COUNTS, {"versions": list(versions), "min_confidence": float(min_confidence),
+                                               "end": end or datetime(9999, 1, 1)}).df()

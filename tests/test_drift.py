@@ -12,7 +12,7 @@ import pytest
 from scipy.spatial.distance import jensenshannon
 
 from engine.config import load_settings
-from engine.drift import Alarm, daily_figures, detect, detect_with, js_distance
+from engine.drift import Alarm, daily_figures, detect, detect_with, js_distance, js_distances, training_mix
 
 LABELS = ["a", "b", "c", "d", "e"]
 TRAINING_MIX = {"a": 300, "b": 250, "c": 200, "d": 150, "e": 100}
@@ -119,3 +119,35 @@ def test_detect_checks_its_window():
     assert Alarm(START, "js_distance", 0.3, 0.1, 0.15).message == (
         "Drift on 2026-02-01: predicted-label mix moved away from the training set: Jensen-Shannon distance 0.300 "
         "(reference window 0.100, threshold 0.15)")
+
+
+def test_without_a_training_mix_the_distance_is_not_computed_nor_judged():
+    log = stream(10, seed=5, shift_from=9)
+    daily = daily_figures(log, training_mix={}, min_confidence=0.5)
+    assert daily["js_distance"].isna().all()
+    assert daily[["queries", "mean_confidence", "low_share"]].equals(
+        figures(log)[["queries", "mean_confidence", "low_share"]])
+    assert {a.metric for a in detect(daily)} == {"mean_confidence", "low_share"}
+    assert training_mix(None) == (None, None)
+    assert training_mix({"version": "v0001", "params": {"seed": 0}}) == (None, None)
+    assert training_mix({"version": "v0003", "params": {"label_counts": {"a": 3, "b": 1}}}) == (
+        {"a": 3, "b": 1}, "training set of v0003")
+
+
+def test_an_alarm_in_words_names_the_figure_the_move_and_the_threshold():
+    assert Alarm(START, "mean_confidence", 0.571, 0.797, 0.05).phrase() == (
+        "mean confidence fell to 0.571 from 0.797, a drop of 0.226 (threshold 0.05)")
+    rise = Alarm(START, "low_share", 0.35, 0.019, 0.1)
+    assert rise.move == pytest.approx(0.331)
+    assert rise.as_dict() == {"day": "2026-02-01", "metric": "low_share", "value": 0.35, "reference": 0.019,
+                              "move": pytest.approx(0.331), "threshold": 0.1}
+
+
+def test_js_distances_of_many_days_match_one_at_a_time():
+    rows = np.random.default_rng(3).integers(0, 20, size=(6, 5)).astype(float)
+    rows[2] = 0  # a day without a named prediction
+    got = js_distances(rows, list(TRAINING_MIX.values()))
+    assert np.isnan(got[2])
+    for i in (0, 1, 3, 4, 5):
+        assert got[i] == pytest.approx(js_distance(rows[i], list(TRAINING_MIX.values())), abs=1e-15)
+    assert np.isnan(js_distances(rows, [0] * 5)).all()

@@ -14,10 +14,14 @@ from streamlit.testing.v1 import AppTest
 
 from engine.config import load_settings
 from engine.context import Context
+from engine.clock import ManualClock
+from engine.importer import import_file
 from engine.retrain import run_cycle
-from store.retrains import start_retrain
+from store.events import add_event, recent_events
+from store.retrains import finish_retrain, start_retrain
 from store.views import history as views
-from tests.conftest import ROOT, open_app
+from pages import _charts_history as charts
+from tests.conftest import ROOT, labelled_frame, open_app
 
 PAGE = "pages/history.py"
 
@@ -40,8 +44,17 @@ def figure(at: AppTest, title: str) -> dict:
     return found[0]
 
 
+TOTALS = ("Retrains", "Accepted", "Rejected", "Failed", "Acceptance rate", "Training time")
+
+
 def metrics(at: AppTest) -> dict[str, str]:
-    return {m.label: m.value for m in at.metric}
+    """The totals' cards (the chosen retrain's gate cards are read by ``cards``)."""
+    return {m.label: m.value for m in at.metric if m.label in TOTALS}
+
+
+def cards(at: AppTest) -> dict[str, tuple[str, str]]:
+    """The chosen retrain's gate cards: label -> (value, second line)."""
+    return {m.label: (m.value, m.delta) for m in at.metric if m.label not in TOTALS}
 
 
 def shown_ids(at: AppTest) -> list[int]:
@@ -192,3 +205,155 @@ def test_failed_and_running_retrains(tmp_path, monkeypatch):
     assert at.info[-1].value == f"Retrain #{failed.retrain_id} found no rows to learn from: import labelled data first."
     assert at.markdown[-1].value.startswith(f":orange[:material/warning:] **Retrain #{failed.retrain_id}** (manual, ")
     assert at.markdown[-1].value.endswith(f"s): {failed.reason}")
+
+
+# --- the gate's decision and its paired statistics -----------------------------------------------
+
+OLD_REASON = "Accepted: no metric got worse. (accuracy 91.0% vs 90.0% (+1.0 pts); macro-F1 90.5% vs 90.0% (+0.5 pts))"
+
+
+@pytest.fixture
+def gated(tmp_path):
+    """A first model (no champion), a second judged against it, and a decision recorded the way the
+    gate recorded it before it stored its statistics (no mode, tolerance, intervals, p-value or ECE)."""
+    ctx = Context.open(load_settings(env={}, home=tmp_path / "home"), clock=ManualClock(datetime(2026, 3, 4, 12, 0)))
+    for seed in (1, 2):
+        csv = tmp_path / f"labelled-{seed}.csv"
+        labelled_frame(20, seed=seed).to_csv(csv, index=False)
+        import_file(ctx, csv, labeled=True)
+        assert run_cycle(ctx, trigger="manual").status == "accepted"
+        ctx.clock.advance(hours=1)
+    old = start_retrain(ctx.db, trigger="weekly", ts=ctx.clock())
+    with ctx.db.write() as con:
+        finish_retrain(con, old, {"status": "accepted", "reason": OLD_REASON, "finished_at": ctx.clock(),
+                                  "candidate_version": "v0003", "champion_version": "v0002",
+                                  "candidate_accuracy": 0.91, "champion_accuracy": 0.90,
+                                  "candidate_macro_f1": 0.905, "champion_macro_f1": 0.90})
+        add_event(con, ts=ctx.clock(), kind="gate", version="v0003",
+                  message=f"Candidate v0003 accepted (weekly retrain #{old}). {OLD_REASON}",
+                  details={"retrain_id": old, "trigger": "weekly", "candidate": "v0003", "champion": "v0002",
+                           "rule": "accuracy and macro-F1 each >= champion's minus 0.01",
+                           "deltas": {"accuracy": 0.01, "macro_f1": 0.005}, "accepted": True,
+                           "candidate_metrics": {"accuracy": 0.91, "macro_f1": 0.905},
+                           "champion_metrics": {"accuracy": 0.90, "macro_f1": 0.90},
+                           "baseline_metrics": {"accuracy": 0.05, "macro_f1": 0.005}, "eval_rows": 150})
+    return ctx
+
+
+def gate_details(ctx, retrain_id: int) -> dict:
+    """The gate event's details as stored (read without the page's read model)."""
+    [event] = [e for e in recent_events(ctx.db, kind="gate") if e["details"]["retrain_id"] == retrain_id]
+    return event["details"]
+
+
+def test_a_retrain_with_a_champion_shows_both_differences_their_intervals_and_the_p_value(gated, monkeypatch):
+    d = gate_details(gated, 2)
+    paired = d["evidence"]["paired"]
+    assert (d["champion"], d["candidate"], d["outcome"], d["evidence"]["mode"]) == ("v0001", "v0002", "accepted", "point")
+    assert paired["resamples"] == 1000 and paired["confidence"] == 0.95 and paired["rows"] == d["eval_rows"]
+
+    at = open_page(gated.settings.home, monkeypatch)
+    at.selectbox(key="retrain").set_value(2).run()
+    assert not at.exception
+
+    def ival(m):
+        return f"95% CI {100 * paired[m]['low']:+.1f} to {100 * paired[m]['high']:+.1f}"
+
+    p = paired["mcnemar"]["p_value"]
+    assert cards(at) == {
+        "Gate outcome": ("accepted", "point mode"),
+        "Accuracy vs champion": (f"{100 * d['deltas']['accuracy']:+.1f} pts", ival("accuracy")),
+        "Macro-F1 vs champion": (f"{100 * d['deltas']['macro_f1']:+.1f} pts", ival("macro_f1")),
+        "McNemar p-value": ("< 0.001" if p < 0.001 else f"{p:.3f}",
+                            f"{paired['mcnemar']['candidate_only']:,} vs {paired['mcnemar']['champion_only']:,} discordant rows"),
+        "Candidate ECE": (f"{d['candidate_ece']:.3f}", ""),
+    }
+    assert paired["accuracy"]["difference"] == pytest.approx(d["deltas"]["accuracy"], abs=1e-12)
+    assert at.caption[-1].value == (
+        "Tolerance line: each difference itself must lie above the tolerance line at -1.0 pts (the intervals inform, "
+        f"they do not decide). McNemar's exact test on the {d['eval_rows']:,} evaluation rows: "
+        f"{paired['mcnemar']['candidate_only']:,} only the candidate got right, {paired['mcnemar']['champion_only']:,} "
+        "only the champion; intervals from 1,000 paired-bootstrap resamples (seed 0).")
+
+    chart = figure(at, "Candidate − champion, retrain #2")
+    dots = chart["data"][0]
+    assert dots["y"] == ["Accuracy", "Macro-F1"]
+    assert decode(dots["x"]) == pytest.approx([100 * paired[m]["difference"] for m in ("accuracy", "macro_f1")])
+    assert decode(dots["error_x"]["array"]) == pytest.approx(
+        [100 * (paired[m]["high"] - paired[m]["difference"]) for m in ("accuracy", "macro_f1")])
+    assert decode(dots["error_x"]["arrayminus"]) == pytest.approx(
+        [100 * (paired[m]["difference"] - paired[m]["low"]) for m in ("accuracy", "macro_f1")])
+    lines = [(shape["x0"], shape["line"].get("dash")) for shape in chart["layout"]["shapes"]]
+    assert lines == [(0, None), (-1.0, "dash")]
+    assert chart["layout"]["annotations"][0]["text"] == "tolerance line (-1.0 pts)"
+
+
+def test_an_old_decision_says_what_was_not_recorded(gated, monkeypatch):
+    at = open_page(gated.settings.home, monkeypatch)
+    assert at.selectbox(key="retrain").value == 3  # the newest
+    assert cards(at) == {
+        "Gate outcome": ("accepted", "mode not recorded"),
+        "Accuracy vs champion": ("+1.0 pts", "interval not recorded"),
+        "Macro-F1 vs champion": ("+0.5 pts", "interval not recorded"),
+        "McNemar p-value": ("not recorded", ""),
+        "Candidate ECE": ("not recorded", ""),
+    }
+    assert at.caption[-1].value == ("This decision was recorded before the gate stored its statistics: the mode, "
+                                    "the tolerance line, the intervals and the p-value were not recorded.")
+    assert not [f for f in at.get("plotly_chart") if "Candidate − champion" in json.loads(f.proto.spec)["layout"]
+                .get("title", {}).get("text", "")]
+    assert views.gate_decision(gated.db, 3)["paired"] is None
+
+
+def test_a_first_deployment_was_judged_against_the_baseline(gated, monkeypatch):
+    d = gate_details(gated, 1)
+    assert d["champion"] is None and d["evidence"]["first_model"] is True
+    at = open_page(gated.settings.home, monkeypatch)
+    at.selectbox(key="retrain").set_value(1).run()
+    assert not at.exception
+    assert cards(at) == {
+        "Gate outcome": ("accepted", "point mode"),
+        "Accuracy vs baseline": (f"{100 * d['deltas']['accuracy']:+.1f} pts", "no interval"),
+        "Macro-F1 vs baseline": (f"{100 * d['deltas']['macro_f1']:+.1f} pts", "no interval"),
+        "McNemar p-value": ("no champion", ""),
+        "Candidate ECE": (f"{d['candidate_ece']:.3f}", ""),
+    }
+    assert at.caption[-1].value == ("First deployment: there was no champion, so the candidate had to beat the "
+                                    "majority-class baseline on both metrics; there is no paired comparison.")
+
+
+def test_a_failed_retrain_has_no_gate_decision(tmp_path, monkeypatch):
+    ctx = Context.open(load_settings(env={}, home=tmp_path / "home"))
+    failed = run_cycle(ctx, trigger="manual")
+    at = open_page(ctx.settings.home, monkeypatch)
+    assert cards(at) == {}
+    assert at.caption[-1].value == f"Retrain #{failed.retrain_id} has no gate decision: it failed before the gate."
+    assert views.gate_decision(ctx.db, failed.retrain_id) is None
+
+
+def test_an_inconclusive_decision_says_why_and_how_many_rows_might_settle_it(tmp_path, monkeypatch):
+    ctx = Context.open(load_settings(env={}, home=tmp_path / "home"), clock=ManualClock(datetime(2026, 3, 4, 12, 0)))
+    for seed in (1, 2):
+        csv = tmp_path / f"labelled-{seed}.csv"
+        labelled_frame(20, seed=seed).to_csv(csv, index=False)
+        import_file(ctx, csv, labeled=True)
+        strict = Context(ctx.settings.replace(gate_mode="noninferiority", tolerance=0.0, min_eval_rows=0), ctx.db, ctx.clock)
+        run_cycle(ctx if seed == 1 else strict, trigger="manual")
+    d = gate_details(ctx, 2)
+    thin = "class(es) invoice_request, payment_failed have fewer than 5 evaluation rows"
+    assert (d["outcome"], d["evidence"]["too_little_evidence"], d["evidence"]["more_rows_needed"]) == (
+        "inconclusive", thin, None)
+    at = open_page(ctx.settings.home, monkeypatch)
+    assert cards(at)["Gate outcome"] == ("inconclusive", "noninferiority mode")
+    assert at.caption[-1].value.startswith("Tolerance line: the lower end of each interval must lie above the "
+                                           "tolerance line at +0.0 pts. McNemar's exact test on the ")
+    assert at.caption[-1].value.endswith(f"(seed 0). Too little evidence: {thin}.")
+
+    # An interval across the line: the rows that would likely settle it (engine.stats.rows_to_settle).
+    decision = views.gate_decision(ctx.db, 2)
+    straddling = {**decision, "paired": {**decision["paired"], "more_rows_needed": 600, "too_little_evidence": None}}
+    assert charts.gate_note(straddling).endswith(
+        "(seed 0). About 600 more labelled evaluation rows would likely settle it.")
+    on_the_line = {**decision, "paired": {**decision["paired"], "more_rows_needed": None, "too_little_evidence": None}}
+    assert charts.gate_note(on_the_line).endswith(
+        "No number of extra rows is likely to settle it: the difference sits on the tolerance line.")

@@ -88,3 +88,16 @@ def test_retrain_now_queues_one_manual_retrain(open_overview, demo_copy):
     assert not at.exception
     commands = [c for c in recent_commands(ctx.db) if c["id"] not in before]
     assert [(c["kind"], c["source"], c["status"]) for c in commands] == [("retrain", "dashboard", "queued")]
+
+
+def test_a_drift_warning_is_in_recent_activity_and_on_the_timeline(ctx, labelled_csv, monkeypatch):
+    from tests.test_drift_worker import warned_store
+
+    [verdict] = warned_store(ctx, labelled_csv)
+    at = open_app(monkeypatch, ctx.settings.home, timezone="UTC")
+    [event] = recent_events(ctx.db, kind="drift")
+    lines = [m.value for m in at.markdown if "**drift**" in m.value]
+    assert lines == [f":orange[:material/warning:] `{event['ts']:%Y-%m-%d %H:%M}` **drift** · {verdict.message()}"]
+    chart = json.loads(at.get("plotly_chart")[0].proto.spec)
+    [marker] = [t for t in chart["data"] if t.get("name") == "drift"]
+    assert marker["text"] == [verdict.message()]

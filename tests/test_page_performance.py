@@ -97,6 +97,7 @@ def test_one_model_without_feedback(tmp_path, monkeypatch):
     assert [i.value for i in at.info] == [
         "No feedback yet: live accuracy needs people to give the true label of answered queries "
         "(the Playground, the Data page, or `Classifier.feedback` in your client).",
+        "v0001 has answered no logged query: there is no live traffic to judge for drift.",
         "Only one version has been evaluated: a comparison needs a second one (it comes with the next retrain).",
     ]
     assert at.selectbox(key="version").options == ["v0001 · active · accuracy " + pct(report["accuracy"])]
@@ -264,3 +265,30 @@ def test_versions_that_never_met_are_compared_on_their_own_sets(demo_home, demo_
         f"Changes are {newest} minus {oldest}. Each was scored on the evaluation set of its own retrain "
         f"({own.loc[oldest, 'eval_rows']} and {own.loc[newest, 'eval_rows']} texts); the sets differ, so small changes "
         "may be noise.")
+
+
+def test_drift_figures_and_the_recorded_warning(ctx, labelled_csv, monkeypatch):
+    """v0001's seeded synthetic traffic, its last day shifted, judged by a worker: the page draws the
+    store's daily figures and marks the warned day on each panel whose figure moved."""
+    from engine.drift import version_figures
+    from tests.test_drift_worker import SHIFTED_DAY, warned_store
+
+    assert [v.day for v in warned_store(ctx, labelled_csv)] == [SHIFTED_DAY]
+
+    at = open_page(ctx.settings.home, monkeypatch)
+    daily, mix = version_figures(ctx.db, "v0001", min_confidence=0.5)
+    assert len(daily) == 15 and mix == "training set of v0001"
+    chart = figure(at, "Drift figures of v0001 per day (UTC)")
+    lines = [t for t in chart["data"] if t["mode"] == "lines+markers"]
+    assert [t["name"] for t in lines] == ["mean confidence", "low-confidence share", "JS distance from the training mix"]
+    for t, metric in zip(lines, ("mean_confidence", "low_share", "js_distance")):
+        assert decode(t["y"]) == pytest.approx(daily[metric].tolist())
+        assert t["x"][0].startswith("2026-03-05") and t["x"][-1].startswith("2026-03-19")
+    warned = [t for t in chart["data"] if t["name"] == "drift warning"]
+    assert [len(t["x"]) for t in warned] == [1, 1, 1]
+    assert all(t["x"][0].startswith("2026-03-19") for t in warned)
+    assert [decode(t["y"])[0] for t in warned] == pytest.approx(daily[["mean_confidence", "low_share", "js_distance"]]
+                                                               .iloc[-1].tolist())
+    assert warned[0]["text"][0].startswith("Drift in the live traffic of v0001 on 2026-03-19 (300 queries): ")
+    assert views.drift_warnings(ctx.db, "v0001")["metric"].tolist() == ["mean_confidence", "low_share", "js_distance"]
+    assert "v0001 has answered no logged query: there is no live traffic to judge for drift." not in [i.value for i in at.info]

@@ -1,4 +1,5 @@
-"""The Retraining history page's figures: every retrain, filtered; totals; one retrain's data funnel.
+"""The Retraining history page's figures: every retrain, filtered; totals; one retrain's data funnel
+and its gate decision with the paired statistics.
 
 Filters are bound parameters: ``statuses`` and ``triggers`` are lists (None or empty means any),
 ``start``/``end`` bound ``started_at`` (naive UTC, start inclusive, end exclusive, None means open).
@@ -12,6 +13,7 @@ from typing import Any, Sequence
 import pandas as pd
 
 from store.db import Database
+from store.records import from_json
 
 # The data-quality funnel in order: rows in, rows removed by each step, rows out.
 FUNNEL = ("rows_in", "malformed", "low_confidence", "conflicts", "duplicates", "reserved_for_eval", "train_rows", "eval_rows")
@@ -45,6 +47,12 @@ SELECT list(DISTINCT status ORDER BY status) AS statuses,
        list(DISTINCT trigger ORDER BY trigger) AS triggers,
        min(started_at) AS first, max(started_at) AS last
 FROM retrains
+"""
+# The gate event of a retrain (engine/retrain.py writes one per decided candidate).
+GATE_EVENT = """
+SELECT id, ts, details FROM events
+WHERE kind = 'gate' AND TRY_CAST(json_extract_string(details, '$.retrain_id') AS BIGINT) = ?
+ORDER BY id DESC LIMIT 1
 """
 ONE_RETRAIN = "SELECT id, started_at, trigger, status, reason, duration_s, " + ", ".join(FUNNEL) + " FROM retrains WHERE id = ?"
 
@@ -96,3 +104,50 @@ def retrain(db: Database, retrain_id: int) -> dict[str, Any] | None:
     counts = {key: found.pop(key) for key in FUNNEL}
     found["funnel"] = None if counts["rows_in"] is None else counts
     return found
+
+
+def gate_decision(db: Database, retrain_id: int) -> dict[str, Any] | None:
+    """What the gate decided for one retrain and the evidence behind it, from its gate event;
+    None if the retrain has none (it failed before the gate, or is still running).
+
+    Keys: ``event_id``, ``ts``, ``outcome`` (accepted, rejected or inconclusive), ``mode`` and
+    ``tolerance`` (None in events older than the statistical gate), ``rule``, ``candidate``,
+    ``champion`` (the version, None for a first model), ``compared_with`` ('champion', or 'baseline'
+    when there was no champion or it could not be loaded), ``candidate_metrics``, ``other_metrics``
+    (the champion's or the baseline's), ``deltas`` (candidate minus the other), ``eval_rows``,
+    ``candidate_ece`` and ``paired``: None when not recorded (old events, or no champion), else
+    ``rows``, ``confidence``, ``resamples``, ``seed``, ``accuracy`` and ``macro_f1`` (each
+    ``difference``, ``low``, ``high``), McNemar's ``p_value``, ``mid_p_value``, ``candidate_only``
+    and ``champion_only`` (the discordant rows), and ``more_rows_needed`` (noninferiority mode, for
+    an inconclusive decision; None otherwise).
+    """
+    with db.read() as con:
+        row = con.execute(GATE_EVENT, [retrain_id]).fetchone()
+    if row is None:
+        return None
+    event_id, ts, raw = row
+    d = from_json(raw) or {}
+    evidence = d.get("evidence") or {}
+    champion_metrics = d.get("champion_metrics")
+    paired = evidence.get("paired")
+    if paired:
+        mcnemar = paired.get("mcnemar") or {}
+        paired = {"rows": paired.get("rows"), "confidence": paired.get("confidence"),
+                  "resamples": paired.get("resamples"), "seed": paired.get("seed"),
+                  "accuracy": paired.get("accuracy"), "macro_f1": paired.get("macro_f1"),
+                  "p_value": mcnemar.get("p_value"), "mid_p_value": mcnemar.get("mid_p_value"),
+                  "candidate_only": mcnemar.get("candidate_only"), "champion_only": mcnemar.get("champion_only"),
+                  "more_rows_needed": evidence.get("more_rows_needed"),
+                  "too_little_evidence": evidence.get("too_little_evidence")}
+    accepted = d.get("accepted")
+    return {
+        "event_id": event_id, "ts": ts,
+        "outcome": d.get("outcome") or ("accepted" if accepted else "rejected"),
+        "mode": evidence.get("mode"), "tolerance": evidence.get("tolerance"), "rule": d.get("rule"),
+        "candidate": d.get("candidate"), "champion": d.get("champion"),
+        "compared_with": "champion" if champion_metrics else "baseline",
+        "candidate_metrics": d.get("candidate_metrics"),
+        "other_metrics": champion_metrics or d.get("baseline_metrics"),
+        "deltas": d.get("deltas") or {}, "eval_rows": d.get("eval_rows"),
+        "candidate_ece": d.get("candidate_ece"), "paired": paired or None,
+    }

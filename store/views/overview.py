@@ -27,7 +27,7 @@ FROM retrains WHERE status IN ('accepted', 'rejected') ORDER BY ts, id
 """
 MARKERS = """
 SELECT ts, kind, severity, version, message FROM events
-WHERE kind IN ('rollback', 'fallback') ORDER BY ts
+WHERE kind IN ('rollback', 'fallback', 'drift') ORDER BY ts
 """
 DEPLOYED_BEFORE = """
 SELECT d.previous_version, m.accuracy, m.macro_f1
@@ -57,7 +57,7 @@ def timeline(db: Database) -> pd.DataFrame:
 
 
 def markers(db: Database) -> pd.DataFrame:
-    """Rollbacks and fallbacks, for markers on the timeline."""
+    """Rollbacks, fallbacks and drift warnings, for markers on the timeline."""
     with db.read() as con:
         return con.execute(MARKERS).df()
 

@@ -1,4 +1,5 @@
-"""The Performance page's figures: every evaluation, live accuracy from feedback, per-class reports.
+"""The Performance page's figures: every evaluation, live accuracy from feedback, per-class reports,
+and the drift warnings the worker recorded for a version.
 
 Offline metrics come from the evaluations each retrain made (the champion and the candidate
 scored on the same held-out, human-labelled set). Live accuracy comes from feedback: the
@@ -57,6 +58,9 @@ GROUP BY e.retrain_id, e.ts, r.status
 HAVING count(DISTINCT e.version) = 2
 ORDER BY e.ts, e.retrain_id
 """
+
+DRIFT_EVENTS = "SELECT id, ts, message, details FROM events WHERE kind = 'drift' AND version = ? ORDER BY id"
+WARNING_COLUMNS = ["event_id", "ts", "day", "metric", "value", "reference", "threshold", "message"]
 
 CLASS_COLUMNS = ["label", "precision", "recall", "f1", "support"]
 METRICS = ("precision", "recall", "f1")
@@ -149,3 +153,17 @@ def compare(db: Database, a: str, b: str) -> dict[str, Any] | None:
         "a": a, "b": b, "overall": overall, "per_class": per_class, "head_to_head": meetings,
         "eval_rows": (first["eval_rows"], second["eval_rows"]),
     }
+
+
+def drift_warnings(db: Database, version: str) -> pd.DataFrame:
+    """The drift warnings recorded for ``version``, one row per moved figure, oldest first:
+    event_id, ts (when recorded), day (the UTC day judged, a Timestamp), metric (mean_confidence,
+    low_share or js_distance), value, reference (the reference window's mean), threshold, message."""
+    with db.read() as con:
+        events = con.execute(DRIFT_EVENTS, [version]).fetchall()
+    rows = []
+    for event_id, ts, message, details in events:
+        for alarm in (from_json(details) or {}).get("alarms") or []:
+            rows.append([event_id, ts, pd.Timestamp(alarm["day"]), alarm["metric"], alarm["value"],
+                         alarm["reference"], alarm["threshold"], message])
+    return pd.DataFrame(rows, columns=WARNING_COLUMNS)
