@@ -78,6 +78,16 @@ def test_every_sample_was_checked_against_compare(world, tally):
     assert tally.checked == DRAWS * len(SIZES) * len(pairs)
 
 
+def test_interval_coverage_counts_each_comparison_once_and_skips_the_identical_model(tally):
+    assert {pair for _, pair in tally.below} == {"much worse", "better"}
+    for size in SIZES:
+        for pair in ("much worse", "better"):
+            counts = tally.below[(size, pair)]
+            assert counts[0] == DRAWS and 0 <= counts[1] <= DRAWS and 0 <= counts[2] <= DRAWS
+    assert gq.coverage(tally, [], 200) == {"n": 0, "accuracy": 0.0, "macro_f1": 0.0, "worst_pair": "none",
+                                           "worst_accuracy": 0.0, "worst_macro_f1": 0.0}
+
+
 def test_batched_bootstrap_equals_compare_even_with_a_label_missing_from_the_sample():
     rng = np.random.default_rng(5)
     n, k = 300, 5  # label 4 appears in no row: a zero column for the batched path, absent for compare
