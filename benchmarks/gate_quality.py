@@ -482,7 +482,9 @@ def details(tally: Tally, pairs: Sequence[Pair], champion: dict, settings: Any, 
         "comparisons. Measured (accuracy / macro-F1, all pairs with a discordant row; worst pair): " + "; ".join(
             f"n={size:,}: {c['accuracy']:.1f}% / {c['macro_f1']:.1f}% of {c['n']:,} ({c['worst_pair']} "
             f"{c['worst_accuracy']:.1f}% / {c['worst_macro_f1']:.1f}%)"
-            for size, c in ((size, coverage(tally, pairs, size)) for size in sizes)) + ".",
+            for size, c in ((size, coverage(tally, pairs, size)) for size in sizes)) + ". Every pair is judged on "
+        "the same samples against the same champion, so these shares move together across pairs: the pooled figure "
+        "is less precise than its count suggests.",
         "- Time: " + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()) + ".",
         "",
         *summary_table(tally, pairs, tol, sizes),
