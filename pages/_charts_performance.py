@@ -115,7 +115,12 @@ def drift_days(daily: pd.DataFrame, warnings: pd.DataFrame, *, version: str, min
             showlegend=row == 1, marker=dict(color=COLORS["drift"], symbol="x", size=13),
             text=moved["message"], hovertemplate="%{text}<extra></extra>",
         ), row=row, col=1)
-        fig.update_yaxes(tickformat=fmt, row=row, col=1)
+        fig.update_yaxes(tickformat=fmt, range=[0, 1.05], row=row, col=1)  # all three figures live in 0..1
+    # Whole days on the axis, even with one or two points (plotly would otherwise zoom to milliseconds).
+    fig.update_xaxes(type="date", tickformat="%b %d", dtick=86_400_000 if len(daily) <= 14 else None)
+    if len(daily) < 3 and len(daily):
+        first, last = pd.to_datetime(daily["day"]).min(), pd.to_datetime(daily["day"]).max()
+        fig.update_xaxes(range=[first - pd.Timedelta(days=2), last + pd.Timedelta(days=2)])
     fig.update_layout(title=f"Drift figures of {version} per day (UTC)", height=560, margin=MARGIN, legend=LEGEND,
                       hovermode="closest")
     return fig
