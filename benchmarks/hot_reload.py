@@ -395,6 +395,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     outcome = run(args.work, quick=args.quick)
     print(table(outcome.rows))
+    notes = [f"{r.figure}: {r.note}" for r in outcome.rows if r.note]
+    if notes:
+        print("\nnotes:\n" + "\n".join(f"  {n}" for n in notes))
     print()
     print("\n\n".join(outcome.details))
     say(f"hot_reload: {time.perf_counter() - started:.0f} s")
