@@ -317,7 +317,7 @@ def measure(home: Path, *, processes: int, swaps: int, restarts: int, seed: int 
 
 def run(work: Path, *, quick: bool) -> SuiteResult:
     swaps = 20 if quick else 100
-    restarts = 3 if quick else 10
+    restarts = 3 if quick else 5
     home = work / "hot-reload-store"
     say("hot_reload: training two real versions (2,000 labelled demo rows, two retrains)")
     build_home(home)
