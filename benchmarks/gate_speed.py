@@ -170,7 +170,8 @@ def run(work: Path, *, quick: bool) -> SuiteResult:
         f"- CPU time of the process over the same steps: {1000 * t['cpu']:.0f} ms (prediction "
         f"{1000 * t['cpu_prediction']:.0f} ms, statistics {1000 * t['cpu_statistics']:.0f} ms of which `stats.compare` "
         f"{1000 * t['cpu_compare']:.0f} ms); load average {_loadavg()}. Other work shares the 2 cores, so wall time above "
-        "CPU time is time spent waiting for a core; on an idle machine the wall time would be near the CPU time.",
+        "CPU time is time spent waiting for a core; CPU time above wall time is the bootstrap's matrix products "
+        "running on both cores.",
         f"- Outcome: candidate accuracy {mid['candidate'].accuracy:.3f} vs champion {mid['champion'].accuracy:.3f}; "
         f"macro-F1 difference {p.macro_f1.difference:+.4f}, 95% interval [{p.macro_f1.low:+.4f}, {p.macro_f1.high:+.4f}]; "
         f"McNemar p = {p.mcnemar.p_value:.3g}; point mode: {d['point'].outcome}, noninferiority: "
