@@ -49,12 +49,15 @@ class Row:
                 "–" if ratio is None else f"{ratio:,.1f}x", self.target or "–", verdict]
 
 
+COUNT_UNITS = ("failed",)  # whole numbers
 HEADER = ["suite", "figure", "value", "baseline", "ratio", "target", "verdict"]
 
 
 def fmt(value: float | None, unit: str) -> str:
     if value is None:
         return "–"
+    if unit in COUNT_UNITS:
+        return f"{value:,.0f} {unit}"
     if unit == "rows/s":
         return f"{value:,.0f} rows/s"
     if unit == "ms" and abs(value) < 1:

@@ -1,0 +1,325 @@
+"""Peer suite: our store against MLflow's tracking API for the same retrain history.
+
+The history (made once, seeded, outside the timings): ``N`` retrains, each with the candidate's
+accuracy and macro-F1 (and the champion's, scored on the same rows), the fitted model's
+parameters, the trigger and the gate's decision (accepted 60%, rejected 35%, inconclusive 5%).
+Both sides are given exactly these values.
+
+Ours: each retrain written through the store's own functions, in the transactions
+``engine.retrain.run_cycle`` opens (``start_retrain``; ``insert_model``; ``set_model_metrics``
+with the per-class report, ``add_evaluation`` for candidate and champion, the gate event;
+for an accepted candidate what ``engine.deployment.deploy`` records: status, deployment, event;
+``finish_retrain``), without training: 4 write transactions per retrain, 5 when accepted.
+Then the read the Performance page's "Accuracy and macro-F1 at every retrain" chart makes:
+``store.views.performance.evaluations``.
+
+MLflow: one run per retrain in a ``sqlite:///`` tracking store in a temporary folder, the way
+its docs log a training run: ``start_run``, ``log_params``, ``log_metrics`` (accuracy, macro-F1,
+the champion's two), ``set_tag("decision", ...)``, end of run. Then ``mlflow.search_runs``
+ordered by start time into a DataFrame. It stores less than we do (no per-class report, no
+data-quality funnel, no events), which flatters it.
+
+Not timed on either side: creating the empty store (our schema; MLflow's Alembic migrations)
+and importing the libraries; both are reported. Times are the median of 3 runs (quick: 1), each
+on a fresh store. MLflow is a benchmark-only dependency (``requirements-bench.txt``); without it
+the suite measures our side and says the peer was skipped.
+
+Run: ``python -m benchmarks.peer [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import Row, SuiteResult, median, say, table
+
+SUITE = "peer"
+INSTALL_HINT = "skipped: pip install -r requirements-bench.txt"
+DECISIONS = ("accepted", "rejected", "inconclusive")
+TRIGGERS = ("weekly", "monthly", "adaptive", "adaptive", "adaptive", "manual", "drift")
+
+
+@dataclass(frozen=True)
+class Retrain:
+    """One retrain of the history: what both sides log."""
+
+    number: int
+    version: str
+    champion: str | None
+    trigger: str
+    decision: str
+    accuracy: float
+    macro_f1: float
+    champion_accuracy: float | None
+    champion_macro_f1: float | None
+    eval_rows: int
+    params: dict[str, Any]
+    report: dict[str, Any] = field(repr=False)
+
+
+def history(n: int, *, seed: int = 3) -> list[Retrain]:
+    """``n`` retrains with real per-class reports (``score_predictions`` on simulated predictions)."""
+    import numpy as np
+
+    from engine.evaluation import score_predictions
+    from engine.intents import INTENTS
+
+    rng = np.random.default_rng(seed)
+    out: list[Retrain] = []
+    champion: Retrain | None = None
+    for i in range(1, n + 1):
+        eval_rows = int(400 + 1600 * i / n)
+        quality = min(0.97, 0.84 + 0.08 * i / n + rng.normal(0, 0.01))
+        truth = rng.integers(len(INTENTS), size=eval_rows)
+        guess = np.where(rng.random(eval_rows) > quality, rng.integers(len(INTENTS), size=eval_rows), truth)
+        scores = score_predictions([INTENTS[t] for t in truth], [INTENTS[g] for g in guess])
+        roll = rng.random()
+        decision = "accepted" if champion is None or roll < 0.6 else ("rejected" if roll < 0.95 else "inconclusive")
+        params = {"features": "tfidf word 1-2 grams, sublinear tf", "min_df": 2, "max_features": 200_000,
+                  "vocabulary": int(20_000 + 60 * i + rng.integers(0, 500)), "classifier": "SGDClassifier(log_loss)",
+                  "alpha": 2e-5, "max_iter": 10, "epochs_run": int(rng.integers(6, 11)), "seed": 0}
+        retrain = Retrain(i, f"v{i:04d}", champion.version if champion else None, TRIGGERS[i % len(TRIGGERS)],
+                          decision, scores.accuracy, scores.macro_f1,
+                          champion.accuracy if champion else None, champion.macro_f1 if champion else None,
+                          eval_rows, params, {**scores.report(), "ece": float(rng.uniform(0.01, 0.06))})
+        out.append(retrain)
+        if decision == "accepted":
+            champion = retrain
+    return out
+
+
+# -- our store ----------------------------------------------------------------------------------------
+
+def _ours_write(ctx: Any, r: Retrain) -> None:
+    """What one retrain cycle writes, in its transactions (nothing trained, no model file)."""
+    from store.events import add_event
+    from store.models import add_deployment, insert_model, set_model_metrics, set_model_status
+    from store.retrains import add_evaluation, finish_retrain, start_retrain
+
+    started = time.perf_counter()
+    retrain_id = start_retrain(ctx.db, trigger=r.trigger, ts=ctx.clock())
+    now = ctx.clock()
+    with ctx.db.write() as con:
+        insert_model(con, {
+            "version": r.version, "created_at": now, "status": "candidate", "file": f"{r.version}.pkl",
+            "sha256": f"{r.number:064x}", "size_bytes": 4_000_000, "sklearn_version": "1.9.1", "params": r.params,
+            "labels": r.report["labels"], "train_rows": 10 * r.eval_rows, "train_hash": f"{r.number * 7919:032x}",
+            "retrain_id": retrain_id,
+        })
+    accepted = r.decision == "accepted"
+    with ctx.db.write() as con:
+        set_model_metrics(con, r.version, accuracy=r.accuracy, macro_f1=r.macro_f1, eval_rows=r.eval_rows,
+                          report=r.report)
+        add_evaluation(con, retrain_id=retrain_id, ts=now, version=r.version, role="candidate",
+                       accuracy=r.accuracy, macro_f1=r.macro_f1, eval_rows=r.eval_rows)
+        if r.champion is not None:
+            add_evaluation(con, retrain_id=retrain_id, ts=now, version=r.champion, role="champion",
+                           accuracy=r.champion_accuracy, macro_f1=r.champion_macro_f1, eval_rows=r.eval_rows)
+        if not accepted:
+            set_model_status(con, r.version, "rejected")
+        add_event(con, ts=now, kind="gate", severity="info" if accepted else "warning", version=r.version,
+                  message=f"Candidate {r.version} {r.decision} ({r.trigger} retrain #{retrain_id}).",
+                  details={"retrain_id": retrain_id, "trigger": r.trigger, "candidate": r.version,
+                           "champion": r.champion, "accepted": accepted, "outcome": r.decision,
+                           "candidate_metrics": {"accuracy": r.accuracy, "macro_f1": r.macro_f1},
+                           "champion_metrics": None if r.champion is None else
+                           {"accuracy": r.champion_accuracy, "macro_f1": r.champion_macro_f1},
+                           "eval_rows": r.eval_rows})
+    if accepted:
+        with ctx.db.write() as con:  # what deploy() records after switching the pointer
+            set_model_status(con, r.version, "active")
+            add_deployment(con, ts=now, version=r.version, previous_version=r.champion, kind="deploy",
+                           reason=f"Deployed {r.version}.")
+            add_event(con, ts=now, kind="deploy", severity="info", version=r.version, message=f"Deployed {r.version}.",
+                      details={"version": r.version, "previous": r.champion, "kind": "deploy"})
+    with ctx.db.write() as con:
+        finish_retrain(con, retrain_id, {
+            "finished_at": ctx.clock(), "status": "accepted" if accepted else "rejected", "decision": r.decision,
+            "reason": f"Candidate {r.version} {r.decision}.", "candidate_version": r.version,
+            "champion_version": r.champion, "candidate_accuracy": r.accuracy, "candidate_macro_f1": r.macro_f1,
+            "champion_accuracy": r.champion_accuracy, "champion_macro_f1": r.champion_macro_f1,
+            "baseline_accuracy": 0.08, "baseline_macro_f1": 0.01, "eval_rows": r.eval_rows,
+            "rows_in": 12 * r.eval_rows, "train_rows": 10 * r.eval_rows, "reserved_for_eval": r.eval_rows,
+            "duration_s": time.perf_counter() - started, "stages": {"scoring": 0.1},
+        })
+
+
+def ours(folder: Path, retrains: list[Retrain]) -> dict[str, Any]:
+    """Write the history into a fresh store, then read the chart's data back; times in seconds."""
+    from engine.config import load_settings
+    from engine.context import Context
+    from store.views.performance import evaluations
+
+    shutil.rmtree(folder, ignore_errors=True)
+    started = time.perf_counter()
+    ctx = Context.open(load_settings(env={}, path=None, home=folder))
+    setup = time.perf_counter() - started
+    started = time.perf_counter()
+    for r in retrains:
+        _ours_write(ctx, r)
+    write = time.perf_counter() - started
+    started = time.perf_counter()
+    frame = evaluations(ctx.db)
+    read = time.perf_counter() - started
+    return {"setup_s": setup, "write_s": write, "read_s": read, "total_s": write + read, "frame": frame,
+            "bytes": ctx.settings.db_path.stat().st_size}
+
+
+def ours_points(frame: Any) -> Any:
+    """The candidate's points of the chart, in the chart's order (the frame holds champions too)."""
+    return frame[frame["role"] == "candidate"].reset_index(drop=True)
+
+
+# -- MLflow ----------------------------------------------------------------------------------------
+
+def mlflow_available() -> bool:
+    _quiet_mlflow()
+    try:
+        import mlflow  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _quiet_mlflow() -> None:
+    # No telemetry from a benchmark (it would try to reach the network), and no INFO chatter.
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("DO_NOT_TRACK", "true")
+    import logging
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def theirs(folder: Path, retrains: list[Retrain]) -> dict[str, Any]:
+    """The same history through MLflow's fluent tracking API on SQLite, then ``search_runs``."""
+    _quiet_mlflow()
+    import mlflow
+
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    mlflow.set_tracking_uri(f"sqlite:///{folder / 'mlflow.db'}")
+    started = time.perf_counter()
+    experiment = mlflow.create_experiment("retrains", artifact_location=(folder / "artifacts").as_uri())
+    setup = time.perf_counter() - started
+    started = time.perf_counter()
+    for r in retrains:
+        with mlflow.start_run(experiment_id=experiment, run_name=f"retrain-{r.number:06d}"):
+            mlflow.log_params({**r.params, "trigger": r.trigger, "eval_rows": r.eval_rows,
+                               "champion": r.champion or "none"})
+            metrics = {"accuracy": r.accuracy, "macro_f1": r.macro_f1}
+            if r.champion is not None:
+                metrics.update(champion_accuracy=r.champion_accuracy, champion_macro_f1=r.champion_macro_f1)
+            mlflow.log_metrics(metrics, step=r.number)
+            mlflow.set_tag("decision", r.decision)
+    write = time.perf_counter() - started
+    started = time.perf_counter()
+    frame = mlflow.search_runs(experiment_ids=[experiment], max_results=max(1000, 2 * len(retrains)),
+                               order_by=["attributes.start_time ASC", "attributes.run_name ASC"])
+    read = time.perf_counter() - started
+    return {"setup_s": setup, "write_s": write, "read_s": read, "total_s": write + read, "frame": frame,
+            "bytes": (folder / "mlflow.db").stat().st_size, "version": mlflow.__version__}
+
+
+# -- the suite ---------------------------------------------------------------------------------------
+
+def measure(work: Path, *, n: int, runs: int) -> dict[str, Any]:
+    """``runs`` rounds of (ours, MLflow) on fresh stores; every round's figures and the medians."""
+    retrains = history(n)
+    have_mlflow = mlflow_available()
+    mine, peers = [], []
+    work.mkdir(parents=True, exist_ok=True)
+    base = Path(tempfile.mkdtemp(prefix="peer-", dir=work))
+    try:
+        for k in range(runs):
+            say(f"peer: run {k + 1} of {runs}: our store, {n:,} retrains")
+            mine.append(ours(base / f"ours-{k}", retrains))
+            if have_mlflow:
+                say(f"peer: run {k + 1} of {runs}: MLflow on SQLite, {n:,} retrains")
+                peers.append(theirs(base / f"mlflow-{k}", retrains))
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    keys = ("setup_s", "write_s", "read_s", "total_s")
+    return {"n": n, "runs": runs, "retrains": retrains, "mlflow": have_mlflow,
+            "ours": {k: median([m[k] for m in mine]) for k in keys}, "ours_runs": mine,
+            "theirs": {k: median([p[k] for p in peers]) for k in keys} if peers else None, "theirs_runs": peers}
+
+
+def run(work: Path, *, quick: bool) -> SuiteResult:
+    n, runs = (200, 1) if quick else (1000, 3)
+    return report(measure(work, n=n, runs=runs))
+
+
+def report(m: dict[str, Any]) -> SuiteResult:
+    """The table's rows and the details paragraph from what ``measure`` returned."""
+    n, runs = m["n"], m["runs"]
+    o, t = m["ours"], m["theirs"]
+    result = SuiteResult()
+    base = (lambda key: 1000 * t[key]) if t else (lambda key: None)
+    what = f"{n:,} retrains"
+    result.rows += [
+        Row(SUITE, f"log {what} (write)", 1000 * o["write_s"], "ms", baseline=base("write_s"),
+            note="baseline: MLflow tracking API, SQLite store" if t else ""),
+        Row(SUITE, f"read {what} for the accuracy chart", 1000 * o["read_s"], "ms", baseline=base("read_s")),
+        Row(SUITE, f"log and read {what} (total)", 1000 * o["total_s"], "ms", baseline=base("total_s")),
+    ]
+    if t is None:
+        result.rows.append(Row(SUITE, "MLflow peer", None, "ms", note=INSTALL_HINT))
+    per_run = lambda runs, key: ", ".join(f"{r[key]:.2f}" for r in runs)  # noqa: E731
+    accepted = sum(r.decision == "accepted" for r in m["retrains"])
+    writes = 4 * n + accepted  # write transactions: 4 a retrain, one more to record a deployment
+    lines = [
+        f"### Peer: our store vs MLflow tracking, {what}, median of {runs} run{'s' * (runs > 1)}",
+        "",
+        f"- History: {n:,} retrains ({accepted} accepted), each with the candidate's and the champion's accuracy and "
+        "macro-F1, 9 model parameters plus trigger and evaluation rows, and the gate's decision.",
+        f"- Ours (DuckDB, the store's own functions in `run_cycle`'s transactions, with per-class reports, events and "
+        f"deployments): write {o['write_s']:.2f} s ({1000 * o['write_s'] / n:.1f} ms a retrain, "
+        f"{1000 * o['write_s'] / writes:.1f} ms for each of its {writes:,} write transactions, each of which attaches "
+        f"the file, commits and detaches; runs "
+        f"{per_run(m['ours_runs'], 'write_s')} s), read `evaluations()` {1000 * o['read_s']:.0f} ms "
+        f"({len(m['ours_runs'][-1]['frame']):,} rows: candidate and champion points; runs "
+        f"{per_run(m['ours_runs'], 'read_s')} s). Creating the empty store: {o['setup_s']:.2f} s; file "
+        f"{m['ours_runs'][-1]['bytes'] / 1e6:.1f} MB.",
+    ]
+    if t is not None:
+        lines.append(
+            f"- MLflow {m['theirs_runs'][-1]['version']} (`mlflow-skinny` with SQLAlchemy on SQLite, fluent API, one run a "
+            f"retrain): write {t['write_s']:.2f} s ({1000 * t['write_s'] / n:.1f} ms a retrain; runs "
+            f"{per_run(m['theirs_runs'], 'write_s')} s), `search_runs` {1000 * t['read_s']:.0f} ms (runs "
+            f"{per_run(m['theirs_runs'], 'read_s')} s). Creating the empty tracking store (Alembic migrations): "
+            f"{t['setup_s']:.2f} s; file {m['theirs_runs'][-1]['bytes'] / 1e6:.1f} MB. It stores less than we do "
+            "(no per-class report, funnel, events or deployments).")
+    else:
+        lines.append(f"- MLflow: {INSTALL_HINT} (the peer was not measured).")
+    result.details.append("\n".join(lines))
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.peer")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/retrainer-bench"))
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    outcome = run(args.work, quick=args.quick)
+    print(table(outcome.rows))
+    notes = [f"{r.figure}: {r.note}" for r in outcome.rows if r.note]
+    if notes:
+        print("\nnotes:\n" + "\n".join(f"  {n}" for n in notes))
+    print()
+    print("\n\n".join(outcome.details))
+    say(f"peer: {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

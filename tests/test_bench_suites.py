@@ -1,0 +1,96 @@
+"""The benchmark suites' core functions on tiny configurations: they measure what they say they measure."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks import gate_speed, hot_reload, peer
+from engine.gate import OUTCOMES
+
+
+@pytest.mark.slow
+def test_hot_reload_every_predictor_follows_every_swap(tmp_path):
+    home = tmp_path / "home"
+    hot_reload.build_home(home, per_intent=20)
+    m = hot_reload.measure(home, processes=2, swaps=3, restarts=0)
+    targets = [s["target"] for s in m["swaps"]]
+    assert targets == ["v0001", "v0002", "v0001"]  # alternating, starting from v0002 (active after the build)
+    for swap in m["swaps"]:
+        assert swap["versions_after"] == [swap["target"]] * 2
+        assert len(swap["per_process_s"]) == 2 and all(0 < t < hot_reload.SWAP_TIMEOUT for t in swap["per_process_s"])
+    assert m["latencies_s"] == [max(s["per_process_s"]) for s in m["swaps"]]
+    assert m["failed"] == m["errors"] + m["missed"] + m["died"] == sum(r["errors"] for r in m["reports"])
+    assert m["failed"] == 0 and m["answers"] > 0
+    assert m["restarts"] == []
+    assert m["poll_s"] == pytest.approx(0.6)  # reload_seconds 0.5 on flush_seconds 0.2 ticks
+
+
+def test_poll_interval_rounds_up_to_whole_ticks():
+    from engine.config import Settings
+
+    assert hot_reload.poll_interval(Settings(reload_seconds=0.5, flush_seconds=0.2)) == pytest.approx(0.6)
+    assert hot_reload.poll_interval(Settings(reload_seconds=0.4, flush_seconds=0.2)) == pytest.approx(0.4)
+    assert hot_reload.poll_interval(Settings(reload_seconds=0.1, flush_seconds=0.2)) == pytest.approx(0.2)
+
+
+@pytest.fixture(scope="module")
+def small_history():
+    return peer.history(25)
+
+
+def test_peer_our_store_reads_back_every_retrain_in_order(tmp_path, small_history):
+    out = peer.ours(tmp_path / "ours", small_history)
+    points = peer.ours_points(out["frame"])
+    assert len(points) == 25
+    assert points["retrain_id"].tolist() == list(range(1, 26))
+    assert points["ts"].is_monotonic_increasing
+    assert points["accuracy"].tolist() == [r.accuracy for r in small_history]
+    assert points["macro_f1"].tolist() == [r.macro_f1 for r in small_history]
+    assert points["status"].tolist() == ["accepted" if r.decision == "accepted" else "rejected" for r in small_history]
+    champions = out["frame"][out["frame"]["role"] == "champion"]
+    assert len(champions) == 24  # every retrain but the first had a champion
+    assert out["total_s"] == out["write_s"] + out["read_s"]
+
+
+def test_peer_history_is_seeded_and_mixed():
+    first, again = peer.history(40), peer.history(40)
+    assert [(r.accuracy, r.decision) for r in first] == [(r.accuracy, r.decision) for r in again]
+    assert first[0].decision == "accepted" and first[0].champion is None
+    assert {r.decision for r in first} >= {"accepted", "rejected"}
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:mlflow.*")  # MLflow's own use of SQLAlchemy 2.1
+def test_peer_mlflow_reads_back_every_run_in_order(tmp_path, small_history):
+    if not peer.mlflow_available():
+        pytest.skip("mlflow is a benchmark-only dependency: pip install -r requirements-bench.txt")
+    out = peer.theirs(tmp_path / "mlflow", small_history)
+    frame = out["frame"]
+    assert len(frame) == 25
+    assert frame["start_time"].is_monotonic_increasing
+    assert frame["metrics.accuracy"].tolist() == [r.accuracy for r in small_history]
+    assert frame["tags.decision"].tolist() == [r.decision for r in small_history]
+    assert frame["params.trigger"].tolist() == [r.trigger for r in small_history]
+
+
+def test_peer_suite_without_mlflow_measures_ours_and_says_skipped(tmp_path, monkeypatch):
+    monkeypatch.setattr(peer, "mlflow_available", lambda: False)
+    result = peer.report(peer.measure(tmp_path, n=3, runs=1))
+    assert [r.note for r in result.rows if r.value is None] == [peer.INSTALL_HINT]
+    assert all(r.baseline is None for r in result.rows)
+    assert all(r.value > 0 for r in result.rows if r.value is not None)
+    assert peer.INSTALL_HINT in result.details[0]
+
+
+def test_gate_speed_times_the_scoring_stage_and_agrees_with_sklearn():
+    prep = gate_speed.prepare(eval_rows=1500, champion_rows=400, candidate_rows=800)
+    out = gate_speed.gate_once(prep, resamples=200)
+    t = out["times"]
+    assert t["total"] == pytest.approx(t["prediction"] + t["statistics"])
+    assert t["prediction"] == pytest.approx(t["predict"] + t["calibration"])
+    assert out["paired"].rows == 1500 and out["paired"].resamples == 200
+    assert {d.outcome for d in out["decisions"].values()} <= set(OUTCOMES)
+    naive = gate_speed.naive_statistics(out["truth"], out["candidate_pred"], out["champion_pred"], resamples=3)
+    for side in ("candidate", "champion"):
+        scores = out[side]
+        assert naive["point"][side] == pytest.approx((scores.accuracy, scores.macro_f1), abs=1e-12)
+    assert naive["per_resample_s"] == pytest.approx(naive["bootstrap_s"] / 3)
