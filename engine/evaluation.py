@@ -112,6 +112,17 @@ def calibration(model: Any, eval_set: pd.DataFrame, *, bins: int = 10) -> float 
     return expected_calibration_error(proba.max(axis=1), correct, bins=bins)
 
 
+def predict_and_calibrate(model: Any, eval_set: pd.DataFrame, *, bins: int = 10) -> tuple[list[Any], float | None]:
+    """``predict_labels`` and ``calibration`` from one pass over the texts (the top-probability class is
+    the predicted class), which saves a third of the gate's scoring time on a big evaluation set."""
+    if eval_set.empty or not hasattr(model, "predict_proba"):
+        return predict_labels(model, eval_set), calibration(model, eval_set, bins=bins)
+    proba = np.asarray(model.predict_proba(eval_set["text"].tolist()))
+    predicted = np.asarray(model.classes_)[proba.argmax(axis=1)]
+    correct = predicted == eval_set["label"].to_numpy(dtype=object)
+    return predicted.tolist(), expected_calibration_error(proba.max(axis=1), correct, bins=bins)
+
+
 def score_model(model: Any, eval_set: pd.DataFrame) -> Scores:
     """Scores of a fitted model on ``eval_set`` (columns text, label)."""
     if eval_set.empty:

@@ -22,7 +22,8 @@ from engine.context import Context
 from engine.dataset import build_training_set, normalize_label
 from engine.deployment import deploy
 from engine.errors import ModelLoadError, RetrainerError, TrainingError
-from engine.evaluation import Scores, calibration, majority_baseline, predict_labels, score_model, score_predictions
+from engine.evaluation import (Scores, majority_baseline, predict_and_calibrate, predict_labels, score_model,
+                               score_predictions)
 from engine.gate import decide
 from engine.stats import compare
 from engine.training import fit
@@ -206,9 +207,8 @@ def _cycle(ctx: Context, retrain_id: int, trigger: str, stage: Callable[[str, fl
     faults.point("cycle_after_save")
     stage("scoring", 0.7)
     truth = data.eval["label"].tolist()
-    candidate_pred = predict_labels(fitted.pipeline, data.eval)
+    candidate_pred, candidate_ece = predict_and_calibrate(fitted.pipeline, data.eval)
     candidate = score_predictions(truth, candidate_pred)
-    candidate_ece = calibration(fitted.pipeline, data.eval)
     baseline = majority_baseline(data.train, data.eval)
     champion_version, champion_model, champion_problem = _champion(ctx)
     champion: Scores | None = None

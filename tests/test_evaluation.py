@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
-from engine.evaluation import Scores, majority_baseline, score_model, score_predictions
+from engine.evaluation import (Scores, calibration, majority_baseline, predict_and_calibrate, predict_labels, score_model,
+                               score_predictions)
 from engine.training import fit
 from tests.conftest import labelled_frame
 
@@ -83,6 +84,16 @@ def test_score_model_equals_sklearn_on_a_real_model():
                                        abs=1e-12)
     assert (round(s.accuracy, 4), round(s.macro_f1, 4)) == (0.865, 0.8641)  # pinned with SGD max_iter=10, tol=1e-3
     assert score_model(model, eval_set.iloc[0:0]) == Scores(0.0, 0.0, 0)
+
+
+def test_one_pass_gives_the_same_labels_and_calibration_as_two():
+    model = fit(labelled_frame(20, seed=4)).pipeline
+    eval_set = labelled_frame(10, seed=8)
+    labels, ece = predict_and_calibrate(model, eval_set)
+    assert labels == predict_labels(model, eval_set)
+    assert ece == calibration(model, eval_set)
+    assert ece is not None and 0 < ece < 1
+    assert predict_and_calibrate(model, eval_set.iloc[0:0]) == ([], None)
 
 
 def frame(labels):
