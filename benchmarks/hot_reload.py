@@ -217,8 +217,9 @@ class Fleet:
         for proc in self.procs:
             proc.stdin.close()
         deadline = time.monotonic() + 60
-        while any(d is None for d in self.done) and self._take(deadline - time.monotonic()):
-            pass
+        while any(d is None for d in self.done):
+            if not self._take(deadline - time.monotonic()):
+                break
         for proc in self.procs:
             try:
                 proc.wait(timeout=10)
