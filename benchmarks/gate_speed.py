@@ -164,7 +164,7 @@ def run(work: Path, *, quick: bool) -> SuiteResult:
         "",
         f"- Total {1000 * t['total']:.0f} ms (runs: " + ", ".join(f"{1000 * r['times']['total']:.0f}" for r in runs)
         + f" ms): predicting {1000 * t['predict']:.0f} ms (both models; the candidate's labels and ECE from one "
-        "`predict_proba` pass), scores and majority baseline {1000 * t['score']:.0f} ms, "
+        f"`predict_proba` pass), scores and majority baseline {1000 * t['score']:.0f} ms, "
         f"`stats.compare` {1000 * t['compare']:.0f} ms, `decide` x2 {1000 * t['decide']:.1f} ms.",
         f"- CPU time of the process over the same steps: {1000 * t['cpu']:.0f} ms (prediction "
         f"{1000 * t['cpu_prediction']:.0f} ms, statistics {1000 * t['cpu_statistics']:.0f} ms of which `stats.compare` "
