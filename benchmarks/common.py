@@ -134,6 +134,17 @@ def run_child(module: str, *args: str, env: dict[str, str] | None = None, timeou
     return json.loads(lines[-1])
 
 
+def print_outcome(suite: str, outcome: "SuiteResult", started: float, *, details: bool = True) -> None:
+    """A suite run on its own (``python -m benchmarks.<suite>``): its table, notes and details."""
+    print(table(outcome.rows))
+    notes = [f"{r.figure}: {r.note}" for r in outcome.rows if r.note]
+    if notes:
+        print("\nnotes:\n" + "\n".join(f"  {n}" for n in notes))
+    if details:
+        print("\n" + "\n\n".join(outcome.details))
+    say(f"{suite}: {time.perf_counter() - started:.0f} s in all")
+
+
 def say(message: str) -> None:
     """Progress on stderr, so the table on stdout stays clean."""
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)

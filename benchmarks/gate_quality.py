@@ -41,7 +41,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from benchmarks.common import DEFAULT_WORK, Row, SuiteResult, say, table
+from benchmarks.common import DEFAULT_WORK, Row, SuiteResult, print_outcome, say
 
 SUITE = "gate_quality"
 SIZES = (200, 1000, 5000)
@@ -544,13 +544,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = time.perf_counter()
     outcome = run(args.work, quick=args.quick)
-    print(table(outcome.rows))
-    notes = [f"{r.figure}: {r.note}" for r in outcome.rows if r.note]
-    if notes:
-        print("\nnotes:\n" + "\n".join(f"  {n}" for n in notes))
-    if args.details:
-        print("\n" + "\n\n".join(outcome.details))
-    say(f"{SUITE}: {time.perf_counter() - started:.0f} s in all")
+    print_outcome(SUITE, outcome, started, details=args.details)
     return 0
 
 

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import Row, SuiteResult, median, say, table
+from benchmarks.common import Row, SuiteResult, median, print_outcome, say
 
 SUITE = "gate_speed"
 EVAL_ROWS = 20_000
@@ -209,13 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = time.perf_counter()
     outcome = run(args.work, quick=args.quick)
-    print(table(outcome.rows))
-    notes = [f"{r.figure}: {r.note}" for r in outcome.rows if r.note]
-    if notes:
-        print("\nnotes:\n" + "\n".join(f"  {n}" for n in notes))
-    print()
-    print("\n\n".join(outcome.details))
-    say(f"gate_speed: {time.perf_counter() - started:.0f} s")
+    print_outcome("gate_speed", outcome, started)
     return 0
 
 

@@ -39,7 +39,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, TextIO
 
-from benchmarks.common import ROOT, Row, SuiteResult, median, percentile, say, table
+from benchmarks.common import ROOT, Row, SuiteResult, median, percentile, print_outcome, say
 
 SUITE = "hot_reload"
 PROCESSES = 4
@@ -395,13 +395,7 @@ def main(argv: list[str] | None = None) -> int:
     args.work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     outcome = run(args.work, quick=args.quick)
-    print(table(outcome.rows))
-    notes = [f"{r.figure}: {r.note}" for r in outcome.rows if r.note]
-    if notes:
-        print("\nnotes:\n" + "\n".join(f"  {n}" for n in notes))
-    print()
-    print("\n\n".join(outcome.details))
-    say(f"hot_reload: {time.perf_counter() - started:.0f} s")
+    print_outcome("hot_reload", outcome, started)
     return 0
 
 

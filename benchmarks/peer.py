@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import Row, SuiteResult, median, say, table
+from benchmarks.common import Row, SuiteResult, median, print_outcome, say
 
 SUITE = "peer"
 INSTALL_HINT = "skipped: pip install -r requirements-bench.txt"
@@ -311,13 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = time.perf_counter()
     outcome = run(args.work, quick=args.quick)
-    print(table(outcome.rows))
-    notes = [f"{r.figure}: {r.note}" for r in outcome.rows if r.note]
-    if notes:
-        print("\nnotes:\n" + "\n".join(f"  {n}" for n in notes))
-    print()
-    print("\n\n".join(outcome.details))
-    say(f"peer: {time.perf_counter() - started:.0f} s")
+    print_outcome("peer", outcome, started)
     return 0
 
 

@@ -31,7 +31,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import Row, SuiteResult, deploy_first_model, median, run_child, say
+from benchmarks.common import Row, SuiteResult, deploy_first_model, run_child, say
 
 DAYS = 60
 RIGHT = 0.88
@@ -268,11 +268,10 @@ def main(argv: list[str] | None = None) -> int:
     elif args.child == "baseline":
         print(json.dumps(child_baseline(args.home)))
     else:
-        from benchmarks.common import table
+        from benchmarks.common import print_outcome
 
-        outcome = run(args.work, quick=args.quick)
-        print(table(outcome.rows))
-        print("\n\n".join(outcome.details))
+        started = time.perf_counter()
+        print_outcome("retrain", run(args.work, quick=args.quick), started)
     return 0
 
 
