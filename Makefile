@@ -35,7 +35,7 @@ demo: venv
 worker: venv
 	RETRAINER_HOME="$(HOME_DIR)" $(PY) -m engine worker
 
-## Every benchmark beside its baseline (about 40 minutes); bench-quick: about 10. Their own environment,
+## Every benchmark beside its baseline (about 25 minutes); bench-quick: about 5. Their own environment,
 ## so MLflow (the peer comparison) never enters the runtime one.
 BENCH_VENV := .venv-bench
 $(BENCH_VENV)/.installed: requirements.txt requirements-dev.txt requirements-bench.txt
