@@ -34,6 +34,7 @@ from engine.importer import import_file
 from engine.retrain import run_cycle
 from store.commands import FINAL, recent_commands
 from store.events import recent_events
+from store.retrains import recent_retrains
 from tests.conftest import ROOT, labelled_frame
 
 pytestmark = pytest.mark.slow
@@ -165,6 +166,12 @@ def test_soak_nothing_lost_nothing_fails(soak_home, tmp_path):
                 assert proc.returncode == 0, (tmp_path / f"{name}-{n}.err").read_text()
                 results[f"{name}-{n}"] = json.loads(out.strip().splitlines()[-1])
         rows = [wait_for(ctx, cid, timeout=180, poll=0.2) for cid in command_ids]
+        # The adaptive job (every minute here) may start a retrain of its own at any moment: pause the
+        # scheduler and let a running retrain finish, so the stop below is the clean one it asserts.
+        assert wait_for(ctx, submit(ctx, "pause", source="soak"), timeout=180, poll=0.2)["status"] == "done"
+        deadline = time.monotonic() + 180
+        while any(r["status"] == "running" for r in recent_retrains(ctx.db, limit=50)) and time.monotonic() < deadline:
+            time.sleep(0.2)
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=120) == 0, (tmp_path / "worker.err").read_text()
     finally:
