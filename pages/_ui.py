@@ -6,6 +6,8 @@ Pages import from here; nothing here runs SQL (store/ does) or holds a connectio
 
 from __future__ import annotations
 
+import contextlib
+
 import hmac
 import math
 from pathlib import Path
@@ -70,10 +72,8 @@ def user_zone() -> ZoneInfo | timezone:
     """The browser's time zone when Streamlit knows it, else the server's."""
     name = getattr(st.context, "timezone", None)
     if name:
-        try:
+        with contextlib.suppress(ZoneInfoNotFoundError, ValueError):  # unknown zone: the server's below
             return ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
-            pass
     return datetime.now().astimezone().tzinfo or timezone.utc
 
 

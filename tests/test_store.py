@@ -81,8 +81,8 @@ def test_open_store_without_create_leaves_a_missing_file_missing(tmp_path):
     db = open_store(path, create=False)
     assert (db.exists(), path.exists()) == (False, False)
     with pytest.raises(StoreError, match=rf"the store {path} does not exist yet: start the worker"):
-        with db.read():
-            pass
+        with db.read() as con:
+            con.execute("SELECT 1")
 
 
 def test_a_newer_schema_is_refused(tmp_path):
@@ -106,8 +106,8 @@ def test_a_file_that_is_not_duckdb_is_refused_and_left_alone(tmp_path, content):
     with pytest.raises(StoreError, match=rf"^{path} is not a DuckDB database file .*\(nothing was changed\)$"):
         open_store(path)
     with pytest.raises(StoreError, match=rf"^{path} is not a DuckDB database file"):
-        with Database(path).read():
-            pass
+        with Database(path).read() as con:
+            con.execute("SELECT 1")
     assert path.read_bytes() == content
     assert sorted(os.listdir(tmp_path)) == ["retrainer.duckdb", "retrainer.duckdb.lock", "retrainer.duckdb.turnstile.lock"]
 
@@ -115,8 +115,8 @@ def test_a_file_that_is_not_duckdb_is_refused_and_left_alone(tmp_path, content):
 def test_missing_data_directory_is_named(tmp_path):
     db = Database(tmp_path / "absent" / "retrainer.duckdb")
     with pytest.raises(StoreError, match=rf"the data directory {tmp_path / 'absent'} does not exist"):
-        with db.write():
-            pass
+        with db.write() as con:
+            con.execute("SELECT 1")
 
 
 # --- access rules ----------------------------------------------------------------------------------
@@ -128,8 +128,8 @@ def test_nested_access_is_refused_and_the_store_stays_usable(db, outer, inner):
         with getattr(db, outer)() as con:
             if outer == "write":
                 con.execute("INSERT INTO state VALUES ('k', 'v', ?)", [T0])
-            with getattr(db, inner)():
-                pass
+            with getattr(db, inner)() as nested:
+                nested.execute("SELECT 1")
     # The outer write was rolled back; the next access works.
     with db.read() as con:
         assert con.execute("SELECT count(*) FROM state").fetchone()[0] == 0

@@ -27,6 +27,8 @@ Every refusal raises :class:`engine.errors.InputError` saying what is allowed.
 
 from __future__ import annotations
 
+import contextlib
+
 import csv
 import io
 import json
@@ -335,10 +337,8 @@ def _check_tree(query: str) -> None:
 
 
 def _interrupt(con: duckdb.DuckDBPyConnection) -> None:
-    try:
+    with contextlib.suppress(duckdb.Error):  # the query ended and the connection closed just before the deadline
         con.interrupt()
-    except duckdb.Error:  # the query ended and the connection closed just before the deadline
-        pass
 
 
 def _serialize(query: str) -> str:
