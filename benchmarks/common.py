@@ -161,7 +161,7 @@ def deploy_first_model(ctx: Any, *, seed: int) -> None:
     import pandas as pd
 
     from engine.importer import import_file
-    from engine.intents import IntentGenerator
+    from demo.intents import IntentGenerator
     from engine.retrain import run_cycle
 
     rows = IntentGenerator(seed=seed).balanced(100)

@@ -82,7 +82,7 @@ def _build(home: Path) -> None:
     from engine.config import load_settings
     from engine.context import Context
     from engine.evaluation import score_predictions
-    from engine.intents import INTENTS, IntentGenerator
+    from demo.intents import INTENTS, IntentGenerator
     from store.models import get_model
 
     settings = load_settings(env={}, path=None, home=home)
@@ -352,13 +352,14 @@ def _page_scheduler(ctx, t: Timer) -> None:
 
 def _page_data(ctx, t: Timer) -> None:
     from engine.clock import utcnow
+    from engine.label_mix import known_labels, training_mix
     from engine.status import system_status
     from store.views import data as views
 
     t("system_status", system_status, ctx)
     span = t("span", views.span, ctx.db)
     t("predicted_labels", views.predicted_labels, ctx.db)
-    t("known_labels", views.known_labels, ctx.db)
+    t("known_labels", known_labels, ctx.db)
     offset = _utc_offset_minutes()
     now = utcnow().replace(second=0, microsecond=0)
     since = views.since_day(now, days=30, offset_minutes=offset)   # the page's default period
@@ -367,7 +368,7 @@ def _page_data(ctx, t: Timer) -> None:
     t("low_confidence_by_day", views.low_confidence_by_day, ctx.db, since=since,
       min_confidence=ctx.settings.min_confidence, offset_minutes=offset)
     s = ctx.settings
-    t("training_mix", views.training_mix, ctx.db, since=views.since_day(now, days=7, offset_minutes=offset),
+    t("training_mix", training_mix, ctx.db, since=views.since_day(now, days=7, offset_minutes=offset),
       min_confidence=s.min_confidence, max_text_length=s.max_text_length, eval_percent=s.eval_percent,
       use_pseudo_labels=s.use_pseudo_labels)
     t("quality", views.quality, ctx.db)

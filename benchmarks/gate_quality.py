@@ -1,6 +1,6 @@
 """Gate quality suite: how often the gate's decisions are right, in point and noninferiority mode.
 
-1. Data: the demo's intent generator (``engine.intents``, progress 0.3) writes a training
+1. Data: the demo's intent generator (``demo.intents``, progress 0.3) writes a training
    stream and, from another seed, a large labelled pool that stands for the population
    (60,000 rows; 20,000 in quick mode). The generator's shared phrasings between confusable
    intents keep the models at about 92% accuracy, so no extra noise is added.
@@ -100,7 +100,7 @@ def make_data(pool_rows: int, train_rows: int, *, seed: int) -> tuple[list[str],
     """Pool texts and labels, and a training frame (columns text, label), from different generator seeds."""
     import pandas as pd
 
-    from engine.intents import IntentGenerator
+    from demo.intents import IntentGenerator
 
     pool = IntentGenerator(seed=seed).sample(pool_rows, progress=PROGRESS)
     train = IntentGenerator(seed=seed + 1).sample(train_rows, progress=PROGRESS)
@@ -110,7 +110,7 @@ def make_data(pool_rows: int, train_rows: int, *, seed: int) -> tuple[list[str],
 
 def _noisy(frame: Any, share: float, seed: int) -> Any:
     """``frame`` with ``share`` of its labels replaced by another intent, chosen at random."""
-    from engine.intents import INTENTS
+    from demo.intents import INTENTS
 
     rng = np.random.default_rng(seed)
     labels = frame["label"].to_numpy(dtype=object).copy()
@@ -454,7 +454,7 @@ def details(tally: Tally, pairs: Sequence[Pair], champion: dict, settings: Any, 
     lines = [
         f"### Gate quality: {len(pairs)} candidate/champion pairs, {draws} evaluation samples per pair and size",
         "",
-        f"- Data: the demo's intent generator (`engine.intents`, progress {PROGRESS}): a pool of {pool_rows:,} "
+        f"- Data: the demo's intent generator (`demo.intents`, progress {PROGRESS}): a pool of {pool_rows:,} "
         f"labelled rows (the population) and {train_rows:,} training rows from another seed. Champion: the engine's "
         f"pipeline (`engine.training.fit`) on {CHAMPION_ROWS:,} rows: pool accuracy {100 * champion['accuracy']:.2f}%, "
         f"macro-F1 {100 * champion['macro_f1']:.2f}%. The generator's phrasings shared between confusable intents "

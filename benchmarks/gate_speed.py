@@ -1,7 +1,7 @@
 """Gate-speed suite: the retrain cycle's scoring stage, statistics included, on a 20,000-row evaluation set.
 
 Models: two real pipelines (``engine.training.fit``) trained on demo intents
-(``engine.intents.IntentGenerator``): the champion on 2,000 balanced rows, the candidate
+(``demo.intents.IntentGenerator``): the champion on 2,000 balanced rows, the candidate
 on 6,000 rows drawn later in the demo's drift. Evaluation set: 20,000 labelled demo rows
 from later still. Nothing of this is timed.
 
@@ -43,7 +43,7 @@ def prepare(*, eval_rows: int = EVAL_ROWS, champion_rows: int = 2000, candidate_
     """Two fitted models and an evaluation set from the demo's intents (untimed)."""
     import pandas as pd
 
-    from engine.intents import INTENTS, IntentGenerator
+    from demo.intents import INTENTS, IntentGenerator
     from engine.training import fit
 
     frame = lambda examples: pd.DataFrame({"text": [e.text for e in examples], "label": [e.label for e in examples]})  # noqa: E731

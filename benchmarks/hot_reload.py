@@ -69,7 +69,7 @@ def build_home(home: Path, *, per_intent: int = 100) -> None:
 
     from engine.context import Context
     from engine.importer import import_file
-    from engine.intents import IntentGenerator
+    from demo.intents import IntentGenerator
     from engine.retrain import run_cycle
 
     shutil.rmtree(home, ignore_errors=True)
@@ -85,7 +85,7 @@ def build_home(home: Path, *, per_intent: int = 100) -> None:
 
 
 def _texts(n: int) -> list[str]:
-    from engine.intents import IntentGenerator
+    from demo.intents import IntentGenerator
 
     return [e.text for e in IntentGenerator(seed=9).sample(n, progress=0.3)]
 

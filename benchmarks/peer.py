@@ -70,7 +70,7 @@ def history(n: int, *, seed: int = 3) -> list[Retrain]:
     import numpy as np
 
     from engine.evaluation import score_predictions
-    from engine.intents import INTENTS
+    from demo.intents import INTENTS
 
     rng = np.random.default_rng(seed)
     out: list[Retrain] = []

@@ -81,7 +81,7 @@ def child_build(home: Path, n: int) -> dict[str, Any]:
 
     from engine.clock import utcnow
     from engine.context import Context
-    from engine.intents import INTENTS, IntentGenerator
+    from demo.intents import INTENTS, IntentGenerator
     from store.log import insert_labels, insert_queries
 
     ctx = Context.open(_settings(home))

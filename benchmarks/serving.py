@@ -43,7 +43,7 @@ def build_model_store(home: Path) -> None:
 
 
 def _texts(n: int) -> list[str]:
-    from engine.intents import IntentGenerator
+    from demo.intents import IntentGenerator
 
     return [e.text for e in IntentGenerator(seed=9).sample(n, progress=0.3)]
 

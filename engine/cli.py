@@ -219,7 +219,7 @@ def cmd_events(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
-    from engine.demo import build_demo
+    from demo.replay import build_demo
 
     started = time.perf_counter()
 

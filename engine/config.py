@@ -241,8 +241,8 @@ def _coerce(key: str, value: Any, *, from_env: bool) -> Any:
                 return int(text)
             if kind is float:
                 return float(text)
-        except ValueError:
-            raise SettingsError(f"environment variable RETRAINER_{key.upper()}={value!r} is not {want}") from None
+        except ValueError as exc:
+            raise SettingsError(f"environment variable RETRAINER_{key.upper()}={value!r} is not {want}") from exc
         return Path(text) if kind is Path else text
     if not _type_ok(kind, value) or (kind is Path and not isinstance(value, str)):
         raise SettingsError(f"setting {key!r} = {value!r} has the wrong type: use {want}")
@@ -269,10 +269,10 @@ def load_settings(
         path = Path(path)
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise SettingsError(f"settings file {path} does not exist: create it or unset RETRAINER_CONFIG") from None
+        except FileNotFoundError as exc:
+            raise SettingsError(f"settings file {path} does not exist: create it or unset RETRAINER_CONFIG") from exc
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise SettingsError(f"settings file {path} is not valid TOML: {exc}") from None
+            raise SettingsError(f"settings file {path} is not valid TOML: {exc}") from exc
         for key, value in data.items():
             if key not in _FIELDS:
                 raise SettingsError(f"unknown setting {key!r} in {path}: valid settings are {', '.join(sorted(_FIELDS))}")

@@ -26,5 +26,5 @@ class Context:
                 settings.registry_dir.mkdir(exist_ok=True)
                 settings.spool_dir.mkdir(exist_ok=True)
             except OSError as exc:
-                raise StoreError(f"cannot create the data directory {home}: {exc.strerror} (set RETRAINER_HOME to a writable directory)") from None
+                raise StoreError(f"cannot create the data directory {home}: {exc.strerror} (set RETRAINER_HOME to a writable directory)") from exc
         return cls(settings, open_store(settings.db_path, create=create), clock)

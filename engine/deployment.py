@@ -4,7 +4,8 @@ The active pointer file (``models/ACTIVE.json``) is the truth serving processes
 follow; the store records the same facts for people. A deployment:
 
 1. validates the saved file: loaded back through the predictors' loader (checksum,
-   scikit-learn version), predictions on a smoke sample equal the in-memory model's;
+   scikit-learn version), predictions on a smoke sample (the newest texts in the store)
+   equal the in-memory model's;
 2. switches the pointer atomically;
 3. has the worker's own predictor load the new pointer and answer; if it cannot, the
    previous pointer is restored at once and the event says why (automatic rollback);
@@ -25,18 +26,14 @@ from engine import faults, registry
 from engine.classifier import load_serving_model
 from engine.context import Context
 from engine.errors import InputError, ModelLoadError, RegistryError
+from store import log as querylog
 from store.events import add_event
 from store.models import add_deployment, get_model, list_models, set_model_status
 
 log = logging.getLogger(__name__)
 
-SMOKE_TEXTS = (
-    "where is my order",
-    "i want my money back",
-    "how do i reset my password",
-    "can i talk to a person",
-    "the item arrived broken",
-)
+# How many texts from the store the smoke test asks the saved file to answer.
+SMOKE_SIZE = 20
 
 
 @dataclass(frozen=True)
@@ -53,10 +50,21 @@ def ref_for(model_row: dict[str, Any]) -> registry.ModelRef:
     )
 
 
-def validate(ctx: Context, ref: registry.ModelRef, in_memory: Any, *, smoke: Sequence[str] = SMOKE_TEXTS) -> None:
-    """Load the saved file as predictors will and compare its answers; raise ModelLoadError if they differ."""
+def smoke_texts(ctx: Context, ref: registry.ModelRef) -> list[str]:
+    """The texts a deployment is smoke-tested on: the newest logged and labelled texts in the store.
+
+    They fit whatever labels the model serves. A store without texts (never the case after a
+    retrain, whose gate needs labelled rows) falls back to the model's own label names, then its
+    version name: any string is a valid input to a text pipeline.
+    """
+    return querylog.recent_texts(ctx.db, limit=SMOKE_SIZE) or list(ref.labels) or [ref.version]
+
+
+def validate(ctx: Context, ref: registry.ModelRef, in_memory: Any, *, smoke: Sequence[str] | None = None) -> None:
+    """Load the saved file as predictors will and compare its answers on ``smoke`` (default
+    :func:`smoke_texts`); raise ModelLoadError if they differ (probabilities within 1e-9)."""
     loaded = registry.load_model(ctx.settings.registry_dir, ref.version, sha256=ref.sha256, sklearn_version=ref.sklearn_version)
-    texts = list(smoke)
+    texts = list(smoke) if smoke is not None else smoke_texts(ctx, ref)
     if in_memory is not None:
         expected = in_memory.predict_proba(texts)
         got = loaded.predict_proba(texts)
@@ -66,7 +74,7 @@ def validate(ctx: Context, ref: registry.ModelRef, in_memory: Any, *, smoke: Seq
         loaded.predict(texts)
 
 
-def _check_serving(ctx: Context, version: str) -> str | None:
+def _check_serving(ctx: Context, version: str, text: str) -> str | None:
     """Load the pointer as a fresh predictor would and answer one query; None if all is well."""
     try:
         loaded, status = load_serving_model(ctx.settings.registry_dir)
@@ -75,7 +83,7 @@ def _check_serving(ctx: Context, version: str) -> str | None:
     if loaded is None or status.fallback or loaded.version != version:
         return status.fallback_reason or f"the predictor serves {loaded.version if loaded else 'nothing'}, not {version}"
     try:
-        loaded.pipeline.predict_proba([SMOKE_TEXTS[0]])
+        loaded.pipeline.predict_proba([text])
     except Exception as exc:  # any failure to answer counts
         return f"the predictor could not answer a query: {type(exc).__name__}: {exc}"
     return None
@@ -88,14 +96,15 @@ def deploy(ctx: Context, version: str, *, kind: str, reason: str, in_memory: Any
     if row is None:
         raise RegistryError(f"version {version} is not in the registry: see `python -m engine status` for versions")
     ref = ref_for(row)
-    validate(ctx, ref, in_memory)
+    smoke = smoke_texts(ctx, ref)
+    validate(ctx, ref, in_memory, smoke=smoke)
     faults.point("deploy_after_validate")
     before = registry.read_active(ctx.settings.registry_dir)
     previous = before.active.version if before else None
     now = ctx.clock()
     registry.point_to(ctx.settings.registry_dir, ref, deployed_at=now.isoformat())
     faults.point("deploy_after_switch")
-    problem = _check_serving(ctx, version)
+    problem = _check_serving(ctx, version, smoke[0])
     faults.point("deploy_after_check")
     if problem is not None:
         if before is not None:

@@ -1,50 +1,13 @@
-"""The project's error tree.
+"""The project's error tree, re-exported from its leaf module ``store.errors``.
 
-Every error a user can cause derives from ``RetrainerError``; its message says
-what was wrong and what would be right. Engine code raises; only entry points
-(CLI, worker loop, dashboard) turn errors into messages and events.
+The tree lives in ``store/errors.py`` because both ``store/`` and ``engine/`` raise these
+errors and ``store/`` imports nothing from ``engine/``. Import from either module.
 """
 
+from store.errors import (InputError, ModelLoadError, NoModelError, RegistryError, RetrainerError, SettingsError,
+                          StaleModelError, StoreError, TrainingError, UnknownLabelError, WorkerLockedError)
 
-class RetrainerError(Exception):
-    """Base class of every error Retrainer raises on purpose."""
-
-
-class SettingsError(RetrainerError):
-    """A setting is unknown, of the wrong type, or out of range."""
-
-
-class StoreError(RetrainerError):
-    """The DuckDB store cannot be opened or used (path, permissions, format)."""
-
-
-class InputError(RetrainerError):
-    """User input (a file, a label, a text, a version name) is not acceptable."""
-
-
-class UnknownLabelError(InputError):
-    """A label is not one of the labels the model knows."""
-
-
-class NoModelError(RetrainerError):
-    """No model has been deployed yet."""
-
-
-class ModelLoadError(RetrainerError):
-    """A model file is missing, fails its checksum, or was built by another scikit-learn."""
-
-
-class StaleModelError(ModelLoadError):
-    """A model file was written by another scikit-learn version: retrain rather than load it."""
-
-
-class RegistryError(RetrainerError):
-    """A registry operation (deploy, rollback, version lookup) cannot be done."""
-
-
-class WorkerLockedError(RetrainerError):
-    """Another worker already holds the data directory."""
-
-
-class TrainingError(RetrainerError):
-    """A training set cannot be built or a model cannot be fitted."""
+__all__ = [
+    "InputError", "ModelLoadError", "NoModelError", "RegistryError", "RetrainerError", "SettingsError",
+    "StaleModelError", "StoreError", "TrainingError", "UnknownLabelError", "WorkerLockedError",
+]

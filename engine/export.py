@@ -59,7 +59,7 @@ def export_log(ctx: Context, directory: Path | str, *, since: date | None = None
             try:
                 folder.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise InputError(f"cannot create {folder}: {exc.strerror}; choose a writable directory") from None
+                raise InputError(f"cannot create {folder}: {exc.strerror}; choose a writable directory") from exc
             partial = folder / f".{FILE_NAME}.tmp"  # hidden: DuckDB's *.parquet glob and Spark both skip it
             written[day] = copy_day_to_parquet(ctx.db, table, day, partial)
             os.replace(partial, folder / FILE_NAME)

@@ -26,17 +26,17 @@ class WorkerLock:
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
-            raise StoreError(f"cannot create {self.path}: {exc.strerror} (the data directory must be writable)") from None
+            raise StoreError(f"cannot create {self.path}: {exc.strerror} (the data directory must be writable)") from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        except BlockingIOError as exc:
             os.close(fd)
             holder = read_holder(self.path)
             who = f"pid {holder.get('pid')} on {holder.get('host')}, since {holder.get('since')}" if holder else "another process"
             raise WorkerLockedError(
                 f"a worker is already running on {self.path.parent} ({who}); "
                 "one worker per data directory: stop that one first, or let it do the work"
-            ) from None
+            ) from exc
         os.ftruncate(fd, 0)
         os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": utcnow().isoformat(timespec="seconds")}).encode())
         os.fsync(fd)

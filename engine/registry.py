@@ -131,10 +131,10 @@ def load_model(registry_dir: Path, version: str, *, sha256: str, sklearn_version
         )
     try:
         data = path.read_bytes()
-    except FileNotFoundError:
-        raise ModelLoadError(f"model {version}: file {path} is missing") from None
+    except FileNotFoundError as exc:
+        raise ModelLoadError(f"model {version}: file {path} is missing") from exc
     except OSError as exc:
-        raise ModelLoadError(f"model {version}: cannot read {path}: {exc.strerror}") from None
+        raise ModelLoadError(f"model {version}: cannot read {path}: {exc.strerror}") from exc
     actual = sha256_of(data)
     if actual != sha256:
         raise ModelLoadError(
@@ -151,9 +151,9 @@ def load_model(registry_dir: Path, version: str, *, sha256: str, sklearn_version
             raise StaleModelError(
                 f"model {version} was pickled by another scikit-learn version ({exc}): retrain it "
                 "(`python -m engine retrain`) rather than load a stale pickle"
-            ) from None
+            ) from exc
         except Exception as exc:  # a damaged pickle can raise nearly anything
-            raise ModelLoadError(f"model {version}: the file could not be unpickled ({type(exc).__name__}: {exc})") from None
+            raise ModelLoadError(f"model {version}: the file could not be unpickled ({type(exc).__name__}: {exc})") from exc
 
 
 @dataclass(frozen=True)
@@ -205,7 +205,7 @@ def read_active(registry_dir: Path) -> ActivePointer | None:
             check_version(ref.version)  # a hand-edited pointer must not name a path
         return pointer
     except (ValueError, KeyError, TypeError, InputError) as exc:
-        raise ModelLoadError(f"{path} is damaged ({exc}): run `python -m engine rollback --to VERSION` to rewrite it") from None
+        raise ModelLoadError(f"{path} is damaged ({exc}): run `python -m engine rollback --to VERSION` to rewrite it") from exc
 
 
 def active_stamp(registry_dir: Path) -> tuple[int, int] | None:

@@ -19,12 +19,13 @@ from typing import Callable
 
 from engine import faults, registry
 from engine.context import Context
-from engine.dataset import build_training_set, normalize_label
+from engine.dataset import build_training_set
 from engine.deployment import deploy
 from engine.errors import ModelLoadError, RetrainerError, TrainingError
 from engine.evaluation import (Scores, majority_baseline, predict_and_calibrate, predict_labels, score_model,
                                score_predictions)
 from engine.gate import decide
+from engine.label_mix import known_labels
 from engine.stats import compare
 from engine.training import fit
 from engine.tuning import plan_from_settings
@@ -176,7 +177,7 @@ def _cycle(ctx: Context, retrain_id: int, trigger: str, stage: Callable[[str, fl
     stage("reading the log", 0.05)
     faults.point("cycle_read")
     rows = querylog.training_rows(ctx.db, include_pseudo=s.use_pseudo_labels)
-    known = {normalize_label(x) for x in querylog.known_labels(ctx.db)} - {None}
+    known = known_labels(ctx.db)
     stage("cleaning the training set", 0.15)
     data = build_training_set(rows, known_labels=known or None, min_confidence=s.min_confidence,
                               max_text_length=s.max_text_length, eval_percent=s.eval_percent,

@@ -6,6 +6,7 @@ import streamlit as st
 
 from engine.classifier import Classifier
 from engine.clock import utcnow
+from engine.label_mix import EXACT_MIX_LIMIT, known_labels, training_mix
 from pages import _charts_data as charts
 from pages import _ui
 from store.views import data as views
@@ -30,7 +31,7 @@ def span():
 @_ui.cached(ttl=30)
 def labels():
     db = _ui.context().db
-    return views.predicted_labels(db), views.known_labels(db)
+    return views.predicted_labels(db), known_labels(db)
 
 
 @_ui.cached(ttl=10)
@@ -48,9 +49,9 @@ def confidence(since, offset, min_confidence):
 @_ui.cached(ttl=60)
 def mix(since):
     s = _ui.context().settings
-    return views.training_mix(_ui.context().db, since=since, min_confidence=s.min_confidence,
-                              max_text_length=s.max_text_length, eval_percent=s.eval_percent,
-                              use_pseudo_labels=s.use_pseudo_labels)
+    return training_mix(_ui.context().db, since=since, min_confidence=s.min_confidence,
+                        max_text_length=s.max_text_length, eval_percent=s.eval_percent,
+                        use_pseudo_labels=s.use_pseudo_labels)
 
 
 @_ui.cached(ttl=10)
@@ -127,7 +128,7 @@ else:
         st.caption("Training set: rebuilt now from the store with the retrain's own cleaning rules "
                    "(`engine.dataset.build_training_set`): what a retrain started now would train on.")
     else:
-        st.caption(f"Training set: an estimate. The store holds more than {views.EXACT_MIX_LIMIT:,} candidate rows, too many "
+        st.caption(f"Training set: an estimate. The store holds more than {EXACT_MIX_LIMIT:,} candidate rows, too many "
                    f"to rebuild on every view, so this counts every human label plus every prediction with confidence "
                    f"≥ {settings.min_confidence:g} (before de-duplication, conflicts and the evaluation split).")
     st.plotly_chart(charts.label_mix(label_mix, traffic_days=TRAFFIC_DAYS), key="mix")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from engine.errors import StoreError
+from store.errors import StoreError
 from store.db import Database
 from store.schema import LATEST, current_version, migrate
 
@@ -36,7 +36,7 @@ def open_store(path: Path | str, *, create: bool = True) -> Database:
             try:
                 path.parent.mkdir(parents=True)
             except OSError as exc:
-                raise StoreError(f"cannot create the data directory {path.parent}: {exc.strerror}") from None
+                raise StoreError(f"cannot create the data directory {path.parent}: {exc.strerror}") from exc
         # A reader's check first: only a store that is behind takes the write lock to migrate.
         version = current_version(db) if path.exists() else 0
         if version < LATEST:

@@ -28,7 +28,7 @@ from typing import Iterator
 
 import duckdb
 
-from engine.errors import StoreError
+from store.errors import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -135,12 +135,12 @@ class Database:
     def _open_lock_file(self, path: Path) -> int:
         try:
             return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        except FileNotFoundError:
-            raise StoreError(f"the data directory {self.path.parent} does not exist: create it or set RETRAINER_HOME") from None
+        except FileNotFoundError as exc:
+            raise StoreError(f"the data directory {self.path.parent} does not exist: create it or set RETRAINER_HOME") from exc
         except OSError as exc:  # permissions, a read-only file system, a full disk
             raise StoreError(
                 f"cannot write the lock file {path}: {exc.strerror} (the data directory must be writable by this user)"
-            ) from None
+            ) from exc
 
     def _attach(self, con: duckdb.DuckDBPyConnection, *, write: bool) -> None:
         # TYPE DUCKDB: never let DuckDB guess the format from the file's header.
@@ -148,7 +148,7 @@ class Database:
         try:
             con.execute(f"ATTACH ? AS {ALIAS}{options}", [str(self.path)])
         except duckdb.Error as exc:
-            raise StoreError(self._explain(exc, write=write)) from None
+            raise StoreError(self._explain(exc, write=write)) from exc
         con.execute(f"USE {ALIAS}")
 
     def _explain(self, exc: duckdb.Error, *, write: bool) -> str:

@@ -45,6 +45,12 @@ FROM labels l LEFT JOIN queries q ON q.id = l.query_id
 WHERE l.ts > ? AND length(trim(coalesce(l.text, q.text, ''))) > 0
 """
 KNOWN_LABELS = "SELECT DISTINCT label FROM labels ORDER BY label"
+# The newest texts people sent and labelled: the deploy smoke test's sample (top-N scans, no sort of the log).
+NEWEST_QUERY_TEXTS = "SELECT text FROM queries WHERE length(trim(text)) > 0 ORDER BY ts DESC, id LIMIT ?"
+NEWEST_LABELLED_TEXTS = """
+SELECT coalesce(l.text, q.text) AS text FROM labels l LEFT JOIN queries q ON q.id = l.query_id
+WHERE length(trim(coalesce(l.text, q.text, ''))) > 0 ORDER BY l.ts DESC, l.id LIMIT ?
+"""
 # Drift warnings: per model version, per (UTC) day and predicted label, how many answers, their
 # confidence sum and how many fell below a threshold. One row per (version, day, label).
 PREDICTION_COUNTS = """
@@ -126,7 +132,7 @@ def read_spool_files(paths: list[str]):
         con.register("spool_batch", table)
         incomplete = con.execute(SPOOL_INCOMPLETE).fetchone()[0]
     except duckdb.Error as exc:
-        raise SpoolParseError(str(exc).splitlines()[0]) from None
+        raise SpoolParseError(str(exc).splitlines()[0]) from exc
     finally:
         con.close()
     if incomplete:
@@ -168,6 +174,21 @@ def training_rows(db: Database, *, include_pseudo: bool = True) -> pd.DataFrame:
         human = con.execute(HUMAN_ROWS).df()
         pseudo = con.execute(PSEUDO_ROWS).df() if include_pseudo else human.iloc[0:0]
     return pd.concat([human, pseudo], ignore_index=True)
+
+
+def recent_texts(db: Database, *, limit: int) -> list[str]:
+    """Up to ``limit`` distinct texts, newest first: logged queries, then labelled texts if too few.
+
+    Reads at most ``4 * limit`` rows of each table (the newest), so it stays cheap on a large log.
+    """
+    texts: dict[str, None] = {}
+    with db.read() as con:
+        for statement in (NEWEST_QUERY_TEXTS, NEWEST_LABELLED_TEXTS):
+            for (text,) in con.execute(statement, [4 * limit]).fetchall():
+                texts.setdefault(text)
+                if len(texts) >= limit:
+                    return list(texts)
+    return list(texts)
 
 
 def known_labels(db: Database) -> list[str]:

@@ -13,7 +13,7 @@ import pytest
 from engine.clock import ManualClock
 from engine.config import load_settings
 from engine.context import Context
-from engine.intents import IntentGenerator
+from demo.intents import IntentGenerator
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -70,7 +70,7 @@ def run_cli(*args: str, home: Path, env: dict | None = None, timeout: float = 12
 @pytest.fixture(scope="session")
 def demo_home(tmp_path_factory):
     """A demo store (21 days, seed 3), built once per test session. Copy it before writing to it."""
-    from engine.demo import build_demo
+    from demo.replay import build_demo
 
     home = tmp_path_factory.mktemp("demo") / "home"
     settings = load_settings(env={}, home=home)

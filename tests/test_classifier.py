@@ -20,7 +20,7 @@ from engine.deployment import rollback
 from engine.errors import InputError, NoModelError, UnknownLabelError
 from engine.importer import import_file
 from engine.ingest import ingest_spool
-from engine.intents import INTENTS
+from demo.intents import INTENTS
 from engine.retrain import run_cycle
 from store.events import recent_events
 

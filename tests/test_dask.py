@@ -21,7 +21,7 @@ distributed = pytest.importorskip(
 
 from engine.errors import TrainingError  # noqa: E402
 from engine.importer import import_file  # noqa: E402
-from engine.intents import IntentGenerator  # noqa: E402
+from demo.intents import IntentGenerator  # noqa: E402
 from engine.retrain import run_cycle  # noqa: E402
 from engine.training import fit  # noqa: E402
 from engine.tuning import SearchPlan  # noqa: E402

@@ -17,6 +17,7 @@ from engine.config import load_settings
 from engine.context import Context
 from engine.dataset import build_training_set, normalize_label
 from engine.importer import import_file
+from engine.label_mix import training_mix
 from engine.retrain import run_cycle
 from store import log as querylog
 from store.log import insert_labels, insert_queries
@@ -148,8 +149,8 @@ def test_search_shows_the_latest_true_label(db, has_feedback):
 
 
 def test_training_mix_proxy_counts_human_and_confident_pseudo_labels(db):
-    frame, method = views.training_mix(db, since=datetime(2026, 3, 3), min_confidence=0.5, max_text_length=2000,
-                                       eval_percent=20, use_pseudo_labels=True, exact_limit=0)
+    frame, method = training_mix(db, since=datetime(2026, 3, 3), min_confidence=0.5, max_text_length=2000,
+                                 eval_percent=20, use_pseudo_labels=True, exact_limit=0)
     assert method == "proxy"
     # humans: track 1, cancel 1, refund 1, hours 1; pseudo >= 0.5: track q1 q4 q5, cancel q3 q6.
     assert frame[["label", "training", "traffic"]].to_dict("records") == [
@@ -164,8 +165,8 @@ def test_training_mix_proxy_counts_human_and_confident_pseudo_labels(db):
 
 @pytest.mark.parametrize("use_pseudo", [True, False], ids=["pseudo", "human-only"])
 def test_training_mix_exact_is_what_a_retrain_would_train_on(db, use_pseudo):
-    frame, method = views.training_mix(db, since=datetime(2026, 3, 3), min_confidence=0.5, max_text_length=2000,
-                                       eval_percent=0, use_pseudo_labels=use_pseudo)
+    frame, method = training_mix(db, since=datetime(2026, 3, 3), min_confidence=0.5, max_text_length=2000,
+                                 eval_percent=0, use_pseudo_labels=use_pseudo)
     assert method == "exact"
     rows = querylog.training_rows(db, include_pseudo=use_pseudo)
     known = {normalize_label(x) for x in querylog.known_labels(db)}
@@ -282,9 +283,9 @@ def test_demo_numbers_are_the_stores(monkeypatch, demo_home):
     assert "rebuilt now from the store with the retrain's own cleaning rules" in " ".join(c.value for c in at.caption)
     mix = json.loads(next(c for c in at.get("plotly_chart") if "Label mix" in c.proto.spec).proto.spec)
     training = mix["data"][0]
-    expected, _ = views.training_mix(db, since=views.since_day(utcnow(), days=7, offset_minutes=local_offset_minutes()),
-                                     min_confidence=settings.min_confidence, max_text_length=settings.max_text_length,
-                                     eval_percent=settings.eval_percent, use_pseudo_labels=settings.use_pseudo_labels)
+    expected, _ = training_mix(db, since=views.since_day(utcnow(), days=7, offset_minutes=local_offset_minutes()),
+                               min_confidence=settings.min_confidence, max_text_length=settings.max_text_length,
+                               eval_percent=settings.eval_percent, use_pseudo_labels=settings.use_pseudo_labels)
     assert list(training["x"]) == expected["label"].tolist()
     # Browser: the newest 200 queries, as the store returns them.
     results = frame_with(at, "text")

@@ -16,12 +16,12 @@ import pytest
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, f1_score
 
-from engine import faults, registry
+from engine import deployment, faults, registry
 from engine.classifier import Classifier
 from engine.dataset import build_training_set, eval_bucket, normalize_label, normalize_text
 from engine.deployment import ref_for
 from engine.importer import import_file
-from engine.intents import IntentGenerator
+from demo.intents import IntentGenerator
 from engine.repair import repair
 from engine.retrain import run_cycle
 from engine.training import build_pipeline
@@ -126,6 +126,26 @@ def test_first_cycle_deploys_what_sklearn_fits_on_the_same_training_set(labelled
 
 
 # --- a worse candidate is rejected ----------------------------------------------------------------------
+
+
+def test_the_deploy_smoke_test_answers_the_newest_texts_of_the_store(ctx, tmp_path, monkeypatch):
+    """Any labels, not an online shop's: the saved file is checked on the store's own newest texts."""
+    texts = [f"rain expected in city {i} tomorrow" for i in range(60)] + [f"team {i} won the final" for i in range(60)]
+    labels = ["weather"] * 60 + ["sports"] * 60
+    path = write_csv(tmp_path, "news.csv", pd.DataFrame({"text": texts, "label": labels}))
+    import_file(ctx, path, labeled=True)
+    checked = []
+    real_validate = deployment.validate
+
+    def recording_validate(ctx, ref, in_memory, *, smoke=None):
+        checked.append(list(smoke))
+        return real_validate(ctx, ref, in_memory, smoke=smoke)
+
+    monkeypatch.setattr(deployment, "validate", recording_validate)
+    result = run_cycle(ctx, trigger="manual")
+    assert (result.status, result.deployed) == ("accepted", True)
+    assert checked == [querylog.recent_texts(ctx.db, limit=deployment.SMOKE_SIZE)]
+    assert len(checked[0]) == 20 and set(checked[0]) <= set(texts)
 
 
 def test_a_worse_candidate_is_rejected_and_the_champion_keeps_serving(labelled, tmp_path):

@@ -52,7 +52,7 @@ SETTINGS_ENV = {
 LOGGER = r"""
 import json, sys, time, traceback
 from engine.classifier import Classifier
-from engine.intents import IntentGenerator
+from demo.intents import IntentGenerator
 out, stop, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 import os
 gen = IntentGenerator(seed=100 + n)

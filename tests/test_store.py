@@ -14,7 +14,7 @@ from engine.errors import StoreError
 from store import open_store
 from store.db import Database
 from store.events import record_event, recent_events
-from store.log import count_rows, insert_labels, insert_queries, known_labels, training_rows
+from store.log import count_rows, insert_labels, insert_queries, known_labels, recent_texts, training_rows
 from store.models import get_model, insert_model, list_models, set_model_status
 from store.schema import LATEST, current_version, migrate
 from tests.conftest import ROOT
@@ -293,6 +293,22 @@ def test_training_rows_joins_feedback_text_from_queries(db):
     human_only = training_rows(db, include_pseudo=False)
     assert sorted(human_only["text"]) == ["reset my password", "where is my parcel"]
     assert set(human_only["source"]) == {"human"}
+
+
+def test_recent_texts_are_the_newest_distinct_queries_then_labelled_texts(db):
+    frame = query_frame(("q1", "oldest", "a", 0.9), ("q2", "same", "a", 0.9), ("q3", "same", "b", 0.8),
+                        ("q4", "   ", "a", 0.7), ("q5", "newest", "b", 0.6))
+    frame["ts"] = pd.date_range(T0, periods=5, freq="min")
+    labels = label_frame(("l1", None, "imported text", "a"), ("l2", "q1", None, "b"))  # l2: feedback on q1
+    with db.write() as con:
+        insert_queries(con, frame)
+        insert_labels(con, labels)
+    assert recent_texts(db, limit=2) == ["newest", "same"]
+    assert recent_texts(db, limit=10) == ["newest", "same", "oldest", "imported text"]  # blank text skipped
+
+
+def test_recent_texts_of_an_empty_store(db):
+    assert recent_texts(db, limit=5) == []
 
 
 # --- events and models ------------------------------------------------------------------------------------

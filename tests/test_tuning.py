@@ -21,7 +21,7 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from engine.config import Settings
 from engine.errors import TrainingError
 from engine.importer import import_file
-from engine.intents import IntentGenerator
+from demo.intents import IntentGenerator
 from engine.retrain import run_cycle
 from engine.training import build_pipeline, fit
 from engine.tuning import SearchPlan, plan_from_settings, search_alpha

@@ -12,8 +12,6 @@ from typing import Any
 
 import pandas as pd
 
-from engine.dataset import build_training_set, normalize_label
-from store import log as querylog
 from store.db import Database
 
 FUNNEL_STEPS = (
@@ -26,12 +24,6 @@ FUNNEL_STEPS = (
     ("train_rows", "training rows"),
     ("eval_rows", "evaluation rows"),
 )
-# Up to this many candidate rows (human labels + pseudo labels) the label mix of the
-# training set is computed exactly, by the retrain's own cleaning rules; above it, a proxy
-# (see training_mix). Measured (2 cores): exact 0.16 s for 13.5k rows, 0.36 s for 25k, 1.4 s for
-# 100k; the proxy is one SQL aggregate (0.04 s for 100k).
-EXACT_MIX_LIMIT = 20_000
-
 SPAN = "SELECT count(*) AS queries, min(ts) AS first, max(ts) AS last FROM queries"
 PREDICTED_LABELS = "SELECT DISTINCT predicted_label FROM queries WHERE predicted_label IS NOT NULL ORDER BY 1"
 VOLUME_BY_LABEL = """
@@ -180,50 +172,22 @@ def confidence_histogram(db: Database, *, since: datetime, bins: int = 20) -> pd
     return frame[["bin_start", "bin_end", "queries"]]
 
 
-def training_mix(
-    db: Database,
-    *,
-    since: datetime,
-    min_confidence: float,
-    max_text_length: int,
-    eval_percent: int,
-    use_pseudo_labels: bool,
-    exact_limit: int = EXACT_MIX_LIMIT,
-) -> tuple[pd.DataFrame, str]:
-    """The label mix of the training set beside the predicted labels of traffic since ``since``.
+def mix_inputs(db: Database, *, since: datetime, min_confidence: float, use_pseudo_labels: bool,
+               exact_limit: int) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """What ``engine.label_mix.training_mix`` needs from the store, in one read.
 
-    Returns (frame, method). The frame has one row per label: label, training (rows),
-    training_share, traffic (queries), traffic_share; sorted by training share, largest first.
-    ``method`` is ``"exact"`` when the training set was rebuilt with the retrain's own rules
-    (``engine.dataset.build_training_set`` over ``store.log.training_rows``: what a retrain
-    now would train on), or ``"proxy"`` when more than ``exact_limit`` candidate rows make that
-    slow: then every human label plus every pseudo label at or above ``min_confidence`` counts
-    (no de-duplication, conflicts or evaluation split).
+    Returns (traffic, proxy). ``traffic``: columns label, n (queries predicted as the label since
+    ``since``). ``proxy``: None when at most ``exact_limit`` candidate rows (human labels + pseudo
+    labels) exist, so the caller can rebuild the training set exactly; otherwise columns label, n:
+    every human label plus every pseudo label at or above ``min_confidence`` (one SQL aggregate,
+    no de-duplication, conflicts or evaluation split).
     """
     params = {"use_pseudo": use_pseudo_labels, "min_confidence": min_confidence}
     with db.read() as con:
         candidates = con.execute(CANDIDATE_ROWS, {"use_pseudo": use_pseudo_labels}).fetchone()[0]
         traffic = con.execute(TRAFFIC_MIX, {"since": since}).df()
         proxy = con.execute(PROXY_TRAINING_MIX, params).df() if candidates > exact_limit else None
-    if proxy is None:
-        method = "exact"
-        rows = querylog.training_rows(db, include_pseudo=use_pseudo_labels)
-        known = {normalize_label(x) for x in querylog.known_labels(db)} - {None}
-        data = build_training_set(rows, known_labels=known or None, min_confidence=min_confidence,
-                                  max_text_length=max_text_length, eval_percent=eval_percent,
-                                  use_pseudo_labels=use_pseudo_labels)
-        training = data.train["label"].value_counts().rename_axis("label").rename("n").reset_index()
-    else:
-        method, training = "proxy", proxy
-    frame = pd.merge(
-        training.rename(columns={"n": "training"}), traffic.rename(columns={"n": "traffic"}), on="label", how="outer"
-    )
-    for column in ("training", "traffic"):
-        frame[column] = frame[column].fillna(0).astype(int)
-        total = frame[column].sum()
-        frame[f"{column}_share"] = frame[column] / total if total else 0.0
-    frame = frame.sort_values(["training_share", "traffic_share", "label"], ascending=[False, False, True])
-    return frame[["label", "training", "training_share", "traffic", "traffic_share"]].reset_index(drop=True), method
+    return traffic, proxy
 
 
 def quality(db: Database) -> dict[str, Any]:
@@ -299,8 +263,3 @@ def search_queries(
         frame = con.execute(search, {**params, "limit": int(limit)}).df()
         matches = con.execute(count, {**params, "cap": int(count_cap)}).fetchone()[0]
     return frame[RESULT_COLUMNS], matches
-
-
-def known_labels(db: Database) -> list[str]:
-    """Labels people have given (imports and feedback), normalised and sorted."""
-    return sorted({normalize_label(x) for x in querylog.known_labels(db)} - {None})

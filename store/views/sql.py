@@ -42,7 +42,7 @@ from typing import Any, Iterator
 import duckdb
 import pandas as pd
 
-from engine.errors import InputError, StoreError
+from store.errors import InputError, StoreError
 from store.db import Database
 
 MAX_SQL_CHARS = 20_000

@@ -1,4 +1,4 @@
-"""Tests of the embedded demo dataset generator (engine/intents.py)."""
+"""Tests of the embedded demo dataset generator (demo/intents.py)."""
 
 import dataclasses
 import re
@@ -9,7 +9,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
-from engine.intents import (
+from demo.intents import (
     INTENTS,
     NEW_PRODUCTS,
     TYPO_RATE,

@@ -3,7 +3,7 @@
 A simulated clock moves through the days. Each day, customers send queries (a weekly
 rhythm: busier on weekdays and in the daytime) that the real ``Classifier`` answers
 and logs; about 10% get a human label later. The intent mix drifts and new product
-names and phrasings appear (``engine.intents``). The real ``Worker`` ingests the log and
+names and phrasings appear (``demo.intents``). The real ``Worker`` ingests the log and
 its ``Scheduler`` runs the weekly, monthly and adaptive jobs at their simulated times;
 each retrain goes through the real gate and registry. Two incidents make the history
 worth looking at:
@@ -36,7 +36,7 @@ from engine.commands import submit
 from engine.config import Settings
 from engine.context import Context
 from engine.errors import InputError
-from engine.intents import INTENTS, IntentGenerator
+from demo.intents import INTENTS, IntentGenerator
 from engine.lock import WorkerLock
 from engine.retrain import run_cycle
 from engine.worker import Worker
