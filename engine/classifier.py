@@ -200,6 +200,10 @@ class Classifier:
               "label": label, "source": "feedback"}]
         )
 
+    def check(self, text: Any) -> str:
+        """``text`` as the model sees it (normalised); raises InputError saying why it cannot be classified."""
+        return self._clean(text)
+
     def labels(self) -> tuple[str, ...]:
         """The labels the serving model knows (empty when no model is loaded)."""
         model = self._model

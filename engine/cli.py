@@ -204,6 +204,14 @@ def cmd_predict(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    from engine.api import serve
+
+    serve(settings, host=args.host, port=args.port, access_log=not args.no_access_log,
+          announce=lambda line: print(line, flush=True))
+    return 0
+
+
 def cmd_events(settings: Settings, args: argparse.Namespace) -> int:
     from store.events import recent_events
 
@@ -301,6 +309,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--since", type=_day, metavar="YYYY-MM-DD", help="only the days from this one on (default: all)")
     p.set_defaults(func=cmd_export_log)
 
+    p = sub.add_parser("serve", help="the HTTP API (FastAPI; OpenAPI docs at /docs) until SIGTERM or Ctrl-C")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1; any other needs action_token in .streamlit/secrets.toml)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000; 0: any free port)")
+    p.add_argument("--no-access-log", action="store_true", help="do not log one line per request")
+    p.set_defaults(func=cmd_serve)
+
     p = sub.add_parser("events", help="recent events, newest first")
     p.add_argument("--limit", type=int, default=20, help="how many (default 20)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -312,7 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO if args.command == "worker" else logging.WARNING,
+        level=logging.DEBUG if args.verbose else logging.INFO if args.command in ("worker", "serve") else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:

@@ -77,6 +77,8 @@ class Settings:
     reload_seconds: float = 0.5
     flush_seconds: float = 0.2
     flush_rows: int = 500
+    api_max_batch: int = 256
+    api_max_body_bytes: int = 1_048_576
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -141,6 +143,8 @@ _RANGES: dict[str, tuple[float, float]] = {
     "reload_seconds": (0.05, 60),
     "flush_seconds": (0.01, 60),
     "flush_rows": (1, 1_000_000),
+    "api_max_batch": (1, 100_000),
+    "api_max_body_bytes": (1024, 1_073_741_824),
 }
 
 

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import streamlit as st
 
+from engine.access import LOCAL_ADDRESSES, action_token
 from engine.commands import submit
 from engine.config import load_settings
 from engine.context import Context
@@ -150,16 +151,12 @@ def page_header(title: str, caption: str) -> dict[str, Any]:
     return current
 
 
-LOCAL_ADDRESSES = ("127.0.0.1", "localhost", "::1")
-
-
 def _action_token() -> str | None:
-    """The ``action_token`` from Streamlit secrets (.streamlit/secrets.toml), if one is set."""
+    """The ``action_token`` from Streamlit secrets (.streamlit/secrets.toml), if one is set (see engine.access)."""
     try:
-        token = st.secrets.get("action_token")
+        return action_token(secrets=st.secrets)
     except Exception:  # no secrets file at all
         return None
-    return str(token) if token else None
 
 
 def actions_refused() -> str | None:

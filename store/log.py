@@ -210,3 +210,12 @@ def prediction_counts(db: Database, *, versions: list[str], min_confidence: floa
     with db.read() as con:
         return con.execute(PREDICTION_COUNTS, {"versions": list(versions), "min_confidence": float(min_confidence),
                                                "end": end or datetime(9999, 1, 1)}).df()
+
+
+QUERY_LOGGED = "SELECT count(*) FROM queries WHERE id = ?"
+
+
+def query_logged(db: Database, query_id: str) -> bool:
+    """True when a logged query with this id is in the store (the HTTP API checks feedback against it)."""
+    with db.read() as con:
+        return con.execute(QUERY_LOGGED, [query_id]).fetchone()[0] > 0
