@@ -4,6 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 HOME_DIR ?= $(or $(RETRAINER_HOME),./data)
 PORT ?= 8501
+API_PORT ?= 8000
 
 .PHONY: run test venv demo worker app bench bench-quick clean
 
@@ -15,14 +16,15 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 
 venv: $(VENV)/.installed
 
-## Build the demo when the data directory is empty, then run the worker (background) and the dashboard.
+## Build the demo when the data directory is empty, then run the worker and the HTTP API (background) and the dashboard.
 run: venv
 	@if [ ! -f "$(HOME_DIR)/retrainer.duckdb" ]; then \
 		echo "Seeding the demo into $(HOME_DIR) (about a minute) ..."; \
 		RETRAINER_HOME="$(HOME_DIR)" $(PY) -m engine demo || exit 1; \
 	fi
 	@RETRAINER_HOME="$(HOME_DIR)" $(PY) -m engine worker & WORKER=$$!; \
-	trap 'kill -TERM $$WORKER 2>/dev/null; wait $$WORKER 2>/dev/null' EXIT INT TERM; \
+	RETRAINER_HOME="$(HOME_DIR)" $(PY) -m engine serve --port $(API_PORT) & API=$$!; \
+	trap 'kill -TERM $$WORKER $$API 2>/dev/null; wait $$WORKER $$API 2>/dev/null' EXIT INT TERM; \
 	RETRAINER_HOME="$(HOME_DIR)" $(VENV)/bin/streamlit run app.py --server.port $(PORT)
 
 ## Create the environment and run every test.

@@ -23,10 +23,12 @@ traceback or a server path.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import logging
 import math
 import re
+import signal
 import socket
 import sys
 import threading
@@ -724,4 +726,28 @@ def serve(settings: Settings, *, host: str = DEFAULT_HOST, port: int = DEFAULT_P
              f"writes {'need the action token' if token else 'are open to this machine only'}")
     config = uvicorn.Config(app, log_config=None, access_log=access_log, server_header=False, proxy_headers=False,
                             timeout_graceful_shutdown=10)
-    uvicorn.Server(config).run(sockets=[sock])
+    _server_class()(config).run(sockets=[sock])
+    log.info("API stopped cleanly")
+
+
+def _server_class():
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, except that a graceful stop on SIGTERM or SIGINT ends the process with 0 (like the
+        worker) instead of raising the signal again once the server has stopped (uvicorn's ``capture_signals``)."""
+
+        @contextlib.contextmanager
+        def capture_signals(self):
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            handled = (signal.SIGINT, signal.SIGTERM)
+            originals = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+            try:
+                yield
+            finally:
+                for sig, handler in originals.items():
+                    signal.signal(sig, handler)
+
+    return Server
