@@ -277,7 +277,7 @@ def _authorized(service: Annotated[Service, Depends(_service)],
 ServiceDep = Annotated[Service, Depends(_service)]
 ClassifierDep = Annotated[Classifier, Depends(_classifier)]
 Write = [Depends(_authorized)]
-ERRORS = {code: {"model": Problem} for code in (401, 404, 409, 413, 422, 503)}
+ERRORS = {code: {"model": Problem} for code in (401, 404, 409, 413, 503)}
 
 
 # -- helpers --------------------------------------------------------------------------------------------
@@ -425,6 +425,9 @@ async def _engine_error(request: Request, exc: RetrainerError) -> JSONResponse:
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     if exc.status_code == 404:
         detail = f"there is no endpoint {request.method} {request.url.path}: see /docs for the endpoints"
+    elif exc.status_code == 400:  # FastAPI could not decode the body (not UTF-8, say)
+        return JSONResponse({"detail": f"the body could not be read as JSON text (UTF-8): {_FIXES['json_invalid']}",
+                             "field": "body"}, status_code=422)
     elif exc.status_code == 405:
         detail = f"{request.url.path} does not take {request.method}: see /docs for its methods"
     else:
@@ -470,7 +473,8 @@ def create_app(ctx: Context, *, token: str | None, host: str = DEFAULT_HOST, cla
         description=__doc__.split("\n\n", 2)[1] if __doc__ else None,
         version="1",
         lifespan=lifespan,
-        responses={500: {"model": Problem}},
+        responses={422: {"model": Problem, "description": "a field is not acceptable: `detail` says which and why"},
+                   500: {"model": Problem, "description": "an unexpected error; the server's log has the details"}},
     )
     app.state.service = service
     app.add_middleware(BodyLimit, limit=ctx.settings.api_max_body_bytes)

@@ -86,6 +86,20 @@ def test_readyz_without_a_model_is_503_saying_how_to_get_one(tmp_path):
         assert str(tmp_path) not in detail
 
 
+def test_the_openapi_documentation_lists_every_endpoint(client):
+    spec = client.get("/openapi.json").json()
+    routes = {(method.upper(), path) for path, item in spec["paths"].items() for method in item}
+    assert routes == {
+        ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/model/status"), ("GET", "/retrain/metrics"),
+        ("GET", "/retrain/status"), ("POST", "/retrain"), ("GET", "/commands/{command_id}"),
+        ("GET", "/scheduler/status"), ("POST", "/scheduler/start"), ("POST", "/scheduler/stop"),
+        ("POST", "/predict"), ("POST", "/feedback"), ("POST", "/rollback"), ("GET", "/models"), ("GET", "/events")}
+    assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    assert spec["paths"]["/retrain"]["post"]["security"] == [{"HTTPBearer": []}]
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "swagger-ui" in docs.text
+
+
 # -- the seed system's reads ---------------------------------------------------------------------------
 
 
@@ -269,6 +283,9 @@ def test_a_body_that_is_not_json_is_422(client):
     assert problem(response, 422) == ('the body is not valid JSON: send a JSON object, e.g. {"text": "where is my parcel"}',
                                       "body")
     assert problem(client.post("/predict"), 422) == ("the body is missing: send a JSON object (see /docs)", "body")
+    latin1 = client.post("/predict", content='{"text": "caf\xe9"}'.encode("latin-1"), headers={"content-type": "application/json"})
+    assert problem(latin1, 422) == ('the body could not be read as JSON text (UTF-8): send a JSON object, e.g. '
+                                    '{"text": "where is my parcel"}', "body")
 
 
 def test_a_body_over_the_size_limit_is_413_declared_or_streamed(demo_copy):
