@@ -12,11 +12,11 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks import dashboard, gate_quality, gate_speed, hot_reload, peer, retrain, serving
+from benchmarks import api, dashboard, gate_quality, gate_speed, hot_reload, peer, retrain, serving
 from benchmarks.common import DEFAULT_WORK, ROOT, machine, say, table
 
 SUITES = {"serving": serving.run, "retrain": retrain.run, "dashboard": dashboard.run, "hot_reload": hot_reload.run,
-          "peer": peer.run, "gate_speed": gate_speed.run, "gate_quality": gate_quality.run}
+          "peer": peer.run, "gate_speed": gate_speed.run, "gate_quality": gate_quality.run, "api": api.run}
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 
 

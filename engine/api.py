@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -82,6 +83,9 @@ DEFAULT_PORT = 8000
 # Query ids this process answered, remembered so feedback on them is accepted before the
 # worker has ingested them (at most this many, oldest forgotten first: ~10 MB).
 RECENT_QUERY_IDS = 100_000
+# Single texts up to this many characters are classified on the event loop (about 1 ms); longer ones
+# and batches in the thread pool.
+INLINE_CHARS = 4000
 
 
 # -- errors ------------------------------------------------------------------------------------------
@@ -245,11 +249,11 @@ class Service:
         return public_message(message, home=self.settings.home)
 
 
-def _service(request: Request) -> Service:
+async def _service(request: Request) -> Service:
     return request.app.state.service
 
 
-def _classifier(service: Annotated[Service, Depends(_service)]) -> Classifier:
+async def _classifier(service: Annotated[Service, Depends(_service)]) -> Classifier:
     if service.classifier is None:  # the lifespan did not run (an app used without its server)
         raise ApiError(503, "the classifier is not started: run the API with `python -m engine serve`")
     return service.classifier
@@ -258,7 +262,7 @@ def _classifier(service: Annotated[Service, Depends(_service)]) -> Classifier:
 _bearer = HTTPBearer(auto_error=False, description="the action_token from .streamlit/secrets.toml")
 
 
-def _authorized(service: Annotated[Service, Depends(_service)],
+async def _authorized(service: Annotated[Service, Depends(_service)],
                 credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
     """Let a write through, or refuse it with 401 saying how to authorize."""
     if service.token is None:
@@ -493,7 +497,7 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every endpoin
         return {"status": "ok"}
 
     @app.get("/readyz", tags=["health"], summary="A model is loaded and answers", responses={503: {"model": Problem}})
-    def readyz(service: ServiceDep, clf: ClassifierDep) -> dict[str, Any]:
+    async def readyz(service: ServiceDep, clf: ClassifierDep) -> dict[str, Any]:
         status = clf.status()
         if status.version is None:
             reason = status.fallback_reason or "no model is deployed yet: train one (`python -m engine retrain --wait`)"
@@ -505,30 +509,18 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every endpoin
 
     @app.post("/predict", tags=["serving"], dependencies=Write, responses=ERRORS,
               summary="Classify one text or a batch (every query is logged)")
-    def predict(body: PredictRequest, service: ServiceDep, clf: ClassifierDep) -> PredictionOut | PredictionsOut:
+    async def predict(body: PredictRequest, service: ServiceDep, clf: ClassifierDep) -> PredictionOut | PredictionsOut:
         if (body.text is None) == (body.texts is None):
             raise ApiError(422, 'send either "text" (one query) or "texts" (a list), not both and not neither',
                            field="text")
         if body.text is not None:
-            try:
-                p = clf.predict(body.text)
-            except InputError as exc:
-                raise ApiError(422, f"text: {exc}", field="text") from None
-            service.remember([p.query_id])
-            return JSONResponse(_prediction(p))  # type: ignore[return-value]  # already plain JSON
-        texts = body.texts
-        limit = service.settings.api_max_batch
-        if not texts:
-            raise ApiError(422, "texts is empty: send at least one text", field="texts")
-        if len(texts) > limit:
-            raise ApiError(422, f"texts has {len(texts):,} items, over the limit of {limit:,}: split it into "
-                                f"requests of at most {limit:,} (setting api_max_batch)", field="texts")
-        try:
-            predictions = clf.predict_many(texts)
-        except InputError as exc:
-            raise ApiError(422, f"{_bad_text(clf, texts)}: {exc}", field=_bad_text(clf, texts)) from None
-        service.remember([p.query_id for p in predictions])
-        return JSONResponse({"predictions": [_prediction(p) for p in predictions]})  # type: ignore[return-value]
+            # A short text is answered on the event loop: ~1 ms of CPU that needs the GIL anyway, and the
+            # thread-pool hop around it cost more than the prediction (see benchmarks/api.py). A long one,
+            # or a batch, goes to the thread pool so that the loop is never held for long.
+            if len(body.text) <= INLINE_CHARS:
+                return _predict_one(service, clf, body.text)
+            return await run_in_threadpool(_predict_one, service, clf, body.text)
+        return await run_in_threadpool(_predict_batch, service, clf, body.texts)
 
     @app.post("/feedback", tags=["serving"], dependencies=Write, responses=ERRORS,
               summary="Record the true label of a query POST /predict answered")
@@ -660,6 +652,31 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every endpoin
                kind: Annotated[str | None, Query(max_length=40, description="only this kind, e.g. gate")] = None,
                ) -> dict[str, Any]:
         return plain({"events": recent_events(service.ctx.db, limit=limit, kind=kind)})
+
+
+def _predict_one(service: Service, clf: Classifier, text: str) -> JSONResponse:
+    try:
+        p = clf.predict(text)
+    except InputError as exc:
+        raise ApiError(422, f"text: {exc}", field="text") from None
+    service.remember([p.query_id])
+    return JSONResponse(_prediction(p))
+
+
+def _predict_batch(service: Service, clf: Classifier, texts: list[str]) -> JSONResponse:
+    limit = service.settings.api_max_batch
+    if not texts:
+        raise ApiError(422, "texts is empty: send at least one text", field="texts")
+    if len(texts) > limit:
+        raise ApiError(422, f"texts has {len(texts):,} items, over the limit of {limit:,}: split it into "
+                            f"requests of at most {limit:,} (setting api_max_batch)", field="texts")
+    try:
+        predictions = clf.predict_many(texts)
+    except InputError as exc:
+        where = _bad_text(clf, texts)
+        raise ApiError(422, f"{where}: {exc}", field=where) from None
+    service.remember([p.query_id for p in predictions])
+    return JSONResponse({"predictions": [_prediction(p) for p in predictions]})
 
 
 def _public_dict(service: Service, value: Any) -> Any:
