@@ -166,6 +166,15 @@ class Server:
             self.proc.wait()
 
 
+def layer_of(frames: list[str]) -> str:
+    """The layer of one sampled stack (root first, as py-spy writes it): that of its innermost known frame."""
+    for frame in reversed(frames):
+        for name, marks in LAYERS:
+            if any(mark in frame for mark in marks):
+                return name
+    return "other"
+
+
 def profile(server: Server, clients: int, n: int, out: Path) -> dict[str, Any]:
     """Run the load while py-spy samples the server; the share of samples per layer, and the top leaf functions."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
@@ -187,13 +196,7 @@ def profile(server: Server, clients: int, n: int, out: Path) -> dict[str, Any]:
         if not count.isdigit():
             continue
         frames = stack.split(";")
-        layer = "other"
-        for frame in reversed(frames):
-            hit = next((name for name, marks in LAYERS if any(m in frame for m in marks)), None)
-            if hit:
-                layer = hit
-                break
-        layers[layer] += int(count)
+        layers[layer_of(frames)] += int(count)
         leaves[frames[-1].strip()] += int(count)
     total = sum(layers.values()) or 1
     return {"load": report, "samples": total, "layers": {k: v / total for k, v in layers.most_common()},
