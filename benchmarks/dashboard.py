@@ -83,6 +83,7 @@ def _build(home: Path) -> None:
     from engine.context import Context
     from engine.evaluation import score_predictions
     from demo.intents import INTENTS, IntentGenerator
+    from store.vocabulary import Alias, ModelStatus
     from store.models import get_model
 
     settings = load_settings(env={}, path=None, home=home)
@@ -167,9 +168,9 @@ def _build(home: Path) -> None:
     deployed = {d["version"] for d in deployments} | {d["previous_version"] for d in deployments}
     for v in versions:
         if v["status"] == "accepted":
-            v["status"] = "active" if v["version"] == f"v{N_VERSIONS:04d}" else "retired"
+            v["status"] = ModelStatus.CHAMPION if v["version"] == f"v{N_VERSIONS:04d}" else ModelStatus.RETIRED
         elif v["version"] in deployed:
-            v["status"] = "retired"
+            v["status"] = ModelStatus.RETIRED
     last_deploy = deployments[-1]["ts"]
     frames = {"bench_versions": pd.DataFrame(versions), "bench_retrains": pd.DataFrame(retrains),
               "bench_evaluations": pd.DataFrame(evaluations), "bench_deployments": pd.DataFrame(deployments),
@@ -181,17 +182,19 @@ def _build(home: Path) -> None:
         p = {"now": now}
         # The real first cycle happened at the start of the 90 days.
         con.execute("UPDATE retrains SET started_at = $t, finished_at = $t + INTERVAL 2 SECOND WHERE id = 1", {"t": start})
-        con.execute("UPDATE models SET created_at = $t, status = 'retired' WHERE version = 'v0001'", {"t": start})
+        con.execute("UPDATE models SET created_at = $t, status = $s WHERE version = 'v0001'",
+                    {"t": start, "s": ModelStatus.RETIRED})
         con.execute("UPDATE evaluations SET ts = $t WHERE retrain_id = 1", {"t": start})
-        con.execute("UPDATE deployments SET ts = $t", {"t": start})
+        con.execute("UPDATE alias_history SET ts = $t", {"t": start})
         con.execute("UPDATE labels SET ts = $t", {"t": start})
         con.execute("UPDATE events SET ts = $t", {"t": start})
         con.execute("INSERT INTO models BY NAME SELECT * FROM bench_versions")
         con.execute("INSERT INTO retrains BY NAME SELECT * FROM bench_retrains")
         con.execute("SELECT nextval('retrain_ids') FROM range(600)").fetchall()
         con.execute("INSERT INTO evaluations BY NAME SELECT * FROM bench_evaluations")
-        con.execute("INSERT INTO deployments (ts, version, previous_version, kind, reason) "
-                    "SELECT ts, version, previous_version, kind, reason FROM bench_deployments ORDER BY ts")
+        con.execute("INSERT INTO alias_history (ts, alias, version, previous_version, kind, actor, reason) "
+                    "SELECT ts, $alias, version, previous_version, kind, 'benchmark', reason FROM bench_deployments "
+                    "ORDER BY ts", {"alias": Alias.CHAMPION})
         # 1M queries in time order (as ingestion writes them): text from a pool of demo queries, 88% predicted
         # right, confidence 0.2-1.0 skewed high, the version serving at the time.
         con.execute(f"""

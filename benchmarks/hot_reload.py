@@ -250,6 +250,7 @@ def measure(home: Path, *, processes: int, swaps: int, restarts: int, seed: int 
     from engine import registry
     from engine.context import Context
     from engine.deployment import deploy
+    from store.vocabulary import AssignmentKind
 
     settings = _settings(home)
     ctx = Context.open(settings)
@@ -273,7 +274,8 @@ def measure(home: Path, *, processes: int, swaps: int, restarts: int, seed: int 
             target = VERSIONS[0] if current == VERSIONS[1] else VERSIONS[1]
             time.sleep(rng.uniform(0.05, 0.5))  # meet the poll at a random phase
             t0 = time.time()
-            result = deploy(ctx, target, kind="deploy", reason=f"hot-reload benchmark: {reason} {k + 1}")
+            # The other version served before (it is retired): going back to it is a rollback's alias move.
+            result = deploy(ctx, target, kind=AssignmentKind.ROLLBACK, reason=f"hot-reload benchmark: {reason} {k + 1}")
             t1 = time.time()
             if not result.deployed:
                 raise RuntimeError(f"deployment {k + 1} failed: {result.message}")

@@ -6,7 +6,7 @@ parameters, the trigger and the gate's decision (accepted 60%, rejected 35%, inc
 Both sides are given exactly these values.
 
 Ours: each retrain written through the store's own functions, in the transactions
-``engine.retrain.run_cycle`` opens (``start_retrain``; ``insert_model``; ``set_model_metrics``
+``engine.retrain.run_cycle`` opens (``start_retrain``; ``ModelRegistry.register``; ``set_model_metrics``
 with the per-class report, ``add_evaluation`` for candidate and champion, the gate event;
 for an accepted candidate what ``engine.deployment.deploy`` records: status, deployment, event;
 ``finish_retrain``), without training: 4 write transactions per retrain, 5 when accepted.
@@ -100,21 +100,24 @@ def history(n: int, *, seed: int = 3) -> list[Retrain]:
 
 def _ours_write(ctx: Any, r: Retrain) -> None:
     """What one retrain cycle writes, in its transactions (nothing trained, no model file)."""
+    from engine.lifecycle import ModelRegistry
     from store.events import add_event
-    from store.models import add_deployment, insert_model, set_model_metrics, set_model_status
+    from store.models import set_model_metrics
     from store.retrains import add_evaluation, finish_retrain, start_retrain
+    from store.vocabulary import AssignmentKind, EventKind, GateOutcome, Severity
 
     started = time.perf_counter()
+    models = ModelRegistry(ctx)
     retrain_id = start_retrain(ctx.db, trigger=r.trigger, ts=ctx.clock())
     now = ctx.clock()
     with ctx.db.write() as con:
-        insert_model(con, {
-            "version": r.version, "created_at": now, "status": "candidate", "file": f"{r.version}.pkl",
+        models.register(con, {
+            "version": r.version, "created_at": now, "file": f"{r.version}.pkl",
             "sha256": f"{r.number:064x}", "size_bytes": 4_000_000, "sklearn_version": "1.9.1", "params": r.params,
             "labels": r.report["labels"], "train_rows": 10 * r.eval_rows, "train_hash": f"{r.number * 7919:032x}",
             "retrain_id": retrain_id,
-        })
-    accepted = r.decision == "accepted"
+        }, ts=now, trigger=r.trigger)
+    accepted = r.decision == GateOutcome.ACCEPTED
     with ctx.db.write() as con:
         set_model_metrics(con, r.version, accuracy=r.accuracy, macro_f1=r.macro_f1, eval_rows=r.eval_rows,
                           report=r.report)
@@ -123,23 +126,23 @@ def _ours_write(ctx: Any, r: Retrain) -> None:
         if r.champion is not None:
             add_evaluation(con, retrain_id=retrain_id, ts=now, version=r.champion, role="champion",
                            accuracy=r.champion_accuracy, macro_f1=r.champion_macro_f1, eval_rows=r.eval_rows)
-        if not accepted:
-            set_model_status(con, r.version, "rejected")
-        add_event(con, ts=now, kind="gate", severity="info" if accepted else "warning", version=r.version,
-                  message=f"Candidate {r.version} {r.decision} ({r.trigger} retrain #{retrain_id}).",
-                  details={"retrain_id": retrain_id, "trigger": r.trigger, "candidate": r.version,
-                           "champion": r.champion, "accepted": accepted, "outcome": r.decision,
-                           "candidate_metrics": {"accuracy": r.accuracy, "macro_f1": r.macro_f1},
-                           "champion_metrics": None if r.champion is None else
-                           {"accuracy": r.champion_accuracy, "macro_f1": r.champion_macro_f1},
-                           "eval_rows": r.eval_rows})
+        message = f"Candidate {r.version} {r.decision} ({r.trigger} retrain #{retrain_id})."
+        details = {"retrain_id": retrain_id, "trigger": r.trigger, "candidate": r.version,
+                   "champion": r.champion, "accepted": accepted, "outcome": r.decision,
+                   "candidate_metrics": {"accuracy": r.accuracy, "macro_f1": r.macro_f1},
+                   "champion_metrics": None if r.champion is None else
+                   {"accuracy": r.champion_accuracy, "macro_f1": r.champion_macro_f1},
+                   "eval_rows": r.eval_rows}
+        if accepted:
+            add_event(con, ts=now, kind=EventKind.GATE, severity=Severity.INFO, version=r.version, message=message,
+                      details=details)
+        else:
+            models.reject(con, r.version, inconclusive=r.decision == GateOutcome.INCONCLUSIVE, ts=now,
+                          message=message, details=details)
     if accepted:
         with ctx.db.write() as con:  # what deploy() records after switching the pointer
-            set_model_status(con, r.version, "active")
-            add_deployment(con, ts=now, version=r.version, previous_version=r.champion, kind="deploy",
-                           reason=f"Deployed {r.version}.")
-            add_event(con, ts=now, kind="deploy", severity="info", version=r.version, message=f"Deployed {r.version}.",
-                      details={"version": r.version, "previous": r.champion, "kind": "deploy"})
+            models.promote(con, r.version, previous=r.champion, kind=AssignmentKind.DEPLOY, actor="benchmark",
+                           reason=f"Deployed {r.version}.", ts=now)
     with ctx.db.write() as con:
         finish_retrain(con, retrain_id, {
             "finished_at": ctx.clock(), "status": "accepted" if accepted else "rejected", "decision": r.decision,

@@ -9,9 +9,11 @@ follow; the store records the same facts for people. A deployment:
 2. switches the pointer atomically;
 3. has the worker's own predictor load the new pointer and answer; if it cannot, the
    previous pointer is restored at once and the event says why (automatic rollback);
-4. records statuses, the deployment and an event in one transaction.
+4. records the status change, the champion alias move and an event in one transaction.
 
-A crash between 2 and 4 is repaired at the next worker start (``engine.repair``).
+Statuses, the alias and the pointer file are changed only through ``engine.lifecycle``;
+this module decides *whether* a version may serve. A crash between 2 and 4 is repaired at
+the next worker start (``engine.repair`` -> ``ModelRegistry.reconcile``).
 """
 
 from __future__ import annotations
@@ -26,9 +28,9 @@ from engine import faults, registry
 from engine.classifier import load_serving_model
 from engine.context import Context
 from engine.errors import InputError, ModelLoadError, RegistryError
+from engine.lifecycle import ModelRegistry, check_transition, ref_of
 from store import log as querylog
-from store.events import add_event
-from store.models import add_deployment, get_model, list_models, set_model_status
+from store.vocabulary import AssignmentKind, ModelStatus
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +44,6 @@ class DeployResult:
     version: str
     previous: str | None
     message: str
-
-
-def ref_for(model_row: dict[str, Any]) -> registry.ModelRef:
-    return registry.ModelRef(
-        model_row["version"], model_row["sha256"], model_row["sklearn_version"], tuple(model_row.get("labels") or ())
-    )
 
 
 def smoke_texts(ctx: Context, ref: registry.ModelRef) -> list[str]:
@@ -89,53 +85,54 @@ def _check_serving(ctx: Context, version: str, text: str) -> str | None:
     return None
 
 
-def deploy(ctx: Context, version: str, *, kind: str, reason: str, in_memory: Any = None) -> DeployResult:
-    """Make ``version`` active after validating it; restore the previous one if serving fails."""
+def deploy(ctx: Context, version: str, *, kind: AssignmentKind, reason: str, in_memory: Any = None,
+           actor: str = "worker") -> DeployResult:
+    """Make ``version`` the champion after validating it; restore the previous one if serving fails.
+
+    ``kind`` is DEPLOY for a candidate that passed the gate, ROLLBACK for a retired version;
+    ``actor`` says who asked (worker, dashboard, cli, demo). Raises RegistryError when the
+    version is unknown or its status does not allow the move (``engine.lifecycle``), and
+    ModelLoadError when the saved file fails validation (nothing is switched then).
+    """
     registry.check_version(version)
-    row = get_model(ctx.db, version)
-    if row is None:
-        raise RegistryError(f"version {version} is not in the registry: see `python -m engine status` for versions")
-    ref = ref_for(row)
+    models = ModelRegistry(ctx)
+    row = check_transition(models.get(version), "promote" if kind == AssignmentKind.DEPLOY else "roll back to",
+                           name=version)
+    ref = ref_of(row)
     smoke = smoke_texts(ctx, ref)
     validate(ctx, ref, in_memory, smoke=smoke)
     faults.point("deploy_after_validate")
-    before = registry.read_active(ctx.settings.registry_dir)
-    previous = before.active.version if before else None
     now = ctx.clock()
-    registry.point_to(ctx.settings.registry_dir, ref, deployed_at=now.isoformat())
+    switch = models.switch(row, kind=kind, ts=now)
+    previous = switch.previous
     faults.point("deploy_after_switch")
     problem = _check_serving(ctx, version, smoke[0])
     faults.point("deploy_after_check")
     if problem is not None:
-        if before is not None:
-            registry.write_active(ctx.settings.registry_dir, before)
-        else:
-            (ctx.settings.registry_dir / registry.ACTIVE_FILE).unlink(missing_ok=True)
+        models.switch_back(switch)
         message = (
             f"Deployment of {version} failed after the switch: {problem}. "
             + (f"Rolled back automatically to {previous}." if previous else "No earlier version to restore; nothing serves.")
         )
         with ctx.db.write() as con:
-            set_model_status(con, version, "failed")
-            if previous:
-                add_deployment(con, ts=now, version=previous, previous_version=version, kind="auto_rollback", reason=message)
-            add_event(con, ts=now, kind="rollback", severity="error", version=previous, message=message,
-                      details={"failed_version": version, "restored": previous, "problem": problem, "automatic": True})
+            models.restore(con, version, previous=previous, actor=actor, message=message, problem=problem, ts=now)
         log.error(message)
         return DeployResult(False, version, previous, message)
     with ctx.db.write() as con:
-        set_model_status(con, version, "active")
-        add_deployment(con, ts=now, version=version, previous_version=previous, kind=kind, reason=reason)
-        faults.point("deploy_before_event")
-        add_event(con, ts=now, kind="deploy" if kind == "deploy" else "rollback", severity="info" if kind == "deploy" else "warning",
-                  version=version, message=reason, details={"version": version, "previous": previous, "kind": kind})
+        models.promote(con, version, previous=previous, kind=kind, actor=actor, reason=reason, ts=now)
     log.info("deployed %s (previous %s)", version, previous)
     return DeployResult(True, version, previous, reason)
 
 
-def rollback(ctx: Context, *, to: str | None = None, why: str = "requested") -> DeployResult:
-    """Return to the previously deployed version, or to ``to``; one deployment and one event."""
-    pointer = registry.read_active(ctx.settings.registry_dir)
+def rollback(ctx: Context, *, to: str | None = None, why: str = "requested", actor: str = "worker") -> DeployResult:
+    """Return to the version that served before the champion, or to ``to``; one alias move and one event.
+
+    A damaged pointer file is first rewritten from the store (``ModelRegistry.repair_pointer``),
+    so the rollback a damaged pointer calls for can run.
+    """
+    models = ModelRegistry(ctx)
+    models.repair_pointer(ts=ctx.clock())
+    pointer = models.pointer()
     if pointer is None:
         raise RegistryError("nothing is deployed yet, so there is nothing to roll back")
     current = pointer.active.version
@@ -148,18 +145,19 @@ def rollback(ctx: Context, *, to: str | None = None, why: str = "requested") -> 
         target = registry.check_version(to.strip())
         registry.model_file(ctx.settings.registry_dir, target)
     if target == current:
-        raise RegistryError(f"{target} is already the active version")
-    row = get_model(ctx.db, target)
+        raise RegistryError(f"{target} is already the champion")
+    row = models.get(target)
     if row is None:
-        known = ", ".join(m["version"] for m in list_models(ctx.db) if m["status"] in ("retired", "active")) or "none"
+        deployable = (ModelStatus.RETIRED, ModelStatus.CHAMPION)
+        known = ", ".join(m.version for m in models.versions() if m.status in deployable) or "none"
         raise InputError(f"version {target} does not exist: deployable versions are {known}")
-    if row["status"] not in ("retired",):
+    if row.status != ModelStatus.RETIRED:
         raise RegistryError(
-            f"version {target} is {row['status']}: only versions that served before (retired) can be rolled back to"
+            f"version {target} is {row.status}: only versions that served before (retired) can be rolled back to"
         )
     message = f"Rolled back from {current} to {target} ({why})."
     faults.point("rollback_before_deploy")
-    result = deploy(ctx, target, kind="rollback", reason=message)
+    result = deploy(ctx, target, kind=AssignmentKind.ROLLBACK, reason=message, actor=actor)
     if result.deployed:
         faults.point("rollback_after_deploy")
     return result

@@ -44,6 +44,8 @@ VERSION_PATTERN = re.compile(r"^v[0-9]{4,9}\Z")
 ACTIVE_FILE = "ACTIVE.json"
 MODEL_SUFFIX = ".pkl"
 HISTORY_LENGTH = 50
+# A pointer with HISTORY_LENGTH entries and long label lists stays far below this.
+MAX_POINTER_BYTES = 4_000_000
 
 
 def check_version(version: str) -> str:
@@ -195,17 +197,24 @@ class ActivePointer:
 def read_active(registry_dir: Path) -> ActivePointer | None:
     """The active pointer, or None when nothing was ever deployed."""
     path = registry_dir / ACTIVE_FILE
+    advice = "the worker rewrites it from the store at its next start (or run `python -m engine rollback`)"
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         return None
+    except OSError as exc:  # a directory, no permission
+        raise ModelLoadError(f"{path} cannot be read ({exc.strerror}): {advice}") from exc
+    if len(data) > MAX_POINTER_BYTES:
+        raise ModelLoadError(f"{path} is damaged (it holds {len(data):,} bytes, a pointer is a few KB): {advice}")
     try:
         pointer = ActivePointer.from_json(data)
         for ref in (pointer.active, *pointer.history):
             check_version(ref.version)  # a hand-edited pointer must not name a path
         return pointer
-    except (ValueError, KeyError, TypeError, InputError) as exc:
-        raise ModelLoadError(f"{path} is damaged ({exc}): run `python -m engine rollback --to VERSION` to rewrite it") from exc
+    except RecursionError as exc:  # deeply nested JSON
+        raise ModelLoadError(f"{path} is damaged (nested too deeply to be a pointer): {advice}") from exc
+    except (ValueError, KeyError, TypeError, AttributeError, InputError) as exc:
+        raise ModelLoadError(f"{path} is damaged ({exc}): {advice}") from exc
 
 
 def active_stamp(registry_dir: Path) -> tuple[int, int] | None:

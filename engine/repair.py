@@ -3,12 +3,13 @@
 The active pointer file is the truth that serving follows. At start-up the worker
 (holding the worker lock, so nothing else changes the registry):
 
-- marks retrains and commands left 'running' by a dead worker as failed, with why;
-- gives the pointer's version the status 'active' (and records the deployment if the
-  crash came between the switch and the record), retiring any other 'active' row;
-- records a version a dead cycle left as 'candidate' (saved, never deployed) as failed;
 - removes temporary files a crash left in the registry and the spool;
-- records a version whose file exists but has no row as an orphan (file moved aside).
+- marks retrains and commands left 'running' by a dead worker as failed, with why;
+- then asks the model lifecycle to reconcile (``ModelRegistry.reconcile``): a damaged
+  pointer is rewritten from the store; the pointer's version becomes the champion (its
+  alias move recorded if the crash came between the switch and the record) and any other
+  champion retired; a version a dead cycle left as candidate is failed; a model file
+  without a row is moved aside as an orphan.
 
 Each fix is an event saying what was found, stored in the same transaction as the fix
 (for files, the event is stored first: a crash in between makes the next start repeat it).
@@ -19,12 +20,13 @@ from __future__ import annotations
 import logging
 import time
 
-from engine import faults, registry
+from engine import faults
 from engine.context import Context
+from engine.lifecycle import ModelRegistry
 from store.commands import fail_running_commands
 from store.events import add_event
-from store.models import add_deployment, list_deployments, list_models, set_model_status
 from store.retrains import fail_running_retrains
+from store.vocabulary import EventKind, Severity
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +40,7 @@ def _fixed(con, fixes: list[str], fix: str, *, now) -> None:
     A crash can then never leave a fix made but unexplained: either both are stored or neither.
     """
     fixes.append(fix)
-    add_event(con, ts=now, kind="repair", severity="warning", message=f"Start-up repair: {fix}.")
+    add_event(con, ts=now, kind=EventKind.REPAIR, severity=Severity.WARNING, message=f"Start-up repair: {fix}.")
 
 
 def repair(ctx: Context) -> list[str]:
@@ -59,50 +61,7 @@ def repair(ctx: Context) -> list[str]:
         for cid in fail_running_commands(con, message="the worker stopped while this command ran; run it again", ts=now):
             _fixed(con, fixes, f"command #{cid} was left running by a stopped worker: marked failed", now=now)
     faults.point("repair_after_running")
-    models = {m["version"]: m for m in list_models(ctx.db)}
-    pointer = registry.read_active(reg)
-    if pointer is not None:
-        version = pointer.active.version
-        row = models.get(version)
-        last = list_deployments(ctx.db, limit=1)
-        with ctx.db.write() as con:
-            if row is None:
-                _fixed(con, fixes, f"the active pointer names {version}, which the store does not know", now=now)
-            else:
-                if row["status"] != "active":
-                    set_model_status(con, version, "active")
-                    _fixed(con, fixes, f"{version} serves but was recorded as {row['status']}: now recorded as active", now=now)
-                for other, m in models.items():
-                    if other != version and m["status"] == "active":
-                        set_model_status(con, other, "retired")
-                        _fixed(con, fixes, f"{other} was recorded as active but does not serve: now retired", now=now)
-                if not last or last[0]["version"] != version:
-                    previous = last[0]["version"] if last else None
-                    add_deployment(con, ts=now, version=version, previous_version=previous, kind="repair",
-                                   reason="the deployment happened but was not recorded before a crash")
-                    _fixed(con, fixes, f"the switch to {version} was not recorded (crash): deployment recorded now", now=now)
-    else:
-        with ctx.db.write() as con:
-            for version, m in models.items():
-                if m["status"] == "active":
-                    set_model_status(con, version, "retired")
-                    _fixed(con, fixes, f"{version} was recorded as active but nothing is deployed: now retired", now=now)
-    faults.point("repair_after_pointer")
-    serving = pointer.active.version if pointer is not None else None
-    candidates = [v for v, m in models.items() if m["status"] == "candidate" and v != serving]
-    if candidates:  # no cycle runs while the worker lock is held here: these cycles died
-        with ctx.db.write() as con:
-            for version in candidates:
-                set_model_status(con, version, "failed")
-                _fixed(con, fixes, f"{version} was left a candidate by a retrain that did not finish: now recorded as failed", now=now)
-    for path in reg.glob("v*" + registry.MODEL_SUFFIX):
-        if path.stem not in models and registry.VERSION_PATTERN.match(path.stem):
-            orphans = reg / "orphans"
-            orphans.mkdir(exist_ok=True)
-            with ctx.db.write() as con:  # the event first: a crash before the move only repeats it
-                _fixed(con, fixes, f"{path.name} was saved but never recorded (crash): moved to {orphans}", now=now)
-            faults.point("repair_before_orphan_move")
-            path.replace(orphans / path.name)
+    ModelRegistry(ctx).reconcile(ts=now, note=lambda con, fix: _fixed(con, fixes, fix, now=now))
     for fix in fixes:
         log.warning("repair: %s", fix)
     return fixes

@@ -26,13 +26,14 @@ from engine.evaluation import (Scores, majority_baseline, predict_and_calibrate,
                                score_predictions)
 from engine.gate import decide
 from engine.label_mix import known_labels
+from engine.lifecycle import ModelRegistry
 from engine.stats import compare
 from engine.training import fit
 from engine.tuning import plan_from_settings
 from store import log as querylog
 from store.events import add_event
-from store.models import (get_model, insert_model, list_deployments, list_models, model_versions, set_model_metrics,
-                          set_model_status)
+from store.models import get_model, list_deployments, list_models, model_versions, set_model_metrics
+from store.vocabulary import AssignmentKind, EventKind, GateOutcome, Severity
 from store.retrains import add_evaluation, finish_retrain, start_retrain
 
 log = logging.getLogger(__name__)
@@ -121,7 +122,7 @@ def run_cycle(ctx: Context, *, trigger: str, command_id: int | None = None, prog
     with ctx.db.write() as con:
         finish_retrain(con, retrain_id, record)
         if left_candidate:
-            set_model_status(con, saved, "failed")
+            ModelRegistry(ctx).fail(con, saved, ts=now, why=result.reason, event=False)  # the retrain event says why
         if result.status == "failed":
             add_event(con, ts=now, kind="retrain", severity="error", version=result.candidate,
                       message=f"Retrain #{retrain_id} ({trigger}) failed: {result.reason}",
@@ -197,13 +198,14 @@ def _cycle(ctx: Context, retrain_id: int, trigger: str, stage: Callable[[str, fl
     version = _next_version(ctx)
     saved = registry.save_model(s.registry_dir, version, fitted.pipeline)
     now = ctx.clock()
+    models = ModelRegistry(ctx)
     with ctx.db.write() as con:
-        insert_model(con, {
-            "version": version, "created_at": now, "status": "candidate", "file": saved.file, "sha256": saved.sha256,
+        models.register(con, {
+            "version": version, "created_at": now, "file": saved.file, "sha256": saved.sha256,
             "size_bytes": saved.size_bytes, "sklearn_version": saved.sklearn_version,
             "params": fitted.params, "labels": list(fitted.labels), "train_rows": fitted.train_rows,
             "train_hash": data.data_hash, "retrain_id": retrain_id,
-        })
+        }, ts=now, trigger=trigger)
     record["saved_version"] = version
     faults.point("cycle_after_save")
     stage("scoring", 0.7)
@@ -242,30 +244,33 @@ def _cycle(ctx: Context, retrain_id: int, trigger: str, stage: Callable[[str, fl
         if champion is not None:
             add_evaluation(con, retrain_id=retrain_id, ts=now, version=champion_version, role="champion",
                            accuracy=champion.accuracy, macro_f1=champion.macro_f1, eval_rows=champion.rows)
-        if not decision.accepted:
-            set_model_status(con, version, "rejected")
-        add_event(con, ts=now, kind="gate", severity="info" if decision.accepted else "warning", version=version,
-                  message=f"Candidate {version} {decision.word} ({trigger} retrain #{retrain_id}). {reason}",
-                  details={
-                      "retrain_id": retrain_id, "trigger": trigger, "candidate": version, "champion": champion_version,
-                      "rule": decision.rule, "deltas": decision.deltas, "accepted": decision.accepted,
-                      "candidate_metrics": {"accuracy": candidate.accuracy, "macro_f1": candidate.macro_f1},
-                      "champion_metrics": None if champion is None else {"accuracy": champion.accuracy, "macro_f1": champion.macro_f1},
-                      "baseline_metrics": {"accuracy": baseline.accuracy, "macro_f1": baseline.macro_f1},
-                      "eval_rows": candidate.rows, "funnel": data.funnel.as_dict(),
-                      "outcome": decision.outcome, "evidence": decision.evidence, "candidate_ece": candidate_ece,
-                  })
+        message = f"Candidate {version} {decision.word} ({trigger} retrain #{retrain_id}). {reason}"
+        details = {
+            "retrain_id": retrain_id, "trigger": trigger, "candidate": version, "champion": champion_version,
+            "rule": decision.rule, "deltas": decision.deltas, "accepted": decision.accepted,
+            "candidate_metrics": {"accuracy": candidate.accuracy, "macro_f1": candidate.macro_f1},
+            "champion_metrics": None if champion is None else {"accuracy": champion.accuracy, "macro_f1": champion.macro_f1},
+            "baseline_metrics": {"accuracy": baseline.accuracy, "macro_f1": baseline.macro_f1},
+            "eval_rows": candidate.rows, "funnel": data.funnel.as_dict(),
+            "outcome": decision.outcome, "evidence": decision.evidence, "candidate_ece": candidate_ece,
+        }
+        if decision.accepted:  # the candidate stays a candidate until its deployment promotes it
+            add_event(con, ts=now, kind=EventKind.GATE, severity=Severity.INFO, version=version, message=message,
+                      details=details)
+        else:
+            models.reject(con, version, inconclusive=decision.outcome == GateOutcome.INCONCLUSIVE, ts=now,
+                          message=message, details=details)
     if not decision.accepted:
         return CycleResult(retrain_id, "rejected", reason, version, champion_version, decision=decision.outcome)
     stage("validating and deploying", 0.85)
     try:
-        deployed = deploy(ctx, version, kind="deploy", in_memory=fitted.pipeline,
+        deployed = deploy(ctx, version, kind=AssignmentKind.DEPLOY, in_memory=fitted.pipeline,
                           reason=f"Deployed {version} ({trigger} retrain #{retrain_id}). {reason}")
     except ModelLoadError as exc:
+        why = f"candidate {version} passed the gate but failed validation: {exc}"
         with ctx.db.write() as con:
-            set_model_status(con, version, "failed")
-        return CycleResult(retrain_id, "failed", f"candidate {version} passed the gate but failed validation: {exc}",
-                           version, champion_version)
+            models.fail(con, version, ts=ctx.clock(), why=why, event=False)  # the retrain's failed event says why
+        return CycleResult(retrain_id, "failed", why, version, champion_version)
     if not deployed.deployed:
         return CycleResult(retrain_id, "failed", deployed.message, version, champion_version)
     return CycleResult(retrain_id, "accepted", reason, version, champion_version, deployed=True)

@@ -29,6 +29,7 @@ from engine.context import Context
 from engine.deployment import rollback
 from engine.errors import ModelLoadError, RetrainerError
 from engine.ingest import IngestResult, ingest_spool
+from engine.lifecycle import ModelRegistry
 from engine.lock import WorkerLock
 from engine.repair import repair
 from engine.retrain import CycleResult, run_cycle
@@ -55,6 +56,7 @@ class _Task:
     why: str = ""
     args: dict[str, Any] = field(default_factory=dict)
     command_ids: list[int] = field(default_factory=list)
+    actor: str = "worker"          # who asked: the command's source (dashboard, cli, demo operator)
 
 
 class Worker:
@@ -167,6 +169,7 @@ class Worker:
         if not force and time.monotonic() - self._last_model_check < self.ctx.settings.heartbeat_seconds:
             return
         self._last_model_check = time.monotonic()
+        ModelRegistry(self.ctx).repair_pointer(ts=self.ctx.clock())  # a damaged pointer: rewritten from the store
         self.predictor.reload()
         status = self.predictor.status()
         reason = status.fallback_reason
@@ -272,7 +275,8 @@ class Worker:
             return
         if kind == "rollback":
             queue.mark_running(self.ctx.db, cid, ts=now, stage="queued behind the running task" if self._running else "rolling back")
-            self._submit(_Task("rollback", args=args, why=f"requested from {command['source']} (command #{cid})", command_ids=[cid]))
+            self._submit(_Task("rollback", args=args, why=f"requested from {command['source']} (command #{cid})",
+                               command_ids=[cid], actor=command["source"]))
             return
         queue.end_command(self.ctx.db, cid, ok=False, message=f"unknown command {kind!r}", ts=now)
 
@@ -360,7 +364,7 @@ class Worker:
 
     def _run_rollback(self, task: _Task) -> str:
         try:
-            result = rollback(self.ctx, to=task.args.get("to"), why=task.why)
+            result = rollback(self.ctx, to=task.args.get("to"), why=task.why, actor=task.actor)
         except RetrainerError as exc:
             message = f"rollback refused: {exc}"
             record_event(self.ctx.db, ts=self.ctx.clock(), kind="rollback", severity="warning", message=f"Rollback refused: {exc}.")

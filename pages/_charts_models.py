@@ -6,8 +6,9 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from pages._ui import COLORS
+from store.vocabulary import ModelStatus
 
-STATUS_ORDER = ("active", "retired", "rejected", "failed", "candidate")
+STATUS_ORDER = tuple(ModelStatus)  # champion first
 
 
 def version_metrics(versions: pd.DataFrame, *, title: str = "Accuracy and macro-F1 of every version, when it was trained") -> go.Figure:

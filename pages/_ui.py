@@ -32,6 +32,7 @@ COLORS = {
     "rollback": "#f59e0b",
     "fallback": "#7c3aed",
     "active": "#2563eb",
+    "champion": "#2563eb",
     "candidate": "#64748b",
     "retired": "#94a3b8",
     "running": "#0ea5e9",

@@ -33,6 +33,9 @@ from store.errors import StoreError
 log = logging.getLogger(__name__)
 
 ALIAS = "store"
+# What ``Database.read`` and ``Database.write`` yield; engine code names it through this alias
+# (only store/ imports duckdb).
+Connection = duckdb.DuckDBPyConnection
 
 # One in-memory connection and one thread lock per process, shared by every Database.
 _process_lock = threading.RLock()

@@ -1,7 +1,14 @@
-"""The registry's tables: model versions and their deployment history."""
+"""The registry's tables: model versions, and the champion alias with its append-only history.
+
+Rows come back as :class:`ModelVersion` (frozen) and :class:`Assignment`; ``get_model`` and
+``list_models`` still return dicts for the read models and pages that index them by name.
+Statuses and alias kinds are the enums of ``store.vocabulary``, bound as parameters.
+Which transition is allowed is ``engine.lifecycle``'s business: this module only stores.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -9,29 +16,85 @@ import duckdb
 
 from store.db import Database
 from store.records import from_json, one_as_dict, rows_as_dicts, to_json
+from store.vocabulary import Alias, AssignmentKind, ModelStatus
 
-STATUSES = ("candidate", "rejected", "active", "retired", "failed")
+STATUSES = tuple(ModelStatus)
 
 MODEL_COLUMNS = (
     "version, created_at, status, file, sha256, size_bytes, sklearn_version, params, labels, "
     "train_rows, train_hash, accuracy, macro_f1, eval_rows, report, retrain_id"
 )
+JSON_COLUMNS = ("params", "labels", "report")
 INSERT_MODEL = f"INSERT INTO models ({MODEL_COLUMNS}) VALUES ({', '.join('?' * 16)})"
 SELECT_MODEL = f"SELECT {MODEL_COLUMNS} FROM models WHERE version = ?"
 SELECT_MODELS = f"SELECT {MODEL_COLUMNS} FROM models ORDER BY created_at, version"
 SELECT_VERSIONS = "SELECT version FROM models"
 SET_STATUS = "UPDATE models SET status = ? WHERE version = ?"
-RETIRE_OTHERS = "UPDATE models SET status = 'retired' WHERE status = 'active' AND version <> ?"
 SET_METRICS = "UPDATE models SET accuracy = ?, macro_f1 = ?, eval_rows = ?, report = ? WHERE version = ?"
-INSERT_DEPLOYMENT = """
-INSERT INTO deployments (ts, version, previous_version, kind, reason) VALUES (?, ?, ?, ?, ?) RETURNING id
+INSERT_ASSIGNMENT = """
+INSERT INTO alias_history (ts, alias, version, previous_version, kind, actor, reason)
+VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id
 """
+ASSIGNMENT_COLUMNS = "id, ts, alias, version, previous_version, kind, actor, reason"
+SELECT_ASSIGNMENTS = f"SELECT {ASSIGNMENT_COLUMNS} FROM alias_history WHERE alias = ? ORDER BY id"
 SELECT_DEPLOYMENTS = "SELECT id, ts, version, previous_version, kind, reason FROM deployments ORDER BY id DESC LIMIT ?"
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One registered model version, as stored.
+
+    ``status`` is a :class:`ModelStatus`; ``params`` and ``report`` are the decoded JSON
+    documents (training parameters; per-class scores and ECE), ``labels`` the classes it
+    predicts. Metrics are None until the version is scored on the evaluation set.
+    """
+
+    version: str
+    created_at: datetime
+    status: ModelStatus
+    file: str
+    sha256: str
+    sklearn_version: str
+    size_bytes: int | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    labels: tuple[str, ...] = ()
+    train_rows: int | None = None
+    train_hash: str | None = None
+    accuracy: float | None = None
+    macro_f1: float | None = None
+    eval_rows: int | None = None
+    report: dict[str, Any] | None = None
+    retrain_id: int | None = None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> "ModelVersion":
+        """From a decoded ``models`` row (see :func:`get_model`)."""
+        return cls(**{**row, "status": ModelStatus(row["status"]), "params": row.get("params") or {},
+                      "labels": tuple(row.get("labels") or ())})
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """One move of an alias: at ``ts``, ``actor`` pointed ``alias`` at ``version`` (from
+    ``previous_version``) for ``reason``; ``kind`` says which operation did it."""
+
+    id: int
+    ts: datetime
+    alias: Alias
+    version: str
+    previous_version: str | None
+    kind: AssignmentKind
+    actor: str
+    reason: str | None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> "Assignment":
+        return cls(**{**row, "alias": Alias(row["alias"]), "kind": AssignmentKind(row["kind"])})
 
 
 def _decode(row: dict[str, Any] | None) -> dict[str, Any] | None:
     if row is not None:
-        for key in ("params", "labels", "report"):
+        for key in JSON_COLUMNS:
             row[key] = from_json(row[key])
     return row
 
@@ -39,11 +102,12 @@ def _decode(row: dict[str, Any] | None) -> dict[str, Any] | None:
 def insert_model(con: duckdb.DuckDBPyConnection, row: dict[str, Any]) -> None:
     """Record a new version (inside an open write). ``row`` has every model column."""
     names = [c.strip() for c in MODEL_COLUMNS.split(",")]
-    values = [to_json(row.get(n)) if n in ("params", "labels", "report") else row.get(n) for n in names]
+    values = [to_json(row.get(n)) if n in JSON_COLUMNS else row.get(n) for n in names]
     con.execute(INSERT_MODEL, values)
 
 
 def get_model(db: Database, version: str) -> dict[str, Any] | None:
+    """One version's row as a dict (JSON columns decoded), or None."""
     with db.read() as con:
         return _decode(one_as_dict(con.execute(SELECT_MODEL, [version])))
 
@@ -54,16 +118,25 @@ def list_models(db: Database) -> list[dict[str, Any]]:
         return [_decode(r) for r in rows_as_dicts(con.execute(SELECT_MODELS))]
 
 
+def read_version(con: duckdb.DuckDBPyConnection, version: str) -> ModelVersion | None:
+    """One version inside an open read or write, or None."""
+    row = _decode(one_as_dict(con.execute(SELECT_MODEL, [version])))
+    return None if row is None else ModelVersion.from_row(row)
+
+
+def read_versions(con: duckdb.DuckDBPyConnection) -> list[ModelVersion]:
+    """Every version inside an open read or write, oldest first."""
+    return [ModelVersion.from_row(_decode(r)) for r in rows_as_dicts(con.execute(SELECT_MODELS))]
+
+
 def model_versions(con: duckdb.DuckDBPyConnection) -> list[str]:
     return [r[0] for r in con.execute(SELECT_VERSIONS).fetchall()]
 
 
-def set_model_status(con: duckdb.DuckDBPyConnection, version: str, status: str) -> None:
-    if status not in STATUSES:
-        raise ValueError(f"status {status!r} is not one of {STATUSES}")
-    con.execute(SET_STATUS, [status, version])
-    if status == "active":
-        con.execute(RETIRE_OTHERS, [version])
+def set_model_status(con: duckdb.DuckDBPyConnection, version: str, status: ModelStatus) -> None:
+    """Store ``version``'s status (inside an open write). Only ``engine.lifecycle`` calls this:
+    it checks the transition, retires the previous champion and records the event."""
+    con.execute(SET_STATUS, [ModelStatus(status), version])
 
 
 def set_model_metrics(con: duckdb.DuckDBPyConnection, version: str, *, accuracy: float, macro_f1: float,
@@ -71,12 +144,25 @@ def set_model_metrics(con: duckdb.DuckDBPyConnection, version: str, *, accuracy:
     con.execute(SET_METRICS, [accuracy, macro_f1, eval_rows, to_json(report), version])
 
 
-def add_deployment(con: duckdb.DuckDBPyConnection, *, ts: datetime, version: str, previous_version: str | None,
-                   kind: str, reason: str) -> int:
-    return con.execute(INSERT_DEPLOYMENT, [ts, version, previous_version, kind, reason]).fetchone()[0]
+def add_assignment(con: duckdb.DuckDBPyConnection, *, ts: datetime, alias: Alias, version: str,
+                   previous_version: str | None, kind: AssignmentKind, actor: str, reason: str) -> int:
+    """Append one alias move (inside an open write); return its id. Nothing is ever updated or deleted."""
+    return con.execute(INSERT_ASSIGNMENT, [ts, Alias(alias), version, previous_version, AssignmentKind(kind),
+                                           actor, reason]).fetchone()[0]
+
+
+def read_assignments(con: duckdb.DuckDBPyConnection, *, alias: Alias = Alias.CHAMPION) -> list[Assignment]:
+    """Every move of ``alias``, oldest first, inside an open read or write."""
+    return [Assignment.from_row(r) for r in rows_as_dicts(con.execute(SELECT_ASSIGNMENTS, [Alias(alias)]))]
+
+
+def alias_history(db: Database, *, alias: Alias = Alias.CHAMPION) -> list[Assignment]:
+    """Every move of ``alias``, oldest first."""
+    with db.read() as con:
+        return read_assignments(con, alias=alias)
 
 
 def list_deployments(db: Database, *, limit: int = 1000) -> list[dict[str, Any]]:
-    """Deployment history, newest first."""
+    """The champion's moves as the ``deployments`` view shows them, newest first."""
     with db.read() as con:
         return rows_as_dicts(con.execute(SELECT_DEPLOYMENTS, [limit]))

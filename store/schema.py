@@ -146,6 +146,35 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             )""",
         ],
     ),
+    (
+        2,
+        "the champion alias with an append-only history; model statuses champion and inconclusive",
+        [
+            # Every move of an alias: who (actor), when, why, from which version, by which operation.
+            # It takes over the deployments table (same ids, same sequence); `deployments` stays as a view.
+            """CREATE TABLE alias_history (
+                id BIGINT PRIMARY KEY DEFAULT nextval('deployment_ids'),
+                ts TIMESTAMP NOT NULL,
+                alias VARCHAR NOT NULL,
+                version VARCHAR NOT NULL,
+                previous_version VARCHAR,
+                kind VARCHAR NOT NULL,
+                actor VARCHAR NOT NULL,
+                reason VARCHAR
+            )""",
+            """INSERT INTO alias_history (id, ts, alias, version, previous_version, kind, actor, reason)
+               SELECT id, ts, 'champion', version, previous_version, kind, 'unrecorded (before schema 2)', reason
+               FROM deployments ORDER BY id""",
+            "DROP TABLE deployments",
+            """CREATE VIEW deployments AS
+               SELECT id, ts, version, previous_version, kind, reason FROM alias_history WHERE alias = 'champion'""",
+            # The serving version is the champion; 'inconclusive' was stored as 'rejected' + the retrain's decision.
+            "UPDATE models SET status = 'champion' WHERE status = 'active'",
+            """UPDATE models SET status = 'inconclusive'
+               WHERE status = 'rejected' AND version IN (
+                   SELECT candidate_version FROM retrains WHERE decision = 'inconclusive' AND candidate_version IS NOT NULL)""",
+        ],
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -157,7 +157,7 @@ def test_events_newest_first_and_by_kind(client, demo_ctx):
 def test_models_is_the_registry_with_the_champion_and_its_history(client, demo_ctx):
     body = client.get("/models").json()
     pointer = registry.read_active(demo_ctx.settings.registry_dir)
-    assert body["champion"]["version"] == "v0002" and body["champion"]["status"] == "active"
+    assert body["champion"]["version"] == "v0002" and body["champion"]["status"] == "champion"
     assert body["champion"]["deployed_at"] == pointer.deployed_at
     assert body["history"] == [ref.version for ref in pointer.history]
     assert [m["version"] for m in body["versions"]] == [m["version"] for m in list_models(demo_ctx.db)]
@@ -416,7 +416,9 @@ def test_a_fallback_reason_is_shown_without_the_path(demo_ctx):
     with TestClient(create_app(demo_ctx, token=None)) as c:
         body = c.get("/readyz").json()
         status = c.get("/model/status").text
-    assert (body["fallback"], body["version"]) == (True, "v0004")
+    # The demo's operator rolled back from v0004 to v0002: the fallback is v0001, which served before
+    # v0002, never v0004, the version rolled back from (issue 13, case 14).
+    assert (body["fallback"], body["version"]) == (True, "v0001")
     assert body["fallback_reason"].startswith(
         "active model v0002 cannot be loaded (model v0002: file $RETRAINER_HOME/models/v0002.pkl is missing)")
     assert str(demo_ctx.settings.home) not in status

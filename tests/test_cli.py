@@ -268,9 +268,9 @@ def test_events_limit_json_returns_the_newest_first(cli):
     events = json.loads(result.stdout)
     with run.ctx().db.read() as con:
         all_ids = sorted((row[0] for row in con.execute("SELECT id FROM events").fetchall()), reverse=True)
-    assert len(all_ids) == 5  # import, then a gate and a deploy per retrain
+    assert len(all_ids) == 7  # import, then a registration, a gate and a deploy per retrain
     assert [e["id"] for e in events] == all_ids[:3]
-    assert [(e["kind"], e["version"]) for e in events] == [("deploy", "v0002"), ("gate", "v0002"), ("deploy", "v0001")]
+    assert [(e["kind"], e["version"]) for e in events] == [("deploy", "v0002"), ("gate", "v0002"), ("registry", "v0002")]
     stored = {e["id"]: e for e in recent_events(run.ctx().db, limit=10)}
     assert [(e["message"], e["details"]) for e in events] == [(stored[i]["message"], stored[i]["details"]) for i in all_ids[:3]]
 
@@ -303,8 +303,8 @@ def test_rollback_after_a_second_retrain_returns_to_v0001(cli):
     ctx = run.ctx()
     pointer = registry.read_active(ctx.settings.registry_dir)
     assert pointer.active.version == "v0001"
-    assert [ref.version for ref in pointer.history][:1] == ["v0002"]
-    assert {m["version"]: m["status"] for m in list_models(ctx.db)} == {"v0001": "active", "v0002": "retired"}
+    assert [ref.version for ref in pointer.history] == []  # v0002 was rolled back from: never a fallback
+    assert {m["version"]: m["status"] for m in list_models(ctx.db)} == {"v0001": "champion", "v0002": "retired"}
 
 
 def test_rollback_to_a_path_is_refused_as_a_version_name(cli):

@@ -1,13 +1,13 @@
 """Crash safety: a worker killed by SIGKILL at any step, then restarted, loses and doubles nothing.
 
-Every case copies one prepared store (v0001 retired, v0002 active, scheduler paused),
+Every case copies one prepared store (v0001 retired, v0002 champion, scheduler paused),
 puts three spool files of logged queries in front of the worker and queues one command,
 then starts a real ``python -m engine worker`` with ``RETRAINER_KILL_AT`` naming a kill
 point (``engine.faults``): the process SIGKILLs itself exactly there. The restart runs
 in this process (``open_worker`` + ``start``, as the CLI does) and must find:
 
 - the active model loadable with the checksum the pointer and the registry record;
-- one 'active' row, the pointer's version, and the last deployment naming it;
+- one 'champion' row, the pointer's version, and the last deployment naming it;
 - every repair announced by an event (the exact fixes are expected per case);
 - every spooled query stored exactly once, and the spool empty;
 - no command left 'running'; queued ones then run to a final state.
@@ -66,7 +66,7 @@ def base_home(tmp_path_factory) -> Path:
     assert import_file(ctx, csv, labeled=True).rejected == 0
     assert [run_cycle(ctx, trigger="manual").status for _ in range(2)] == ["accepted", "accepted"]
     set_paused(ctx, True)
-    assert {m["version"]: m["status"] for m in list_models(ctx.db)} == {"v0001": "retired", "v0002": "active"}
+    assert {m["version"]: m["status"] for m in list_models(ctx.db)} == {"v0001": "retired", "v0002": "champion"}
     return home
 
 
@@ -128,14 +128,14 @@ class Case:
     args: dict = field(default_factory=dict)
 
 
-V2 = {"v0001": "retired", "v0002": "active"}
-V3 = {"v0001": "retired", "v0002": "retired", "v0003": "active"}
-BACK = {"v0001": "active", "v0002": "retired"}
-DEPLOYED_V3 = ("v0003 serves but was recorded as candidate: now recorded as active",
-               "v0002 was recorded as active but does not serve: now retired",
+V2 = {"v0001": "retired", "v0002": "champion"}
+V3 = {"v0001": "retired", "v0002": "retired", "v0003": "champion"}
+BACK = {"v0001": "champion", "v0002": "retired"}
+DEPLOYED_V3 = ("v0003 serves but was recorded as candidate: now recorded as champion",
+               "v0002 was recorded as champion but does not serve: now retired",
                "the switch to v0003 was not recorded (crash): deployment recorded now")
-ROLLED_BACK = ("v0001 serves but was recorded as retired: now recorded as active",
-               "v0002 was recorded as active but does not serve: now retired",
+ROLLED_BACK = ("v0001 serves but was recorded as retired: now recorded as champion",
+               "v0002 was recorded as champion but does not serve: now retired",
                "the switch to v0001 was not recorded (crash): deployment recorded now")
 
 CASES = [

@@ -74,7 +74,7 @@ def test_disk_full_while_saving_a_model_fails_the_cycle_and_deploys_nothing(stor
         "failed", "unexpected error: OSError: [Errno 28] No space left on device", False)
     assert (ctx.settings.registry_dir / registry.ACTIVE_FILE).read_bytes() == pointer_before
     assert sorted(p.name for p in ctx.settings.registry_dir.iterdir()) == ["ACTIVE.json", "v0001.pkl", "v0002.pkl"]
-    assert {m["version"]: m["status"] for m in list_models(ctx.db)} == {"v0001": "retired", "v0002": "active"}
+    assert {m["version"]: m["status"] for m in list_models(ctx.db)} == {"v0001": "retired", "v0002": "champion"}
     event = recent_events(ctx.db, kind="retrain", limit=1)[0]
     assert (event["severity"], event["message"]) == (
         "error", "Retrain #3 (manual) failed: unexpected error: OSError: [Errno 28] No space left on device")
@@ -97,7 +97,7 @@ def test_disk_full_while_deploying_keeps_the_previous_pointer(store, armed):
     assert result.reason == "unexpected error: OSError: [Errno 28] No space left on device"
     assert registry.read_active(ctx.settings.registry_dir).active.version == "v0002"
     assert {m["version"]: m["status"] for m in list_models(ctx.db)} == {
-        "v0001": "retired", "v0002": "active", "v0003": "failed"}
+        "v0001": "retired", "v0002": "champion", "v0003": "failed"}
     assert list(ctx.settings.registry_dir.glob(".*.tmp")) == []
 
 

@@ -221,7 +221,7 @@ def test_noninferiority_cycle_is_inconclusive_on_too_few_rows_then_accepted(labe
                                     "the 200 required")
     row = get_retrain(ctx.db, second.retrain_id)
     assert (row["status"], row["decision"]) == ("rejected", "inconclusive")
-    assert {m["version"]: m["status"] for m in list_models(ctx.db)} == {"v0001": "active", "v0002": "rejected"}
+    assert {m["version"]: m["status"] for m in list_models(ctx.db)} == {"v0001": "champion", "v0002": "inconclusive"}
     event = recent_events(ctx.db, kind="gate", limit=1)[0]
     assert event["message"].startswith(f"Candidate v0002 inconclusive (manual retrain #{second.retrain_id}). ")
     assert event["severity"] == "warning"

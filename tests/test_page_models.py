@@ -107,7 +107,7 @@ def test_versions_table_equals_the_registry(open_page, demo_home):
     assert list(table["scikit-learn"]) == [m["sklearn_version"] for m in models]
     assert list(table["Created"]) == [_ui.when(m["created_at"]) for m in models]
     active = registry.read_active(load_settings(env={}, home=demo_home).registry_dir).active.version
-    assert table.loc[table["Status"] == "active", "Version"].tolist() == [active]
+    assert table.loc[table["Status"] == "champion", "Version"].tolist() == [active]
     assert [c.value for c in at.caption if " serves now." in c.value] == [
         f"{len(models)} versions · {active} serves now. Every file is kept under "
         f"`{load_settings(env={}, home=demo_home).registry_dir}`."]
@@ -225,4 +225,4 @@ def test_retrain_now_run_by_a_real_worker_ends_with_its_result_and_the_new_versi
             f"done {_ui.when(done['finished_at'])}: {done['message']}") in texts(at)
     assert not at.info
     table = at.dataframe[0].value
-    assert list(zip(table["Version"], table["Status"], table["Trigger"])) == [("v0001", "active", "manual")]
+    assert list(zip(table["Version"], table["Status"], table["Trigger"])) == [("v0001", "champion", "manual")]

@@ -100,7 +100,7 @@ def test_one_model_without_feedback(tmp_path, monkeypatch):
         "v0001 has answered no logged query: there is no live traffic to judge for drift.",
         "Only one version has been evaluated: a comparison needs a second one (it comes with the next retrain).",
     ]
-    assert at.selectbox(key="version").options == ["v0001 · active · accuracy " + pct(report["accuracy"])]
+    assert at.selectbox(key="version").options == ["v0001 · champion · accuracy " + pct(report["accuracy"])]
     assert metrics(at)["Accuracy"] == pct(report["accuracy"])
     shown = at.dataframe[0].value
     assert shown["Support"].sum() == report["eval_rows"]
@@ -110,7 +110,7 @@ def test_one_model_without_feedback(tmp_path, monkeypatch):
 def test_demo_numbers_equal_the_store(demo_home, demo_db, pinned_now, monkeypatch):
     at = open_page(demo_home, monkeypatch)
     models = views.versions_with_metrics(demo_db)
-    active = models[models["status"] == "active"].iloc[0]
+    active = models[models["status"] == "champion"].iloc[0]
     daily, week = views.live_accuracy(demo_db, since=pinned_now - timedelta(days=7))
     assert week["labelled"] > 100  # the demo gives ~10% of a week's queries a label
     shown = metrics(at)

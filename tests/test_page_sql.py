@@ -10,10 +10,11 @@ from engine.config import load_settings
 from engine.context import Context
 from store.log import count_rows
 from store.models import list_models
+from store.schema import LATEST
 from store.views import sql as views
 from tests.conftest import ROOT, open_app
 
-TABLES = ["commands", "deployments", "evaluations", "events", "jobs", "labels", "models", "queries", "retrains",
+TABLES = ["alias_history", "commands", "deployments", "evaluations", "events", "jobs", "labels", "models", "queries", "retrains",
           "schema_version", "state"]
 
 
@@ -48,7 +49,7 @@ def test_a_valid_query_shows_the_exact_rows(open_page, demo_copy):
     shown = at.dataframe[0].value
     assert list(shown.columns) == ["version", "status", "train_rows"]
     assert shown.values.tolist() == [[m["version"], m["status"], m["train_rows"]] for m in models]
-    assert len(models) >= 2 and [m["status"] for m in models].count("active") == 1
+    assert len(models) >= 2 and [m["status"] for m in models].count("champion") == 1
     assert result_line(at).startswith(f"**Result:** {len(models)} rows in ")
     assert len(at.error) == 0
 
@@ -62,7 +63,7 @@ def test_the_schema_and_row_counts_are_listed_beside_the_editor(open_page, demo_
     labels = [e.label for e in at.expander]
     assert [label.split(" · ")[0] for label in labels] == TABLES
     assert f"queries · {stored['queries']:,} rows" in labels and f"labels · {stored['labels']:,} rows" in labels
-    assert labels[TABLES.index("schema_version")] == "schema_version · 1 row"
+    assert labels[TABLES.index("schema_version")] == f"schema_version · {LATEST} rows"  # one per migration
     assert labels == [f"{t} · {counts[t]:,} {'row' if counts[t] == 1 else 'rows'}" for t in TABLES]
     labels_columns = at.expander[TABLES.index("labels")].markdown[0].value
     assert labels_columns.splitlines() == ["- `id` varchar", "- `ts` timestamp", "- `query_id` varchar", "- `text` varchar",
@@ -118,7 +119,7 @@ def test_the_empty_store_shows_the_schema_an_empty_note_and_no_rows(open_page, t
     at = open_page(tmp_path / "home")
 
     assert [e.label for e in at.expander] == [
-        f"{t} · {1 if t == 'schema_version' else 0} {'row' if t == 'schema_version' else 'rows'}" for t in TABLES
+        f"{t} · {LATEST if t == 'schema_version' else 0} rows" for t in TABLES
     ]
     assert [i.value for i in at.info if "store is empty" in i.value] == [
         "The store is empty: no logged queries, labels or models yet, so queries return no rows. "

@@ -223,5 +223,5 @@ GOOD = {"version": "v0001", "sha256": "0" * 64, "sklearn_version": "1.9.1"}
 def test_a_damaged_pointer_is_refused(models_dir, content):
     models_dir.mkdir()
     (models_dir / "ACTIVE.json").write_bytes(content)
-    with pytest.raises(ModelLoadError, match=r"ACTIVE\.json is damaged \(.*\): run `python -m engine rollback --to VERSION`"):
+    with pytest.raises(ModelLoadError, match=r"ACTIVE\.json is damaged \(.*\): the worker rewrites it from the store at its next start"):
         registry.read_active(models_dir)

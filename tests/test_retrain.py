@@ -19,7 +19,7 @@ from sklearn.metrics import accuracy_score, f1_score
 from engine import deployment, faults, registry
 from engine.classifier import Classifier
 from engine.dataset import build_training_set, eval_bucket, normalize_label, normalize_text
-from engine.deployment import ref_for
+from engine.lifecycle import ModelRegistry, ref_of
 from engine.importer import import_file
 from demo.intents import IntentGenerator
 from engine.repair import repair
@@ -120,7 +120,7 @@ def test_first_cycle_deploys_what_sklearn_fits_on_the_same_training_set(labelled
     assert row["champion_accuracy"] is None
     model = get_model(ctx.db, "v0001")
     assert (model["status"], model["train_rows"], model["train_hash"], model["retrain_id"]) == (
-        "active", len(data.train), data.data_hash, result.retrain_id)
+        "champion", len(data.train), data.data_hash, result.retrain_id)
     assert model["labels"] == sorted(data.labels)
     assert [(d["version"], d["previous_version"], d["kind"]) for d in list_deployments(ctx.db)] == [("v0001", None, "deploy")]
 
@@ -170,7 +170,7 @@ def test_a_worse_candidate_is_rejected_and_the_champion_keeps_serving(labelled, 
     result = run_cycle(ctx, trigger="weekly")
     assert (result.status, result.candidate, result.champion, result.deployed) == ("rejected", "v0002", "v0001", False)
     assert active_version(ctx) == "v0001"
-    assert statuses(ctx) == {"v0001": "active", "v0002": "rejected"}
+    assert statuses(ctx) == {"v0001": "champion", "v0002": "rejected"}
     assert len(list_deployments(ctx.db)) == 1
 
     row = get_retrain(ctx.db, result.retrain_id)
@@ -216,7 +216,7 @@ def test_a_deployment_that_cannot_serve_is_rolled_back_automatically(labelled, a
     assert result.reason.startswith("Deployment of v0002 failed after the switch: active model v0002 cannot be loaded (model v0002: checksum mismatch")
     assert result.reason.endswith("; serving v0001. Rolled back automatically to v0001.")
     assert registry.read_active(reg) == pointer_before
-    assert statuses(ctx) == {"v0001": "active", "v0002": "failed"}
+    assert statuses(ctx) == {"v0001": "champion", "v0002": "failed"}
     assert [(d["version"], d["previous_version"], d["kind"]) for d in list_deployments(ctx.db)] == [
         ("v0001", "v0002", "auto_rollback"), ("v0001", None, "deploy")]
 
@@ -323,11 +323,11 @@ def test_repair_after_a_crash_makes_the_store_agree_with_the_pointer(labelled, a
     queue.mark_running(ctx.db, command, ts=ctx.clock())
     with pytest.raises(Death):
         run_cycle(ctx, trigger="manual", command_id=command)
-    assert statuses(ctx) == {"v0001": "active", "v0002": "candidate"}
+    assert statuses(ctx) == {"v0001": "champion", "v0002": "candidate"}
     running_retrain = recent_retrains(ctx.db, limit=1)[0]["id"]
     assert get_retrain(ctx.db, running_retrain)["status"] == "running"
     # Had it died a moment later, after the pointer switch: the store never heard of the switch.
-    registry.point_to(reg, ref_for(get_model(ctx.db, "v0002")), deployed_at=ctx.clock().isoformat())
+    registry.point_to(reg, ref_of(ModelRegistry(ctx).get("v0002")), deployed_at=ctx.clock().isoformat())
     # Other leftovers of a dead worker: a half-written file, a saved but unrecorded model.
     half_written = reg / f".{registry.model_file(reg, 'v0003').name}.4242.tmp"
     half_written.write_bytes(b"half")
@@ -340,12 +340,12 @@ def test_repair_after_a_crash_makes_the_store_agree_with_the_pointer(labelled, a
         f"removed the unfinished temporary file {half_written.name}",
         f"retrain #{running_retrain} was left running by a stopped worker: marked failed",
         f"command #{command} was left running by a stopped worker: marked failed",
-        "v0002 serves but was recorded as candidate: now recorded as active",
-        "v0001 was recorded as active but does not serve: now retired",
+        "v0002 serves but was recorded as candidate: now recorded as champion",
+        "v0001 was recorded as champion but does not serve: now retired",
         "the switch to v0002 was not recorded (crash): deployment recorded now",
         f"{orphan.name} was saved but never recorded (crash): moved to {reg / 'orphans'}",
     ]
-    assert statuses(ctx) == {"v0001": "retired", "v0002": "active"}
+    assert statuses(ctx) == {"v0001": "retired", "v0002": "champion"}
     assert active_version(ctx) == "v0002"
     latest = list_deployments(ctx.db)[0]
     assert (latest["version"], latest["previous_version"], latest["kind"], latest["reason"]) == (
@@ -364,7 +364,7 @@ def test_repair_after_a_crash_makes_the_store_agree_with_the_pointer(labelled, a
     faults.arm("deploy_after_validate", None)
     after = run_cycle(ctx, trigger="manual")
     assert (after.status, after.candidate, after.champion) == ("accepted", "v0003", "v0002")
-    assert statuses(ctx) == {"v0001": "retired", "v0002": "retired", "v0003": "active"}
+    assert statuses(ctx) == {"v0001": "retired", "v0002": "retired", "v0003": "champion"}
 
 
 def test_repair_fails_a_candidate_left_by_a_cycle_that_died(labelled, armed):
@@ -377,13 +377,13 @@ def test_repair_fails_a_candidate_left_by_a_cycle_that_died(labelled, armed):
     armed("cycle_after_save", die)  # saved and recorded as a candidate, never scored nor deployed
     with pytest.raises(Death):
         run_cycle(ctx, trigger="adaptive")
-    assert statuses(ctx) == {"v0001": "active", "v0002": "candidate"}
+    assert statuses(ctx) == {"v0001": "champion", "v0002": "candidate"}
 
     assert repair(ctx) == [
         "retrain #2 was left running by a stopped worker: marked failed",
         "v0002 was left a candidate by a retrain that did not finish: now recorded as failed",
     ]
-    assert statuses(ctx) == {"v0001": "active", "v0002": "failed"}
+    assert statuses(ctx) == {"v0001": "champion", "v0002": "failed"}
     assert active_version(ctx) == "v0001"
     assert [(d["version"], d["kind"]) for d in list_deployments(ctx.db)] == [("v0001", "deploy")]
     assert repair(ctx) == []

@@ -17,9 +17,10 @@ from store.events import record_event, recent_events
 from store.log import count_rows, insert_labels, insert_queries, known_labels, recent_texts, training_rows
 from store.models import get_model, insert_model, list_models, set_model_status
 from store.schema import LATEST, current_version, migrate
+from store.vocabulary import ModelStatus
 from tests.conftest import ROOT
 
-TABLES = ["commands", "deployments", "evaluations", "events", "jobs", "labels", "models", "queries", "retrains",
+TABLES = ["alias_history", "commands", "deployments", "evaluations", "events", "jobs", "labels", "models", "queries", "retrains",
           "schema_version", "state"]
 T0 = datetime(2026, 3, 4, 12, 0, 0)
 
@@ -59,13 +60,15 @@ def db(tmp_path):
 
 def test_migrations_create_every_table_and_are_idempotent(tmp_path):
     database = Database(tmp_path / "retrainer.duckdb")
-    assert migrate(database) == LATEST == 1
+    assert migrate(database) == LATEST == 2
+    assert tables(database) == TABLES  # "deployments" is a view of alias_history since schema 2
+    assert migrate(database) == 2
     assert tables(database) == TABLES
-    assert migrate(database) == 1
-    assert tables(database) == TABLES
-    assert current_version(database) == 1
+    assert current_version(database) == 2
     with database.read() as con:
-        assert con.execute("SELECT version, name FROM schema_version").fetchall() == [(1, "initial schema")]
+        assert con.execute("SELECT version, name FROM schema_version ORDER BY version").fetchall() == [
+            (1, "initial schema"),
+            (2, "the champion alias with an append-only history; model statuses champion and inconclusive")]
 
 
 def test_open_store_creates_the_directory_and_migrates(tmp_path):
@@ -91,7 +94,7 @@ def test_a_newer_schema_is_refused(tmp_path):
     migrate(db)
     with db.write() as con:
         con.execute("INSERT INTO schema_version VALUES (7, 'from the future', now()::TIMESTAMP)")
-    with pytest.raises(StoreError, match=r"schema 7, this one knows 1\): upgrade Retrainer"):
+    with pytest.raises(StoreError, match=rf"schema 7, this one knows {LATEST}\): upgrade Retrainer"):
         open_store(path)
 
 
@@ -331,18 +334,18 @@ def test_event_severity_is_checked(db):
     assert recent_events(db) == []
 
 
-def test_activating_a_model_retires_the_previous_active_one(db):
+def test_model_rows_round_trip_and_a_status_must_be_a_model_status(db):
+    """Storing only: which transition is allowed, and retiring the previous champion, is engine.lifecycle's."""
     with db.write() as con:
         for i, version in enumerate(["v0001", "v0002"]):
-            insert_model(con, {"version": version, "created_at": T0.replace(minute=i), "status": "candidate",
+            insert_model(con, {"version": version, "created_at": T0.replace(minute=i), "status": ModelStatus.CANDIDATE,
                                "file": f"{version}.joblib", "sha256": "0" * 64, "sklearn_version": "1.9.1",
                                "labels": ["a", "b"], "params": {"seed": 0}})
-        set_model_status(con, "v0001", "active")
-        set_model_status(con, "v0002", "active")
-    assert [(m["version"], m["status"]) for m in list_models(db)] == [("v0001", "retired"), ("v0002", "active")]
+        set_model_status(con, "v0002", ModelStatus.CHAMPION)
+    assert [(m["version"], m["status"]) for m in list_models(db)] == [("v0001", "candidate"), ("v0002", "champion")]
     row = get_model(db, "v0002")
     assert (row["labels"], row["params"], row["report"]) == (["a", "b"], {"seed": 0}, None)
     assert get_model(db, "v0003") is None
-    with pytest.raises(ValueError, match="status 'live' is not one of"):
+    with pytest.raises(ValueError, match="'live' is not a valid ModelStatus"):
         with db.write() as con:
             set_model_status(con, "v0001", "live")

@@ -184,7 +184,7 @@ def test_commands_end_in_final_states(labelled, workers):
     assert (status, message) == ("done", f"retrain #2 accepted: {get_retrain(ctx.db, 2)['reason']}")
     assert message.startswith("retrain #2 accepted: Accepted: no metric got worse. (accuracy ")
     assert run("rollback") == ("done", "Rolled back from v0002 to v0001 (requested from test (command #7)).")
-    assert {m["version"]: m["status"] for m in list_models(ctx.db)} == {"v0001": "active", "v0002": "retired"}
+    assert {m["version"]: m["status"] for m in list_models(ctx.db)} == {"v0001": "champion", "v0002": "retired"}
 
     assert_stops_cleanly(ctx, workers, worker, signal.SIGTERM)
     scheduler_events = [e["message"] for e in reversed(recent_events(ctx.db, kind="scheduler"))]

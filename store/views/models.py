@@ -8,6 +8,7 @@ import pandas as pd
 
 from store.db import Database
 from store.records import rows_as_dicts
+from store.vocabulary import ModelStatus
 
 # One row per version; ``history`` lists every deployment the version took part in, oldest first:
 # as the version switched to (role 'to') or as the version switched away from (role 'from').
@@ -37,7 +38,7 @@ ORDER BY m.created_at DESC, m.version DESC
 ROLLBACK_TARGETS = """
 SELECT m.version, m.accuracy, m.macro_f1, max(d.ts) AS last_deployed_at
 FROM models m LEFT JOIN deployments d ON d.version = m.version
-WHERE m.status = 'retired'
+WHERE m.status = $retired
 GROUP BY m.version, m.accuracy, m.macro_f1
 ORDER BY m.version DESC
 """
@@ -86,7 +87,7 @@ def versions(db: Database) -> pd.DataFrame:
 def rollback_targets(db: Database) -> list[dict[str, Any]]:
     """Versions that served before and may be rolled back to (status 'retired'), newest first."""
     with db.read() as con:
-        return rows_as_dicts(con.execute(ROLLBACK_TARGETS))
+        return rows_as_dicts(con.execute(ROLLBACK_TARGETS, {"retired": ModelStatus.RETIRED}))
 
 
 def deployments(db: Database, *, limit: int = 200) -> pd.DataFrame:
