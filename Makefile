@@ -37,7 +37,7 @@ demo: venv
 worker: venv
 	RETRAINER_HOME="$(HOME_DIR)" $(PY) -m engine worker
 
-## Every benchmark beside its baseline (about 25 minutes); bench-quick: about 5. Their own environment,
+## Every benchmark beside its baseline (about 31 minutes); bench-quick: about 7. Their own environment,
 ## so MLflow (the peer comparison) never enters the runtime one.
 BENCH_VENV := .venv-bench
 $(BENCH_VENV)/.installed: requirements.txt requirements-dev.txt requirements-bench.txt

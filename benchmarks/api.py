@@ -197,13 +197,20 @@ def profile(server: Server, clients: int, n: int, out: Path) -> dict[str, Any]:
             continue
         frames = stack.split(";")
         layers[layer_of(frames)] += int(count)
-        leaves[frames[-1].strip()] += int(count)
+        leaves[frames[-1].strip() or "(a frame py-spy could not name)"] += int(count)
     total = sum(layers.values()) or 1
     return {"load": report, "samples": total, "layers": {k: v / total for k, v in layers.most_common()},
             "leaves": [(k, v / total) for k, v in leaves.most_common(8)]}
 
 
 # -- the suite ----------------------------------------------------------------------------------------------
+
+
+def _priority() -> str:
+    """How this process is scheduled, in words (its children inherit it)."""
+    if os.sched_getscheduler(0) in (os.SCHED_FIFO, os.SCHED_RR):
+        return f"at real-time priority {os.sched_getparam(0).sched_priority} (chrt)"
+    return f"at nice {os.nice(0)}, sharing the machine"
 
 
 def run(work: Path, *, quick: bool) -> SuiteResult:
@@ -264,8 +271,9 @@ def run(work: Path, *, quick: bool) -> SuiteResult:
         f"### API: single-text POST /predict over HTTP ({n:,} requests per run, closed loop; per level the run "
         "with the median p99 of 3)",
         "",
-        f"Load average when the suite started: {load_before:.1f} (2 cores), this suite at nice {os.nice(0)}; a busy "
-        "machine inflates every p99 here, the baseline's included.",
+        f"Load average when the suite started: {load_before:.1f} (2 cores); this suite ran {_priority()}. A busy "
+        "machine inflates every p99 here, the baseline's included; `chrt -f 10 python -m benchmarks --only api` "
+        "(real-time priority for the suite, the server and the load generator) stands in for a dedicated machine.",
         "",
         f"Baseline, `Classifier.predict` in process (logging on): p50 {base['p50']:.2f} ms, p99 {base['p99']:.2f} ms, "
         f"{base['per_s']:,.0f} texts/s, {base['cpu_ms']:.2f} ms of CPU per text.",
