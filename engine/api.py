@@ -8,7 +8,7 @@ command (source ``api``) the Retrain button sends, and a prediction goes through
 Endpoints (see ``/docs`` for the shapes):
 
 - reads: ``GET /model/status``, ``/retrain/metrics``, ``/retrain/status``, ``/scheduler/status``,
-  ``/commands/{id}``, ``/events``, ``/models``, ``/healthz`` (process up), ``/readyz`` (a model serves);
+  ``/commands/{id}``, ``/events``, ``/models`` (through ``engine.lifecycle.ModelRegistry``), ``/healthz`` (process up), ``/readyz`` (a model serves);
 - writes: ``POST /predict``, ``/feedback``, ``/retrain``, ``/rollback``, ``/scheduler/start``,
   ``/scheduler/stop``.
 
@@ -35,7 +35,7 @@ import threading
 import uuid
 from collections import OrderedDict
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -66,12 +66,13 @@ from engine.errors import (
     StoreError,
     UnknownLabelError,
 )
+from engine.lifecycle import ModelRegistry
 from engine.lock import worker_running
 from engine.status import system_status
 from store.commands import get_command, queued_commands
 from store.events import recent_events
 from store.log import query_logged
-from store.models import get_model, list_deployments, list_models
+from store.models import get_model, list_models
 from store.retrains import recent_retrains
 from store.views.models import rollback_targets
 
@@ -626,24 +627,27 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every endpoin
             raise ApiError(409, "nothing to roll back to: no version has served before the active one")
         return _queue(service, "rollback", {"to": to} if to else {})
 
-    @app.get("/models", tags=["model"], summary="The model registry: the champion, the versions that served before it, "
-                                                   "every version and the deployment log")
+    @app.get("/models", tags=["model"], summary="The model registry: the champion, the champion alias's history, "
+                                                   "the fallback order and every version")
     def models(service: ServiceDep,
-               deployments: Annotated[int, Query(ge=0, le=10_000, description="how many deployments, newest first")] = 100
+               history: Annotated[int, Query(ge=0, le=10_000, description="how many moves of the champion alias, "
+                                                                          "newest first")] = 100
                ) -> dict[str, Any]:
+        owner = ModelRegistry(service.ctx)
         try:
-            pointer = registry.read_active(service.settings.registry_dir)
+            pointer = owner.pointer()
         except ModelLoadError as exc:
             raise ApiError(503, f"the active pointer cannot be read: {exc}") from None
         champion = None
         if pointer is not None:
             champion = {**(get_model(service.ctx.db, pointer.active.version) or {"version": pointer.active.version}),
                         "deployed_at": pointer.deployed_at}
+        moves = owner.history()[::-1][:history]
         return plain({
             "champion": champion,
-            "history": [ref.version for ref in pointer.history] if pointer is not None else [],
+            "history": [asdict(move) for move in moves],
+            "fallback_order": [ref.version for ref in pointer.history] if pointer is not None else [],
             "versions": list_models(service.ctx.db),
-            "deployments": list_deployments(service.ctx.db, limit=deployments) if deployments else [],
         })
 
     @app.get("/events", tags=["model"], summary="Recent events (decisions, deployments, drift, fallbacks), newest first")

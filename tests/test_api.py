@@ -27,7 +27,7 @@ from engine.status import system_status
 from store.commands import recent_commands
 from store.events import recent_events
 from store.log import query_logged
-from store.models import list_deployments, list_models
+from store.models import alias_history, list_models
 from store.retrains import recent_retrains
 from store.views.models import rollback_targets
 from tests.conftest import run_cli
@@ -159,10 +159,15 @@ def test_models_is_the_registry_with_the_champion_and_its_history(client, demo_c
     pointer = registry.read_active(demo_ctx.settings.registry_dir)
     assert body["champion"]["version"] == "v0002" and body["champion"]["status"] == "champion"
     assert body["champion"]["deployed_at"] == pointer.deployed_at
-    assert body["history"] == [ref.version for ref in pointer.history]
+    assert body["fallback_order"] == [ref.version for ref in pointer.history] == ["v0001"]
     assert [m["version"] for m in body["versions"]] == [m["version"] for m in list_models(demo_ctx.db)]
     assert len(body["versions"]) == 7
-    assert [d["id"] for d in body["deployments"]] == [d["id"] for d in list_deployments(demo_ctx.db, limit=100)]
+    moves = alias_history(demo_ctx.db)[::-1]
+    assert [(h["id"], h["version"], h["previous_version"], h["kind"]) for h in body["history"]] == [
+        (m.id, m.version, m.previous_version, str(m.kind)) for m in moves]
+    assert (body["history"][0]["version"], body["history"][0]["previous_version"], body["history"][0]["kind"]) == (
+        "v0002", "v0004", "rollback")
+    assert [h["id"] for h in client.get("/models", params={"history": 2}).json()["history"]] == [m.id for m in moves[:2]]
 
 
 def test_command_shows_a_queued_command_and_404s_an_unknown_one(client):
