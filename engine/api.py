@@ -264,7 +264,7 @@ _bearer = HTTPBearer(auto_error=False, description="the action_token from .strea
 
 
 async def _authorized(service: Annotated[Service, Depends(_service)],
-                credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
+                      credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
     """Let a write through, or refuse it with 401 saying how to authorize."""
     if service.token is None:
         if service.loopback:
