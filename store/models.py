@@ -15,7 +15,7 @@ from typing import Any
 import duckdb
 
 from store.db import Database
-from store.records import from_json, one_as_dict, rows_as_dicts, to_json
+from store.records import from_json, one_as_dict, replace_row, rows_as_dicts, to_json
 from store.vocabulary import Alias, AssignmentKind, ModelStatus
 
 STATUSES = tuple(ModelStatus)
@@ -30,7 +30,6 @@ SELECT_MODEL = f"SELECT {MODEL_COLUMNS} FROM models WHERE version = ?"
 SELECT_MODELS = f"SELECT {MODEL_COLUMNS} FROM models ORDER BY created_at, version"
 SELECT_VERSIONS = "SELECT version FROM models"
 SET_STATUS = "UPDATE models SET status = ? WHERE version = ?"
-SET_METRICS = "UPDATE models SET accuracy = ?, macro_f1 = ?, eval_rows = ?, report = ? WHERE version = ?"
 INSERT_ASSIGNMENT = """
 INSERT INTO alias_history (ts, alias, version, previous_version, kind, actor, reason)
 VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id
@@ -141,7 +140,10 @@ def set_model_status(con: duckdb.DuckDBPyConnection, version: str, status: Model
 
 def set_model_metrics(con: duckdb.DuckDBPyConnection, version: str, *, accuracy: float, macro_f1: float,
                       eval_rows: int, report: dict[str, Any] | None) -> None:
-    con.execute(SET_METRICS, [accuracy, macro_f1, eval_rows, to_json(report), version])
+    """Record a version's scores (inside an open write); the row is replaced, not updated, so the
+    write does not grow with the number of versions (see ``store.records.replace_row``)."""
+    replace_row(con, "models", key="version", value=version,
+                changes={"accuracy": accuracy, "macro_f1": macro_f1, "eval_rows": eval_rows, "report": to_json(report)})
 
 
 def add_assignment(con: duckdb.DuckDBPyConnection, *, ts: datetime, alias: Alias, version: str,
