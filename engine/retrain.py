@@ -22,11 +22,11 @@ from engine.context import Context
 from engine.dataset import build_training_set
 from engine.deployment import deploy
 from engine.errors import ModelLoadError, RetrainerError, TrainingError
-from engine.evaluation import (Scores, majority_baseline, predict_and_calibrate, predict_labels, score_model,
-                               score_predictions)
+from engine.evaluation import Scores, majority_baseline, predict_and_calibrate, score_predictions
 from engine.gate import decide
 from engine.label_mix import known_labels
 from engine.lifecycle import ModelRegistry
+from engine.prediction_cache import PredictionCache
 from engine.stats import compare
 from engine.training import fit
 from engine.tuning import plan_from_settings
@@ -74,17 +74,22 @@ def _next_version(ctx: Context) -> str:
     return registry.version_name(max(numbers + on_disk + [0]) + 1)
 
 
-def _champion(ctx: Context) -> tuple[str | None, object | None, str | None]:
-    """(version, model, problem): the active model, loaded as predictors load it."""
+def prediction_cache(ctx: Context) -> PredictionCache:
+    """Where each version's answers on evaluation texts are kept between retrains (engine/prediction_cache.py)."""
+    return PredictionCache(ctx.settings.home / "cache" / "predictions")
+
+
+def _champion(ctx: Context) -> tuple[str | None, object | None, str | None, str | None]:
+    """(version, model, problem, sha256): the active model, loaded as predictors load it."""
     pointer = registry.read_active(ctx.settings.registry_dir)
     if pointer is None:
-        return None, None, None
+        return None, None, None, None
     ref = pointer.active
     try:
         return ref.version, registry.load_model(ctx.settings.registry_dir, ref.version, sha256=ref.sha256,
-                                                sklearn_version=ref.sklearn_version), None
+                                                sklearn_version=ref.sklearn_version), None, ref.sha256
     except ModelLoadError as exc:
-        return ref.version, None, str(exc)
+        return ref.version, None, str(exc), ref.sha256
 
 
 def run_cycle(ctx: Context, *, trigger: str, command_id: int | None = None, progress: Progress = _no_progress) -> CycleResult:
@@ -148,11 +153,13 @@ def _durations(stages: dict[str, float], started: float) -> dict[str, float]:
 
 
 def _best_deployed(ctx: Context, eval_set, *, champion_version: str | None, champion: Scores | None,
-                   exclude: str) -> tuple[str | None, Scores | None]:
+                   exclude: str, cache: PredictionCache) -> tuple[str | None, Scores | None]:
     """The best version ever deployed, judged by re-scoring on today's evaluation set.
 
     The champion (already scored) and up to BEST_TO_RESCORE other deployed versions, the ones
     with the best stored macro-F1, are compared; a version that no longer loads is skipped.
+    Their answers come from ``cache``: a version's model is loaded only for texts it has not
+    answered before.
     """
     deployed = {d["version"] for d in list_deployments(ctx.db)}
     rows = {m["version"]: m for m in list_models(ctx.db)}
@@ -160,14 +167,17 @@ def _best_deployed(ctx: Context, eval_set, *, champion_version: str | None, cham
                      and rows[v]["status"] != "failed"),
                     key=lambda v: (-(rows[v]["macro_f1"] or 0.0), v))[:BEST_TO_RESCORE]
     scored: list[tuple[str, Scores]] = [] if champion is None else [(champion_version, champion)]
+    texts, truth = eval_set["text"].tolist(), eval_set["label"].tolist()
     for version in others:
+        row = rows[version]
+        load = lambda row=row: registry.load_model(ctx.settings.registry_dir, row["version"], sha256=row["sha256"],  # noqa: E731
+                                                   sklearn_version=row["sklearn_version"])
         try:
-            model = registry.load_model(ctx.settings.registry_dir, version, sha256=rows[version]["sha256"],
-                                        sklearn_version=rows[version]["sklearn_version"])
+            predicted = cache.predict(version, row["sha256"], texts, load=load)
         except ModelLoadError as exc:
             log.warning("slow-decay guard: skipping %s: %s", version, exc)
             continue
-        scored.append((version, score_model(model, eval_set)))
+        scored.append((version, score_predictions(truth, predicted)))
     if not scored:
         return None, None
     return max(scored, key=lambda vs: (vs[1].macro_f1, vs[1].accuracy))
@@ -209,19 +219,21 @@ def _cycle(ctx: Context, retrain_id: int, trigger: str, stage: Callable[[str, fl
     record["saved_version"] = version
     faults.point("cycle_after_save")
     stage("scoring", 0.7)
-    truth = data.eval["label"].tolist()
+    truth, texts = data.eval["label"].tolist(), data.eval["text"].tolist()
+    cache = prediction_cache(ctx)
     candidate_pred, candidate_ece = predict_and_calibrate(fitted.pipeline, data.eval)
+    cache.store(version, saved.sha256, texts, candidate_pred)  # the next cycles re-score it from here
     candidate = score_predictions(truth, candidate_pred)
     baseline = majority_baseline(data.train, data.eval)
-    champion_version, champion_model, champion_problem = _champion(ctx)
+    champion_version, champion_model, champion_problem, champion_sha = _champion(ctx)
     champion: Scores | None = None
     paired = best = best_version = None
     if champion_model is not None:
-        champion_pred = predict_labels(champion_model, data.eval)
+        champion_pred = cache.predict(champion_version, champion_sha, texts, load=lambda: champion_model)
         champion = score_predictions(truth, champion_pred)
         paired = compare(truth, candidate_pred, champion_pred, resamples=s.bootstrap_resamples, seed=s.seed)
         best_version, best = _best_deployed(ctx, data.eval, champion_version=champion_version, champion=champion,
-                                            exclude=version)
+                                            exclude=version, cache=cache)
     decision = decide(candidate=candidate, champion=champion, baseline=baseline if champion is None else None,
                       tolerance=s.tolerance, mode=s.gate_mode, paired=paired, min_eval_rows=s.min_eval_rows,
                       min_class_support=s.min_class_support, per_class_tolerance=s.per_class_tolerance,
