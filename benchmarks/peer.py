@@ -176,6 +176,110 @@ def ours(folder: Path, retrains: list[Retrain]) -> dict[str, Any]:
             "bytes": ctx.settings.db_path.stat().st_size}
 
 
+def prefill(ctx: Any, retrains: list[Retrain], n: int) -> None:
+    """``n`` retrains of history in one transaction, the rows ``_ours_write`` would have left.
+
+    Each table gets what a retrain writes: its retrains row (finished), its model with
+    metrics and per-class report (status retired or rejected), one or two evaluations,
+    the gate event, and for an accepted candidate a deployment and a deploy event. The
+    values cycle through ``retrains`` (numbered on, so every version is new). Ids come from
+    the store's own sequences, so the store must be new.
+    """
+    import json
+
+    import pandas as pd
+
+    base = ctx.clock()
+    rows: dict[str, list[dict[str, Any]]] = {t: [] for t in ("retrains", "models", "evaluations", "events", "deployments")}
+    champion: str | None = None
+    champion_scores: tuple[float, float] | None = None
+    for i in range(1, n + 1):
+        r = retrains[(i - 1) % len(retrains)]
+        version, accepted = f"v{i:06d}", champion is None or r.decision == "accepted"
+        decision = "accepted" if accepted else r.decision
+        ts = base.replace(microsecond=0) - pd.Timedelta(minutes=15 * (n - i + 1))
+        rows["retrains"].append({
+            "started_at": ts, "finished_at": ts, "trigger": r.trigger, "status": "accepted" if accepted else "rejected",
+            "command_id": None, "champion_version": champion, "candidate_version": version, "decision": decision,
+            "reason": f"Candidate {version} {decision}.", "champion_accuracy": champion_scores and champion_scores[0],
+            "champion_macro_f1": champion_scores and champion_scores[1], "candidate_accuracy": r.accuracy,
+            "candidate_macro_f1": r.macro_f1, "baseline_accuracy": 0.08, "baseline_macro_f1": 0.01,
+            "eval_rows": r.eval_rows, "rows_in": 12 * r.eval_rows, "malformed": 0, "low_confidence": 0, "conflicts": 0,
+            "duplicates": 0, "reserved_for_eval": r.eval_rows, "train_rows": 10 * r.eval_rows, "duration_s": 0.1,
+            "stages": json.dumps({"scoring": 0.1})})
+        rows["models"].append({
+            "version": version, "created_at": ts, "status": "retired" if accepted else "rejected", "file": f"{version}.pkl",
+            "sha256": f"{i:064x}", "size_bytes": 4_000_000, "sklearn_version": "1.9.1",
+            "params": json.dumps(r.params, sort_keys=True), "labels": json.dumps(r.report["labels"]),
+            "train_rows": 10 * r.eval_rows, "train_hash": f"{i * 7919:032x}", "accuracy": r.accuracy,
+            "macro_f1": r.macro_f1, "eval_rows": r.eval_rows, "report": json.dumps(r.report, sort_keys=True),
+            "retrain_id": i})
+        rows["evaluations"].append({"retrain_id": i, "ts": ts, "version": version, "role": "candidate",
+                                    "accuracy": r.accuracy, "macro_f1": r.macro_f1, "eval_rows": r.eval_rows})
+        if champion is not None:
+            rows["evaluations"].append({"retrain_id": i, "ts": ts, "version": champion, "role": "champion",
+                                        "accuracy": champion_scores[0], "macro_f1": champion_scores[1],
+                                        "eval_rows": r.eval_rows})
+        rows["events"].append({"ts": ts, "kind": "gate", "severity": "info" if accepted else "warning", "version": version,
+                               "message": f"Candidate {version} {decision} ({r.trigger} retrain #{i}).",
+                               "details": json.dumps({"retrain_id": i, "candidate": version, "champion": champion,
+                                                      "accepted": accepted, "eval_rows": r.eval_rows})})
+        if accepted:
+            rows["deployments"].append({"ts": ts, "version": version, "previous_version": champion, "kind": "deploy",
+                                        "reason": f"Deployed {version}."})
+            rows["events"].append({"ts": ts, "kind": "deploy", "severity": "info", "version": version,
+                                   "message": f"Deployed {version}.",
+                                   "details": json.dumps({"version": version, "previous": champion, "kind": "deploy"})})
+            champion, champion_scores = version, (r.accuracy, r.macro_f1)
+    with ctx.db.write() as con:
+        if con.execute("SELECT count(*) FROM retrains").fetchall()[0][0]:
+            raise RuntimeError("prefill needs a new store (its ids come from the sequences)")
+        for table, items in rows.items():
+            frame = pd.DataFrame(items)
+            con.register("prefill_rows", frame)
+            con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM prefill_rows")
+            con.unregister("prefill_rows")
+        if champion is not None:
+            con.execute("UPDATE models SET status = 'active' WHERE version = ?", [champion])
+    ctx.db.checkpoint()
+
+
+def growth(folder: Path, retrains: list[Retrain], *, history_sizes: tuple[int, ...], k: int) -> list[dict[str, Any]]:
+    """For each history size H: a store with H retrains (``prefill``), then ``k`` more written
+    through the store's functions (``_ours_write``); their mean write time in ms, and the chart's read."""
+    from engine.config import load_settings
+    from engine.context import Context
+    from store.views.performance import evaluations
+
+    out = []
+    for h in history_sizes:
+        home = folder / f"growth-{h}"
+        shutil.rmtree(home, ignore_errors=True)
+        ctx = Context.open(load_settings(env={}, path=None, home=home))
+        started = time.perf_counter()
+        prefill(ctx, retrains, h)
+        fill = time.perf_counter() - started
+        more = [Retrain(**{**r.__dict__, "number": h + j + 1, "version": f"v{h + j + 1:06d}",
+                           "champion": f"v{h + j:06d}" if r.champion else None})
+                for j, r in enumerate(retrains[len(retrains) // 2:][:k])]
+        say(f"peer: history {h:,} retrains (filled in {fill:.1f} s): writing {len(more)} more")
+        load = os.getloadavg()[0]
+        cpu = time.process_time()
+        started = time.perf_counter()
+        for r in more:
+            _ours_write(ctx, r)
+        write = time.perf_counter() - started
+        cpu = time.process_time() - cpu
+        started = time.perf_counter()
+        frame = evaluations(ctx.db)
+        read = time.perf_counter() - started
+        out.append({"history": h, "k": len(more), "write_ms": 1000 * write / len(more), "cpu_ms": 1000 * cpu / len(more),
+                    "read_ms": 1000 * read, "rows": len(frame), "load": load,
+                    "mb": ctx.settings.db_path.stat().st_size / 1e6})
+        shutil.rmtree(home, ignore_errors=True)
+    return out
+
+
 def ours_points(frame: Any) -> Any:
     """The candidate's points of the chart, in the chart's order (the frame holds champions too)."""
     return frame[frame["role"] == "candidate"].reset_index(drop=True)

@@ -81,11 +81,17 @@ def test_peer_suite_without_mlflow_measures_ours_and_says_skipped(tmp_path, monk
     assert peer.INSTALL_HINT in result.details[0]
 
 
-def test_gate_speed_times_the_scoring_stage_and_agrees_with_sklearn():
-    prep = gate_speed.prepare(eval_rows=1500, champion_rows=400, candidate_rows=800)
+@pytest.fixture(scope="module")
+def gate_prep(tmp_path_factory):
+    return gate_speed.prepare(tmp_path_factory.mktemp("gate"), eval_rows=1500, champion_rows=400, candidate_rows=800)
+
+
+def test_gate_speed_times_the_scoring_stage_and_agrees_with_sklearn(gate_prep):
+    prep = gate_prep
     out = gate_speed.gate_once(prep, resamples=200)
     t = out["times"]
-    assert t["total"] == pytest.approx(t["prediction"] + t["statistics"])
+    assert t["total"] == pytest.approx(t["prediction"] + t["statistics"] + t["guard"])
+    assert len(out["older"]) == gate_speed.OLDER_VERSIONS
     assert t["prediction"] == t["predict"]  # the candidate's labels and its ECE come from one pass
     assert out["paired"].rows == 1500 and out["paired"].resamples == 200
     assert {d.outcome for d in out["decisions"].values()} <= set(OUTCOMES)
@@ -94,3 +100,37 @@ def test_gate_speed_times_the_scoring_stage_and_agrees_with_sklearn():
         scores = out[side]
         assert naive["point"][side] == pytest.approx((scores.accuracy, scores.macro_f1), abs=1e-12)
     assert naive["per_resample_s"] == pytest.approx(naive["bootstrap_s"] / 3)
+
+
+def test_gate_speed_with_the_cache_scores_every_version_as_without_it(gate_prep):
+    cache = gate_speed.prime_cache(gate_prep)
+    texts = gate_prep["eval"]["text"].tolist()
+    _, found = cache.lookup("v0001", gate_prep["older"][0].sha256, texts)
+    seen = set(texts[:1485])  # 1% of 1,500 texts are new to every version (the demo repeats some texts)
+    assert int((~found).sum()) == sum(t not in seen for t in texts[1485:]) > 0
+    with_cache = gate_speed.gate_once(gate_prep, cache=cache, resamples=50)
+    without = gate_speed.gate_once(gate_prep, resamples=50)
+    assert with_cache["champion_pred"] == [str(x) for x in without["champion_pred"]]
+    assert [(s.accuracy, s.macro_f1) for s in with_cache["older"]] == [(s.accuracy, s.macro_f1) for s in without["older"]]
+    _, found = cache.lookup("v0001", gate_prep["older"][0].sha256, texts)
+    assert found.all()  # the guard kept the new answers
+
+
+def test_peer_prefill_leaves_the_rows_a_retrain_writes(tmp_path, small_history):
+    from engine.config import load_settings
+    from engine.context import Context
+    from store.views.performance import evaluations
+
+    ctx = Context.open(load_settings(env={}, path=None, home=tmp_path / "home"))
+    peer.prefill(ctx, small_history, 60)
+    frame = evaluations(ctx.db)
+    accepted = 1 + sum(r.decision == "accepted" for r in (small_history * 3)[1:60])
+    assert len(frame[frame["role"] == "candidate"]) == 60
+    assert len(frame[frame["role"] == "champion"]) == 59
+    with ctx.db.read() as con:
+        counts = con.execute("SELECT (SELECT count(*) FROM deployments), (SELECT count(*) FROM events), "
+                             "(SELECT count(*) FROM models WHERE status = 'active'), (SELECT max(id) FROM retrains)").fetchall()[0]
+    assert counts == (accepted, 60 + accepted, 1, 60)
+    peer._ours_write(ctx, small_history[1])  # the next retrain gets the next id from the sequence
+    with ctx.db.read() as con:
+        assert con.execute("SELECT max(id), count(*) FROM retrains").fetchall()[0] == (61, 61)
