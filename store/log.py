@@ -1,7 +1,11 @@
 """The query log and the true labels people supply.
 
 Rows arrive in batches (DataFrames) and are inserted with one statement each;
-ids are chosen by the writer, so a batch written twice is stored once.
+ids are chosen by the writer, so a batch written twice is stored once. The tables have
+no primary-key index (it cost more than the rows, see store/schema.py's migration 2):
+a row is a repeat when a row with its id is stored at a time within the batch's own span
+(a record keeps its id and time however often it is written), which DuckDB answers from
+the few row groups whose time range overlaps the batch (zone maps), not the whole log.
 """
 
 from __future__ import annotations
@@ -16,16 +20,18 @@ from store.db import Database
 QUERY_COLUMNS = ["id", "ts", "text", "predicted_label", "confidence", "model_version", "source"]
 LABEL_COLUMNS = ["id", "ts", "query_id", "text", "label", "source"]
 
+# $lo and $hi: the batch's earliest and latest time (see the module's notes).
 INSERT_QUERIES = f"""
 INSERT INTO queries ({', '.join(QUERY_COLUMNS)})
-SELECT id, ts::TIMESTAMP, text, predicted_label, confidence::DOUBLE, model_version, source FROM batch_queries
-ON CONFLICT DO NOTHING
+SELECT id, ts::TIMESTAMP, text, predicted_label, confidence::DOUBLE, model_version, source FROM batch_queries b
+WHERE NOT EXISTS (SELECT 1 FROM queries q WHERE q.ts BETWEEN $lo AND $hi AND q.id = b.id)
 """
 INSERT_LABELS = f"""
 INSERT INTO labels ({', '.join(LABEL_COLUMNS)})
-SELECT id, ts::TIMESTAMP, query_id, text, label, source FROM batch_labels
-ON CONFLICT DO NOTHING
+SELECT id, ts::TIMESTAMP, query_id, text, label, source FROM batch_labels b
+WHERE NOT EXISTS (SELECT 1 FROM labels l WHERE l.ts BETWEEN $lo AND $hi AND l.id = b.id)
 """
+SPAN = "SELECT min(ts::TIMESTAMP), max(ts::TIMESTAMP) FROM {name}"
 COUNT_QUERIES = "SELECT count(*) FROM queries"
 COUNT_LABELS = "SELECT count(*) FROM labels"
 
@@ -73,7 +79,8 @@ def _insert(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame, *, name: str, s
     frame = frame.drop_duplicates(subset="id", keep="first")
     con.register(name, frame)
     try:
-        return con.execute(statement).fetchone()[0]
+        lo, hi = con.execute(SPAN.format(name=name)).fetchall()[0]
+        return con.execute(statement, {"lo": lo, "hi": hi}).fetchall()[0][0]
     finally:
         con.unregister(name)
 
@@ -97,16 +104,17 @@ SPOOL_COLUMNS = (
 READ_SPOOL = f"SELECT * FROM read_json($paths, format = 'newline_delimited', columns = {SPOOL_COLUMNS})"
 INSERT_SPOOL_QUERIES = f"""
 INSERT INTO queries ({', '.join(QUERY_COLUMNS)})
-SELECT id, ts::TIMESTAMP, text, predicted_label, confidence, model_version, source FROM spool_batch
-WHERE k = 'q' QUALIFY row_number() OVER (PARTITION BY id) = 1
-ON CONFLICT DO NOTHING
+SELECT id, ts::TIMESTAMP, text, predicted_label, confidence, model_version, source FROM spool_batch b
+WHERE k = 'q' AND NOT EXISTS (SELECT 1 FROM queries q WHERE q.ts BETWEEN $lo AND $hi AND q.id = b.id)
+QUALIFY row_number() OVER (PARTITION BY id) = 1
 """
 INSERT_SPOOL_LABELS = f"""
 INSERT INTO labels ({', '.join(LABEL_COLUMNS)})
-SELECT id, ts::TIMESTAMP, query_id, text, label, source FROM spool_batch
-WHERE k = 'f' QUALIFY row_number() OVER (PARTITION BY id) = 1
-ON CONFLICT DO NOTHING
+SELECT id, ts::TIMESTAMP, query_id, text, label, source FROM spool_batch b
+WHERE k = 'f' AND NOT EXISTS (SELECT 1 FROM labels l WHERE l.ts BETWEEN $lo AND $hi AND l.id = b.id)
+QUALIFY row_number() OVER (PARTITION BY id) = 1
 """
+SPOOL_SPAN = "SELECT min(ts::TIMESTAMP), max(ts::TIMESTAMP) FROM spool_batch WHERE k = ?"
 SPOOL_INCOMPLETE = """
 SELECT count(*) FROM spool_batch
 WHERE (k IN ('q', 'f') AND (id IS NULL OR source IS NULL OR ts::TIMESTAMP IS NULL))
@@ -147,8 +155,11 @@ def insert_spool_batch(con: duckdb.DuckDBPyConnection, table) -> tuple[int, int,
     """
     con.register("spool_batch", table)
     try:
-        queries = con.execute(INSERT_SPOOL_QUERIES).fetchone()[0]
-        labels = con.execute(INSERT_SPOOL_LABELS).fetchone()[0]
+        counts = []
+        for kind, statement in (("q", INSERT_SPOOL_QUERIES), ("f", INSERT_SPOOL_LABELS)):
+            lo, hi = con.execute(SPOOL_SPAN, [kind]).fetchall()[0]
+            counts.append(con.execute(statement, {"lo": lo, "hi": hi}).fetchall()[0][0] if lo is not None else 0)
+        queries, labels = counts
         cursor = con.execute(SPOOL_EVENTS)
         names = [d[0] for d in cursor.description]
         events = [dict(zip(names, row)) for row in cursor.fetchall()]

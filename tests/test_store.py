@@ -60,15 +60,38 @@ def db(tmp_path):
 
 def test_migrations_create_every_table_and_are_idempotent(tmp_path):
     database = Database(tmp_path / "retrainer.duckdb")
-    assert migrate(database) == LATEST == 2
+    assert migrate(database) == LATEST == 3
     assert tables(database) == TABLES  # "deployments" is a view of alias_history since schema 2
-    assert migrate(database) == 2
+    assert migrate(database) == 3
     assert tables(database) == TABLES
-    assert current_version(database) == 2
+    assert current_version(database) == 3
     with database.read() as con:
         assert con.execute("SELECT version, name FROM schema_version ORDER BY version").fetchall() == [
             (1, "initial schema"),
-            (2, "the champion alias with an append-only history; model statuses champion and inconclusive")]
+            (2, "the champion alias with an append-only history; model statuses champion and inconclusive"),
+            (3, "the query log and the labels without a primary-key index")]
+
+
+def test_migration_3_keeps_every_logged_row_and_drops_the_log_index(tmp_path, monkeypatch):
+    import store.schema as schema
+
+    database = Database(tmp_path / "retrainer.duckdb")
+    monkeypatch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:2])
+    monkeypatch.setattr(schema, "LATEST", 2)
+    assert migrate(database) == 2  # a store written before migration 3
+    with database.write() as con:
+        insert_queries(con, query_frame(("q2", "track my parcel", "track_order", 0.9), ("q1", "refund please", "refund", 0.7)))
+        insert_labels(con, label_frame(("l1", "q1", None, "refund")))
+    monkeypatch.undo()
+    assert migrate(database) == 3
+    with database.read() as con:
+        assert con.execute("SELECT id, text, predicted_label FROM queries ORDER BY id").fetchall() == [
+            ("q1", "refund please", "refund"), ("q2", "track my parcel", "track_order")]
+        assert con.execute("SELECT id, query_id, label FROM labels").fetchall() == [("l1", "q1", "refund")]
+        assert con.execute("SELECT table_name, constraint_type FROM duckdb_constraints() WHERE database_name = 'store' "
+                           "AND table_name IN ('queries', 'labels') AND constraint_type <> 'NOT NULL'").fetchall() == []
+    with database.write() as con:  # a repeat is still stored once, without the index
+        assert insert_queries(con, query_frame(("q1", "refund please", "refund", 0.7))) == 0
 
 
 def test_open_store_creates_the_directory_and_migrates(tmp_path):
