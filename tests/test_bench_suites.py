@@ -134,3 +134,20 @@ def test_peer_prefill_leaves_the_rows_a_retrain_writes(tmp_path, small_history):
     peer._ours_write(ctx, small_history[1])  # the next retrain gets the next id from the sequence
     with ctx.db.read() as con:
         assert con.execute("SELECT max(id), count(*) FROM retrains").fetchall()[0] == (61, 61)
+
+
+def test_scale_import_file_goes_in_whole_both_ways(tmp_path):
+    import pandas as pd
+
+    from benchmarks import scale
+
+    file = tmp_path / "log.parquet"
+    scale.write_import_file(file, 3000)
+    frame = pd.read_parquet(file)
+    labelled = int(frame["label"].notna().sum())
+    assert len(frame) == 3000 and 200 < labelled < 400  # 10% labelled
+    assert frame["ts"].is_monotonic_increasing
+    bulk = scale.child_bulk(tmp_path / "bulk", file, batch=1000)
+    assert (bulk["rows"], bulk["queries"], bulk["labels"]) == (3000, 3000, labelled)
+    imported = scale.child_import(tmp_path / "imported", file)
+    assert (imported["rows"], imported["queries"], imported["labels"], imported["rejected"]) == (3000, 3000, labelled, 0)
