@@ -190,7 +190,7 @@ def prefill(ctx: Any, retrains: list[Retrain], n: int) -> None:
     import pandas as pd
 
     base = ctx.clock()
-    rows: dict[str, list[dict[str, Any]]] = {t: [] for t in ("retrains", "models", "evaluations", "events", "deployments")}
+    rows: dict[str, list[dict[str, Any]]] = {t: [] for t in ("retrains", "models", "evaluations", "events", "alias_history")}
     champion: str | None = None
     champion_scores: tuple[float, float] | None = None
     for i in range(1, n + 1):
@@ -225,8 +225,8 @@ def prefill(ctx: Any, retrains: list[Retrain], n: int) -> None:
                                "details": json.dumps({"retrain_id": i, "candidate": version, "champion": champion,
                                                       "accepted": accepted, "eval_rows": r.eval_rows})})
         if accepted:
-            rows["deployments"].append({"ts": ts, "version": version, "previous_version": champion, "kind": "deploy",
-                                        "reason": f"Deployed {version}."})
+            rows["alias_history"].append({"ts": ts, "alias": "champion", "version": version, "previous_version": champion,
+                                          "kind": "deploy", "actor": "benchmark", "reason": f"Deployed {version}."})
             rows["events"].append({"ts": ts, "kind": "deploy", "severity": "info", "version": version,
                                    "message": f"Deployed {version}.",
                                    "details": json.dumps({"version": version, "previous": champion, "kind": "deploy"})})
@@ -240,7 +240,7 @@ def prefill(ctx: Any, retrains: list[Retrain], n: int) -> None:
             con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM prefill_rows")
             con.unregister("prefill_rows")
         if champion is not None:
-            con.execute("UPDATE models SET status = 'active' WHERE version = ?", [champion])
+            con.execute("UPDATE models SET status = 'champion' WHERE version = ?", [champion])
     ctx.db.checkpoint()
 
 

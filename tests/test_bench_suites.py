@@ -129,7 +129,7 @@ def test_peer_prefill_leaves_the_rows_a_retrain_writes(tmp_path, small_history):
     assert len(frame[frame["role"] == "champion"]) == 59
     with ctx.db.read() as con:
         counts = con.execute("SELECT (SELECT count(*) FROM deployments), (SELECT count(*) FROM events), "
-                             "(SELECT count(*) FROM models WHERE status = 'active'), (SELECT max(id) FROM retrains)").fetchall()[0]
+                             "(SELECT count(*) FROM models WHERE status = 'champion'), (SELECT max(id) FROM retrains)").fetchall()[0]
     assert counts == (accepted, 60 + accepted, 1, 60)
     peer._ours_write(ctx, small_history[1])  # the next retrain gets the next id from the sequence
     with ctx.db.read() as con:
