@@ -12,18 +12,21 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks import api, dashboard, gate_quality, gate_speed, hot_reload, peer, retrain, serving
+from benchmarks import api, dashboard, gate_quality, gate_speed, hot_reload, peer, retrain, scale, serving
 from benchmarks.common import DEFAULT_WORK, ROOT, machine, say, table
 
 SUITES = {"serving": serving.run, "retrain": retrain.run, "dashboard": dashboard.run, "hot_reload": hot_reload.run,
-          "peer": peer.run, "gate_speed": gate_speed.run, "gate_quality": gate_quality.run, "api": api.run}
+          "peer": peer.run, "gate_speed": gate_speed.run, "gate_quality": gate_quality.run, "api": api.run,
+          "scale": scale.run}
+# The 10M-query suite takes an hour or more: run it on its own (``--only scale``), not in every ``make bench``.
+DEFAULT_SUITES = [name for name in SUITES if name != "scale"]
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions and rows (a few minutes)")
-    parser.add_argument("--only", default=",".join(SUITES), help=f"comma-separated suites of {', '.join(SUITES)}")
+    parser.add_argument("--only", default=",".join(DEFAULT_SUITES), help=f"comma-separated suites of {', '.join(SUITES)}")
     parser.add_argument("--work", type=Path, default=DEFAULT_WORK, help="where the benchmark stores are built and kept")
     parser.add_argument("--results", type=Path, default=RESULTS, help="the Markdown report to write")
     args = parser.parse_args(argv)
