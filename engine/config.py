@@ -43,6 +43,7 @@ class Settings:
     use_pseudo_labels: bool = True
     max_text_length: int = 2000
     eval_percent: int = 20
+    max_labels: int = 1000
     tolerance: float = 0.01
     gate_mode: str = "point"
     min_eval_rows: int = 200
@@ -116,6 +117,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "min_confidence": (0.0, 1.0),
     "max_text_length": (1, 1_000_000),
     "eval_percent": (1, 50),
+    "max_labels": (2, 100_000),
     "tolerance": (0.0, 0.5),
     "min_eval_rows": (0, 10_000_000),
     "min_class_support": (0, 1_000_000),

@@ -13,7 +13,8 @@ Rules, applied in this order; every input row is counted by exactly one step of 
    before counting: ``rows_in`` counts only the rows considered.
 1. **Malformed** (``malformed``). Texts are normalised (:func:`normalize_text`: Unicode
    NFKC, case-folded, whitespace collapsed) and labels are normalised
-   (:func:`normalize_label`: stripped and lower-cased, so ``" Track_Order "`` is
+   (:func:`normalize_label`: Unicode NFKC, format characters such as zero-width spaces
+   and byte-order marks removed, stripped and lower-cased, so ``" Track_Order "`` is
    ``"track_order"``) before anything else. A row is malformed when its text is not a
    string, is empty after normalisation, or is longer than ``max_text_length``
    characters after normalisation; when its label is missing, NaN or empty; when
@@ -36,13 +37,25 @@ Rules, applied in this order; every input row is counted by exactly one step of 
    older than any time. Every row whose label is not the
    winner (human or pseudo) counts as a conflict; all but one of the rows with the
    winning label count as duplicates. One row per text remains.
-4. **Evaluation split** (``reserved_for_eval``, ``eval_rows``, ``train_rows``). Each
-   text has a stable bucket 0..99 (:func:`eval_bucket`, from a SHA-256 of the
-   normalised text). A text with ``eval_bucket(text) < eval_percent`` belongs to
-   evaluation: if its label came from humans it goes to ``eval``; if it is pseudo-only
-   its one remaining row is removed and counted ``reserved_for_eval`` (the evaluation
-   set holds human labels only). Every other text goes to ``train``. So a text never moves between
-   train and eval across retrains, and no model is trained on an evaluation text.
+4. **Evaluation split** (``reserved_for_eval``, ``eval_rows``, ``train_rows``), per label.
+   Each text has a stable bucket 0..99 and a stable order (:func:`eval_key`, from a SHA-256
+   of the normalised text). A text with ``eval_bucket(text) < eval_percent`` belongs to
+   evaluation: if its label came from humans it goes to ``eval``; if it is pseudo-only its
+   one remaining row is removed and counted ``reserved_for_eval`` (the evaluation set holds
+   human labels only). Every other text goes to ``train``, with two corrections per winning
+   label, so that every label with two or more human-labelled texts is both trained and
+   judged:
+
+   - a label with ``n >= 2`` human-labelled texts none of which is in the bucket slice lends
+     its first text in :func:`eval_key` order to ``eval``;
+   - a label whose human-labelled texts are all in the slice keeps its last one in ``train``
+     (so a label with a single text trains on it, and is listed in
+     :attr:`TrainingSet.labels_without_eval`).
+
+   So a text in the slice stays in evaluation forever (unless its label has no other text),
+   a large label holds out about ``eval_percent`` of its texts, and no model is trained on
+   a text of the evaluation set it is judged on. The text a small label lends returns to
+   training once one of the label's own texts falls in the slice.
 
 Empty input gives an empty :class:`TrainingSet` with all counts zero. An option out of
 range (``min_confidence`` 0..1, ``eval_percent`` a whole number 0..50,
@@ -103,14 +116,24 @@ def normalize_text(text: str) -> str:
 
 
 def normalize_label(label: Any) -> str | None:
-    """Strip surrounding whitespace and lower-case; None/NaN/empty -> None.
+    """Unicode NFKC, format characters removed, stripped and lower-cased; None/NaN/empty -> None.
+
+    Format characters (Unicode category Cf: zero-width space and joiners, byte-order marks,
+    direction marks, soft hyphens) are invisible, so two labels that print the same are
+    the same label. Labels that merely look alike (a Cyrillic ``а`` for a Latin ``a``) stay
+    different; :mod:`engine.labels` warns about them.
 
     >>> normalize_label(" Track_Order "), normalize_label("  "), normalize_label(float("nan"))
     ('track_order', None, None)
+    >>> normalize_label("\ufefftrack\u200b_order"), normalize_label("ＴＲＡＣＫ")
+    ('track_order', 'track')
     """
     if label is None or (not isinstance(label, str) and pd.api.types.is_scalar(label) and pd.isna(label)):
         return None
-    text = str(label).strip().lower()
+    text = str(label)
+    if not text.isascii():
+        text = "".join(ch for ch in unicodedata.normalize("NFKC", text) if unicodedata.category(ch) != "Cf")
+    text = text.strip().lower()
     return text or None
 
 
@@ -123,8 +146,17 @@ def eval_bucket(normalized_text: str) -> int:
     >>> eval_bucket("where is my order")
     36
     """
-    digest = hashlib.sha256(normalized_text.encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") % 100
+    return eval_key(normalized_text)[0]
+
+
+def eval_key(normalized_text: str) -> tuple[int, int]:
+    """(bucket, the 64-bit number behind it): the order in which a label lends texts to evaluation.
+
+    >>> eval_key("where is my order")[0] == eval_bucket("where is my order")
+    True
+    """
+    number = int.from_bytes(hashlib.sha256(normalized_text.encode("utf-8")).digest()[:8], "big")
+    return number % 100, number
 
 
 @dataclass(frozen=True)
@@ -151,7 +183,9 @@ class TrainingSet:
 
     ``train`` and ``eval`` have columns ``text`` (normalised) and ``label``, one row per
     text, sorted by text; ``eval`` holds human labels only. ``labels`` are the sorted
-    distinct labels of ``train``. ``data_hash`` is the SHA-256 hex of the UTF-8 JSON
+    distinct labels of ``train``; ``labels_without_eval`` are those of them with no
+    evaluation row (a label known from a single human-labelled text, or from pseudo labels
+    only): the gate cannot judge them. ``data_hash`` is the SHA-256 hex of the UTF-8 JSON
     array ``[[text, label], ...]`` of ``train`` in its (sorted) order.
     """
 
@@ -160,6 +194,7 @@ class TrainingSet:
     funnel: Funnel
     labels: tuple[str, ...]
     data_hash: str
+    labels_without_eval: tuple[str, ...] = ()
 
 
 def build_training_set(
@@ -212,8 +247,8 @@ def build_training_set(
     winner_of[winners.index.to_numpy()] = winners.to_numpy()
     wins = k_label == winner_of[k_group]
 
-    in_eval = np.array([eval_bucket(group_texts[g]) < eval_percent for g in winners.index], dtype=bool)
     from_humans = has_human[winners.index.to_numpy()]
+    in_eval = _stratified_eval(winners, group_texts, from_humans=from_humans, eval_percent=eval_percent)
     train = _frame(winners[~in_eval], group_texts, label_names)
     evaluation = _frame(winners[in_eval & from_humans], group_texts, label_names)
 
@@ -229,13 +264,45 @@ def build_training_set(
     )
     log.debug("training set funnel: %s", funnel.as_dict())
     pairs = list(zip(train["text"].tolist(), train["label"].tolist()))
+    labels = tuple(sorted(set(train["label"].tolist())))
+    judged = set(evaluation["label"].tolist())
     return TrainingSet(
         train=train,
         eval=evaluation,
         funnel=funnel,
-        labels=tuple(sorted(set(train["label"].tolist()))),
+        labels=labels,
         data_hash=hashlib.sha256(json.dumps(pairs, ensure_ascii=False).encode("utf-8")).hexdigest(),
+        labels_without_eval=tuple(label for label in labels if label not in judged),
     )
+
+
+def _stratified_eval(winners: pd.Series, group_texts: list[str], *, from_humans: np.ndarray,
+                     eval_percent: int) -> np.ndarray:
+    """Per winning text: does it go to evaluation? (rule 4 of the module docstring)."""
+    if winners.empty:
+        return np.zeros(0, dtype=bool)
+    keys = [eval_key(group_texts[g]) for g in winners.index]
+    frame = pd.DataFrame({
+        "label": winners.to_numpy(),
+        "bucket": np.array([k[0] for k in keys], dtype=np.int64),
+        "number": np.array([k[1] for k in keys], dtype=np.uint64),
+        "human": from_humans,
+    })
+    below = frame["bucket"].to_numpy() < eval_percent
+    in_eval = below & ~from_humans  # pseudo-only texts: the bucket alone decides (they are reserved, not evaluated)
+    human = frame[from_humans].sort_values(["label", "bucket", "number"], kind="stable")
+    if human.empty:
+        return in_eval
+    by_label = human.groupby("label", sort=False)
+    rank = by_label.cumcount().to_numpy()
+    n = by_label["bucket"].transform("size").to_numpy()
+    c = (human["bucket"].to_numpy() < eval_percent).astype(np.int64)
+    c = pd.Series(c, index=human.index).groupby(human["label"].to_numpy(), sort=False).transform("sum").to_numpy()
+    m = np.minimum(np.maximum(c, (n >= 2).astype(np.int64)), np.maximum(n - 1, 0))
+    if eval_percent == 0:
+        m = np.zeros_like(m)
+    in_eval[human.index.to_numpy()] = rank < m
+    return in_eval
 
 
 def _check_options(*, min_confidence: Any, max_text_length: Any, eval_percent: Any) -> None:

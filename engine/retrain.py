@@ -183,6 +183,15 @@ def _best_deployed(ctx: Context, eval_set, *, champion_version: str | None, cham
     return max(scored, key=lambda vs: (vs[1].macro_f1, vs[1].accuracy))
 
 
+def _unjudged(data) -> str:
+    """Names the labels without evaluation rows and what to do about them (one sentence)."""
+    names = list(data.labels_without_eval)
+    shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+    return (f"{len(names)} label(s) have no evaluation rows ({shown}): a label needs at least two human-labelled "
+            "texts (one is held out for evaluation); import more labelled examples of them with "
+            "`python -m engine import FILE --labeled`.")
+
+
 def _cycle(ctx: Context, retrain_id: int, trigger: str, stage: Callable[[str, float], None], record: dict) -> CycleResult:
     s = ctx.settings
     stage("reading the log", 0.05)
@@ -195,6 +204,18 @@ def _cycle(ctx: Context, retrain_id: int, trigger: str, stage: Callable[[str, fl
                               use_pseudo_labels=s.use_pseudo_labels)
     record.update({k: v for k, v in data.funnel.as_dict().items() if k != "eval_rows"})
     record["eval_rows"] = data.funnel.eval_rows
+    if len(data.labels) > s.max_labels:
+        raise TrainingError(
+            f"the training set has {len(data.labels):,} labels; the limit is {s.max_labels:,} (setting max_labels): "
+            "a model's size and fit time grow with its labels, so check that the label column holds classes "
+            "(not ids or free text), merge rare labels, or raise max_labels"
+        )
+    unjudged = _unjudged(data)
+    if data.eval["label"].nunique() == 1 and data.labels_without_eval:
+        raise TrainingError(
+            f"the evaluation set holds one label ({data.eval['label'].iloc[0]}), so the gate cannot compare models: "
+            f"{unjudged}"
+        )
     if data.eval.empty:
         raise TrainingError(
             f"no human-labelled evaluation rows ({data.funnel.train_rows} training rows): "
@@ -240,6 +261,8 @@ def _cycle(ctx: Context, retrain_id: int, trigger: str, stage: Callable[[str, fl
                       per_class_min_support=s.per_class_min_support, best=best, best_version=best_version,
                       cumulative_tolerance=s.cumulative_tolerance)
     reason = decision.reason
+    if data.labels_without_eval:
+        reason = f"{reason} Not judged: {unjudged}"
     if champion_problem:
         reason = f"{reason} (The active model {champion_version} could not be loaded, so the candidate was judged against the baseline: {champion_problem})"
     faults.point("cycle_after_gate")
