@@ -168,20 +168,37 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
 
     ctx = Context.open(settings)
     started = time.perf_counter()
+    shown = [0.0]
 
-    def progress(rows: int) -> None:
-        print(f"  {rows:,} rows read ({time.perf_counter() - started:.1f}s)", file=sys.stderr, flush=True)
+    def progress(rows: int, done: int, total: int) -> None:
+        now = time.perf_counter() - started
+        if now - shown[0] < 2 and done < total:
+            return
+        shown[0] = now
+        pct = 100 * done / total if total else 100.0
+        print(f"  {pct:5.1f}%  {rows:,} rows read ({done / 1e6:,.1f} of {total / 1e6:,.1f} MB, {now:.1f}s)",
+              file=sys.stderr, flush=True)
 
-    report = import_file(ctx, Path(args.path), labeled=args.labeled, progress=progress)
+    report = import_file(ctx, Path(args.path), labeled=args.labeled, again=args.again, encoding=args.encoding,
+                         progress=progress)
     for where, reason in report.problems[:args.show]:
         print(f"  rejected {where}: {reason}")
     hidden = report.rejected - min(len(report.problems), args.show)
     if hidden > 0:
         print(f"  ... and {hidden} more rejected rows (use --show N to list more)")
+    if report.encoding:
+        print(f"  read as {report.encoding} ({report.encoding_how}; --encoding NAME overrides)"
+              + (f", {report.dialect}" if report.dialect else ""))
     if report.ignored_columns:
         print(f"  ignored columns: {', '.join(report.ignored_columns)}")
+    print(f"  {report.new_labels_line()}")
+    for label, other, difference in report.confusable:
+        print(f"  warning: label {label!r} looks like {other!r} ({difference}): fix the file if they are one class")
+    if report.labels_in_store > settings.max_labels:
+        print(f"  warning: the store now has {report.labels_in_store:,} labels; retrains stop above "
+              f"{settings.max_labels:,} (setting max_labels)")
     print(report.summary())
-    return 0 if (report.labels or report.queries) else 1
+    return 1 if report.rejected else 0
 
 
 def cmd_predict(settings: Settings, args: argparse.Namespace) -> int:
@@ -292,10 +309,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_status)
 
-    p = sub.add_parser("import", help="import logged queries or labelled examples (CSV, JSON Lines, Parquet)")
-    p.add_argument("path", help="a .csv, .jsonl or .parquet file with a 'text' column")
+    p = sub.add_parser("import", help="import logged queries or labelled examples (CSV, JSON Lines, Parquet); "
+                                      "exit 0 all rows stored, 1 some rows rejected, 2 file refused (nothing stored)")
+    p.add_argument("path", help="a .csv/.tsv, .jsonl/.ndjson or .parquet file with a 'text' column")
     p.add_argument("--labeled", action="store_true", help="rows carry true labels in a 'label' column")
     p.add_argument("--show", type=int, default=20, metavar="N", help="list at most N rejected rows (default 20)")
+    p.add_argument("--again", action="store_true",
+                   help="import a file whose bytes were imported before (its rows are stored a second time)")
+    p.add_argument("--encoding", metavar="NAME", help="the file's text encoding, e.g. cp1252 (default: detected)")
     p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("predict", help="classify texts with the active model (and log them)")

@@ -1,66 +1,105 @@
 """Importing a team's own data: logged queries and labelled examples from files.
 
-Formats, chosen by the file's extension: CSV (``.csv``), JSON Lines (``.jsonl``,
-``.ndjson``) and Parquet (``.parquet``). Columns: ``text`` (required) and, as
-available, ``label``, ``predicted_label``, ``confidence``, ``ts``.
+Formats, dialects and encodings are read by :mod:`engine.readers`: CSV (``.csv``, ``.tsv``;
+comma, semicolon, tab or pipe; any encoding, detected or named), JSON Lines (``.jsonl``,
+``.ndjson``) and Parquet (``.parquet``). Columns (header names are compared trimmed and
+lower-cased): ``text`` (required) and, as available, ``label``, ``predicted_label``,
+``confidence``, ``ts``; others are ignored and listed.
 
-- With ``labeled=True`` every row needs a ``label``: rows become human labels
-  (training and evaluation data). If a row also has ``predicted_label`` it is stored
-  as a logged query as well.
-- Without it, rows are logged queries and need ``predicted_label`` and
-  ``confidence``; a ``label`` on such a row is stored as its true label.
+- With ``labeled=True`` every row needs a ``label``: rows become human labels (training and
+  evaluation data). If a row also has ``predicted_label`` it is stored as a logged query too.
+- Without it, rows are logged queries and need ``predicted_label`` and ``confidence``; a
+  ``label`` on such a row is stored as its true label.
 
-Normalisation (documented, so nothing surprises): text is kept as written except
-that control characters other than tab and newline become spaces and surrounding
-whitespace is stripped; labels are stripped and lower-cased (``" Track_Order "`` ->
-``track_order``); text that looks like a spreadsheet formula is stored as text
-(the dashboard's CSV export neutralises it). A row is rejected, with its line
-number and the reason, when: the file's bytes on that line are not UTF-8; text is
-missing, empty, holds a NUL byte, or is longer than ``max_text_length``; a needed
-label is empty or NaN; confidence is not a number in [0, 1]; ts is not a date-time.
-Good rows are kept; rejected rows change nothing.
+**Whole files.** Clean rows are staged in Parquet files under ``HOME/imports/`` and moved into
+the store in one transaction with the import's event, so a file is stored whole or not at all:
+a refused file, a crash or Ctrl-C store nothing (a later import removes what a dead one staged).
+Every import ends with an ``import`` event: info when every row was stored, warning when rows
+were rejected, error when the file was refused.
+
+**Once per file.** The event records the SHA-256 of the file's bytes; a file whose bytes were
+imported before (and stored rows) is refused unless ``again=True`` (``--again``).
+
+**Rows** (rules in :func:`clean_row`): a row is rejected, with its line number and the reason,
+when its bytes are not valid in the file's encoding; its record cannot be read (broken quoting,
+a wrong number of fields, invalid JSON, nesting too deep, a number with thousands of digits);
+text is missing, not a string, empty, holds a NUL byte, or is longer than ``max_text_length``
+characters (setting); a needed label is empty, or a label is not one text or number
+(:func:`engine.labels.read_label`); confidence is not a number in [0, 1]; ``ts`` is not a time
+in [:data:`TS_MIN`, :data:`TS_MAX`). Text is kept as written, except that control characters
+other than tab and newline become spaces and surrounding whitespace is stripped. Rejected rows
+change nothing; good rows are kept.
+
+**Labels.** New labels (never seen by the store, as a true or a predicted label) are listed,
+and labels that look like another one (Unicode TR39 skeletons, :mod:`engine.labels`) are
+named in pairs. A file with more than :data:`MAX_FILE_LABELS` distinct labels is refused.
+
+**Memory** is bounded whatever the file's size: a batch of at most :data:`BATCH_ROWS` rows or
+:data:`BATCH_CHARS` characters of text, the reader's line limit (``8 * max_text_length + 64 KiB``
+bytes), at most :data:`MAX_REPORTED` rejected rows kept for the report and the file's distinct
+labels. ``benchmarks/import_memory.py`` measures it on a 1 GB CSV.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
+import hashlib
 import logging
 import math
+import os
 import re
+import shutil
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timezone
+from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable, Iterator
-
-import pandas as pd
+from typing import Any, Callable
 
 from engine.context import Context
-from engine.dataset import normalize_label
 from engine.errors import InputError
+from engine.labels import confusable_pairs, describe_difference, read_label
+from engine.dataset import normalize_label
+from engine.readers import (FORMATS, CsvReader, JsonLinesReader, ParquetReader, Source, check_encoding,
+                            detect_encoding, has_surrogates, needs_transcoding, transcode_to_utf8)
 from store.events import add_event
-from store.log import LABEL_COLUMNS, QUERY_COLUMNS, insert_labels, insert_queries
+from store.imports import all_labels, commit_staged, find_import
 
 log = logging.getLogger(__name__)
 
-FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
-COLUMNS = ("text", "label", "predicted_label", "confidence", "ts")
-BATCH = 50_000
+BATCH_ROWS = 20_000
+BATCH_CHARS = 8_000_000
 MAX_REPORTED = 1000
+MAX_FILE_LABELS = 100_000
+TS_MIN = datetime(2000, 1, 1)
+TS_MAX = datetime(2100, 1, 1)
+STAGING_DIR = "imports"
 _CONTROL = re.compile(r"[\x01-\x08\x0b-\x1f\x7f-\x9f]")  # C0 and C1 controls but tab and newline
+_NUMBER = re.compile(r"^[+-]?\d+(\.\d+)?$")
+_RANGE = f"{TS_MIN:%Y-%m-%d} to {TS_MAX.year - 1}-12-31 (UTC)"
+
+Progress = Callable[[int, int, int], None]
+"""progress(rows read, bytes read, file size in bytes), after each batch and at the end."""
 
 
 @dataclass
 class ImportReport:
+    """What an import did: counts, rejected rows (where, why), and what it noticed about the file."""
+
     path: str
+    sha256: str = ""
+    encoding: str = ""
+    encoding_how: str = ""
+    dialect: str = ""
     rows: int = 0
     queries: int = 0
     labels: int = 0
     rejected: int = 0
     problems: list[tuple[str, str]] = field(default_factory=list)  # (where, reason), first MAX_REPORTED
     ignored_columns: list[str] = field(default_factory=list)
+    new_labels: list[str] = field(default_factory=list)
+    confusable: list[tuple[str, str, str]] = field(default_factory=list)  # (label, looks like, difference)
+    labels_in_store: int = 0
+    again: bool = False
 
     def reject(self, where: str, reason: str) -> None:
         self.rejected += 1
@@ -76,137 +115,233 @@ class ImportReport:
         stored = " and ".join(parts) or "nothing"
         return f"{self.path}: {self.rows} rows read, {stored} stored, {self.rejected} rejected"
 
-
-def _read_bytes(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"{path} cannot be read ({exc.strerror or exc}): check that it is a readable file") from None
-
-
-def _rows_csv(path: Path, report: ImportReport, max_len: int) -> Iterator[tuple[str, dict[str, Any]]]:
-    data = _read_bytes(path)
-    text = data.decode("utf-8", errors="surrogateescape")
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    # The csv module refuses fields over 131,072 characters by default: let every text up to the
-    # limit (with room for whitespace that is stripped) reach the length check below.
-    field_limit = max(csv.field_size_limit(), 2 * max_len + 1024)
-    csv.field_size_limit(field_limit)
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    _check_header(reader.fieldnames, path, report)
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            # DictReader.line_num is only updated after a good row; the inner reader knows the line.
-            report.rows += 1
-            where = f"line {reader.reader.line_num}"
-            if "field larger than field limit" in str(exc):
-                report.reject(where, f"a field is too long (over {field_limit:,} characters); the text limit is {max_len:,} (setting max_text_length)")
-            else:
-                report.reject(where, f"not valid CSV: {exc}")
-            continue
-        yield f"line {reader.line_num}", row
+    def new_labels_line(self, *, shown: int = 20) -> str:
+        """``3 new labels: a, b, c`` (or ``no new labels``)."""
+        if not self.new_labels:
+            return "no new labels"
+        names = ", ".join(self.new_labels[:shown])
+        more = f" and {len(self.new_labels) - shown} more" if len(self.new_labels) > shown else ""
+        return f"{len(self.new_labels)} new label{'s' if len(self.new_labels) != 1 else ''}: {names}{more}"
 
 
-def _rows_jsonl(path: Path, report: ImportReport, max_len: int) -> Iterator[tuple[str, dict[str, Any]]]:
-    for number, raw in enumerate(_read_bytes(path).split(b"\n"), start=1):
-        line = raw.decode("utf-8", errors="surrogateescape")
-        if number == 1:
-            line = line.lstrip("\ufeff")
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line.rstrip("\r"))  # so an error's column is on this line
-        except json.JSONDecodeError as exc:
-            report.rows += 1
-            if _has_surrogates(line):
-                report.reject(f"line {number}", "not valid UTF-8: save the file as UTF-8")
-            else:
-                report.reject(f"line {number}", f"not valid JSON ({exc.msg} at column {exc.colno})")
-            continue
-        if not isinstance(row, dict):
-            report.rows += 1
-            report.reject(f"line {number}", "not a JSON object: each line must be like {\"text\": \"...\", \"label\": \"...\"}")
-            continue
-        yield f"line {number}", row
+# -- rows ----------------------------------------------------------------------------------------
 
 
-def _rows_parquet(path: Path, report: ImportReport, max_len: int) -> Iterator[tuple[str, dict[str, Any]]]:
-    try:
-        frame = pd.read_parquet(path)
-    except Exception as exc:  # pyarrow raises many kinds for a bad file
-        raise InputError(f"{path} is not a readable Parquet file ({type(exc).__name__}: {exc})") from None
-    _check_header(list(frame.columns), path, report)
-    for number, row in enumerate(frame.to_dict("records"), start=1):
-        yield f"row {number}", row
+class _Reject(Exception):
+    """A row's reason for rejection."""
 
 
-def _check_header(names: list[str] | None, path: Path, report: ImportReport) -> None:
-    if not names:
-        raise InputError(f"{path} is empty: it needs a header with a 'text' column and, as available, {', '.join(COLUMNS[1:])}")
-    if "text" not in names:
-        raise InputError(f"{path} has no 'text' column (columns found: {', '.join(map(str, names))}); rename the query column to 'text'")
-    report.ignored_columns = [str(n) for n in names if n not in COLUMNS]
-
-
-def _has_surrogates(value: str) -> bool:
-    return any("\udc80" <= ch <= "\udcff" for ch in value)
+def clean_row(values: dict[str, Any], *, labeled: bool, max_len: int, now: datetime,
+              encoding: str = "utf-8") -> dict[str, Any]:
+    """The stored values of one row (text, label, predicted_label, confidence, ts); raises _Reject."""
+    for value in values.values():
+        if isinstance(value, str) and has_surrogates(value):
+            name = "UTF-8" if encoding.replace("_", "-").lower().startswith("utf-8") else encoding
+            raise _Reject(f"not valid {name} on this line: save the file as UTF-8 (or name its encoding with --encoding)")
+    text = _text(values.get("text"), max_len=max_len)
+    label = _label(values, "label")
+    predicted = _label(values, "predicted_label")
+    if labeled and label is None:
+        raise _Reject("label is empty: every row of a --labeled import needs a label")
+    confidence = None
+    if predicted is not None or not labeled:
+        if predicted is None:
+            raise _Reject("predicted_label is empty: logged queries need the model's label (or import with --labeled)")
+        confidence = _confidence(values.get("confidence"))
+    ts = read_ts(values.get("ts"), now=now)
+    return {"text": text, "label": label, "predicted_label": predicted, "confidence": confidence, "ts": ts}
 
 
 def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value)) or (isinstance(value, str) and not value.strip())
 
 
-def _clean_row(row: dict[str, Any], *, labeled: bool, max_len: int, now: datetime) -> tuple[dict[str, Any] | None, str | None]:
-    """(clean values, None) or (None, the reason the row is rejected)."""
-    for key, value in row.items():
-        if isinstance(value, str) and _has_surrogates(value):
-            return None, "not valid UTF-8 on this line: save the file as UTF-8"
-    text = row.get("text")
-    if _missing(text):
-        return None, "text is empty"
-    if not isinstance(text, str):
-        return None, f"text must be a string, not {type(text).__name__}"
-    if "\x00" in text:
-        return None, "text holds a NUL byte"
-    text = _CONTROL.sub(" ", text).strip()
+def _shown(value: Any, width: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= width else f"{text[:width]}... ({len(text):,} characters)"
+
+
+def _text(value: Any, *, max_len: int) -> str:
+    if _missing(value):
+        raise _Reject("text is empty")
+    if not isinstance(value, str):
+        raise _Reject(f"text must be a string, not {type(value).__name__}")
+    if "\x00" in value:
+        raise _Reject("text holds a NUL byte")
+    text = _CONTROL.sub(" ", value).strip()
     if not text:
-        return None, "text is empty"
+        raise _Reject("text is empty")
     if len(text) > max_len:
-        return None, f"text is {len(text):,} characters; the limit is {max_len:,} (setting max_text_length)"
-    label = None if _missing(row.get("label")) else normalize_label(str(row.get("label")))
-    predicted = None if _missing(row.get("predicted_label")) else normalize_label(str(row.get("predicted_label")))
-    if labeled and label is None:
-        return None, "label is empty: every row of a --labeled import needs a label"
-    confidence = None
-    if predicted is not None or not labeled:
-        if predicted is None:
-            return None, "predicted_label is empty: logged queries need the model's label (or import with --labeled)"
-        raw = row.get("confidence")
-        if _missing(raw):
-            return None, "confidence is missing: give the model's probability, a number from 0 to 1"
+        raise _Reject(f"text is {len(text):,} characters; the limit is {max_len:,} (setting max_text_length)")
+    return text
+
+
+def _label(values: dict[str, Any], column: str) -> str | None:
+    label, problem = read_label(values.get(column), column=column)
+    if problem:
+        raise _Reject(problem)
+    return label
+
+
+def _confidence(raw: Any) -> float:
+    if _missing(raw):
+        raise _Reject("confidence is missing: give the model's probability, a number from 0 to 1")
+    if isinstance(raw, bool) or not isinstance(raw, (str, int, float, Decimal)):
+        raise _Reject(f"confidence {_shown(raw)} is not a number: use a number from 0 to 1")
+    try:
+        confidence = float(raw)
+    except (TypeError, ValueError, OverflowError):
+        raise _Reject(f"confidence {_shown(raw)} is not a number: use a number from 0 to 1") from None
+    if not (0.0 <= confidence <= 1.0):  # NaN and infinities fail too
+        raise _Reject(f"confidence {_shown(raw)} is outside [0, 1]")
+    return confidence
+
+
+def read_ts(raw: Any, *, now: datetime) -> datetime:
+    """A row's time as naive UTC: ISO 8601 text, a date-time value, or seconds since 1970-01-01 UTC
+    (a number, or digits in a text cell); a missing time is ``now``. Raises _Reject outside
+    [TS_MIN, TS_MAX) or for anything else.
+
+    Naive times (no offset) are read as UTC.
+    """
+    # Issue 17 (ops) extends this function, and only this one:
+    #   - `import --tz ZONE`: naive times are read in ZONE (today: UTC), at the `naive` step below;
+    #   - times in the future are clamped to `now` and counted, after the range check.
+    if _missing(raw):
+        return now
+    if isinstance(raw, bool):
+        raise _Reject(f"ts {raw!r} is not a date-time: use ISO 8601, e.g. 2026-11-01T12:00:00")
+    number = float(raw) if isinstance(raw, str) and _NUMBER.match(raw.strip()) else raw
+    if isinstance(number, (int, float, Decimal)):
+        seconds = float(number) if math.isfinite(float(number)) else math.inf
+        low, high = (_epoch(TS_MIN), _epoch(TS_MAX))
+        if not (low <= seconds < high):
+            raise _Reject(f"ts {_shown(raw)} (read as seconds since 1970-01-01 UTC) is outside the accepted range: {_RANGE}")
+        return datetime.fromtimestamp(seconds, tz=timezone.utc).replace(tzinfo=None)
+    if isinstance(raw, datetime):
+        ts = raw
+    elif isinstance(raw, date):
+        ts = datetime(raw.year, raw.month, raw.day)
+    elif isinstance(raw, str):
         try:
-            confidence = float(raw) if not isinstance(raw, bool) else math.nan
-        except (TypeError, ValueError):
-            return None, f"confidence {raw!r} is not a number: use a number from 0 to 1"
-        if not (0.0 <= confidence <= 1.0):  # NaN fails too
-            return None, f"confidence {raw!r} is outside [0, 1]"
-    ts = now
-    if not _missing(row.get("ts")):
+            ts = datetime.fromisoformat(raw.strip())
+        except ValueError:
+            raise _Reject(f"ts {_shown(raw)} is not a date-time: use ISO 8601, e.g. 2026-11-01T12:00:00") from None
+    else:
+        raise _Reject(f"ts {_shown(raw)} is not a date-time: use ISO 8601, e.g. 2026-11-01T12:00:00")
+    if ts.tzinfo is not None:
         try:
-            ts = pd.Timestamp(row["ts"])
-            if ts.tzinfo is not None:
-                ts = ts.tz_convert("UTC").tz_localize(None)
-            ts = ts.to_pydatetime()
-        except (ValueError, TypeError):
-            return None, f"ts {row['ts']!r} is not a date-time: use ISO 8601, e.g. 2026-11-01T12:00:00"
-        if pd.isna(ts):
-            ts = now
-    return {"text": text, "label": label, "predicted_label": predicted, "confidence": confidence, "ts": ts}, None
+            ts = ts.astimezone(timezone.utc).replace(tzinfo=None)
+        except OverflowError:
+            raise _Reject(f"ts {_shown(raw)} is outside the accepted range: {_RANGE}") from None
+    # naive: read as UTC
+    if not (TS_MIN <= ts < TS_MAX):
+        raise _Reject(f"ts {_shown(raw)} is outside the accepted range: {_RANGE}")
+    return ts
+
+
+def _epoch(ts: datetime) -> float:
+    return ts.replace(tzinfo=timezone.utc).timestamp()
+
+
+# -- staging -------------------------------------------------------------------------------------
+
+
+class _Stage:
+    """Clean rows written to Parquet files in a private folder, a batch at a time."""
+
+    def __init__(self, folder: Path, *, source: str):
+        import pyarrow as pa
+
+        self.folder = folder
+        self.source = source
+        self.pa = pa
+        self.schemas = {
+            "queries": pa.schema([("id", pa.string()), ("ts", pa.timestamp("us")), ("text", pa.string()),
+                                  ("predicted_label", pa.string()), ("confidence", pa.float64()),
+                                  ("model_version", pa.string()), ("source", pa.string())]),
+            "labels": pa.schema([("id", pa.string()), ("ts", pa.timestamp("us")), ("query_id", pa.string()),
+                                 ("text", pa.string()), ("label", pa.string()), ("source", pa.string())]),
+        }
+        self.writers: dict[str, Any] = {}
+        self.rows: dict[str, dict[str, list]] = {name: {c: [] for c in s.names} for name, s in self.schemas.items()}
+        self.pending = 0
+        self.chars = 0
+
+    def add(self, clean: dict[str, Any]) -> None:
+        query_id = None
+        if clean["predicted_label"] is not None:
+            query_id = uuid.uuid4().hex
+            q = self.rows["queries"]
+            for key, value in (("id", query_id), ("ts", clean["ts"]), ("text", clean["text"]),
+                               ("predicted_label", clean["predicted_label"]), ("confidence", clean["confidence"]),
+                               ("model_version", None), ("source", self.source)):
+                q[key].append(value)
+        if clean["label"] is not None:
+            l = self.rows["labels"]
+            for key, value in (("id", uuid.uuid4().hex), ("ts", clean["ts"]), ("query_id", query_id),
+                               ("text", clean["text"]), ("label", clean["label"]), ("source", self.source)):
+                l[key].append(value)
+        self.pending += 1
+        self.chars += len(clean["text"])
+
+    def full(self) -> bool:
+        return self.pending >= BATCH_ROWS or self.chars >= BATCH_CHARS
+
+    def flush(self) -> None:
+        import pyarrow.parquet as pq
+
+        for name, columns in self.rows.items():
+            if not columns["id"]:
+                continue
+            table = self.pa.table(columns, schema=self.schemas[name])
+            if name not in self.writers:
+                self.writers[name] = pq.ParquetWriter(self.folder / f"{name}.parquet", self.schemas[name])
+            self.writers[name].write_table(table)
+            for values in columns.values():
+                values.clear()
+        self.pending = self.chars = 0
+
+    def close(self) -> dict[str, Path | None]:
+        self.flush()
+        for writer in self.writers.values():
+            writer.close()
+        return {name: (self.folder / f"{name}.parquet" if name in self.writers else None) for name in self.schemas}
+
+
+def _staging_folder(home: Path) -> Path:
+    """A new private folder under HOME/imports; folders left by dead processes are removed."""
+    root = home / STAGING_DIR
+    root.mkdir(parents=True, exist_ok=True)
+    for old in root.iterdir():
+        pid = old.name.split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    folder = root / f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+    folder.mkdir()
+    return folder
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 hex of a file's bytes, read in 1 MiB pieces."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while piece := f.read(1 << 20):
+            digest.update(piece)
+    return digest.hexdigest()
+
+
+# -- the import ------------------------------------------------------------------------------------
 
 
 def import_file(
@@ -215,60 +350,159 @@ def import_file(
     *,
     labeled: bool,
     source: str = "import",
-    progress: Callable[[int], None] | None = None,
+    again: bool = False,
+    encoding: str | None = None,
+    progress: Progress | None = None,
 ) -> ImportReport:
-    """Read, check and store a file's rows in batches; return what happened to each row."""
+    """Read, check and store a file's rows (all of its good rows, or none); return what happened.
+
+    Raises :class:`~engine.errors.InputError` when the file is refused (nothing stored; an
+    ``import`` error event says why). Rules in the module docstring.
+    """
     path = Path(path)
+    report = ImportReport(str(path), again=again)
+    try:
+        return _import(ctx, path, report, labeled=labeled, source=source, again=again, encoding=encoding,
+                       progress=progress)
+    except InputError as exc:
+        _record_failure(ctx, path, report, severity="error", message=f"Import of {path.name} refused: {exc} Nothing was stored.")
+        raise
+    except KeyboardInterrupt:
+        _record_failure(ctx, path, report, severity="error", message=f"Import of {path.name} interrupted. Nothing was stored.")
+        raise
+    except Exception as exc:
+        _record_failure(ctx, path, report, severity="error",
+                        message=f"Import of {path.name} failed ({type(exc).__name__}: {exc}). Nothing was stored.")
+        raise
+
+
+def _record_failure(ctx: Context, path: Path, report: ImportReport, *, severity: str, message: str) -> None:
+    try:
+        with ctx.db.write() as con:
+            add_event(con, ts=ctx.clock(), kind="import", severity=severity, message=message,
+                      details={"path": str(path), "sha256": report.sha256 or None, "rows": report.rows,
+                               "labels": 0, "queries": 0, "rejected": report.rejected, "refused": True})
+    except Exception:  # the store itself is the problem: the caller's error says enough
+        log.exception("could not record the failed import of %s", path)
+
+
+def _import(ctx: Context, path: Path, report: ImportReport, *, labeled: bool, source: str, again: bool,
+            encoding: str | None, progress: Progress | None) -> ImportReport:
     kind = FORMATS.get(path.suffix.lower())
     if kind is None:
-        raise InputError(f"{path.name}: unknown file type {path.suffix!r}: use .csv, .jsonl (or .ndjson) or .parquet")
+        raise InputError(f"{path.name}: unknown file type {path.suffix!r}: use .csv (or .tsv), .jsonl (or .ndjson) or .parquet")
     if not path.is_file():
         raise InputError(f"{path} does not exist or is not a file")
-    report = ImportReport(str(path))
-    reader = {"csv": _rows_csv, "jsonl": _rows_jsonl, "parquet": _rows_parquet}[kind]
-    now = ctx.clock()
-    queries: list[dict[str, Any]] = []
-    labels: list[dict[str, Any]] = []
-    for where, row in reader(path, report, ctx.settings.max_text_length):
-        report.rows += 1
-        clean, problem = _clean_row(row, labeled=labeled, max_len=ctx.settings.max_text_length, now=now)
-        if problem:
-            report.reject(where, problem)
-            continue
-        query_id = None
-        if clean["predicted_label"] is not None:
-            query_id = uuid.uuid4().hex
-            queries.append({"id": query_id, "ts": clean["ts"], "text": clean["text"], "predicted_label": clean["predicted_label"],
-                            "confidence": clean["confidence"], "model_version": None, "source": source})
-        if clean["label"] is not None:
-            labels.append({"id": uuid.uuid4().hex, "ts": clean["ts"], "query_id": query_id, "text": clean["text"],
-                           "label": clean["label"], "source": source})
-        if len(queries) + len(labels) >= BATCH:
-            _write(ctx, queries, labels, report)
-            queries, labels = [], []
-            if progress:
-                progress(report.rows)
-    _write(ctx, queries, labels, report)
-    if report.rows == 0:
-        if kind == "jsonl":
-            raise InputError(f"{path} is empty: it needs one JSON object per line, like {{\"text\": \"...\", \"label\": \"...\"}}")
-        raise InputError(f"{path} has a header but no rows")
-    with ctx.db.write() as con:
-        add_event(con, ts=ctx.clock(), kind="import", severity="warning" if report.rejected else "info",
-                  message=f"Imported {path.name}: {report.summary().split(': ', 1)[1]}.",
-                  details={"path": str(path), "labeled": labeled, "rows": report.rows, "labels": report.labels,
-                           "queries": report.queries, "rejected": report.rejected, "problems": report.problems[:20]})
+    try:
+        size = path.stat().st_size
+        report.sha256 = file_sha256(path)
+    except OSError as exc:
+        raise InputError(f"{path} cannot be read ({exc.strerror or exc}): check that it is a readable file") from None
+    if not again:
+        with ctx.db.read() as con:
+            _refuse_if_imported(path, con, report.sha256)
+    with ctx.db.read() as con:
+        known = {label for label in (normalize_label(x) for x in all_labels(con)) if label is not None}
+    folder = _staging_folder(ctx.settings.home)
+    try:
+        staged = _stage(ctx, path, report, folder, kind=kind, size=size, labeled=labeled, source=source,
+                        encoding=encoding, known=known, progress=progress)
+        with ctx.db.write() as con:
+            if not again:
+                _refuse_if_imported(path, con, report.sha256)
+            report.queries, report.labels = commit_staged(con, queries=staged["queries"], labels=staged["labels"])
+            add_event(con, ts=ctx.clock(), kind="import", severity="warning" if report.rejected else "info",
+                      message=f"Imported {path.name}: {report.summary().split(': ', 1)[1]}; {report.new_labels_line()}.",
+                      details=_details(report, labeled=labeled))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
     if progress:
-        progress(report.rows)
+        progress(report.rows, size, size)
     return report
 
 
-def _write(ctx: Context, queries: list[dict], labels: list[dict], report: ImportReport) -> None:
-    if not queries and not labels:
+def _refuse_if_imported(path: Path, con, sha256: str) -> None:
+    earlier = find_import(con, sha256)
+    if earlier is None:
         return
-    q = pd.DataFrame(queries, columns=QUERY_COLUMNS)
-    l = pd.DataFrame(labels, columns=LABEL_COLUMNS)
-    q["confidence"] = q["confidence"].astype(float)
-    with ctx.db.write() as con:
-        report.queries += insert_queries(con, q)
-        report.labels += insert_labels(con, l)
+    stored = (earlier["details"].get("labels") or 0) + (earlier["details"].get("queries") or 0)
+    raise InputError(
+        f"{path.name} has the same bytes as a file imported on {earlier['ts']:%Y-%m-%d %H:%M} UTC (event #{earlier['id']}, "
+        f"{stored} rows stored): importing it again would store every row twice. "
+        "Pass --again to import it anyway.")
+
+
+def _stage(ctx: Context, path: Path, report: ImportReport, folder: Path, *, kind: str, size: int, labeled: bool,
+           source: str, encoding: str | None, known: set[str], progress: Progress | None) -> dict[str, Path | None]:
+    max_len = ctx.settings.max_text_length
+    limit = 8 * max_len + (64 << 10)
+    info = Source(kind)
+    now = ctx.clock()
+    stage = _Stage(folder, source=source)
+    file_labels: set[str] = set()
+    handle = None
+    try:
+        if kind == "parquet":
+            reader = ParquetReader(path, source=info)
+            report.encoding, report.encoding_how = "", ""
+        else:
+            if encoding:
+                chosen, how = check_encoding(encoding), "named with --encoding"
+            else:
+                chosen, how = detect_encoding(path, size=size)
+            report.encoding, report.encoding_how = chosen, how
+            read_path, read_encoding = path, chosen
+            if needs_transcoding(chosen):
+                read_path = transcode_to_utf8(path, chosen, folder / "utf8-copy")
+                read_encoding = "utf-8"
+            handle = open(read_path, "rb")
+            make = CsvReader if kind == "csv" else JsonLinesReader
+            reader = make(handle, path=path, encoding=read_encoding, limit=limit, source=info, max_text_length=max_len)
+        report.dialect = info.dialect
+        report.ignored_columns = info.ignored_columns
+        for row in reader:
+            report.rows += 1
+            if row.problem is not None:
+                report.reject(row.where, row.problem)
+            else:
+                try:
+                    clean = clean_row(row.values, labeled=labeled, max_len=max_len, now=now, encoding=report.encoding)
+                except _Reject as exc:
+                    report.reject(row.where, str(exc))
+                else:
+                    for label in (clean["label"], clean["predicted_label"]):
+                        if label is not None and label not in file_labels:
+                            file_labels.add(label)
+                            if len(file_labels) > MAX_FILE_LABELS:
+                                raise InputError(
+                                    f"{path.name} has more than {MAX_FILE_LABELS:,} distinct labels (at {row.where}): "
+                                    "a label names a class, so check that the label column does not hold ids or "
+                                    "free text")
+                    stage.add(clean)
+                    if stage.full():
+                        stage.flush()
+            if progress and report.rows % BATCH_ROWS == 0:
+                progress(report.rows, info.bytes_read, size)
+    finally:
+        if handle is not None:
+            handle.close()
+    if report.rows == 0:
+        if kind == "jsonl":
+            raise InputError(f"{path} is empty: it needs one JSON object per line, like "
+                             "{\"text\": \"...\", \"label\": \"...\"}")
+        raise InputError(f"{path} has a header but no rows")
+    report.new_labels = sorted(file_labels - known)
+    report.labels_in_store = len(known | file_labels)
+    report.confusable = [(a, b, describe_difference(a, b)) for a, b in confusable_pairs(report.new_labels, known | file_labels)]
+    return stage.close()
+
+
+def _details(report: ImportReport, *, labeled: bool) -> dict[str, Any]:
+    return {
+        "path": report.path, "sha256": report.sha256, "labeled": labeled, "again": report.again,
+        "encoding": report.encoding or None, "encoding_how": report.encoding_how or None, "dialect": report.dialect or None,
+        "rows": report.rows, "labels": report.labels, "queries": report.queries, "rejected": report.rejected,
+        "problems": report.problems[:20], "ignored_columns": report.ignored_columns,
+        "new_labels": report.new_labels[:50], "new_label_count": len(report.new_labels),
+        "confusable": [list(pair) for pair in report.confusable[:20]], "labels_in_store": report.labels_in_store,
+    }

@@ -158,14 +158,17 @@ def test_import_lists_rejected_rows_by_line_and_prints_the_summary(cli):
     run = cli["import_retrain_status"]
     result = run.results[0]
 
-    assert result.returncode == 0, result.stderr
-    assert lines(result.stdout) == [
+    assert result.returncode == 1, result.stderr  # some rows rejected, the others stored
+    assert lines(result.stdout)[:4] + lines(result.stdout)[5:] == [
         "  rejected line 5: text is empty",
         "  rejected line 7: label is empty: every row of a --labeled import needs a label",
         "  rejected line 9: text is 2,001 characters; the limit is 2,000 (setting max_text_length)",
+        '  read as utf-8 (the bytes are valid UTF-8; --encoding NAME overrides), comma-separated, quote "',
         f"{run.files}/rejects.csv: 803 rows read, 800 labelled rows stored, 3 rejected",
     ]
-    assert re.fullmatch(r"  803 rows read \(\d+\.\ds\)\n", result.stderr), result.stderr  # progress goes to stderr
+    assert lines(result.stdout)[4].startswith("  20 new labels: ")
+    # progress goes to stderr
+    assert re.fullmatch(r"  100\.0%  803 rows read \(0\.1 of 0\.1 MB, \d+\.\ds\)\n", result.stderr), result.stderr
     assert count_rows(run.ctx().db) == {"queries": 0, "labels": 800}
 
 
@@ -335,7 +338,7 @@ def test_retrain_without_wait_and_no_worker_queues_the_command(cli):
 
 @pytest.mark.parametrize("name, message", [
     ("import_missing", "error: {files}/missing.csv does not exist or is not a file\n"),
-    ("import_txt", "error: file.txt: unknown file type '.txt': use .csv, .jsonl (or .ndjson) or .parquet\n"),
+    ("import_txt", "error: file.txt: unknown file type '.txt': use .csv (or .tsv), .jsonl (or .ndjson) or .parquet\n"),
 ], ids=["missing-file", "txt-extension"])
 def test_import_of_a_bad_path_exits_2_with_one_line(cli, name, message):
     run = cli[name]
@@ -425,17 +428,22 @@ def test_argparse_errors_exit_2_with_usage(cli_here, capsys):
 def test_import_shows_at_most_n_rejected_rows_and_the_ignored_columns(cli_here):
     code, out, err = cli_here("import", str(CORPUS / "confidence.csv"), "--show", "2")
 
-    assert code == 0
+    read_as = '  read as utf-8 (the bytes are valid UTF-8; --encoding NAME overrides), comma-separated, quote "'
+    assert code == 1  # rows were rejected
     assert lines(out) == [
         "  rejected line 2: confidence 'abc' is not a number: use a number from 0 to 1",
         "  rejected line 3: confidence '-0.2' is outside [0, 1]",
         "  ... and 4 more rejected rows (use --show N to list more)",
+        read_as,
+        "  1 new label: track_order",
         f"{CORPUS}/confidence.csv: 9 rows read, 3 logged queries stored, 6 rejected",
     ]
     code, out, err = cli_here("import", str(CORPUS / "extra_columns.csv"), "--labeled")
 
     assert (code, lines(out)) == (0, [
+        read_as,
         "  ignored columns: customer_id, notes",
+        "  1 new label: request_refund",  # track_order came with the logged queries above
         f"{CORPUS}/extra_columns.csv: 2 rows read, 2 labelled rows stored, 0 rejected",
     ])
 

@@ -7,6 +7,7 @@ written here into tmp_path.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from datetime import datetime
@@ -20,12 +21,15 @@ from engine.errors import InputError
 from engine.importer import import_file
 from store.events import recent_events
 from store.log import count_rows
+from tests.conftest import labelled_frame
 
 CORPUS = Path(__file__).resolve().parent / "data" / "imports"
 NOW = datetime(2026, 3, 4, 12, 0, 0)  # the ManualClock of tests/conftest.py
 LABEL_EMPTY = "label is empty: every row of a --labeled import needs a label"
-NOT_UTF8 = "not valid UTF-8 on this line: save the file as UTF-8"
 NOT_OBJECT = 'not a JSON object: each line must be like {"text": "...", "label": "..."}'
+NOT_UTF8 = "not valid UTF-8 on this line: save the file as UTF-8 (or name its encoding with --encoding)"
+WIDTH_1_OF_2 = "1 field(s), but the header has 2: put a text that holds ',' in double quotes, and give every row all 2 columns"
+TOO_LONG = "the line is over 81,536 bytes: a row holds one text of at most 2,000 characters (setting max_text_length)"
 
 
 def write(tmp_path: Path, name: str, content: str | bytes) -> Path:
@@ -67,7 +71,7 @@ def test_csv_keeps_good_rows_and_rejects_bad_ones_by_line(ctx):
         ("line 3", "text is empty"),
         ("line 4", LABEL_EMPTY),
         ("line 5", "text is empty"),
-        ("line 10", LABEL_EMPTY),  # 'only a text': the row after the two-line text, which is lines 8-9
+        ("line 10", WIDTH_1_OF_2),  # 'only a text': the row after the two-line text, which is lines 8-9
     ]
     assert label_pairs(ctx) == [
         ("cancel my subscription", "subscription_cancel"),
@@ -137,7 +141,7 @@ def test_parquet_numeric_label_and_nan_label(ctx, tmp_path):
     report = import_file(ctx, path, labeled=True)
 
     assert report.problems == [("row 1", LABEL_EMPTY)]
-    assert label_pairs(ctx) == [("second", "7.0")]  # a number is stored as its text
+    assert label_pairs(ctx) == [("second", "7")]  # a number is stored as its shortest text
 
 
 # -- encodings ----------------------------------------------------------------------------------
@@ -157,27 +161,30 @@ def test_utf8_bom_before_the_header_is_ignored(ctx, tmp_path, name, content):
 
 
 @pytest.mark.parametrize("name, content, problem", [
-    ("bytes.csv", b"text,label\nfirst line,a\nbad \xff\xfe bytes,b\nthird line,c\n", ("line 3", NOT_UTF8)),
-    ("bytes.jsonl", b'{"text": "first line", "label": "a"}\n{"text": "bad \xff\xfe bytes", "label": "b"}\n'
-                    b'{"text": "third line", "label": "c"}\n', ("line 2", NOT_UTF8)),
-    ("bytes-broken.jsonl", b'{"text": "first line", "label": "a"}\n{"text": "bad \xff\n{"text": "third line", "label": "c"}\n',
-     ("line 2", "not valid UTF-8: save the file as UTF-8")),
+    ("bytes.csv", "text,label\nfirst café,a\n".encode() + b"bad \xff\xfe bytes,b\n" + "third naïve,c\n".encode(),
+     ("line 3", NOT_UTF8)),
+    ("bytes.jsonl", '{"text": "first café", "label": "a"}\n'.encode() + b'{"text": "bad \xff\xfe bytes", "label": "b"}\n'
+                    + '{"text": "third naïve", "label": "c"}\n'.encode(), ("line 2", NOT_UTF8.replace(" on this line", " text in the file's encoding on this line").replace(" (or name its encoding with --encoding)", "").replace("not valid UTF-8 text", "not valid text"))),
+    ("bytes-broken.jsonl", '{"text": "first café", "label": "a"}\n'.encode() + b'{"text": "bad \xff\n'
+                           + '{"text": "third naïve", "label": "c"}\n'.encode(),
+     ("line 2", "not valid text in the file's encoding on this line: save the file as UTF-8")),
 ], ids=["csv", "jsonl", "jsonl-also-broken"])
-def test_invalid_utf8_rejects_only_its_line(ctx, tmp_path, name, content, problem):
+def test_invalid_utf8_rejects_only_its_line_in_a_utf8_file(ctx, tmp_path, name, content, problem):
     report = import_file(ctx, write(tmp_path, name, content), labeled=True)
 
     assert (report.rows, report.labels, report.rejected) == (3, 2, 1)
+    assert report.encoding == "utf-8"
     assert report.problems == [problem]
-    assert label_pairs(ctx) == [("first line", "a"), ("third line", "c")]
+    assert label_pairs(ctx) == [("first café", "a"), ("third naïve", "c")]
 
 
-def test_latin1_file_rejects_the_lines_that_are_not_utf8(ctx, tmp_path):
+def test_latin1_file_is_read_in_its_encoding(ctx, tmp_path):
     content = "text,label\ncafé au lait,coffee\nplain tea,tea\nnaïve question,other\nsmall order,other\n"
     report = import_file(ctx, write(tmp_path, "latin1.csv", content.encode("latin-1")), labeled=True)
 
-    assert (report.rows, report.labels, report.rejected) == (4, 2, 2)
-    assert report.problems == [("line 2", NOT_UTF8), ("line 4", NOT_UTF8)]
-    assert label_pairs(ctx) == [("plain tea", "tea"), ("small order", "other")]
+    assert (report.rows, report.labels, report.rejected, report.encoding) == (4, 4, 0, "cp1252")
+    assert label_pairs(ctx) == [("café au lait", "coffee"), ("naïve question", "other"), ("plain tea", "tea"),
+                                ("small order", "other")]
 
 
 # -- text normalisation ------------------------------------------------------------------------------
@@ -252,10 +259,10 @@ def test_ten_megabyte_text_is_rejected_as_too_long(ctx, tmp_path, fmt):
     rows = [("first", "a"), (huge, "b"), ("third", "c")]
     if fmt == "csv":
         path = write(tmp_path, "huge.csv", "text,label\n" + "".join(f"{t},{l}\n" for t, l in rows))
-        where, reason = "line 3", r"a field is too long \(over [\d,]+ characters\); the text limit is 2,000 \(setting max_text_length\)"
+        where, reason = "line 3", re.escape(TOO_LONG)  # never read whole: skipped a MiB at a time
     elif fmt == "jsonl":
         path = write(tmp_path, "huge.jsonl", jsonl(*({"text": t, "label": l} for t, l in rows)))
-        where, reason = "line 2", r"text is 10,000,000 characters; the limit is 2,000 \(setting max_text_length\)"
+        where, reason = "line 2", re.escape(TOO_LONG)
     else:
         path = tmp_path / "huge.parquet"
         pd.DataFrame(rows, columns=["text", "label"]).to_parquet(path)
@@ -316,7 +323,13 @@ BAD_FILES = {
     "not-parquet": (lambda tmp: write(tmp, "fake.parquet", "text,label\na,b\n"), r"fake\.parquet is not a readable Parquet file"),
     "empty-parquet": (lambda tmp: write(tmp, "zero-bytes.parquet", b""), r"zero-bytes\.parquet is not a readable Parquet file"),
     "unknown-extension": (lambda tmp: write(tmp, "file.txt", "text,label\na,b\n"),
-                          r"^file\.txt: unknown file type '\.txt': use \.csv, \.jsonl \(or \.ndjson\) or \.parquet$"),
+                          r"^file\.txt: unknown file type '\.txt': use \.csv \(or \.tsv\), \.jsonl \(or \.ndjson\) or \.parquet$"),
+    "header-names-text-twice": (lambda tmp: CORPUS / "header_twice.csv",
+                                r"/header_twice\.csv: columns 'text' and 'Text ' both read as 'text' \(names are compared "
+                                r"trimmed and lower-cased\): rename or remove one of them$"),
+    "no-text-column-under-any-delimiter": (lambda tmp: CORPUS / "no_text_any_delimiter.csv",
+                                           r"has no 'text' column \(columns found: query, intent\)"),
+    "unknown-encoding": (lambda tmp: CORPUS / "semicolon.csv", r"^unknown encoding 'klingon': use a name Python knows"),
     "missing-file": (lambda tmp: tmp / "missing.csv", r"missing\.csv does not exist or is not a file"),
     "directory": (lambda tmp: (tmp / "folder.csv").mkdir() or tmp / "folder.csv", r"folder\.csv does not exist or is not a file"),
     # A file the OS refuses to read (EIO): root ignores permissions, so a link to /proc/self/mem stands in for them.
@@ -328,17 +341,21 @@ BAD_FILES = {
 
 
 @pytest.mark.parametrize("case", list(BAD_FILES), ids=list(BAD_FILES))
-def test_a_file_that_cannot_be_imported_raises_and_changes_nothing(ctx, tmp_path, labelled_csv, case):
+def test_a_file_that_cannot_be_imported_raises_stores_nothing_and_says_so(ctx, tmp_path, labelled_csv, case):
     import_file(ctx, labelled_csv, labeled=True)  # 800 labelled rows already stored
     before = (count_rows(ctx.db), labels(ctx), [e["id"] for e in recent_events(ctx.db, limit=1000)])
     make, message = BAD_FILES[case]
     path = make(tmp_path)
 
-    with pytest.raises(InputError, match=message):
-        import_file(ctx, path, labeled=True)
+    with pytest.raises(InputError, match=message) as refused:
+        import_file(ctx, path, labeled=True, encoding="klingon" if case == "unknown-encoding" else None)
 
-    assert count_rows(ctx.db) == {"queries": 0, "labels": 800}
-    assert (count_rows(ctx.db), labels(ctx), [e["id"] for e in recent_events(ctx.db, limit=1000)]) == before
+    assert (count_rows(ctx.db), labels(ctx)) == before[:2] == ({"queries": 0, "labels": 800}, before[1])
+    [event] = [e for e in recent_events(ctx.db, limit=1000) if e["id"] not in before[2]]  # the refusal, and only it
+    assert (event["kind"], event["severity"], event["message"]) == (
+        "import", "error", f"Import of {path.name} refused: {refused.value} Nothing was stored.")
+    assert (event["details"]["labels"], event["details"]["queries"], event["details"]["refused"]) == (0, 0, True)
+    assert list((ctx.settings.home / "imports").iterdir()) == []  # nothing staged is left behind
 
 
 def test_a_file_whose_rows_are_all_rejected_stores_nothing_but_the_event(ctx, tmp_path, labelled_csv):
@@ -351,7 +368,7 @@ def test_a_file_whose_rows_are_all_rejected_stores_nothing_but_the_event(ctx, tm
     assert labels(ctx) == before
     event = recent_events(ctx.db, limit=1)[0]
     assert (event["kind"], event["severity"], event["message"]) == (
-        "import", "warning", "Imported bad.csv: 2 rows read, nothing stored, 2 rejected.")
+        "import", "warning", "Imported bad.csv: 2 rows read, nothing stored, 2 rejected; no new labels.")
 
 
 # -- columns and labels ----------------------------------------------------------------------------------
@@ -406,7 +423,7 @@ def test_confidence_must_be_a_number_from_0_to_1(ctx):
 
 
 @pytest.mark.parametrize("value, problem", [
-    (True, "confidence True is outside [0, 1]"),
+    (True, "confidence True is not a number: use a number from 0 to 1"),
     ("0.9", None),
     (float("nan"), "confidence is missing: give the model's probability, a number from 0 to 1"),  # NaN counts as missing
     (float("inf"), "confidence inf is outside [0, 1]"),
@@ -501,13 +518,16 @@ def test_import_event_records_the_counts(ctx):
 
     [event] = recent_events(ctx.db, kind="import")
     assert (event["ts"], event["severity"], event["message"]) == (
-        NOW, "warning", "Imported rejects.csv: 9 rows read, 5 labelled rows stored, 4 rejected.")
+        NOW, "warning", "Imported rejects.csv: 9 rows read, 5 labelled rows stored, 4 rejected; "
+                        "5 new labels: account_access, human_agent, other, subscription_cancel, track_order.")
     details = event["details"]
     assert {k: details[k] for k in ("labeled", "rows", "labels", "queries", "rejected")} == {
         "labeled": True, "rows": 9, "labels": 5, "queries": 0, "rejected": 4}
     assert details["path"] == str(CORPUS / "rejects.csv")
     assert details["problems"] == [["line 3", "text is empty"], ["line 4", LABEL_EMPTY], ["line 5", "text is empty"],
-                                   ["line 10", LABEL_EMPTY]]
+                                   ["line 10", WIDTH_1_OF_2]]
+    assert (details["sha256"], details["encoding"], details["dialect"]) == (
+        hashlib.sha256((CORPUS / "rejects.csv").read_bytes()).hexdigest(), "utf-8", 'comma-separated, quote "')
 
 
 def test_clean_import_event_is_info_and_summary_reads_well(ctx, labelled_csv):
@@ -515,20 +535,16 @@ def test_clean_import_event_is_info_and_summary_reads_well(ctx, labelled_csv):
 
     assert report.summary() == f"{labelled_csv}: 800 rows read, 800 labelled rows stored, 0 rejected"
     [event] = recent_events(ctx.db, kind="import")
-    assert (event["severity"], event["message"]) == ("info", "Imported labelled.csv: 800 rows read, 800 labelled rows stored, 0 rejected.")
+    intents = sorted(set(labelled_frame()["label"]))
+    assert len(intents) == 20
+    assert (event["severity"], event["message"]) == (
+        "info", f"Imported labelled.csv: 800 rows read, 800 labelled rows stored, 0 rejected; 20 new labels: {', '.join(intents)}.")
 
 
-def test_progress_is_reported_with_the_rows_read(ctx, labelled_csv):
-    seen: list[int] = []
+def test_progress_is_reported_with_rows_and_bytes(ctx, labelled_csv):
+    seen: list[tuple[int, int, int]] = []
 
-    import_file(ctx, labelled_csv, labeled=True, progress=seen.append)
+    import_file(ctx, labelled_csv, labeled=True, progress=lambda *args: seen.append(args))
 
-    assert seen == [800]
-
-
-def test_importing_the_same_file_twice_stores_its_rows_twice(ctx, labelled_csv):
-    """Imports are not deduplicated: the training-set funnel counts the duplicates (engine.dataset)."""
-    import_file(ctx, labelled_csv, labeled=True)
-    import_file(ctx, labelled_csv, labeled=True)
-
-    assert count_rows(ctx.db) == {"queries": 0, "labels": 1600}
+    size = labelled_csv.stat().st_size
+    assert seen == [(800, size, size)]

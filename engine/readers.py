@@ -1,0 +1,524 @@
+"""Reading import files as a stream of rows, whatever their dialect and encoding, in bounded memory.
+
+Three formats, by extension: CSV (``.csv``, ``.tsv``), JSON Lines (``.jsonl``, ``.ndjson``) and
+Parquet (``.parquet``). A reader yields :class:`Row` items one at a time: the place in the file
+(``"line 7"`` for text files, the first line of the record; ``"row 7"`` for Parquet), the values
+by normalised column name, or the reason the record cannot be read.
+
+Libraries, and why:
+
+- **Encoding**: a byte-order mark decides; otherwise strict UTF-8 over samples of the file
+  (its first MiB and three 64 KiB pieces spread over the rest) decides; otherwise
+  ``charset-normalizer`` chooses. Its guesses tie often on mostly-ASCII files (cp1250, cp1252,
+  cp1257 read ``café`` alike), so the Windows code pages spreadsheets write are tried first,
+  and a tie goes to the first of :data:`PREFERRED_CODE_PAGES` (cp1252 first). ``--encoding``
+  overrides all of this. UTF-16 and UTF-32 files are converted to a UTF-8 copy first.
+- **CSV dialect**: ``clevercsv``'s sniffer (delimiter, quote, escape), which read every
+  spreadsheet variant we tried where DuckDB's sniffer and Python's ``csv.Sniffer`` each got one
+  wrong (a semicolon file whose texts hold commas; a pipe file). The header decides between
+  candidates: the dialect must give a ``text`` column. Records are split by Python's ``csv``
+  module in strict mode, fed one physical line at a time.
+- **Parquet**: ``pyarrow.parquet.ParquetFile.iter_batches`` (one row group in memory at a time).
+
+Memory: a physical line longer than ``max_record_bytes`` is never held (it is skipped in 1 MiB
+pieces and reported), a record spanning lines is bounded by the same limit, and Parquet is read
+in batches of :data:`PARQUET_BATCH` rows.
+
+Broken CSV quoting: a quote that is never closed, or closed and followed by anything but a
+delimiter or the line's end, makes the record unreadable: it is reported at the line where it
+starts and reading resumes on the next line, so no row is ever built from several records.
+A quote closed later *before a delimiter* makes a valid multi-line field: CSV cannot tell that
+from a text with line breaks.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import json
+import logging
+import os
+import re
+import sys
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, Iterator
+
+from engine.errors import InputError
+
+log = logging.getLogger(__name__)
+
+FORMATS = {".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
+COLUMNS = ("text", "label", "predicted_label", "confidence", "ts")
+PREFERRED_CODE_PAGES = ("cp1252", "cp1250", "cp1251", "cp1253", "cp1254", "cp1257", "cp1255", "cp1256", "cp1258")
+DELIMITERS = (",", ";", "\t", "|")
+_BAD_RUN = re.compile("[\udc80-\udcff]+")
+SAMPLE_HEAD = 1 << 20
+SAMPLE_PIECE = 64 << 10
+SKIP_PIECE = 1 << 20
+PARQUET_BATCH = 10_000
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One record: where it is, its values by column (None if unreadable) and why it is unreadable."""
+
+    where: str
+    values: dict[str, Any] | None
+    problem: str | None = None
+
+
+def column_name(raw: Any) -> str:
+    """A header name as the importer reads it: NFKC, format characters removed, trimmed, lower-case,
+    runs of spaces and hyphens as one underscore.
+
+    >>> column_name(" Predicted Label"), column_name("\\ufeffText"), column_name("TS")
+    ('predicted_label', 'text', 'ts')
+    """
+    text = unicodedata.normalize("NFKC", str(raw))
+    text = "".join(ch for ch in text if unicodedata.category(ch) != "Cf").strip().lower()
+    return re.sub(r"[\s\-]+", "_", text)
+
+
+def header_columns(raw_names: list[Any], *, path: Path) -> tuple[dict[int, str], list[str]]:
+    """(position -> column for the columns read, the raw names ignored). Refuses a missing text column
+    and two columns that read as the same one."""
+    names = [column_name(n) for n in raw_names]
+    if not any(names):
+        raise InputError(f"{path} is empty: it needs a header with a 'text' column and, as available, "
+                         f"{', '.join(COLUMNS[1:])}")
+    used: dict[int, str] = {}
+    seen: dict[str, Any] = {}
+    for position, (raw, name) in enumerate(zip(raw_names, names)):
+        if name not in COLUMNS:
+            continue
+        if name in seen:
+            raise InputError(
+                f"{path}: columns {seen[name]!r} and {raw!r} both read as {name!r} (names are compared trimmed "
+                "and lower-cased): rename or remove one of them")
+        seen[name] = raw
+        used[position] = name
+    if "text" not in seen:
+        raise InputError(f"{path} has no 'text' column (columns found: {', '.join(map(str, raw_names))}); "
+                         "rename the query column to 'text'")
+    ignored = [str(raw) for raw, name in zip(raw_names, names) if name not in COLUMNS]
+    return used, ignored
+
+
+# -- encodings ---------------------------------------------------------------------------------
+
+
+def _samples(path: Path, size: int) -> list[bytes]:
+    with open(path, "rb") as f:
+        pieces = [f.read(SAMPLE_HEAD)]
+        if size > SAMPLE_HEAD + 3 * SAMPLE_PIECE:
+            for share in (0.25, 0.5, 0.75):
+                f.seek(int(size * share))
+                pieces.append(f.read(SAMPLE_PIECE))
+    return pieces
+
+
+def _is_utf8(piece: bytes, *, first: bool) -> bool:
+    if not first:  # a piece from the middle may start inside a character: skip its continuation bytes
+        piece = piece.lstrip(bytes(range(0x80, 0xC0)))[:]
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(piece, final=False)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _utf8_evidence(samples: list[bytes]) -> tuple[int, int]:
+    """(non-ASCII characters that decode as UTF-8, runs of bytes that do not) in the samples.
+
+    Text in a single-byte code page almost never forms valid UTF-8 sequences by chance, so a
+    file with more of the first than the second is UTF-8 with a few damaged lines (rejected
+    one by one), not a file in another encoding.
+    """
+    valid = invalid = 0
+    for i, piece in enumerate(samples):
+        if i:
+            piece = piece.lstrip(bytes(range(0x80, 0xC0)))
+        text = piece.decode("utf-8", errors="surrogateescape")
+        valid += sum(1 for ch in text if ch >= "\x80" and not "\udc80" <= ch <= "\udcff")
+        invalid += len(_BAD_RUN.findall(text))
+    return valid, invalid
+
+
+def detect_encoding(path: Path, *, size: int) -> tuple[str, str]:
+    """(Python codec name, how it was chosen) for the file's bytes; raises InputError if nothing fits."""
+    samples = _samples(path, size)
+    head = samples[0]
+    for bom, name in _BOMS:
+        if head.startswith(bom):
+            return name, "byte-order mark"
+    if all(_is_utf8(piece, first=i == 0) for i, piece in enumerate(samples)):
+        return "utf-8", "the bytes are valid UTF-8"
+    valid, invalid = _utf8_evidence(samples)
+    if valid > invalid:
+        return "utf-8", f"mostly valid UTF-8 ({valid:,} characters beyond ASCII, {invalid:,} places that are not UTF-8)"
+    from charset_normalizer import from_bytes
+
+    data = b"\n".join(samples)
+    for isolation in (list(PREFERRED_CODE_PAGES), None):
+        matches = list(from_bytes(data, cp_isolation=isolation))
+        if not matches:
+            continue
+        best = min(m.chaos for m in matches)
+        tied = [m for m in matches if m.chaos == best]
+        fits = {enc for m in tied for enc in [m.encoding, *m.could_be_from_charset]}
+        choice = next((cp for cp in PREFERRED_CODE_PAGES if cp in fits), tied[0].encoding)
+        return choice, "guessed by charset-normalizer (the bytes are not UTF-8)"
+    raise InputError(f"{path.name}: cannot tell its encoding (it is not UTF-8): save it as UTF-8, "
+                     "or name the encoding with --encoding (e.g. cp1252)")
+
+
+def check_encoding(name: str) -> str:
+    """A codec name Python knows, or InputError."""
+    try:
+        return codecs.lookup(name).name
+    except LookupError:
+        raise InputError(f"unknown encoding {name!r}: use a name Python knows, e.g. utf-8, cp1252, latin-1, "
+                         "utf-16, shift_jis") from None
+
+
+def transcode_to_utf8(path: Path, encoding: str, target: Path) -> Path:
+    """Copy a UTF-16/32 file as UTF-8 (streamed), for the line-based readers."""
+    with open(path, "r", encoding=encoding, errors="surrogateescape", newline="") as src, \
+            open(target, "w", encoding="utf-8", errors="surrogateescape", newline="") as dst:
+        while chunk := src.read(1 << 20):
+            dst.write(chunk)
+    return target
+
+
+ASCII_COMPATIBLE_SPLIT = re.compile(r"^(utf[-_]?(16|32))", re.IGNORECASE)
+
+
+def needs_transcoding(encoding: str) -> bool:
+    """UTF-16 and UTF-32 cannot be split at b'\\n': they are converted to UTF-8 first."""
+    return bool(ASCII_COMPATIBLE_SPLIT.match(codecs.lookup(encoding).name))
+
+
+# -- physical lines ----------------------------------------------------------------------------
+
+
+class LineTooLong(Exception):
+    """A physical line over the limit; it has been skipped."""
+
+
+class Lines:
+    """Decoded physical lines of a binary file with their numbers and byte offsets, each at most
+    ``limit`` bytes; a longer line is skipped in pieces and raises :class:`LineTooLong`.
+
+    Decoding errors become lone surrogates (``surrogateescape``), found later per row.
+    """
+
+    def __init__(self, f: BinaryIO, *, encoding: str, limit: int):
+        self.f = f
+        self.encoding = encoding
+        self.limit = limit
+        self.number = 0        # lines read so far
+        self.offset = f.tell()  # byte offset of the next line
+
+    def __iter__(self) -> "Lines":
+        return self
+
+    def __next__(self) -> str:
+        raw = self.f.readline(self.limit + 1)
+        if not raw:
+            raise StopIteration
+        self.number += 1
+        self.offset += len(raw)
+        if len(raw) > self.limit and not raw.endswith(b"\n"):
+            while True:
+                piece = self.f.readline(SKIP_PIECE)
+                self.offset += len(piece)
+                if not piece or piece.endswith(b"\n"):
+                    break
+            raise LineTooLong(self.number)
+        return raw.decode(self.encoding, errors="surrogateescape")
+
+    def seek(self, *, offset: int, number: int) -> None:
+        """Go back to the start of line ``number + 1``, at byte ``offset``."""
+        self.f.seek(offset)
+        self.offset = offset
+        self.number = number
+
+
+# -- readers -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Source:
+    """What a reader found out about the file before its rows: shown in the report."""
+
+    kind: str
+    encoding: str = ""
+    encoding_how: str = ""
+    dialect: str = ""
+    ignored_columns: list[str] = field(default_factory=list)
+    bytes_read: int = 0
+
+
+class CsvReader:
+    """Rows of a CSV file (see the module docstring for dialects, encodings and broken quotes)."""
+
+    def __init__(self, f: BinaryIO, *, path: Path, encoding: str, limit: int, source: Source, max_text_length: int):
+        self.f = f
+        self.path = path
+        self.limit = limit
+        self.too_long = _too_long_message(limit, max_text_length)
+        self.source = source
+        self.lines = Lines(f, encoding=encoding, limit=limit)
+        self.dialect = self._sniff(encoding)
+        csv.field_size_limit(max(csv.field_size_limit(), limit))
+        self.reader = csv.reader(self.lines, dialect=self.dialect)
+        self.columns = self._header()
+
+    def _sniff(self, encoding: str) -> type[csv.Dialect]:
+        start = self.f.tell()
+        sample = self.f.read(SAMPLE_PIECE)
+        self.f.seek(start)
+        text = sample.decode(encoding, errors="replace")
+        if len(sample) == SAMPLE_PIECE and "\n" in text:
+            text = text[: text.rindex("\n") + 1]
+        first = next((line for line in text.splitlines() if line.strip()), "")
+        sniffed = None
+        try:
+            import clevercsv
+
+            sniffed = clevercsv.Sniffer().sniff(text, delimiters=list(DELIMITERS))
+        except Exception as exc:  # clevercsv raises its own Error and, on odd samples, others
+            log.debug("clevercsv could not sniff %s: %s", self.path, exc)
+        candidates = [sniffed.delimiter] if sniffed and sniffed.delimiter in DELIMITERS else []
+        candidates += [d for d in DELIMITERS if d not in candidates]
+        quote = sniffed.quotechar if sniffed and sniffed.quotechar in ('"', "'") else '"'
+        escape = sniffed.escapechar if sniffed and sniffed.escapechar == "\\" else None
+        chosen = candidates[0]
+        for delimiter in candidates:
+            row = next(csv.reader([first], delimiter=delimiter, quotechar=quote), [])
+            if "text" in {column_name(n) for n in row}:
+                chosen = delimiter
+                break
+
+        class Dialect(csv.Dialect):
+            delimiter = chosen
+            quotechar = quote
+            escapechar = escape
+            doublequote = True
+            skipinitialspace = False
+            lineterminator = "\n"
+            quoting = csv.QUOTE_MINIMAL
+            strict = True
+
+        names = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
+        self.source.dialect = f"{names[chosen]}-separated, quote {quote}" + (", escape \\" if escape else "")
+        return Dialect
+
+    def _header(self) -> dict[int, str]:
+        while True:
+            try:
+                row = next(self.reader)
+            except StopIteration:
+                raise InputError(f"{self.path} is empty: it needs a header with a 'text' column and, as available, "
+                                 f"{', '.join(COLUMNS[1:])}") from None
+            except (csv.Error, LineTooLong) as exc:
+                raise InputError(f"{self.path.name}: its header (line {self.lines.number}) cannot be read ({exc}): "
+                                 "the first line must name the columns, e.g. text,label") from None
+            if row:
+                break
+        if any(_has_surrogates(name) for name in row):
+            raise InputError(f"{self.path.name}: its header is not valid {self.source.encoding}: "
+                             "save the file as UTF-8 or name its encoding with --encoding")
+        used, ignored = header_columns(row, path=self.path)
+        self.width = len(row)
+        self.source.ignored_columns = ignored
+        self.header = row
+        return used
+
+    def __iter__(self) -> Iterator[Row]:
+        while True:
+            start_number, start_offset = self.lines.number, self.lines.offset
+            try:
+                record = next(self.reader)
+            except StopIteration:
+                return
+            except LineTooLong as exc:
+                yield from self._too_long(start_number, start_offset, int(str(exc)))
+                continue
+            except csv.Error as exc:
+                yield from self._broken(start_number, start_offset, str(exc))
+                continue
+            finally:
+                self.source.bytes_read = self.lines.offset
+            if not record:
+                continue  # a blank line
+            where = f"line {start_number + 1}"
+            if len(record) != self.width:
+                if len(record) == 1 and not record[0].strip():
+                    continue  # a line of spaces
+                yield Row(where, None, self._width_problem(len(record)))
+                continue
+            yield Row(where, {name: record[i] for i, name in self.columns.items()})
+
+    def _width_problem(self, got: int) -> str:
+        delimiter = {",": "','", ";": "';'", "\t": "a tab", "|": "'|'"}[self.dialect.delimiter]
+        return (f"{got} field(s), but the header has {self.width}: put a text that holds {delimiter} "
+                f"in double quotes, and give every row all {self.width} columns")
+
+    def _broken(self, start_number: int, start_offset: int, message: str) -> Iterator[Row]:
+        """A record with broken quoting: report its first line, resume on the line after it."""
+        line = start_number + 1
+        if "field larger than field limit" in message:
+            yield from self._too_long(start_number, start_offset, self.lines.number)
+            return
+        if "unexpected end of data" in message or self.lines.number > line:
+            reason = (f"a quote opened on line {line} is not closed where the field ends "
+                      f"(read up to line {self.lines.number}): close it, or double a quote inside a quoted text (\"\")")
+        elif "expected after" in message:
+            reason = (f"text follows a closing quote on line {line}: put the whole field in quotes and double "
+                      "every quote inside it (\"\")")
+        elif "new-line character" in message:
+            reason = "a carriage return (\\r) inside an unquoted field: put the field in quotes or remove the \\r"
+        else:
+            reason = f"not valid CSV ({message})"
+        yield Row(f"line {line}", None, reason)
+        self._resume_after(start_number, start_offset)
+
+    def _too_long(self, start_number: int, start_offset: int, at_line: int) -> Iterator[Row]:
+        line = start_number + 1
+        if at_line == line:
+            yield Row(f"line {line}", None, self.too_long)
+            return
+        # A record over the limit that spans lines: broken quoting, or a text far over any limit.
+        yield Row(f"line {line}", None, f"a quoted field opened on line {line} runs past {self.limit:,} bytes "
+                                        f"(line {at_line}): is a quote not closed?")
+        self._resume_after(start_number, start_offset)
+
+    def _resume_after(self, start_number: int, start_offset: int) -> None:
+        self.lines.seek(offset=start_offset, number=start_number)
+        try:
+            next(self.lines)  # the record's first line, already reported
+        except (LineTooLong, StopIteration):
+            pass
+
+
+class JsonLinesReader:
+    """Rows of a JSON Lines file: one object a line; blank lines are skipped."""
+
+    def __init__(self, f: BinaryIO, *, path: Path, encoding: str, limit: int, source: Source, max_text_length: int):
+        self.lines = Lines(f, encoding=encoding, limit=limit)
+        self.limit = limit
+        self.too_long = _too_long_message(limit, max_text_length)
+        self.source = source
+        self.path = path
+
+    def __iter__(self) -> Iterator[Row]:
+        while True:
+            try:
+                line = next(self.lines)
+            except StopIteration:
+                return
+            except LineTooLong as exc:
+                yield Row(f"line {exc}", None, self.too_long)
+                continue
+            finally:
+                self.source.bytes_read = self.lines.offset
+            where = f"line {self.lines.number}"
+            if self.lines.number == 1:
+                line = line.lstrip("\ufeff")
+            if not line.strip():
+                continue
+            yield _json_row(where, line.rstrip("\r\n"))
+
+
+def _json_row(where: str, line: str) -> Row:
+    if _has_surrogates(line):
+        return Row(where, None, "not valid text in the file's encoding on this line: save the file as UTF-8")
+    try:
+        value = json.loads(line, object_pairs_hook=_object)
+    except json.JSONDecodeError as exc:
+        return Row(where, None, f"not valid JSON ({exc.msg} at column {exc.colno})")
+    except _DuplicateKey as exc:
+        return Row(where, None, str(exc))
+    except RecursionError:
+        return Row(where, None, "not valid JSON here: nested too deeply (a row is one flat object)")
+    except ValueError as exc:  # int parsing limits: a number with thousands of digits
+        if "digits" in str(exc):
+            return Row(where, None, f"a number on this line has more than {sys.get_int_max_str_digits():,} digits: "
+                                    "write numbers in the usual way (a confidence is a number from 0 to 1)")
+        return Row(where, None, f"not valid JSON here: {exc}")
+    if not isinstance(value, dict):
+        return Row(where, None, 'not a JSON object: each line must be like {"text": "...", "label": "..."}')
+    return Row(where, value)
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    raw_of: dict[str, str] = {}
+    for key, value in pairs:
+        name = column_name(key)
+        if name in out:
+            raise _DuplicateKey(f"keys {raw_of[name]!r} and {key!r} both read as {name!r}: give each field once")
+        out[name] = value
+        raw_of[name] = key
+    return out
+
+
+class ParquetReader:
+    """Rows of a Parquet file, a batch at a time (``iter_batches``), only the columns read."""
+
+    def __init__(self, path: Path, *, source: Source):
+        import pyarrow.parquet as pq
+
+        self.path = path
+        self.source = source
+        try:
+            self.file = pq.ParquetFile(path)
+            names = self.file.schema_arrow.names
+        except Exception as exc:  # pyarrow raises many kinds for a bad file
+            raise InputError(f"{path} is not a readable Parquet file ({type(exc).__name__}: {exc})") from None
+        used, ignored = header_columns(names, path=path)
+        self.source.ignored_columns = ignored
+        self.source.dialect = f"{self.file.metadata.num_row_groups} row group(s)"
+        self.columns = [names[i] for i in sorted(used)]
+        self.names = {names[i]: used[i] for i in used}
+        self.total_rows = self.file.metadata.num_rows
+
+    def __iter__(self) -> Iterator[Row]:
+        number = 0
+        size = os.path.getsize(self.path)
+        try:
+            for batch in self.file.iter_batches(batch_size=PARQUET_BATCH, columns=self.columns):
+                records = batch.to_pylist()
+                for record in records:
+                    number += 1
+                    yield Row(f"row {number}", {self.names[k]: v for k, v in record.items()})
+                self.source.bytes_read = int(size * number / max(self.total_rows, 1))
+        except (OSError, ValueError, ArithmeticError) as exc:  # a damaged page, or a value Python cannot hold
+            raise InputError(f"{self.path.name}: row {number + 1} onwards cannot be read "
+                             f"({type(exc).__name__}: {exc}); nothing was stored") from None
+
+
+def _too_long_message(limit: int, max_text_length: int) -> str:
+    return (f"the line is over {limit:,} bytes: a row holds one text of at most {max_text_length:,} characters "
+            "(setting max_text_length)")
+
+
+def _has_surrogates(value: str) -> bool:
+    return any("\udc80" <= ch <= "\udcff" for ch in value)
+
+
+def has_surrogates(value: str) -> bool:
+    """True when a text holds bytes its encoding could not decode (kept as lone surrogates)."""
+    return _has_surrogates(value)

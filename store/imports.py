@@ -1,0 +1,56 @@
+"""Imports: staged rows moved into the log in one transaction, and the record of what was imported.
+
+An import writes its clean rows to Parquet files outside the store first (engine.importer);
+:func:`commit_staged` then inserts them all, and the import's event, inside one write, so a
+file is stored whole or not at all. Earlier imports are found by the SHA-256 of the file's
+bytes, which every import event records.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+
+from store.log import LABEL_COLUMNS, QUERY_COLUMNS
+
+INSERT_STAGED_QUERIES = f"""
+INSERT INTO queries ({', '.join(QUERY_COLUMNS)})
+SELECT id, ts::TIMESTAMP, text, predicted_label, confidence::DOUBLE, model_version, source FROM read_parquet($path)
+"""
+INSERT_STAGED_LABELS = f"""
+INSERT INTO labels ({', '.join(LABEL_COLUMNS)})
+SELECT id, ts::TIMESTAMP, query_id, text, label, source FROM read_parquet($path)
+"""
+# The latest import of the same bytes that stored something.
+FIND_IMPORT = """
+SELECT id, ts, message, details FROM events
+WHERE kind = 'import' AND json_extract_string(details, '$.sha256') = $sha256
+  AND coalesce(json_extract(details, '$.labels')::BIGINT, 0) + coalesce(json_extract(details, '$.queries')::BIGINT, 0) > 0
+ORDER BY id DESC LIMIT 1
+"""
+ALL_LABELS = """
+SELECT label FROM labels
+UNION SELECT predicted_label FROM queries WHERE predicted_label IS NOT NULL
+"""
+
+
+def commit_staged(con: duckdb.DuckDBPyConnection, *, queries: Path | None, labels: Path | None) -> tuple[int, int]:
+    """Insert the staged Parquet files inside an open write; return (queries added, labels added)."""
+    added_queries = con.execute(INSERT_STAGED_QUERIES, {"path": str(queries)}).fetchone()[0] if queries else 0
+    added_labels = con.execute(INSERT_STAGED_LABELS, {"path": str(labels)}).fetchone()[0] if labels else 0
+    return added_queries, added_labels
+
+
+def find_import(con: duckdb.DuckDBPyConnection, sha256: str) -> dict | None:
+    """The latest import event of a file with these bytes that stored rows, or None."""
+    row = con.execute(FIND_IMPORT, {"sha256": sha256}).fetchone()
+    if row is None:
+        return None
+    return {"id": row[0], "ts": row[1], "message": row[2], "details": json.loads(row[3]) if row[3] else {}}
+
+
+def all_labels(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Every label the store has seen: true labels and the labels models predicted."""
+    return [r[0] for r in con.execute(ALL_LABELS).fetchall()]
