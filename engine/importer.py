@@ -190,8 +190,8 @@ def _confidence(raw: Any) -> float:
         raise _Reject(f"confidence {_shown(raw)} is not a number: use a number from 0 to 1")
     try:
         confidence = float(raw)
-    except (TypeError, ValueError, OverflowError):
-        raise _Reject(f"confidence {_shown(raw)} is not a number: use a number from 0 to 1") from None
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise _Reject(f"confidence {_shown(raw)} is not a number: use a number from 0 to 1") from exc
     if not (0.0 <= confidence <= 1.0):  # NaN and infinities fail too
         raise _Reject(f"confidence {_shown(raw)} is outside [0, 1]")
     return confidence
@@ -225,15 +225,15 @@ def read_ts(raw: Any, *, now: datetime) -> datetime:
     elif isinstance(raw, str):
         try:
             ts = datetime.fromisoformat(raw.strip())
-        except ValueError:
-            raise _Reject(f"ts {_shown(raw)} is not a date-time: use ISO 8601, e.g. 2026-11-01T12:00:00") from None
+        except ValueError as exc:
+            raise _Reject(f"ts {_shown(raw)} is not a date-time: use ISO 8601, e.g. 2026-11-01T12:00:00") from exc
     else:
         raise _Reject(f"ts {_shown(raw)} is not a date-time: use ISO 8601, e.g. 2026-11-01T12:00:00")
     if ts.tzinfo is not None:
         try:
             ts = ts.astimezone(timezone.utc).replace(tzinfo=None)
-        except OverflowError:
-            raise _Reject(f"ts {_shown(raw)} is outside the accepted range: {_RANGE}") from None
+        except OverflowError as exc:
+            raise _Reject(f"ts {_shown(raw)} is outside the accepted range: {_RANGE}") from exc
     # naive: read as UTC
     if not (TS_MIN <= ts < TS_MAX):
         raise _Reject(f"ts {_shown(raw)} is outside the accepted range: {_RANGE}")
@@ -397,7 +397,7 @@ def _import(ctx: Context, path: Path, report: ImportReport, *, labeled: bool, so
         size = path.stat().st_size
         report.sha256 = file_sha256(path)
     except OSError as exc:
-        raise InputError(f"{path} cannot be read ({exc.strerror or exc}): check that it is a readable file") from None
+        raise InputError(f"{path} cannot be read ({exc.strerror or exc}): check that it is a readable file") from exc
     if not again:
         with ctx.db.read() as con:
             _refuse_if_imported(path, con, report.sha256)

@@ -183,9 +183,9 @@ def check_encoding(name: str) -> str:
     """A codec name Python knows, or InputError."""
     try:
         return codecs.lookup(name).name
-    except LookupError:
+    except LookupError as exc:
         raise InputError(f"unknown encoding {name!r}: use a name Python knows, e.g. utf-8, cp1252, latin-1, "
-                         "utf-16, shift_jis") from None
+                         "utf-16, shift_jis") from exc
 
 
 def transcode_to_utf8(path: Path, encoding: str, target: Path) -> Path:
@@ -330,7 +330,7 @@ class CsvReader:
                                  f"{', '.join(COLUMNS[1:])}") from None
             except (csv.Error, LineTooLong) as exc:
                 raise InputError(f"{self.path.name}: its header (line {self.lines.number}) cannot be read ({exc}): "
-                                 "the first line must name the columns, e.g. text,label") from None
+                                 "the first line must name the columns, e.g. text,label") from exc
             if row:
                 break
         if any(_has_surrogates(name) for name in row):
@@ -487,7 +487,7 @@ class ParquetReader:
             self.file = pq.ParquetFile(path)
             names = self.file.schema_arrow.names
         except Exception as exc:  # pyarrow raises many kinds for a bad file
-            raise InputError(f"{path} is not a readable Parquet file ({type(exc).__name__}: {exc})") from None
+            raise InputError(f"{path} is not a readable Parquet file ({type(exc).__name__}: {exc})") from exc
         used, ignored = header_columns(names, path=path)
         self.source.ignored_columns = ignored
         self.source.dialect = f"{self.file.metadata.num_row_groups} row group(s)"
@@ -507,7 +507,7 @@ class ParquetReader:
                 self.source.bytes_read = int(size * number / max(self.total_rows, 1))
         except (OSError, ValueError, ArithmeticError) as exc:  # a damaged page, or a value Python cannot hold
             raise InputError(f"{self.path.name}: row {number + 1} onwards cannot be read "
-                             f"({type(exc).__name__}: {exc}); nothing was stored") from None
+                             f"({type(exc).__name__}: {exc}); nothing was stored") from exc
 
 
 def _too_long_message(limit: int, max_text_length: int) -> str:
