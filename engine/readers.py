@@ -13,7 +13,8 @@ Libraries, and why:
   cp1257 read ``café`` alike), so the Windows code pages spreadsheets write are tried first,
   and a tie goes to the first of :data:`PREFERRED_CODE_PAGES` (cp1252 first). ``--encoding``
   overrides all of this. UTF-16 and UTF-32 files are converted to a UTF-8 copy first.
-- **CSV dialect**: ``clevercsv``'s sniffer (delimiter, quote, escape), which read every
+- **CSV dialect**: ``clevercsv``'s sniffer chooses the delimiter; quoting is RFC 4180's (``"``,
+  doubled inside a quoted field), whatever the sample suggests. The sniffer read every
   spreadsheet variant we tried where DuckDB's sniffer and Python's ``csv.Sniffer`` each got one
   wrong (a semicolon file whose texts hold commas; a pipe file). The header decides between
   candidates: the dialect must give a ``text`` column. Records are split by Python's ``csv``
@@ -298,8 +299,9 @@ class CsvReader:
             log.debug("clevercsv could not sniff %s: %s", self.path, exc)
         candidates = [sniffed.delimiter] if sniffed and sniffed.delimiter in DELIMITERS else []
         candidates += [d for d in DELIMITERS if d not in candidates]
-        quote = sniffed.quotechar if sniffed and sniffed.quotechar in ('"', "'") else '"'
-        escape = sniffed.escapechar if sniffed and sniffed.escapechar == "\\" else None
+        # RFC 4180 quoting, whatever the sniffer guesses: a sample full of apostrophes ("don't") must not
+        # make ' a quote, nor a path ("C:\\new") make \\ an escape.
+        quote, escape = '"', None
         chosen = candidates[0]
         for delimiter in candidates:
             row = next(csv.reader([first], delimiter=delimiter, quotechar=quote), [])
@@ -318,7 +320,7 @@ class CsvReader:
             strict = True
 
         names = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
-        self.source.dialect = f"{names[chosen]}-separated, quote {quote}" + (", escape \\" if escape else "")
+        self.source.dialect = f"{names[chosen]}-separated, quote {quote}"
         return Dialect
 
     def _header(self) -> dict[int, str]:
