@@ -11,7 +11,7 @@ Each measurement runs in its own process, which reports its own peak resident se
   importer used before issue 12: the file's bytes, then every row as a dict) and ``pandas.read_csv``
   alone.
 
-The file: labelled support queries (about 60 bytes a row, 20 labels), written once into the work folder.
+The file: labelled support messages (about 150 bytes a row, 20 labels), written once into the work folder.
 """
 
 from __future__ import annotations
@@ -41,8 +41,9 @@ def make_csv(path: Path, *, size: int, seed: int = 0) -> int:
         f.write("text,label\n")
         written = 11
         chunk = []
+        phrases = [" ".join(rng.choice(WORDS) for _ in range(8)) for _ in range(2000)]
         while written < size:
-            words = " ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 9)))
+            words = " ".join(rng.choices(phrases, k=rng.randint(2, 4)))
             line = f"{words} {rng.randint(1, 10**6)},intent_{rng.randint(0, 19)}\n"
             chunk.append(line)
             written += len(line)

@@ -264,6 +264,9 @@ class _Stage:
                                  ("text", pa.string()), ("label", pa.string()), ("source", pa.string())]),
         }
         self.writers: dict[str, Any] = {}
+        # Row ids: 16 random hex digits for this import, then a 16-digit counter (unique, and cheaper than uuid4).
+        self.prefix = uuid.uuid4().hex[:16]
+        self.count = 0
         self.rows: dict[str, dict[str, list]] = {name: {c: [] for c in s.names} for name, s in self.schemas.items()}
         self.pending = 0
         self.chars = 0
@@ -271,7 +274,7 @@ class _Stage:
     def add(self, clean: dict[str, Any]) -> None:
         query_id = None
         if clean["predicted_label"] is not None:
-            query_id = uuid.uuid4().hex
+            query_id = self._next_id()
             q = self.rows["queries"]
             for key, value in (("id", query_id), ("ts", clean["ts"]), ("text", clean["text"]),
                                ("predicted_label", clean["predicted_label"]), ("confidence", clean["confidence"]),
@@ -279,11 +282,15 @@ class _Stage:
                 q[key].append(value)
         if clean["label"] is not None:
             l = self.rows["labels"]
-            for key, value in (("id", uuid.uuid4().hex), ("ts", clean["ts"]), ("query_id", query_id),
+            for key, value in (("id", self._next_id()), ("ts", clean["ts"]), ("query_id", query_id),
                                ("text", clean["text"]), ("label", clean["label"]), ("source", self.source)):
                 l[key].append(value)
         self.pending += 1
         self.chars += len(clean["text"])
+
+    def _next_id(self) -> str:
+        self.count += 1
+        return f"{self.prefix}{self.count:016x}"
 
     def full(self) -> bool:
         return self.pending >= BATCH_ROWS or self.chars >= BATCH_CHARS

@@ -19,6 +19,7 @@ equal. The table behind it is Unicode's ``confusables.txt`` as shipped by the
 from __future__ import annotations
 
 import math
+import re
 import unicodedata
 from decimal import Decimal
 from functools import lru_cache
@@ -55,10 +56,21 @@ def read_label(value: Any, *, column: str = "label") -> tuple[str | None, str | 
         kind = {list: "a list", tuple: "a list", dict: "an object"}.get(type(value), f"a {type(value).__name__}")
         shown = repr(value)
         return None, f"{column} {shown[:60]}{'...' if len(shown) > 60 else ''} is {kind}: a label is one text (or number)"
+    if len(value) > 4 * MAX_LABEL_LENGTH:  # not worth normalising (nor caching)
+        return None, f"{column} is {len(value):,} characters; a label is at most {MAX_LABEL_LENGTH}"
+    return _read_text(value, column)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # Unicode category Cc
+
+
+@lru_cache(maxsize=65536)
+def _read_text(value: str, column: str) -> tuple[str | None, str | None]:
+    """read_label for a text: files repeat a few labels millions of times, so each is read once."""
     label = normalize_label(value)
     if label is None:
         return None, None
-    if any(unicodedata.category(ch) == "Cc" for ch in label):
+    if _CONTROL.search(label):
         return None, f"{column} holds a control character (a line break or a tab): a label is one line of text"
     if len(label) > MAX_LABEL_LENGTH:
         return None, f"{column} is {len(label):,} characters; a label is at most {MAX_LABEL_LENGTH}"

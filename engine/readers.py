@@ -517,8 +517,11 @@ def _too_long_message(limit: int, max_text_length: int) -> str:
             "(setting max_text_length)")
 
 
+_SURROGATE = re.compile("[\udc80-\udcff]")
+
+
 def _has_surrogates(value: str) -> bool:
-    return any("\udc80" <= ch <= "\udcff" for ch in value)
+    return _SURROGATE.search(value) is not None
 
 
 def has_surrogates(value: str) -> bool:
