@@ -16,16 +16,14 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 
 venv: $(VENV)/.installed
 
-## Build the demo when the data directory is empty, then run the worker and the HTTP API (background) and the dashboard.
+## Build the demo when the data directory is empty, then run the worker, the HTTP API and the dashboard under
+## one supervisor (engine/supervisor.py): SIGTERM or Ctrl-C stops them all within seconds.
 run: venv
 	@if [ ! -f "$(HOME_DIR)/retrainer.duckdb" ]; then \
 		echo "Seeding the demo into $(HOME_DIR) (about a minute) ..."; \
 		RETRAINER_HOME="$(HOME_DIR)" $(PY) -m engine demo || exit 1; \
 	fi
-	@RETRAINER_HOME="$(HOME_DIR)" $(PY) -m engine worker & WORKER=$$!; \
-	RETRAINER_HOME="$(HOME_DIR)" $(PY) -m engine serve --port $(API_PORT) & API=$$!; \
-	trap 'kill -TERM $$WORKER $$API 2>/dev/null; wait $$WORKER $$API 2>/dev/null' EXIT INT TERM; \
-	RETRAINER_HOME="$(HOME_DIR)" $(VENV)/bin/streamlit run app.py --server.port $(PORT)
+	@RETRAINER_HOME="$(HOME_DIR)" exec $(PY) -m engine run --port $(PORT) --api-port $(API_PORT)
 
 ## Create the environment and run every test.
 test: venv

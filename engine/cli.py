@@ -1,7 +1,10 @@
 """The command line: ``python -m engine <command>``. Each command is a function; ``main`` wires them.
 
 Errors a user can cause end as one line on stderr (``error: ...``) and exit code 2;
-no traceback. Exit codes: 0 done, 1 the work ran and failed, 2 bad input or state.
+no traceback. Exit codes: 0 done (a retrain whose candidate the gate kept out is done too),
+1 the work ran and failed (a failed retrain or rollback, an import that stored nothing),
+2 bad input or a state that prevents the work (no model yet, an unreadable store), 130 Ctrl-C.
+A reader that closes the pipe early (``status --json | head``) ends the command quietly with 0.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -20,7 +24,7 @@ from engine.clock import to_local
 from engine.commands import submit, wait_for
 from engine.config import Settings, load_settings
 from engine.context import Context
-from engine.errors import RetrainerError, WorkerLockedError
+from engine.errors import RetrainerError, StoreError, WorkerLockedError
 from engine.lock import worker_running
 
 log = logging.getLogger("engine")
@@ -67,6 +71,12 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
         lock.release()
     log.info("worker stopped cleanly")
     return 0
+
+
+def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    from engine.supervisor import run_service
+
+    return run_service(port=args.port, api_port=args.api_port)
 
 
 def _run_command(settings: Settings, kind: str, cargs: dict[str, Any], *, wait: bool, source: str = "cli") -> int:
@@ -216,8 +226,13 @@ def cmd_predict(settings: Settings, args: argparse.Namespace) -> int:
     if status.fallback:
         print(f"warning: fallback in use: {status.fallback_reason}", file=sys.stderr)
     if not worker_running(settings.worker_lock_path):
-        ctx = Context.open(settings)
-        ingest_spool(ctx.db, settings.spool_dir, clock=ctx.clock)
+        # The predictions are made and in the spool; storing them now is a courtesy the worker would do.
+        try:
+            ctx = Context.open(settings)
+            ingest_spool(ctx.db, settings.spool_dir, clock=ctx.clock)
+        except StoreError as exc:
+            print(f"warning: the queries wait in the spool ({settings.spool_dir}) and are stored when a worker "
+                  f"runs or the next command can reach the store: {exc}", file=sys.stderr)
     return 0
 
 
@@ -287,6 +302,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("worker", help="run the worker until SIGTERM or Ctrl-C").set_defaults(func=cmd_worker)
 
+    p = sub.add_parser("run", help="run the worker, the HTTP API and the dashboard together until SIGTERM or Ctrl-C (make run)")
+    p.add_argument("--port", type=int, default=8501, help="the dashboard's port (default 8501)")
+    p.add_argument("--api-port", type=int, default=8000, help="the HTTP API's port (default 8000)")
+    p.set_defaults(func=cmd_run)
+
     p = sub.add_parser("demo", help="build the 90-day demo history into an empty data directory")
     p.add_argument("--days", type=int, default=90, help="days of history to replay (default 90)")
     p.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
@@ -313,6 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
                                       "exit 0 all rows stored, 1 some rows rejected, 2 file refused (nothing stored)")
     p.add_argument("path", help="a .csv/.tsv, .jsonl/.ndjson or .parquet file with a 'text' column")
     p.add_argument("--labeled", action="store_true", help="rows carry true labels in a 'label' column")
+    p.add_argument("--tz", metavar="ZONE", help="the IANA zone of 'ts' values written without an offset, e.g. "
+                   "Asia/Tokyo (default: such times are UTC)")
     p.add_argument("--show", type=int, default=20, metavar="N", help="list at most N rejected rows (default 20)")
     p.add_argument("--again", action="store_true",
                    help="import a file whose bytes were imported before (its rows are stored a second time)")
@@ -348,15 +370,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO if args.command in ("worker", "serve") else logging.WARNING,
+        level=logging.DEBUG if args.verbose else logging.INFO if args.command in ("worker", "serve", "run") else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
         settings = load_settings()
-        return args.func(settings, args)
+        code = args.func(settings, args)
+        sys.stdout.flush()  # here, so a closed pipe is caught below rather than at interpreter exit
+        return code
     except RetrainerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`status --json | head`): what it read was written; end quietly.
+        # Python's own flush at exit would raise again, so point stdout at /dev/null first.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

@@ -5,9 +5,10 @@ errors and ``store/`` imports nothing from ``engine/``. Import from either modul
 """
 
 from store.errors import (InputError, ModelLoadError, NoModelError, RegistryError, RetrainerError, SettingsError,
-                          StaleModelError, StoreError, TrainingError, UnknownLabelError, WorkerLockedError)
+                          StaleModelError, StoreBusyError, StoreError, TrainingError, UnknownLabelError,
+                          WorkerLockedError)
 
 __all__ = [
     "InputError", "ModelLoadError", "NoModelError", "RegistryError", "RetrainerError", "SettingsError",
-    "StaleModelError", "StoreError", "TrainingError", "UnknownLabelError", "WorkerLockedError",
+    "StaleModelError", "StoreBusyError", "StoreError", "TrainingError", "UnknownLabelError", "WorkerLockedError",
 ]

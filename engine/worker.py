@@ -27,7 +27,7 @@ from engine import drift, faults, registry
 from engine.classifier import Classifier
 from engine.context import Context
 from engine.deployment import rollback
-from engine.errors import ModelLoadError, RetrainerError
+from engine.errors import ModelLoadError, RetrainerError, StoreBusyError
 from engine.ingest import IngestResult, ingest_spool
 from engine.lifecycle import ModelRegistry
 from engine.lock import WorkerLock
@@ -47,6 +47,9 @@ DRIFT_KEY = "drift_judged_through"
 DRIFT_CATCH_UP_DAYS = 31
 # After a failed drift check, the next try waits this long (the loop must not spin on it).
 DRIFT_RETRY_SECONDS = 60.0
+# While another program holds the store open: the first wait, doubled up to the longest (seconds).
+STORE_BACKOFF_FIRST = 1.0
+STORE_BACKOFF_MAX = 30.0
 
 
 @dataclass
@@ -76,6 +79,9 @@ class Worker:
         self.scheduler = Scheduler(ctx, request_retrain=self.request_retrain)
         self.predictor = Classifier(settings=ctx.settings, log_queries=False, background=False, report_events=False)
         self._executor: threading.Thread | None = None
+        self._store_down_since: float | None = None   # monotonic time the store was first found held
+        self._store_backoff = STORE_BACKOFF_FIRST
+        self._store_reason = ""
         self.last_result: CycleResult | None = None
 
     # -- life ------------------------------------------------------------------------
@@ -98,12 +104,27 @@ class Worker:
         return fixes
 
     def run(self) -> None:
-        """Loop until ``stop_event`` is set (SIGTERM/SIGINT in the CLI)."""
-        self.start()
+        """Loop until ``stop_event`` is set (SIGTERM/SIGINT in the CLI).
+
+        While another program holds the store open, the loop waits STORE_BACKOFF_FIRST seconds,
+        doubling up to STORE_BACKOFF_MAX, between tries (one warning when it starts, one line
+        and an event when the store is back), instead of failing every ``poll_seconds``.
+        """
+        while not self.stop_event.is_set():
+            try:
+                self.start()
+                break
+            except StoreBusyError as exc:
+                self._store_unavailable(exc)
+                self.stop_event.wait(self._store_backoff)
+        else:
+            self.predictor.close()
+            return
         try:
             while not self.stop_event.is_set():
                 self.tick()
-                self.stop_event.wait(self.ctx.settings.poll_seconds)
+                self.stop_event.wait(self._store_backoff if self._store_down_since is not None
+                                     else self.ctx.settings.poll_seconds)
         finally:
             self.shutdown()
 
@@ -131,13 +152,43 @@ class Worker:
         self.predictor.close()
 
     def tick(self) -> None:
-        """One pass of the loop; every part is guarded so the loop never dies."""
+        """One pass of the loop; every part is guarded so the loop never dies.
+
+        A store held open by another program ends the pass at once (the other parts would fail
+        the same way); see :meth:`run` for the back-off.
+        """
         for part in (self.heartbeat, self.ingest, self.process_commands, self.scheduler.run_pending, self.check_drift,
                      self.check_model):
             try:
                 part()
+            except StoreBusyError as exc:
+                self._store_unavailable(exc)
+                return
             except Exception:
                 log.exception("worker step %s failed; continuing", getattr(part, "__name__", part))
+        if self._store_down_since is not None:
+            try:
+                self._store_available()
+            except StoreBusyError as exc:
+                self._store_unavailable(exc)
+
+    def _store_unavailable(self, exc: StoreBusyError) -> None:
+        if self._store_down_since is None:
+            self._store_down_since = time.monotonic()
+            self._store_backoff = STORE_BACKOFF_FIRST
+            log.warning("%s; the worker waits and tries again (every %g s at first, at most every %g s)",
+                        exc, STORE_BACKOFF_FIRST, STORE_BACKOFF_MAX)
+            self._store_reason = str(exc)
+        else:
+            self._store_backoff = min(2 * self._store_backoff, STORE_BACKOFF_MAX)
+
+    def _store_available(self) -> None:
+        waited = time.monotonic() - self._store_down_since
+        record_event(self.ctx.db, ts=self.ctx.clock(), kind="worker", severity="warning",
+                     message=f"The store was held by another program for {waited:.0f} s; the worker waited and "
+                             f"went on ({self._store_reason}).", details={"waited_s": round(waited, 1)})
+        self._store_down_since = None
+        log.warning("the store is reachable again after %.0f s", waited)
 
     # -- loop parts -------------------------------------------------------------------
 
@@ -359,7 +410,8 @@ class Worker:
         self.last_result = result
         faults.point("worker_after_cycle")
         self.check_model(force=True)
-        self._finish_commands(task, ok=True, message=result.summary())
+        # Accepted, rejected or inconclusive: the retrain did its work. Failed: its command failed too.
+        self._finish_commands(task, ok=result.status != "failed", message=result.summary())
         return result.summary()
 
     def _run_rollback(self, task: _Task) -> str:

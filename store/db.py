@@ -32,6 +32,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import re
 import threading
 import time
 from contextlib import contextmanager
@@ -40,7 +41,7 @@ from typing import Iterator
 
 import duckdb
 
-from store.errors import StoreError
+from store.errors import StoreBusyError, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +189,13 @@ class Database:
         try:
             con.execute(f"ATTACH ? AS {ALIAS}{options}", [str(self.path)])
         except duckdb.Error as exc:
+            holder = re.search(r"Conflicting lock is held in (.+?)(?: \(PID (\d+)\))?(?:\. |\.?$)", str(exc))
+            if holder:
+                who = f"{Path(holder.group(1)).name} (pid {holder.group(2)})" if holder.group(2) else Path(holder.group(1)).name
+                raise StoreBusyError(
+                    f"another program holds the store {self.path} open: {who}. DuckDB lets one process open a "
+                    "file for writing; close that program, or read a copy of the file instead"
+                ) from exc
             raise StoreError(self._explain(exc, write=write)) from exc
         con.execute(f"USE {ALIAS}")
 

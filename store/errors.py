@@ -20,6 +20,10 @@ class StoreError(RetrainerError):
     """The DuckDB store cannot be opened or used (path, permissions, format)."""
 
 
+class StoreBusyError(StoreError):
+    """Another program (a DuckDB shell, a notebook) holds the store file open: wait or close it."""
+
+
 class InputError(RetrainerError):
     """User input (a file, a label, a text, a version name) is not acceptable."""
 

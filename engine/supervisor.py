@@ -1,0 +1,144 @@
+"""Run the service's processes as one unit: start them, forward a stop, end them all.
+
+``make run`` (and ``python -m engine run``) start the worker, the HTTP API and the dashboard through
+:class:`Supervisor`, so a service manager's or container runtime's SIGTERM, or a Ctrl-C,
+stops every child within ``stop_seconds`` and the worker records its "Worker stopped." event.
+A shell ``trap`` cannot do that: a shell runs its trap only after the foreground child
+(Streamlit) has exited, so a SIGTERM to the shell left both children running.
+
+To run another process with the others, add a :class:`Process` to :func:`service_processes`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+log = logging.getLogger(__name__)
+
+# How long children get to stop after SIGTERM before SIGKILL: the worker drains the spool and
+# records its stop (well under a second when idle), Streamlit closes its sessions (~1 s).
+STOP_SECONDS = 10.0
+# How often the supervisor looks for a child that ended by itself.
+POLL_SECONDS = 0.2
+# The checkout: the dashboard's entry file is found from here, wherever the command is run.
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Process:
+    """One child: a name for messages and its command line (``argv[0]`` is the program)."""
+
+    name: str
+    argv: tuple[str, ...]
+
+
+def service_processes(*, port: int = 8501, api_port: int = 8000, python: str = sys.executable) -> list[Process]:
+    """What ``make run`` starts, in start order: the worker, the HTTP API on ``api_port``, the dashboard on ``port``.
+
+    Add a line here to run one more process with them (it is stopped with the others).
+    """
+    return [
+        Process("worker", (python, "-m", "engine", "worker")),
+        Process("api", (python, "-m", "engine", "serve", "--port", str(api_port))),
+        Process("dashboard", (python, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port))),
+    ]
+
+
+class Supervisor:
+    """Start ``processes``, wait for a stop signal or for one of them to end, then stop them all.
+
+    ``run()`` returns 0 when a SIGTERM/SIGINT (or :meth:`stop`) ended the run and every child
+    then exited cleanly; 1 when a child ended by itself (the others are stopped) or one had to
+    be killed after ``stop_seconds``. Children get SIGTERM; the supervisor's own handlers are
+    installed only when ``run()`` is called from the main thread.
+    """
+
+    def __init__(self, processes: Sequence[Process], *, stop_seconds: float = STOP_SECONDS,
+                 env: Mapping[str, str] | None = None, cwd: Path | str | None = None):
+        if not processes:
+            raise ValueError("no processes to run: give at least one Process")
+        if stop_seconds <= 0:
+            raise ValueError(f"stop_seconds = {stop_seconds!r}: use a positive number of seconds")
+        self.processes = list(processes)
+        self.stop_seconds = stop_seconds
+        self.env = dict(env) if env is not None else None
+        self.cwd = cwd
+        self.children: dict[str, subprocess.Popen] = {}
+        self._stop = threading.Event()
+        self._why = ""
+
+    def stop(self, why: str = "asked to stop") -> None:
+        """Ask the run to end (thread-safe; also what the signal handlers call)."""
+        self._why = self._why or why
+        self._stop.set()
+
+    def run(self) -> int:
+        previous = self._install_handlers()
+        try:
+            for process in self.processes:
+                if self._stop.is_set():
+                    break
+                self.children[process.name] = subprocess.Popen(process.argv, env=self.env, cwd=self.cwd)
+                log.info("started %s (pid %d)", process.name, self.children[process.name].pid)
+            ended = self._wait()
+            clean = self._stop_all()
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+        if ended is not None:
+            log.error("%s exited by itself (code %s); the others were stopped", ended, self.children[ended].returncode)
+            return 1
+        return 0 if clean else 1
+
+    def _install_handlers(self) -> dict[int, object]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        previous = {}
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous[signum] = signal.getsignal(signum)
+            signal.signal(signum, lambda s, _f: self.stop(f"signal {signal.Signals(s).name}"))
+        return previous
+
+    def _wait(self) -> str | None:
+        """Until a stop is asked (None) or a child ends by itself (its name)."""
+        while not self._stop.wait(POLL_SECONDS):
+            for name, child in self.children.items():
+                if child.poll() is not None:
+                    return name
+        log.info("%s: stopping %s", self._why, ", ".join(self.children))
+        return None
+
+    def _stop_all(self) -> bool:
+        """SIGTERM every running child, wait up to ``stop_seconds``, SIGKILL what remains."""
+        for child in self.children.values():
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + self.stop_seconds
+        clean = True
+        for name, child in self.children.items():
+            try:
+                child.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.error("%s (pid %d) did not stop within %.0f s: killed", name, child.pid, self.stop_seconds)
+                child.kill()
+                child.wait()
+                clean = False
+                continue
+            # A child that stops on SIGTERM by dying of it (the default action) stopped cleanly too.
+            clean = clean and child.returncode in (0, -signal.SIGTERM, -signal.SIGINT)
+        return clean
+
+
+def run_service(*, port: int = 8501, api_port: int = 8000, stop_seconds: float = STOP_SECONDS) -> int:
+    """Run :func:`service_processes` under a :class:`Supervisor` from this process's directory."""
+    return Supervisor(service_processes(port=port, api_port=api_port), stop_seconds=stop_seconds,
+                      env=os.environ.copy()).run()

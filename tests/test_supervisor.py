@@ -1,0 +1,155 @@
+"""`make run` stops like a service: SIGTERM or SIGINT to make ends the worker, the API and the dashboard.
+
+Real processes throughout: make, the supervisor, the worker, the API (uvicorn) and Streamlit on free ports.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from engine.context import Context
+from engine.supervisor import Process, Supervisor, service_processes
+from store.events import recent_events
+from tests.conftest import ROOT
+
+STARTUP_TIMEOUT = 90.0
+STOP_TIMEOUT = 30.0  # a generous bound for a test on a busy machine; the figure is printed, not asserted
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def worker_messages(ctx) -> list[str]:
+    return [e["message"] for e in reversed(recent_events(ctx.db, kind="worker", limit=50))]
+
+
+@pytest.fixture
+def make_run(ctx, tmp_path):
+    """Start `make run` on a prepared store in its own process group; yield (proc, port, output path)."""
+    port, api_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RETRAINER_")}
+    env.update({"RETRAINER_POLL_SECONDS": "0.1", "RETRAINER_HEARTBEAT_SECONDS": "0.5",
+                "STREAMLIT_SERVER_HEADLESS": "true", "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"})
+    out = tmp_path / "make-run.log"
+    with open(out, "w") as log:
+        # -o: never rebuild the shared virtualenv from a test.
+        proc = subprocess.Popen(["make", "-s", "-o", ".venv/.installed", "run", f"HOME_DIR={ctx.settings.home}",
+                                 f"PORT={port}", f"API_PORT={api_port}", f"PYTHON={sys.executable}"],
+                                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+    try:
+        yield proc, (port, api_port), out
+    finally:
+        if group_alive(proc.pid):  # the test failed: end what it started (its own process group only)
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def wait_serving(ctx, proc, ports: tuple[int, ...], out: Path) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while not (all(port_open(p) for p in ports) and any(m.startswith("Worker started") for m in worker_messages(ctx))):
+        if proc.poll() is not None:
+            pytest.fail(f"make run exited with {proc.returncode}:\n{out.read_text()}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"make run did not serve within {STARTUP_TIMEOUT}s:\n{out.read_text()}")
+        time.sleep(0.2)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum, to_group", [(signal.SIGTERM, False), (signal.SIGINT, True)],
+                         ids=["SIGTERM to make (a service manager)", "SIGINT to the group (Ctrl-C)"])
+def test_a_signal_to_make_run_stops_every_process(ctx, make_run, signum, to_group):
+    proc, ports, out = make_run
+    wait_serving(ctx, proc, ports, out)
+    started = time.monotonic()
+    if to_group:  # a terminal's Ctrl-C reaches every process of the foreground group
+        os.killpg(proc.pid, signum)
+    else:  # a service manager or container runtime signals the main process alone
+        os.kill(proc.pid, signum)
+    try:
+        code = proc.wait(timeout=STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"make run still runs {STOP_TIMEOUT}s after {signum.name}:\n{out.read_text()}")
+    print(f"make run stopped {time.monotonic() - started:.1f}s after {signum.name}")
+    # make ends by re-raising the signal it got once its child is done: that is its clean stop.
+    assert code in (0, -signum), out.read_text()
+    assert not group_alive(proc.pid), "a child of make run outlived it"
+    assert not any(port_open(p) for p in ports)
+    assert worker_messages(ctx)[-1] == "Worker stopped."
+    assert "worker stopped cleanly" in out.read_text()
+    assert "Traceback" not in out.read_text()
+
+
+def test_the_service_is_the_worker_the_api_and_the_dashboard():
+    processes = service_processes(port=8600, api_port=8700, python="py")
+    assert [p.name for p in processes] == ["worker", "api", "dashboard"]
+    assert processes[0].argv == ("py", "-m", "engine", "worker")
+    assert processes[1].argv == ("py", "-m", "engine", "serve", "--port", "8700")
+    assert processes[2].argv == ("py", "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", "8600")
+
+
+def sleeper(name: str, *, seconds: float = 60, ignore_term: bool = False, code: int | None = None) -> Process:
+    body = "import signal, sys, time\n"
+    if ignore_term:
+        body += "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    body += f"time.sleep({seconds})\n"
+    if code is not None:
+        body += f"sys.exit({code})\n"
+    return Process(name, (sys.executable, "-c", body))
+
+
+def test_a_child_that_ends_by_itself_stops_the_others_and_the_run_fails():
+    supervisor = Supervisor([sleeper("steady"), sleeper("brief", seconds=0.2, code=3)], stop_seconds=10)
+    assert supervisor.run() == 1
+    assert supervisor.children["brief"].returncode == 3
+    assert supervisor.children["steady"].returncode == -signal.SIGTERM
+
+
+def test_a_child_that_ignores_sigterm_is_killed_after_stop_seconds():
+    supervisor = Supervisor([sleeper("stubborn", ignore_term=True), sleeper("polite")], stop_seconds=0.5)
+    threading.Timer(0.5, supervisor.stop).start()
+    assert supervisor.run() == 1
+    assert supervisor.children["stubborn"].returncode == -signal.SIGKILL
+    assert supervisor.children["polite"].returncode == -signal.SIGTERM
+
+
+def test_a_stop_asked_for_ends_the_run_cleanly():
+    supervisor = Supervisor([sleeper("a"), sleeper("b")], stop_seconds=10)
+    threading.Timer(0.3, supervisor.stop).start()
+    assert supervisor.run() == 0
+    assert [c.returncode for c in supervisor.children.values()] == [-signal.SIGTERM, -signal.SIGTERM]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"processes": []}, "no processes to run"),
+    ({"processes": [Process("x", ("true",))], "stop_seconds": 0}, "stop_seconds = 0"),
+], ids=["no processes", "zero stop time"])
+def test_bad_arguments_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Supervisor(**kwargs)
