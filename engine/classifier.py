@@ -10,19 +10,36 @@ and swapped in with one assignment, so no prediction fails during a deployment.
 When the active version cannot be loaded (file missing, checksum mismatch, another
 scikit-learn), the newest loadable version that served before it answers instead,
 ``status().fallback_reason`` says why, and an event is logged for the worker.
+
+What a caller may pass (checked at the call, before anything is predicted or logged, so
+nothing a caller passes can stop the background thread's logging or hot reload):
+
+- ``predict(text)`` takes one ``str``; ``predict_many(texts)`` takes any iterable of
+  ``str`` (a list, a tuple, a generator: it is read once), never one string, bytes or None.
+  One contract for both: every text must be a ``str`` that is not empty after
+  normalising, holds no lone UTF-16 surrogate (``"\\ud800"``: not Unicode text, it
+  cannot be stored as UTF-8; decode the client's bytes as UTF-8 instead) and has at
+  most ``max_text_length`` characters (the setting; the same limit a retrain applies).
+  One bad text refuses the whole call with :class:`InputError` naming its position;
+  nothing of that call is predicted or logged.
+- ``feedback(query_id, label)`` takes the id ``predict`` returned: 32 hexadecimal
+  characters (a uuid4), anything else is refused. The Classifier never reads the store,
+  so a well-formed id it cannot check is accepted; a label whose query is not in the
+  log has no text, so a retrain counts it as malformed and never trains or judges on it.
 """
 
 from __future__ import annotations
 
 import atexit
 import logging
+import re
 import threading
 import time
 import uuid
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -35,6 +52,9 @@ from engine.errors import InputError, ModelLoadError, NoModelError, StaleModelEr
 log = logging.getLogger(__name__)
 
 RETRY_FALLBACK_SECONDS = 10.0
+# The form of a query id predict() issues (uuid4().hex); feedback() refuses anything else.
+QUERY_ID = re.compile(r"[0-9a-f]{32}")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 # Every Classifier still alive writes its buffer at interpreter exit. A WeakSet, not one
 # atexit registration per instance, so short-lived classifiers can be garbage-collected.
@@ -145,14 +165,31 @@ class Classifier:
     # -- serving ---------------------------------------------------------------
 
     def predict(self, text: str) -> Prediction:
-        """The label of one query, with its confidence, the answering version and a query id."""
-        return self.predict_many([text])[0]
+        """The label of one query, with its confidence, the answering version and a query id.
 
-    def predict_many(self, texts: Sequence[str]) -> list[Prediction]:
-        """Labels of many queries at once (one model call), each logged."""
-        if isinstance(texts, str):
-            raise InputError("predict_many takes a list of texts, not one string: use predict(text)")
-        cleaned = [self._clean(t) for t in texts]
+        Raises :class:`InputError` for a text that breaks the module's input rules,
+        :class:`NoModelError` when no model can answer.
+        """
+        return self._predict([self._clean(text, position=None)], [text])[0]
+
+    def predict_many(self, texts: Iterable[str]) -> list[Prediction]:
+        """Labels of many queries at once (one model call), each logged; ``[]`` for no texts.
+
+        ``texts`` is any iterable of ``str``, read once. Raises :class:`InputError` when it is
+        not one (None, a string, bytes) or when one text breaks the input rules (its position
+        is named), :class:`NoModelError` when no model can answer.
+        """
+        if texts is None or isinstance(texts, (str, bytes, bytearray)):
+            what = "None" if texts is None else f"one {type(texts).__name__}"
+            raise InputError(f"predict_many takes a list of texts, not {what}: use predict(text) for one text")
+        try:
+            raw = list(texts)
+        except TypeError:
+            raise InputError(f"predict_many takes a list of texts, not {type(texts).__name__}") from None
+        cleaned = [self._clean(t, position=i) for i, t in enumerate(raw)]
+        return self._predict(cleaned, raw)
+
+    def _predict(self, cleaned: list[str], texts: list[str]) -> list[Prediction]:
         model = self._model
         if model is None:
             raise NoModelError(self._no_model_message())
@@ -186,17 +223,33 @@ class Classifier:
         return results
 
     def feedback(self, query_id: str, true_label: str) -> None:
-        """Attach a person's true label to a logged query (it becomes training and evaluation data)."""
+        """Attach a person's true label to a logged query (it becomes training and evaluation data).
+
+        ``query_id`` is the id ``predict`` returned (32 hexadecimal characters; see the module's
+        rules for ids it cannot check). Raises :class:`InputError` for another id or an empty
+        label, :class:`UnknownLabelError` for a label the serving model does not know.
+        """
         if not isinstance(query_id, str) or not query_id.strip():
             raise InputError("feedback needs the query_id returned by predict()")
+        query_id = query_id.strip().lower()
+        if not QUERY_ID.fullmatch(query_id):
+            shown = repr(query_id[:40]) + ("…" if len(query_id) > 40 else "")
+            raise InputError(f"feedback needs the query_id returned by predict() (32 hexadecimal characters), "
+                             f"not {shown} ({len(query_id):,} characters)")
+        if not isinstance(true_label, str):
+            raise InputError(f"the true label must be text (str), not {type(true_label).__name__}")
+        if _SURROGATE.search(true_label):
+            raise InputError("the true label holds a lone UTF-16 surrogate, which is not Unicode text: "
+                             "give one of the model's labels")
         label = normalize_label(true_label)
         if label is None:
             raise InputError("the true label is empty: give one of the model's labels")
         known = self.labels()
         if known and label not in known:
-            raise UnknownLabelError(f"unknown label {true_label!r}: valid labels are {', '.join(known)}")
+            shown = true_label if len(true_label) <= 80 else true_label[:80] + "…"
+            raise UnknownLabelError(f"unknown label {shown!r}: valid labels are {', '.join(known)}")
         self._append(
-            [{"k": "f", "id": uuid.uuid4().hex, "ts": self._clock().isoformat(), "query_id": query_id.strip(),
+            [{"k": "f", "id": uuid.uuid4().hex, "ts": self._clock().isoformat(), "query_id": query_id,
               "label": label, "source": "feedback"}]
         )
 
@@ -305,8 +358,10 @@ class Classifier:
         while not self._stop.wait(self.settings.flush_seconds):
             try:
                 self.flush()
-            except OSError:
-                pass
+            except OSError:  # disk full, permissions: flush kept the records and logged why
+                log.debug("spool write deferred")
+            except Exception:  # never let logging stop hot reload; the next tick tries again
+                log.exception("spool write failed")
             if time.monotonic() >= next_reload:
                 next_reload = time.monotonic() + self.settings.reload_seconds
                 try:
@@ -314,12 +369,22 @@ class Classifier:
                 except Exception:  # never let the watcher die; the next tick tries again
                     log.exception("reload failed")
 
-    def _clean(self, text: Any) -> str:
+    def _clean(self, text: Any, *, position: int | None) -> str:
+        """The normalised text, or InputError naming what is wrong (and where, in a batch)."""
+        where = "" if position is None else f" (text {position} of the batch)"
         if not isinstance(text, str):
-            raise InputError(f"a query must be text (str), not {type(text).__name__}")
+            raise InputError(f"a query must be text (str), not {type(text).__name__}{where}")
+        limit = self.settings.max_text_length
+        if len(text) > limit:
+            raise InputError(f"the query is {len(text):,} characters long{where}; at most {limit:,} are accepted "
+                             "(setting max_text_length)")
+        bad = _SURROGATE.search(text)
+        if bad:
+            raise InputError(f"the query holds a lone UTF-16 surrogate (U+{ord(bad.group()):04X} at character "
+                             f"{bad.start()}){where}, which is not Unicode text: decode the client's bytes as UTF-8")
         cleaned = normalize_text(text)
         if not cleaned:
-            raise InputError("the query is empty: type some words to classify")
+            raise InputError(f"the query is empty{where}: type some words to classify")
         return cleaned
 
     def _no_model_message(self) -> str:

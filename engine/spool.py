@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -22,13 +23,23 @@ from typing import Any, Iterable
 
 from engine import faults
 
+log = logging.getLogger(__name__)
+
 SUFFIX = ".jsonl"
 _sequence = itertools.count()
 
 
 def write_batch(spool_dir: Path, records: Iterable[dict[str, Any]]) -> Path | None:
     """Write records as one spool file (atomically); return its path, None if empty."""
-    lines = [json.dumps(r, ensure_ascii=False, default=str) for r in records]
+    lines = []
+    for record in records:
+        line = json.dumps(record, ensure_ascii=False, default=str)
+        try:
+            line.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate the caller let through: one record, not the batch
+            log.error("spool: dropped a %s record that is not valid Unicode text (a lone surrogate)", record.get("k"))
+            continue
+        lines.append(line)
     if not lines:
         return None
     spool_dir.mkdir(parents=True, exist_ok=True)
