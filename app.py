@@ -2,6 +2,9 @@
 
 import streamlit as st
 
+from engine.errors import RetrainerError
+from pages import _ui
+
 st.set_page_config(page_title="Retrainer", page_icon="🔁", layout="wide")
 
 PAGES = [
@@ -21,4 +24,7 @@ st.session_state["_through_app"] = True
 wanted = st.session_state.pop("_deep_link", None)
 if wanted:
     st.switch_page(wanted)
-page.run()
+try:
+    page.run()
+except RetrainerError as exc:  # the store or the settings cannot be used: say so, without a path or a stack
+    _ui.show_failure(exc, what=f"The {page.title} page cannot be shown")

@@ -80,6 +80,7 @@ class Settings:
     flush_rows: int = 500
     api_max_batch: int = 256
     api_max_body_bytes: int = 1_048_576
+    dashboard_private: bool = False
 
     def __post_init__(self) -> None:
         _check_types(self)

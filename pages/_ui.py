@@ -9,7 +9,9 @@ from __future__ import annotations
 import contextlib
 
 import hmac
+import logging
 import math
+import re
 from pathlib import Path
 from datetime import datetime, timezone
 from typing import Any, Callable
@@ -17,12 +19,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import streamlit as st
 
-from engine.access import LOCAL_ADDRESSES, action_token
+from engine.access import action_token
 from engine.commands import submit
-from engine.config import load_settings
+from engine.config import PROJECT_ROOT, load_settings
 from engine.context import Context
 from engine.errors import RetrainerError
 from engine.status import system_status
+
+log = logging.getLogger(__name__)
 
 # One colour per kind of decision, on every page.
 COLORS = {
@@ -152,6 +156,44 @@ def page_header(title: str, caption: str) -> dict[str, Any]:
     return current
 
 
+# An absolute path in a message (not after a letter, digit or dot: "and/or", "MB/s" and "1/2" stay).
+_PATH = re.compile(r"(?<![\w.~>])(?:~|/)[^\s'\"()\[\]<>,;]*")
+
+
+def redact(message: str) -> str:
+    """``message`` with every file path replaced by where it is, for a visitor's eyes.
+
+    A dashboard visitor is not the operator: the data directory, the project folder and any
+    other absolute path become ``<data directory>``, ``<project>`` or ``<path>`` (the server's log
+    keeps the full text).
+
+    >>> redact("cannot open the store /srv/x/retrainer.duckdb: and/or 5 MB/s")
+    'cannot open the store <path>: and/or 5 MB/s'
+    """
+    try:
+        home = str(load_settings().home.resolve())
+    except RetrainerError:  # settings that cannot load: every path below becomes <path>
+        home = None
+    if home and home != "/":
+        message = message.replace(home, "<data directory>")
+    root = str(PROJECT_ROOT)
+    message = message.replace(root, "<project>")
+    return _PATH.sub(_path_word, message)
+
+
+def _path_word(match: re.Match) -> str:
+    found = match.group()
+    kept = found.rstrip(".:")  # the sentence's punctuation after a path stays
+    return "<path>" + found[len(kept):]
+
+
+def show_failure(exc: BaseException, *, what: str) -> None:
+    """Log ``exc`` in full for the operator; show the visitor one line without paths or a stack."""
+    log.error("%s: %s", what, exc, exc_info=not isinstance(exc, RetrainerError))
+    text = str(exc) if isinstance(exc, RetrainerError) else f"an internal error ({type(exc).__name__})"
+    st.error(f"**{what}**: {redact(text)}. The server's log has the details.", icon=":material/error:")
+
+
 def _action_token() -> str | None:
     """The ``action_token`` from Streamlit secrets (.streamlit/secrets.toml), if one is set (see engine.access)."""
     try:
@@ -161,10 +203,13 @@ def _action_token() -> str | None:
 
 
 def actions_refused() -> str | None:
-    """Why buttons that change something (retrain, rollback, pause, resume, labels) are refused now, or None.
+    """Why inputs that write to the store are refused now, or None when they are allowed.
 
-    With an ``action_token`` secret, a person must type it in the sidebar. Without one, actions
-    are allowed only while the server listens on this machine alone.
+    They are retrain, rollback, pause, resume, labels and the Playground's logged queries.
+    With an ``action_token`` secret, a person must type it in the sidebar. Without one, they are
+    allowed only when the operator has declared the dashboard private (setting
+    ``dashboard_private``): the address the server listens on proves nothing, since behind a
+    reverse proxy or a port forward every visitor arrives from 127.0.0.1.
     """
     token = _action_token()
     if token:
@@ -172,11 +217,11 @@ def actions_refused() -> str | None:
         if hmac.compare_digest(given.encode(), token.encode()):
             return None
         return "Enter the action token in the sidebar to use this button."
-    address = (st.get_option("server.address") or "").strip()
-    if address not in LOCAL_ADDRESSES:
-        return (f"Actions are disabled: this dashboard listens on {address or 'every address'} and no action_token "
-                "is set in .streamlit/secrets.toml. Set one (see the README) or bind the server to 127.0.0.1.")
-    return None
+    if context().settings.dashboard_private:
+        return None
+    return ("Actions are disabled: no action_token is set in .streamlit/secrets.toml and the dashboard is not "
+            "declared private. Set a token (see the README, \"Exposing the dashboard\"), or set "
+            "dashboard_private = true if only trusted people can reach this dashboard.")
 
 
 def action_allowed() -> bool:
@@ -195,12 +240,14 @@ def send_feedback(clf: Any, query_id: str, label: str) -> bool:
     try:
         clf.feedback(query_id, label)
     except RetrainerError as exc:
-        st.error(f"Not recorded: {exc}.")
+        st.error(f"Not recorded: {redact(str(exc))}.")
         return False
     try:
         clf.flush()
     except OSError as exc:
-        st.warning(f"Recorded in memory, but the spool cannot be written now ({exc}); it is retried every few seconds.")
+        log.error("spool write failed: %s", exc)
+        st.warning(f"Recorded in memory, but the spool cannot be written now ({exc.strerror}); it is retried every "
+                   "few seconds.")
         return False
     return True
 
@@ -212,7 +259,7 @@ def queue_command(kind: str, *, args: dict[str, Any] | None = None, label: str) 
     try:
         command_id = submit(context(), kind, args=args, source="dashboard")
     except RetrainerError as exc:
-        st.error(f"{label} was not queued: {exc}")
+        st.error(f"{label} was not queued: {redact(str(exc))}")
         return None
     st.session_state.setdefault("commands", []).append(command_id)
     status.clear()

@@ -10,7 +10,8 @@ from pages import _ui
 
 _ui.page_header("Playground", "Type a query and see what the model in production answers. This is the same "
                               "`engine.Classifier` every client uses, so a new deployment answers here within a second. "
-                              "Queries typed here are logged like any other (source `playground`).")
+                              "Queries typed here are logged like any other (source `playground`), so asking needs the "
+                              "action token when one is set.")
 settings = _ui.context().settings
 
 
@@ -24,13 +25,15 @@ def ask(clf: Classifier, text: str) -> None:
     if not text or not text.strip():
         st.warning("Type a query first: a few words a customer might send, e.g. *where is my parcel?*")
         return
+    if not _ui.action_allowed():  # a classified query is logged: it writes to the store
+        return
     try:
         p = clf.predict(text)
     except NoModelError as exc:
         st.info(f"No model can answer: {exc}.", icon="ℹ️")
         return
     except RetrainerError as exc:
-        st.error(f"Not classified: {exc}.")
+        st.error(f"Not classified: {_ui.redact(str(exc))}.")
         return
     st.session_state["playground"] = {
         "text": text, "label": p.label, "confidence": p.confidence, "version": p.version, "query_id": p.query_id,
@@ -57,7 +60,8 @@ except NoModelError as exc:
     _ui.empty(f"No model can answer yet: {exc}.")
 
 with st.form("ask", border=False):
-    text = st.text_area("Query", key="playground_text", height=90, placeholder="e.g. where is my parcel?")
+    text = st.text_area("Query", key="playground_text", height=90, placeholder="e.g. where is my parcel?",
+                        max_chars=settings.max_text_length)
     asked = st.form_submit_button("Classify", type="primary", key="playground_ask")
 if asked:
     ask(clf, text)

@@ -59,7 +59,7 @@ def _wait_for_http(port: int, proc: subprocess.Popen, timeout: float = 60) -> No
 def running_app(demo_copy, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("RETRAINER_")}
     env.update(RETRAINER_HOME=str(demo_copy), PYTHONPATH=str(ROOT), RETRAINER_POLL_SECONDS="0.2",
-               RETRAINER_HEARTBEAT_SECONDS="1")
+               RETRAINER_HEARTBEAT_SECONDS="1", RETRAINER_DASHBOARD_PRIVATE="true")
     port = _free_port()
     logs = tmp_path / "logs"
     logs.mkdir()

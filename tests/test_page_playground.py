@@ -104,12 +104,19 @@ def test_a_correction_without_a_label_is_refused(monkeypatch, demo_copy):
     assert [r for r in spool_records(demo_copy) if r["k"] == "f"] == []
 
 
-def test_a_long_text_is_answered_with_a_warning(monkeypatch, demo_copy):
-    text = "where is my parcel " * 4  # 76 characters, 75 after normalising
+def test_a_text_that_grows_past_max_text_length_when_normalised_is_answered_with_a_warning(monkeypatch, demo_copy):
+    text = "where is my parcel \ufdfa\ufdfa\ufdfa"  # 22 characters; NFKC spells U+FDFA out in 18 (73 in all)
     at = classify(open_page(monkeypatch, demo_copy, RETRAINER_MAX_TEXT_LENGTH="60"), text)
     assert metrics(at)["Label"] == expected(demo_copy, text).label
-    assert at.warning[-1].value.startswith("This query is 75 characters long (after normalising), more than "
+    assert at.warning[-1].value.startswith("This query is 73 characters long (after normalising), more than "
                                            "`max_text_length` = 60: it is answered, but a retrain drops it")
+
+
+def test_the_query_box_keeps_at_most_max_text_length_characters(monkeypatch, demo_copy):
+    at = open_page(monkeypatch, demo_copy, RETRAINER_MAX_TEXT_LENGTH="60")
+    at.text_area(key="playground_text").set_value("where is my parcel " * 4)  # 76 characters, past the browser
+    at.button(key="playground_ask").click().run()
+    assert at.session_state["playground"]["text"] == ("where is my parcel " * 4)[:60]
 
 
 def test_a_new_deployment_answers_without_a_restart(monkeypatch, demo_copy):
