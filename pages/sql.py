@@ -12,7 +12,8 @@ TITLES = [title for title, _ in views.EXAMPLES]
 
 _ui.page_header(
     "SQL",
-    "Ask the store anything with one read-only SELECT. Files, the network, writes and settings are out of reach.",
+    "Ask the store anything with one read-only SELECT, run on a snapshot of the store (at most "
+    f"{views.SNAPSHOT_SECONDS:g} s old) in a process of its own. Files, the network, writes and settings are out of reach.",
 )
 
 
@@ -47,10 +48,11 @@ with editor:
             icon="ℹ️",
         )
     st.selectbox("Example queries", TITLES, index=0, key="sql_example", on_change=load_example)
-    st.text_area("SQL", key="sql_text", height=200)
+    st.text_area("SQL", key="sql_text", height=200, max_chars=views.MAX_SQL_CHARS)
     st.caption(
-        f"One SELECT (or WITH … SELECT, VALUES, DESCRIBE, SHOW, SUMMARIZE). At most {ROW_LIMIT:,} rows are shown; "
-        f"a query is stopped after {TIMEOUT_S:g} s."
+        f"One SELECT (or WITH … SELECT, VALUES, DESCRIBE, SHOW, SUMMARIZE) over the store's tables. At most "
+        f"{ROW_LIMIT:,} rows and {views.BYTE_LIMIT // 2**20} MB are shown; a query is stopped after {TIMEOUT_S:g} s "
+        f"or at {views.PROCESS_MEMORY_MB} MB of memory."
     )
     if st.button("Run", type="primary", key="sql_run"):
         try:
@@ -58,7 +60,7 @@ with editor:
                 _ui.context().db, st.session_state["sql_text"], row_limit=ROW_LIMIT, timeout_s=TIMEOUT_S
             )
         except RetrainerError as exc:
-            st.session_state["sql_outcome"] = exc
+            st.session_state["sql_outcome"] = RetrainerError(_ui.redact(str(exc)))
 
     outcome = st.session_state.get("sql_outcome")
     if isinstance(outcome, Exception):
@@ -66,8 +68,11 @@ with editor:
     elif outcome is not None:
         shown = (f"first {len(outcome.rows):,} rows (the query returned more)" if outcome.truncated
                  else f"{len(outcome.rows):,} {'row' if len(outcome.rows) == 1 else 'rows'}")
-        st.markdown(f"**Result:** {shown} in {outcome.elapsed_s:.2f} s")
-        if outcome.truncated:
+        st.markdown(f"**Result:** {shown} in {outcome.elapsed_s:.2f} s, from data {outcome.snapshot_age_s:.0f} s old")
+        if outcome.cut_by == "bytes":
+            st.warning(f"Only the first {views.BYTE_LIMIT // 2**20} MB of the result ({len(outcome.rows):,} rows) are "
+                       "shown and downloaded: select fewer or shorter columns, or aggregate.", icon=":material/content_cut:")
+        elif outcome.truncated:
             st.warning(f"Only the first {ROW_LIMIT:,} rows are shown and downloaded: add a LIMIT or aggregate.", icon=":material/content_cut:")
         st.dataframe(outcome.rows, hide_index=True, key="sql_rows")
         st.download_button("Download CSV", views.to_csv(outcome.rows), file_name="query.csv", mime="text/csv",

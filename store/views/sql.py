@@ -1,4 +1,4 @@
-"""The SQL page's sandbox: one read-only SELECT over the store, unable to reach anything else.
+"""The SQL page's sandbox: one read-only SELECT over a snapshot of the store, in a process of its own.
 
 What is allowed: exactly one statement that DuckDB's own parser classifies as a SELECT,
 which includes ``WITH ... SELECT``, ``FROM t SELECT ...``, ``VALUES``, ``UNION``,
@@ -10,68 +10,104 @@ explains, so it is refused as a whole) and ``PIVOT`` (which DuckDB runs as sever
 statements).
 
 A SELECT is then checked on its syntax tree (``json_serialize_sql``, DuckDB's parser
-again, no regular expressions): a data-modifying CTE (``WITH x AS (DELETE ...)``), a table
-function outside a short allow-list (``read_csv``, ``read_text``, ``read_parquet``,
-``glob``, ``query`` ...), or a table name that is a file path or URL
-(``FROM '/etc/passwd'``) is refused.
+again, no regular expressions) against allow-lists of what may be read: the store's own
+tables and views (checked against the snapshot's catalog, so ``duckdb_databases``,
+``pragma_database_list`` and ``information_schema`` are refused by name), the table
+functions that compute rather than read (``range``, ``generate_series``, ``unnest``,
+``json_each``, ``json_tree``), and no function that reads the session's settings
+(``current_setting`` and the like). A data-modifying CTE (``WITH x AS (DELETE ...)``) is
+refused too.
 
-Defence in depth: the statement that passes runs on its own connection, opened
-read-only with external access (files, network) off, extension loading off, memory
-capped and the configuration locked, so a refusal the checks missed is DuckDB's own.
-The connection is opened under the store's process lock and its shared file lock, like
-every other read (see ``store.db``), so it never collides with the worker's writes; a
-writer waits at most the time limit. A row limit (``fetchmany(row_limit + 1)`` on a
-streaming result) and a time limit (``interrupt()`` at the deadline) keep it short.
+Where it runs, and the limits (issue 13 measured each one failing before):
+
+- **Never on the store itself.** A query reads a copy of the store, taken under the
+  store's shared lock (a file copy: milliseconds for the demo, ~0.1 s per 100 MB) at most
+  every ``SNAPSHOT_SECONDS``; a visitor's query holds no lock, so it can never make the
+  worker wait. Snapshots live in ``<home>/sql-snapshots/`` (one at a time; the older one
+  is deleted once a newer one exists, and a query still reading it keeps its open file).
+- **In a child process** (``store.sql_child``), because DuckDB's own limits did not hold:
+  ``interrupt()`` was not noticed for 20 s inside ``unnest(range(1e8))``, and
+  ``memory_limit`` did not bound the 7 GB it built. The child caps its own data segment
+  at ``PROCESS_MEMORY_MB`` (``RLIMIT_DATA``, so an allocation past it fails inside DuckDB
+  as out-of-memory) and the parent kills it at the time limit (SIGKILL always fires).
+  DuckDB runs with ``memory_limit`` ``MEMORY_LIMIT_MB``, one thread, no spilling, no
+  files, network or extensions, and its configuration locked. One child waits ready
+  (DuckDB imported) so a query starts at once.
+- **Bounded results**: ``row_limit`` rows and ``BYTE_LIMIT`` bytes (Arrow's count), the
+  first bound reached cuts the result and says which.
+
 Every refusal raises :class:`engine.errors.InputError` saying what is allowed.
 """
 
 from __future__ import annotations
 
 import contextlib
-
 import csv
+import fcntl
 import io
 import json
 import os
+import re
+import select
+import shutil
+import subprocess
+import sys
 import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterator
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 
+from store import sql_child
 from store.errors import InputError, StoreError
 from store.db import Database
 
 MAX_SQL_CHARS = 20_000
-MEMORY_LIMIT = "512MB"
+MEMORY_LIMIT_MB = 256          # DuckDB's buffer pool in the child
+PROCESS_MEMORY_MB = 768        # the child's whole data segment (RLIMIT_DATA): DuckDB, Python, the result
+MEMORY_LIMIT = f"{MEMORY_LIMIT_MB}MB"
+THREADS = 1
+BYTE_LIMIT = 20 * 2**20        # bytes of result, as Arrow counts them
+SNAPSHOT_SECONDS = 10.0        # a query reads data at most this old
+SNAPSHOT_DIR = "sql-snapshots"
+READY_TIMEOUT_S = 60.0         # a child that cannot even import DuckDB in this time is broken
+_MEMORY_WORDS = (f"{MEMORY_LIMIT_MB} MB for DuckDB, {PROCESS_MEMORY_MB} MB for the whole query process; "
+                 "aggregate it, select fewer or shorter columns, or add a LIMIT")
 
 ALLOWED = (
     "Only one read-only SELECT statement over the store's tables is allowed "
     "(also WITH ... SELECT, FROM ..., VALUES, DESCRIBE, SHOW and SUMMARIZE)."
 )
 
-# The connection's settings; lock_configuration keeps a query from changing any of them.
+# The settings of the in-process parser connection; lock_configuration keeps a query from changing any.
 SANDBOX_CONFIG: dict[str, Any] = {
-    "enable_external_access": False,       # no files, no network: read_csv, COPY, ATTACH, INSTALL fail
+    "enable_external_access": False,
     "autoload_known_extensions": False,
     "autoinstall_known_extensions": False,
     "allow_community_extensions": False,
     "allow_unsigned_extensions": False,
     "memory_limit": MEMORY_LIMIT,
-    "max_temp_directory_size": "0B",       # never spill to disk
-    "lock_configuration": True,            # SET, RESET and PRAGMA cannot change any of the above
+    "threads": THREADS,
+    "max_temp_directory_size": "0B",
+    "lock_configuration": True,
 }
 
-# Table functions that read nothing but their arguments or the catalog.
-ALLOWED_TABLE_FUNCTIONS = frozenset({
-    "range", "generate_series", "unnest", "json_each", "json_tree",
-    "duckdb_tables", "duckdb_columns", "duckdb_views", "duckdb_constraints", "duckdb_indexes",
-    "duckdb_schemas", "duckdb_types", "duckdb_functions", "duckdb_keywords", "duckdb_sequences",
-    "pragma_table_info",
-})
+# Table functions that compute from their arguments and read nothing.
+ALLOWED_TABLE_FUNCTIONS = frozenset({"range", "generate_series", "unnest", "json_each", "json_tree"})
+
+# Scalar functions that read the session (settings with paths, variables) rather than compute.
+REFUSED_FUNCTIONS = frozenset({"current_setting", "getvariable", "getenv", "current_query", "which_secret",
+                               "current_schemas", "pg_get_viewdef", "pg_get_constraintdef"})
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+# What SHOW may list besides a table of the store: the store's tables.
+_SHOWABLE = {'"tables"'}
 
 # Why each kind of statement is refused (names as in duckdb.StatementType).
 _REFUSED_BECAUSE = {
@@ -164,12 +200,25 @@ ORDER BY table_name, ordinal_position
 
 @dataclass(frozen=True)
 class SqlResult:
-    """The first ``row_limit`` rows of a query; ``truncated`` when it had more."""
+    """The first rows of a query; ``truncated`` when it had more (``cut_by`` says which limit: rows or bytes).
+
+    ``snapshot_age_s`` is how old the data read was (seconds since the snapshot was taken).
+    """
 
     columns: list[str]
     rows: pd.DataFrame
     truncated: bool
     elapsed_s: float
+    cut_by: str | None = None
+    snapshot_age_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A read-only copy of the store: ``path`` to its file, ``taken_at`` in seconds since the epoch."""
+
+    path: Path
+    taken_at: float
 
 
 def schema(db: Database) -> dict[str, list[tuple[str, str]]]:
@@ -209,6 +258,10 @@ def check(sql: str) -> str:
         raise InputError(f"the query is empty. {ALLOWED}")
     if len(sql) > MAX_SQL_CHARS:
         raise InputError(f"the query is {len(sql):,} characters long; at most {MAX_SQL_CHARS:,} are accepted")
+    bad = _SURROGATE.search(sql)
+    if bad:
+        raise InputError(f"the query holds a lone UTF-16 surrogate (U+{ord(bad.group()):04X} at character "
+                         f"{bad.start()}), which is not Unicode text: retype or delete that character")
     try:
         statements = duckdb.extract_statements(sql)
     except duckdb.Error as exc:
@@ -227,49 +280,177 @@ def check(sql: str) -> str:
     return statement.query.strip().rstrip(";").strip()
 
 
-def run_readonly(db: Database, sql: str, *, row_limit: int = 1000, timeout_s: float = 5.0) -> SqlResult:
-    """Run one checked SELECT on a sandboxed read-only connection to the store.
+def run_readonly(db: Database, sql: str, *, row_limit: int = 1000, timeout_s: float = 5.0,
+                 byte_limit: int = BYTE_LIMIT, max_age_s: float = SNAPSHOT_SECONDS) -> SqlResult:
+    """Run one checked SELECT on a snapshot of the store, in a child process with hard limits.
 
-    Returns at most ``row_limit`` rows (``truncated`` says there were more); a query still
-    running after ``timeout_s`` seconds is interrupted. Refusals and failures raise
-    :class:`InputError` with a message for the user; the store is never changed.
+    Returns at most ``row_limit`` rows and about ``byte_limit`` bytes (``truncated`` and
+    ``cut_by`` say when a limit cut it); a query still running after ``timeout_s`` seconds is
+    killed; the data is at most ``max_age_s`` seconds old (0: a fresh snapshot). Refusals and
+    failures raise :class:`InputError` with a message for the user; the store is never changed
+    and never locked while the query runs.
     """
     if row_limit < 1:
         raise InputError(f"row_limit must be at least 1, not {row_limit}")
     if not timeout_s > 0:
         raise InputError(f"timeout_s must be a positive number of seconds, not {timeout_s}")
+    if byte_limit < 1:
+        raise InputError(f"byte_limit must be at least 1, not {byte_limit}")
     query = check(sql)
+    tables = _tables_read(query)
+    snap = snapshot(db, max_age_s=max_age_s)
+    job = {"path": str(snap.path), "query": query, "tables": tables, "row_limit": row_limit + 1,
+           "byte_limit": byte_limit, "memory_limit_mb": MEMORY_LIMIT_MB, "threads": THREADS}
+    proc = _ready_child()
     started = time.perf_counter()
-    with sandbox(db) as con:
-        timer = threading.Timer(timeout_s, _interrupt, [con])
-        timer.daemon = True
-        timer.start()
-        try:
-            cursor = con.execute(query)
-            columns = [d[0] for d in cursor.description or []]
-            rows = cursor.fetchmany(row_limit + 1)
-        except duckdb.InterruptException:
-            raise InputError(
-                f"the query was stopped after {timeout_s:g} s (the time limit): "
-                "narrow it with WHERE, aggregate it, or add a LIMIT"
-            ) from None
-        except duckdb.OutOfMemoryException:
-            raise InputError(
-                f"the query needs more than {MEMORY_LIMIT} of memory (the limit here): aggregate it or add a LIMIT"
-            ) from None
-        except duckdb.PermissionException as exc:
-            raise InputError(f"refused by DuckDB: {_first_lines(exc)}. {ALLOWED}") from None
-        except duckdb.Error as exc:
-            text = _first_lines(exc)
-            if "read-only" in text:
-                raise InputError(f"refused: the store is opened read-only here. {ALLOWED}") from None
-            raise InputError(f"the query failed: {text}") from None
-        finally:
-            timer.cancel()
+    try:
+        out, err = proc.communicate((json.dumps(job) + "\n").encode(), timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise InputError(
+            f"the query was stopped after {timeout_s:g} s (the time limit): "
+            "narrow it with WHERE, aggregate it, or add a LIMIT"
+        ) from None
     elapsed = time.perf_counter() - started
-    truncated = len(rows) > row_limit
-    names = _unique(columns)
-    return SqlResult(names, pd.DataFrame(rows[:row_limit], columns=names), truncated, elapsed)
+    header, _, body = out.partition(b"\n")
+    try:
+        answer = json.loads(header)
+    except ValueError:
+        answer = None
+    if proc.returncode != 0 or not isinstance(answer, dict):
+        # Killed by the kernel or crashed at the memory cap (Python's MemoryError outside DuckDB).
+        raise InputError(
+            f"the query ended abnormally (exit {proc.returncode}), most likely at the memory limit: {_MEMORY_WORDS}"
+        )
+    if not answer["ok"]:
+        raise _refusal(answer["kind"], answer["message"])
+    table = pa.ipc.open_stream(body).read_all()
+    names = _unique(table.column_names)
+    columns = [column.to_pylist() for column in table.columns]
+    kept = min(table.num_rows, row_limit)
+    rows = pd.DataFrame(list(zip(*columns))[:kept], columns=names) if names else pd.DataFrame()
+    cut_by = "rows" if table.num_rows > row_limit else answer.get("truncated")
+    if cut_by == "rows" and table.num_rows <= row_limit:
+        cut_by = None  # the child fetched row_limit + 1 rows to tell "exactly row_limit" from "more"
+    return SqlResult(names, rows, cut_by is not None, elapsed, cut_by, max(0.0, time.time() - snap.taken_at))
+
+
+def _refusal(kind: str, message: str) -> InputError:
+    if kind == "memory":
+        return InputError(f"the query needs more memory than the SQL page allows: {_MEMORY_WORDS}")
+    if kind == "refused":
+        return InputError(f"the query reads {message}. {ALLOWED}")
+    if kind == "permission":
+        return InputError(f"refused by DuckDB: {message}. {ALLOWED}")
+    if "read-only" in message:
+        return InputError(f"refused: the store is opened read-only here. {ALLOWED}")
+    return InputError(f"the query failed: {message}")
+
+
+def snapshot(db: Database, *, max_age_s: float = SNAPSHOT_SECONDS) -> Snapshot:
+    """The newest snapshot of the store, taken now if the newest is older than ``max_age_s`` seconds.
+
+    The copy is made under the store's shared lock (a writer waits for the copy, never for a
+    query) into ``<home>/sql-snapshots/<time>/store.duckdb``; one copy at a time across
+    processes (a lock file in that folder). Older snapshots are deleted; a query still reading
+    one keeps its open file. Raises :class:`StoreError` when the store does not exist or the
+    copy cannot be written (a full disk names the folder and the free space).
+    """
+    if not db.path.exists():
+        raise StoreError(f"the store {db.path} does not exist yet: start the worker or run `python -m engine demo`")
+    folder = db.path.parent / SNAPSHOT_DIR
+    with _snapshot_lock:
+        newest = _newest_snapshot(folder)
+        if newest is not None and time.time() - newest.taken_at <= max_age_s:
+            return newest
+        try:
+            folder.mkdir(exist_ok=True)
+            lock = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StoreError(f"cannot write the SQL page's snapshot folder {folder}: {exc.strerror}") from None
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            newest = _newest_snapshot(folder)  # another process may have just taken one
+            if newest is not None and time.time() - newest.taken_at <= max_age_s:
+                return newest
+            return _take_snapshot(db, folder)
+        finally:
+            os.close(lock)
+
+
+def _take_snapshot(db: Database, folder: Path) -> Snapshot:
+    taken = time.time_ns()
+    work = folder / f".{taken:020d}.tmp"
+    final = folder / f"{taken:020d}"
+    try:
+        work.mkdir()
+        with db.locked(write=False):
+            shutil.copyfile(db.path, work / "store.duckdb")
+            wal = db.path.with_name(db.path.name + ".wal")
+            if wal.exists():  # left by a crash; the next writer replays it, and so does the copy
+                shutil.copyfile(wal, work / "store.duckdb.wal")
+        os.replace(work, final)
+    except OSError as exc:
+        shutil.rmtree(work, ignore_errors=True)
+        free = shutil.disk_usage(folder).free / 2**20
+        raise StoreError(f"cannot copy the store for the SQL page into {folder}: {exc.strerror} "
+                         f"(free {free:,.0f} MB)") from None
+    for old in folder.iterdir():
+        if old.name != final.name and old.name != ".lock":
+            shutil.rmtree(old, ignore_errors=True)
+    return Snapshot(final / "store.duckdb", taken / 1e9)
+
+
+def _newest_snapshot(folder: Path) -> Snapshot | None:
+    try:
+        names = sorted(p.name for p in folder.iterdir() if p.name.isdigit())
+    except FileNotFoundError:
+        return None
+    for name in reversed(names):
+        path = folder / name / "store.duckdb"
+        if path.exists():
+            return Snapshot(path, int(name) / 1e9)
+    return None
+
+
+_snapshot_lock = threading.Lock()
+_standby: subprocess.Popen | None = None
+_standby_pid: int | None = None
+_standby_lock = threading.Lock()
+
+
+def _spawn() -> subprocess.Popen:
+    """A child that imports DuckDB, says ``ready`` and waits for its one job (see store.sql_child)."""
+    root = Path(__file__).resolve().parents[2]
+    env = {"PYTHONPATH": str(root), "PATH": os.defpath, "HOME": "/nonexistent", "LANG": "C.UTF-8"}
+    return subprocess.Popen([sys.executable, "-m", "store.sql_child", str(PROCESS_MEMORY_MB)], cwd=root, env=env,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+
+
+def _ready_child() -> subprocess.Popen:
+    """The waiting child (a fresh one waits behind it for the next query), once it has said ``ready``."""
+    global _standby, _standby_pid
+    with _standby_lock:
+        proc = _standby if _standby is not None and _standby_pid == os.getpid() else None
+        _standby, _standby_pid = _spawn(), os.getpid()
+    if proc is None or proc.poll() is not None:
+        proc = _spawn()
+    line = b""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while not line.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([proc.stdout], [], [], left)[0]:
+            proc.kill()
+            proc.wait()
+            raise StoreError("the SQL page's query process did not start (DuckDB could not be imported in time)")
+        chunk = os.read(proc.stdout.fileno(), 1)
+        if not chunk:
+            proc.wait()
+            raise StoreError(f"the SQL page's query process ended at start (exit {proc.returncode})")
+        line += chunk
+    return proc
 
 
 def to_csv(frame: pd.DataFrame) -> bytes:
@@ -291,31 +472,34 @@ def to_csv(frame: pd.DataFrame) -> bytes:
 
 @contextmanager
 def sandbox(db: Database) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A locked-down read-only connection to the store, held under the store's locks.
+    """The locked-down connection a query runs on, opened here on a fresh snapshot (for tests and checks).
 
-    Takes the same locks as ``Database.read``: the process lock (no attachment of the
-    file may coexist in this process), the turnstile, then the shared side lock. Close
-    it quickly: a writer waits while it is open.
+    The same settings as in the child process (``store.sql_child.connect``); it holds no lock
+    on the store.
     """
-    if not db.path.exists():
-        raise StoreError(f"the store {db.path} does not exist yet: start the worker or run `python -m engine demo`")
-    with db.locked(write=False):
-        try:
-            con = duckdb.connect(str(db.path), read_only=True, config=dict(SANDBOX_CONFIG))
-        except duckdb.Error as exc:
-            raise StoreError(f"cannot open the store {db.path} read-only: {_first_lines(exc)}") from None
-        try:
-            yield con
-        finally:
-            con.close()
+    snap = snapshot(db, max_age_s=0)
+    try:
+        con = sql_child.connect(str(snap.path), memory_limit_mb=MEMORY_LIMIT_MB, threads=THREADS)
+    except duckdb.Error as exc:
+        raise StoreError(f"cannot open the snapshot of the store read-only: {_first_lines(exc)}") from None
+    try:
+        yield con
+    finally:
+        con.close()
 
 
-def _check_tree(query: str) -> None:
-    """Refuse writes, file readers and paths inside a SELECT, found on DuckDB's syntax tree."""
+def _check_tree(query: str) -> list[str]:
+    """Refuse writes, file readers, side doors and paths inside a SELECT; return the table names it reads.
+
+    The names exclude the query's own CTEs; the child checks them against the snapshot's catalog.
+    """
     tree = json.loads(_serialize(query))
     if tree.get("error"):
         reason = _REFUSED_BECAUSE["MULTI"] if "PIVOT" in query.upper() else tree.get("error_message", "")
         raise InputError(f"this SELECT cannot be checked, so it is refused: {reason}. {ALLOWED}")
+    ctes = {str(entry.get("key", "")).lower() for node in _walk(tree) if isinstance(node.get("cte_map"), dict)
+            for entry in node["cte_map"].get("map", []) or []}
+    tables: list[str] = []
     for node in _walk(tree):
         kind = node.get("type")
         if isinstance(kind, str) and kind.endswith("_NODE") and kind not in _READ_NODES:
@@ -327,18 +511,45 @@ def _check_tree(query: str) -> None:
             if name not in ALLOWED_TABLE_FUNCTIONS:
                 raise InputError(
                     f"the table function {name}() is refused: the SQL page reads only the store's tables, "
-                    f"never files, URLs or other databases (range, generate_series and unnest are fine). {ALLOWED}"
+                    f"never files, URLs, settings or other databases (range, generate_series and unnest are fine). "
+                    f"{ALLOWED}"
                 )
+        if kind == "FUNCTION" and str(node.get("function_name", "")).lower() in REFUSED_FUNCTIONS:
+            raise InputError(f"the function {str(node['function_name']).lower()}() is refused: the SQL page reads "
+                             f"the store's tables, not the server's settings. {ALLOWED}")
+        if kind == "SHOW_REF" and node.get("query") is None:
+            name = str(node.get("table_name", ""))
+            if node.get("show_type") == "SHOW_SPECIAL":
+                if name not in _SHOWABLE:
+                    shown = "ALL TABLES" if name == "__show_tables_expanded" else name.strip('"').upper()
+                    raise InputError(f"SHOW {shown} is refused: only the store's tables can be listed "
+                                     f"(SHOW TABLES). {ALLOWED}")
+            else:
+                tables.append(_plain_table(node, name))
         if kind == "BASE_TABLE":
             name = str(node.get("table_name", ""))
             if any(mark in name for mark in "/\\:.*?") or name.startswith("~"):
                 raise InputError(f"reading {name!r} is refused: it looks like a file or URL, and the SQL page "
                                  f"reads only the store's tables. {ALLOWED}")
+            if name.lower() in ctes and not node.get("schema_name") and not node.get("catalog_name"):
+                continue
+            tables.append(_plain_table(node, name))
+    return sorted(set(tables))
 
 
-def _interrupt(con: duckdb.DuckDBPyConnection) -> None:
-    with contextlib.suppress(duckdb.Error):  # the query ended and the connection closed just before the deadline
-        con.interrupt()
+def _plain_table(node: dict, name: str) -> str:
+    """``name`` when it is written as the store's own (no other database or schema), else a refusal."""
+    catalog, schema_name = str(node.get("catalog_name") or ""), str(node.get("schema_name") or "")
+    if catalog.lower() not in ("", "store") or schema_name.lower() not in ("", "main"):
+        where = ".".join(part for part in (catalog, schema_name, name) if part)
+        raise InputError(f"reading {where!r} is refused: the SQL page reads only the store's own tables and "
+                         f"views (schema main). {ALLOWED}")
+    return name
+
+
+def _tables_read(query: str) -> list[str]:
+    """The store tables and views a checked SELECT names (its CTEs left out)."""
+    return _check_tree(query)
 
 
 def _serialize(query: str) -> str:
