@@ -192,6 +192,19 @@ def _unjudged(data) -> str:
             "`python -m engine import FILE --labeled`.")
 
 
+def _champion_changed(ctx: Context, judged_against: str | None) -> str | None:
+    """Why the candidate must not deploy because the active version changed since it was judged, or None."""
+    try:
+        pointer = registry.read_active(ctx.settings.registry_dir)
+    except ModelLoadError:
+        return None  # a damaged pointer: deploying repairs it, as before
+    active = pointer.active.version if pointer else None
+    if active == judged_against:
+        return None
+    return (f"the active version changed from {judged_against or 'none'} to {active or 'none'} while this retrain ran "
+            "(a rollback); the candidate was judged against the old one, so the next retrain judges it again")
+
+
 def _cycle(ctx: Context, retrain_id: int, trigger: str, stage: Callable[[str, float], None], record: dict) -> CycleResult:
     s = ctx.settings
     stage("reading the log", 0.05)
@@ -297,6 +310,13 @@ def _cycle(ctx: Context, retrain_id: int, trigger: str, stage: Callable[[str, fl
                           message=message, details=details)
     if not decision.accepted:
         return CycleResult(retrain_id, "rejected", reason, version, champion_version, decision=decision.outcome)
+    overtaken = _champion_changed(ctx, champion_version)
+    if overtaken:  # a rollback ran while this cycle fitted and scored: never deploy over it
+        with ctx.db.write() as con:
+            set_model_status(con, version, "rejected")
+            add_event(con, ts=ctx.clock(), kind="gate", severity="warning", version=version,
+                      message=f"Candidate {version} not deployed ({trigger} retrain #{retrain_id}): {overtaken}.")
+        return CycleResult(retrain_id, "rejected", overtaken, version, champion_version, decision=decision.outcome)
     stage("validating and deploying", 0.85)
     try:
         deployed = deploy(ctx, version, kind=AssignmentKind.DEPLOY, in_memory=fitted.pipeline,

@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import threading
+import time
 import traceback
 import types
 from contextlib import contextmanager
@@ -31,12 +32,15 @@ import schedule
 
 from engine.clock import to_local, to_utc
 from engine.context import Context
+from engine.errors import RetrainerError
 from store.state import define_job, put_state, read_jobs, record_job_run, scheduler_facts
 
 log = logging.getLogger(__name__)
 
 JOB_NAMES = ("weekly", "monthly", "adaptive")
 PAUSED_KEY = "scheduler_paused"
+# A failure to record the scheduler's runs (a full disk) is logged again only after this many seconds.
+FLUSH_LOG_SECONDS = 60.0
 
 RequestRetrain = Callable[[str, str], str]  # (trigger, why) -> what happened, in words
 
@@ -126,6 +130,7 @@ class Scheduler:
         self._jobs: dict[str, schedule.Job] = {}
         self._runs: list[tuple[str, _dt.datetime, str, str | None]] = []
         self._saved: dict[str, _dt.datetime] = {}
+        self._flush_failed_at = -FLUSH_LOG_SECONDS  # monotonic time of the last logged failure to record runs
         s = ctx.settings
         with self._clock():
             self._jobs["weekly"] = getattr(self._schedule.every(), s.weekly_day).at(s.weekly_time).do(self._wrapped, "weekly")
@@ -223,6 +228,12 @@ class Scheduler:
                         define_job(con, name, next_run=runs[name])
                 for name, ran_at, result, error in records:
                     record_job_run(con, name, ran_at=ran_at, result=result, error=error, next_run=None)
+        except RetrainerError as exc:  # a full disk: keep the runs for the next try, say so once a minute
+            self._runs = records + self._runs
+            if time.monotonic() - self._flush_failed_at >= FLUSH_LOG_SECONDS:
+                self._flush_failed_at = time.monotonic()
+                log.error("could not record the scheduler's runs: %s", exc)
+            return
         except Exception:
             log.exception("could not record the scheduler's runs")
             return

@@ -3,9 +3,15 @@
 Its loop (every ``poll_seconds``) writes a heartbeat, ingests the query spool, takes
 queued commands, runs due scheduler jobs, judges each completed day's traffic for drift
 once, and checks that the active model loads.
-Retrains and rollbacks run one at a time on an executor thread, so commands such as
-pause keep working during a long fit; a retrain asked for while one runs waits (at
-most one waits: later requests join it).
+Retrains run one at a time on an executor thread; a retrain asked for while one runs
+waits (at most one waits: later requests join it). Control commands never wait behind a
+retrain: pause and resume run in the loop, rollbacks at once on a control thread of their
+own (one at a time). A retrain that a rollback overtook does not deploy its candidate (see
+``engine.retrain``: it was judged against a champion that no longer serves).
+
+A store the worker cannot write (a full disk) does not stop it: it logs
+``disk full at PATH, free N MB`` once a minute, keeps the loop going and finishes its start
+(repairs, the start event) as soon as a write succeeds.
 
 ``synchronous=True`` runs retrains and rollbacks inline (the CLI without a worker,
 the demo, tests).
@@ -50,6 +56,8 @@ DRIFT_RETRY_SECONDS = 60.0
 # While another program holds the store open: the first wait, doubled up to the longest (seconds).
 STORE_BACKOFF_FIRST = 1.0
 STORE_BACKOFF_MAX = 30.0
+# The same failure of a loop step is logged again only after this many seconds.
+REPEAT_LOG_SECONDS = 60.0
 
 
 @dataclass
@@ -82,6 +90,11 @@ class Worker:
         self._store_down_since: float | None = None   # monotonic time the store was first found held
         self._store_backoff = STORE_BACKOFF_FIRST
         self._store_reason = ""
+        self._control: threading.Thread | None = None
+        self._controls: collections.deque[_Task] = collections.deque()
+        self._started = False                      # repairs and the start event written
+        self._logged: dict[str, tuple[str, float]] = {}   # step -> (last message, when)
+        self.lock: WorkerLock | None = None         # set by open_worker; its holder file is kept written
         self.last_result: CycleResult | None = None
 
     # -- life ------------------------------------------------------------------------
@@ -91,16 +104,34 @@ class Worker:
 
         ``schedule=False`` (the CLI running one command itself) skips the scheduler's catch-up.
         """
-        fixes = repair(self.ctx)
-        record_event(self.ctx.db, ts=self.ctx.clock(), kind="worker", message=f"Worker started (pid {os.getpid()}).",
-                     details={"pid": os.getpid(), "host": socket.gethostname(), "repairs": fixes})
-        self.heartbeat(force=True)
+        try:
+            fixes = self._finish_start()
+        except RetrainerError as exc:  # a full disk: serve on, finish the start from the loop
+            log.error("worker started without writing to the store: %s", exc)
+            fixes = []
         if not self.synchronous:
             self._executor = threading.Thread(target=self._execute_forever, name="executor", daemon=True)
             self._executor.start()
-        caught_up = self.scheduler.start() if schedule else []
+            self._control = threading.Thread(target=self._control_forever, name="control", daemon=True)
+            self._control.start()
+        try:
+            caught_up = self.scheduler.start() if schedule else []
+        except RetrainerError as exc:
+            log.error("missed slots not caught up: %s", exc)
+            caught_up = []
         if caught_up:
             log.info("caught up missed slots: %s", ", ".join(caught_up))
+        return fixes
+
+    def _finish_start(self) -> list[str]:
+        """Repairs, the start event and the first heartbeat, once (again from the loop until they succeed)."""
+        if self._started:
+            return []
+        fixes = repair(self.ctx)
+        record_event(self.ctx.db, ts=self.ctx.clock(), kind="worker", message=f"Worker started (pid {os.getpid()}).",
+                     details={"pid": os.getpid(), "host": socket.gethostname(), "repairs": fixes})
+        self._started = True
+        self.heartbeat(force=True)
         return fixes
 
     def run(self) -> None:
@@ -130,8 +161,9 @@ class Worker:
 
     def shutdown(self) -> None:
         with self._cond:
-            waiting = list(self._tasks)
+            waiting = list(self._tasks) + list(self._controls)
             self._tasks.clear()
+            self._controls.clear()
             self._cond.notify_all()
         for task in waiting:
             self._finish_commands(task, ok=False, message="the worker stopped before this ran; run it again")
@@ -157,15 +189,18 @@ class Worker:
         A store held open by another program ends the pass at once (the other parts would fail
         the same way); see :meth:`run` for the back-off.
         """
-        for part in (self.heartbeat, self.ingest, self.process_commands, self.scheduler.run_pending, self.check_drift,
-                     self.check_model):
+        for part in (self._finish_start, self.heartbeat, self.ingest, self.process_commands, self.scheduler.run_pending,
+                     self.check_drift, self.check_model):
+            name = getattr(part, "__name__", str(part))
             try:
                 part()
             except StoreBusyError as exc:
                 self._store_unavailable(exc)
                 return
+            except RetrainerError as exc:  # a full disk, a store that cannot be read: one line, not once a tick
+                self._log_failure(name, str(exc))
             except Exception:
-                log.exception("worker step %s failed; continuing", getattr(part, "__name__", part))
+                log.exception("worker step %s failed; continuing", name)
         if self._store_down_since is not None:
             try:
                 self._store_available()
@@ -190,12 +225,20 @@ class Worker:
         self._store_down_since = None
         log.warning("the store is reachable again after %.0f s", waited)
 
+    def _log_failure(self, step: str, message: str) -> None:
+        last, when = self._logged.get(step, ("", 0.0))
+        if message != last or time.monotonic() - when >= REPEAT_LOG_SECONDS:
+            log.error("worker step %s failed: %s; retrying", step, message)
+            self._logged[step] = (message, time.monotonic())
+
     # -- loop parts -------------------------------------------------------------------
 
     def heartbeat(self, *, force: bool = False) -> None:
         if not force and time.monotonic() - self._last_heartbeat < self.ctx.settings.heartbeat_seconds:
             return
         self._last_heartbeat = time.monotonic()
+        if self.lock is not None:
+            self.lock.refresh()
         running = self._running
         with self.ctx.db.write() as con:
             put_state(con, HEARTBEAT_KEY, {"pid": os.getpid(), "host": socket.gethostname(),
@@ -325,9 +368,15 @@ class Worker:
             self.request_retrain("manual", f"requested from {command['source']} (command #{cid})", command_id=cid)
             return
         if kind == "rollback":
-            queue.mark_running(self.ctx.db, cid, ts=now, stage="queued behind the running task" if self._running else "rolling back")
-            self._submit(_Task("rollback", args=args, why=f"requested from {command['source']} (command #{cid})",
-                               command_ids=[cid], actor=command["source"]))
+            queue.mark_running(self.ctx.db, cid, ts=now, stage="rolling back")
+            task = _Task("rollback", args=args, why=f"requested from {command['source']} (command #{cid})",
+                         command_ids=[cid], actor=command["source"])
+            if self.synchronous:
+                self._run_task(task)
+            else:  # at once, whatever the executor is doing
+                with self._cond:
+                    self._controls.append(task)
+                    self._cond.notify_all()
             return
         queue.end_command(self.ctx.db, cid, ok=False, message=f"unknown command {kind!r}", ts=now)
 
@@ -368,6 +417,23 @@ class Worker:
                 self._run_task(task)
             except Exception:
                 log.exception("task %s crashed", task.kind)
+
+    def _control_forever(self) -> None:
+        while not self.stop_event.is_set():
+            with self._cond:
+                while not self._controls and not self.stop_event.is_set():
+                    self._cond.wait(timeout=0.5)
+                if self.stop_event.is_set():
+                    return
+                task = self._controls.popleft()
+            try:
+                self._run_rollback(task)
+            except Exception as exc:  # a bug or a store fault: its command ends failed, the loop goes on
+                log.exception("rollback crashed")
+                try:
+                    self._finish_commands(task, ok=False, message=f"the rollback crashed: {type(exc).__name__}: {exc}")
+                except Exception:
+                    log.exception("could not record that the rollback crashed")
 
     def _run_task(self, task: _Task) -> str:
         self._running = task
@@ -444,7 +510,9 @@ def open_worker(ctx: Context, *, synchronous: bool = False) -> tuple[Worker, Wor
     """Take the single-worker lock (or raise WorkerLockedError) and build the worker."""
     lock = WorkerLock(ctx.settings.worker_lock_path).acquire()
     try:
-        return Worker(ctx, synchronous=synchronous), lock
+        worker = Worker(ctx, synchronous=synchronous)
+        worker.lock = lock
+        return worker, lock
     except BaseException:
         lock.release()
         raise

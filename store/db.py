@@ -33,6 +33,7 @@ import fcntl
 import logging
 import os
 import re
+import shutil
 import threading
 import time
 from contextlib import contextmanager
@@ -69,6 +70,21 @@ def _memory_connection() -> duckdb.DuckDBPyConnection:
         )
         _connection_pid = os.getpid()
     return _connection
+
+
+def _disk_full(exc: BaseException) -> bool:
+    text = str(exc)
+    return "No space left on device" in text or "Disk full" in text or "disk is full" in text
+
+
+def disk_full_message(directory: Path) -> str:
+    """``disk full at PATH, free N MB`` and what to do: the message every full-disk failure gives."""
+    try:
+        free = shutil.disk_usage(directory).free / 2**20
+    except OSError:
+        free = float("nan")
+    return (f"disk full at {directory}, free {free:,.0f} MB: make room there (nothing stored was lost; "
+            "the worker retries by itself)")
 
 
 class Database:
@@ -166,12 +182,18 @@ class Database:
             con = _memory_connection()
             self._attach(con, write=write)
             try:
-                yield con
-            finally:
                 try:
-                    con.execute("USE memory")
+                    yield con
                 finally:
-                    con.execute(f"DETACH {ALIAS}")
+                    try:
+                        con.execute("USE memory")
+                    finally:
+                        con.execute(f"DETACH {ALIAS}")
+            except duckdb.Error as exc:
+                if _disk_full(exc):  # DuckDB's own words name a temp file and a checkpoint: say what to do
+                    raise StoreError(disk_full_message(self.path.parent)) from exc
+                raise
+
 
     def _open_lock_file(self, path: Path) -> int:
         try:
@@ -203,6 +225,8 @@ class Database:
         text = str(exc)
         if not self.path.exists() and not write:
             return f"the store {self.path} does not exist yet: start the worker or run `python -m engine demo`"
+        if _disk_full(exc):
+            return disk_full_message(self.path.parent)
         if "Permission denied" in text or "Read-only file system" in text:
             return f"cannot {'write' if write else 'read'} the store {self.path}: permission denied (the data directory must be writable)"
         if "not a valid DuckDB database" in text or "Serialization" in type(exc).__name__ or "magic" in text.lower():
