@@ -18,7 +18,9 @@ the next worker start (``engine.repair`` -> ``ModelRegistry.reconcile``).
 
 from __future__ import annotations
 
+import functools
 import logging
+import threading
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -33,6 +35,23 @@ from store import log as querylog
 from store.vocabulary import AssignmentKind, ModelStatus
 
 log = logging.getLogger(__name__)
+
+# One switch of the active version at a time in this process: the worker rolls back on its control
+# thread while its executor may be deploying a candidate (engine.worker). Re-entrant: rollback deploys.
+_switching = threading.RLock()
+
+
+def switching() -> threading.RLock:
+    """The lock held while a switch of the active version is decided and made (``with switching(): ...``)."""
+    return _switching
+
+
+def _one_switch_at_a_time(function):
+    @functools.wraps(function)
+    def locked(*args, **kwargs):
+        with _switching:
+            return function(*args, **kwargs)
+    return locked
 
 # How many texts from the store the smoke test asks the saved file to answer.
 SMOKE_SIZE = 20
@@ -85,6 +104,7 @@ def _check_serving(ctx: Context, version: str, text: str) -> str | None:
     return None
 
 
+@_one_switch_at_a_time
 def deploy(ctx: Context, version: str, *, kind: AssignmentKind, reason: str, in_memory: Any = None,
            actor: str = "worker") -> DeployResult:
     """Make ``version`` the champion after validating it; restore the previous one if serving fails.
@@ -124,6 +144,7 @@ def deploy(ctx: Context, version: str, *, kind: AssignmentKind, reason: str, in_
     return DeployResult(True, version, previous, reason)
 
 
+@_one_switch_at_a_time
 def rollback(ctx: Context, *, to: str | None = None, why: str = "requested", actor: str = "worker") -> DeployResult:
     """Return to the version that served before the champion, or to ``to``; one alias move and one event.
 

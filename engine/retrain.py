@@ -20,7 +20,7 @@ from typing import Callable
 from engine import faults, registry
 from engine.context import Context
 from engine.dataset import build_training_set
-from engine.deployment import deploy
+from engine.deployment import deploy, switching
 from engine.errors import ModelLoadError, RetrainerError, TrainingError
 from engine.evaluation import Scores, majority_baseline, predict_and_calibrate, score_predictions
 from engine.gate import decide
@@ -310,22 +310,24 @@ def _cycle(ctx: Context, retrain_id: int, trigger: str, stage: Callable[[str, fl
                           message=message, details=details)
     if not decision.accepted:
         return CycleResult(retrain_id, "rejected", reason, version, champion_version, decision=decision.outcome)
-    overtaken = _champion_changed(ctx, champion_version)
-    if overtaken:  # a rollback ran while this cycle fitted and scored: never deploy over it
-        with ctx.db.write() as con:
-            set_model_status(con, version, "rejected")
-            add_event(con, ts=ctx.clock(), kind="gate", severity="warning", version=version,
-                      message=f"Candidate {version} not deployed ({trigger} retrain #{retrain_id}): {overtaken}.")
-        return CycleResult(retrain_id, "rejected", overtaken, version, champion_version, decision=decision.outcome)
-    stage("validating and deploying", 0.85)
-    try:
-        deployed = deploy(ctx, version, kind=AssignmentKind.DEPLOY, in_memory=fitted.pipeline,
-                          reason=f"Deployed {version} ({trigger} retrain #{retrain_id}). {reason}")
-    except ModelLoadError as exc:
-        why = f"candidate {version} passed the gate but failed validation: {exc}"
-        with ctx.db.write() as con:
-            models.fail(con, version, ts=ctx.clock(), why=why, event=False)  # the retrain's failed event says why
-        return CycleResult(retrain_id, "failed", why, version, champion_version)
+    with switching():  # a rollback on the worker's control thread cannot slip between this check and the deploy
+        overtaken = _champion_changed(ctx, champion_version)
+        if overtaken:  # a rollback ran while this cycle fitted and scored: never deploy over it
+            with ctx.db.write() as con:
+                models.reject(con, version, inconclusive=False, ts=ctx.clock(),
+                              message=f"Candidate {version} not deployed ({trigger} retrain #{retrain_id}): {overtaken}.",
+                              details={"retrain_id": retrain_id, "candidate": version, "judged_against": champion_version,
+                                       "overtaken": True})
+            return CycleResult(retrain_id, "rejected", overtaken, version, champion_version, decision=decision.outcome)
+        stage("validating and deploying", 0.85)
+        try:
+            deployed = deploy(ctx, version, kind=AssignmentKind.DEPLOY, in_memory=fitted.pipeline,
+                              reason=f"Deployed {version} ({trigger} retrain #{retrain_id}). {reason}")
+        except ModelLoadError as exc:
+            why = f"candidate {version} passed the gate but failed validation: {exc}"
+            with ctx.db.write() as con:
+                models.fail(con, version, ts=ctx.clock(), why=why, event=False)  # the retrain's failed event says why
+            return CycleResult(retrain_id, "failed", why, version, champion_version)
     if not deployed.deployed:
         return CycleResult(retrain_id, "failed", deployed.message, version, champion_version)
     return CycleResult(retrain_id, "accepted", reason, version, champion_version, deployed=True)
