@@ -103,7 +103,8 @@ def _run_command(settings: Settings, kind: str, cargs: dict[str, Any], *, wait: 
         worker.start(schedule=False)
         command_id = submit(ctx, kind, args=cargs, source=source)
         print(f"command #{command_id} ({kind}): no worker is running, so it runs here", file=sys.stderr)
-        worker.run_command(command_id)  # only this one: others wait for the worker
+        with worker.taking_control_commands(skip=command_id):  # pause, resume, rollback from others: at once
+            worker.run_command(command_id)  # only this one of the rest: others wait for the worker
         from store.commands import get_command
 
         return _report(get_command(ctx.db, command_id))

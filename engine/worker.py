@@ -25,9 +25,10 @@ import os
 import socket
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, Iterator
 
 from engine import drift, faults, registry
 from engine.classifier import Classifier
@@ -58,6 +59,8 @@ STORE_BACKOFF_FIRST = 1.0
 STORE_BACKOFF_MAX = 30.0
 # The same failure of a loop step is logged again only after this many seconds.
 REPEAT_LOG_SECONDS = 60.0
+# Commands that never wait behind a retrain.
+CONTROL_KINDS = ("pause", "resume", "rollback")
 
 
 @dataclass
@@ -252,6 +255,33 @@ class Worker:
         for command in queue.queued_commands(self.ctx.db):
             self._take(command)
 
+    @contextmanager
+    def taking_control_commands(self, *, skip: int | None = None) -> Iterator[None]:
+        """While inside, a thread takes queued pause, resume and rollback commands every ``poll_seconds``.
+
+        For the CLI running one command itself with no worker (a long ``retrain --wait``): control
+        commands sent meanwhile run at once instead of waiting for a worker. ``skip`` is the
+        command the caller runs itself.
+        """
+        done = threading.Event()
+
+        def take() -> None:
+            while not done.wait(self.ctx.settings.poll_seconds):
+                try:
+                    for command in queue.queued_commands(self.ctx.db):
+                        if command["kind"] in CONTROL_KINDS and command["id"] != skip:
+                            self._take(command)
+                except Exception:  # the store may be busy or full: the next poll tries again
+                    log.exception("taking control commands failed; retrying")
+
+        thread = threading.Thread(target=take, name="control-commands", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join(timeout=30)
+
     def run_command(self, command_id: int) -> None:
         """Take one queued command (the CLI running its own request without a worker)."""
         command = queue.get_command(self.ctx.db, command_id)
@@ -371,8 +401,10 @@ class Worker:
             queue.mark_running(self.ctx.db, cid, ts=now, stage="rolling back")
             task = _Task("rollback", args=args, why=f"requested from {command['source']} (command #{cid})",
                          command_ids=[cid], actor=command["source"])
-            if self.synchronous:
+            if self.synchronous and self._running is None:
                 self._run_task(task)
+            elif self.synchronous:  # the CLI's own retrain runs in another thread: at once, beside it
+                self._run_control(task)
             else:  # at once, whatever the executor is doing
                 with self._cond:
                     self._controls.append(task)
@@ -426,14 +458,18 @@ class Worker:
                 if self.stop_event.is_set():
                     return
                 task = self._controls.popleft()
+            self._run_control(task)
+
+    def _run_control(self, task: _Task) -> None:
+        """Run a rollback beside whatever task runs (``_running`` stays the executor's)."""
+        try:
+            self._run_rollback(task)
+        except Exception as exc:  # a bug or a store fault: its command ends failed, the loop goes on
+            log.exception("rollback crashed")
             try:
-                self._run_rollback(task)
-            except Exception as exc:  # a bug or a store fault: its command ends failed, the loop goes on
-                log.exception("rollback crashed")
-                try:
-                    self._finish_commands(task, ok=False, message=f"the rollback crashed: {type(exc).__name__}: {exc}")
-                except Exception:
-                    log.exception("could not record that the rollback crashed")
+                self._finish_commands(task, ok=False, message=f"the rollback crashed: {type(exc).__name__}: {exc}")
+            except Exception:
+                log.exception("could not record that the rollback crashed")
 
     def _run_task(self, task: _Task) -> str:
         self._running = task

@@ -138,6 +138,32 @@ def test_rollback_and_pause_run_at_once_during_a_retrain_which_then_does_not_dep
     assert (third["status"], third["candidate_version"]) == ("rejected", "v0003")
 
 
+def test_with_no_worker_a_cli_retrain_takes_control_commands_while_it_runs(two_versions, held_after_gate, capsys):
+    """`retrain --wait` with no worker runs the retrain in the CLI; a pause or rollback sent meanwhile runs at once."""
+    from engine import cli
+
+    ctx = two_versions
+    reached, release = held_after_gate
+    outcome = {}
+    runner = threading.Thread(target=lambda: outcome.setdefault(
+        "code", cli._run_command(ctx.settings, "retrain", {}, wait=True, source="test")))
+    runner.start()
+    try:
+        assert reached.wait(timeout=60), "the CLI's retrain did not reach its gate"
+        pause_id = submit(ctx, "pause", source="test")
+        rollback_id = submit(ctx, "rollback", source="test")
+        wait_for(lambda: get_command(ctx.db, pause_id)["status"] == "done", timeout=60, what="the pause")
+        wait_for(lambda: get_command(ctx.db, rollback_id)["status"] == "done", timeout=60, what="the rollback")
+        assert is_paused(ctx) and registry.read_active(ctx.settings.registry_dir).active.version == "v0001"
+        assert runner.is_alive()  # the retrain is still held at its gate
+    finally:
+        release.set()
+        runner.join(timeout=120)
+    assert outcome["code"] == 0
+    assert "the active version changed from v0002 to v0001 while this retrain ran" in capsys.readouterr().out
+    assert registry.read_active(ctx.settings.registry_dir).active.version == "v0001"
+
+
 # --- 13: a full disk when the worker starts ---------------------------------------------------------------------
 
 
