@@ -20,8 +20,8 @@ nothing a caller passes can stop the background thread's logging or hot reload):
   normalising, holds no lone UTF-16 surrogate (``"\\ud800"``: not Unicode text, it
   cannot be stored as UTF-8; decode the client's bytes as UTF-8 instead) and has at
   most ``max_text_length`` characters (the setting; the same limit a retrain applies).
-  One bad text refuses the whole call with :class:`InputError` naming its position;
-  nothing of that call is predicted or logged.
+  One bad text refuses the whole call with :class:`InputError` saying what is wrong
+  (``check(text)`` tells which text); nothing of that call is predicted or logged.
 - ``feedback(query_id, label)`` takes the id ``predict`` returned: 32 hexadecimal
   characters (a uuid4), anything else is refused. The Classifier never reads the store,
   so a well-formed id it cannot check is accepted; a label whose query is not in the
@@ -170,14 +170,14 @@ class Classifier:
         Raises :class:`InputError` for a text that breaks the module's input rules,
         :class:`NoModelError` when no model can answer.
         """
-        return self._predict([self._clean(text, position=None)], [text])[0]
+        return self._predict([self._clean(text)], [text])[0]
 
     def predict_many(self, texts: Iterable[str]) -> list[Prediction]:
         """Labels of many queries at once (one model call), each logged; ``[]`` for no texts.
 
         ``texts`` is any iterable of ``str``, read once. Raises :class:`InputError` when it is
-        not one (None, a string, bytes) or when one text breaks the input rules (its position
-        is named), :class:`NoModelError` when no model can answer.
+        not one (None, a string, bytes) or when one text breaks the input rules (``check`` tells
+        which), :class:`NoModelError` when no model can answer.
         """
         if texts is None or isinstance(texts, (str, bytes, bytearray)):
             what = "None" if texts is None else f"one {type(texts).__name__}"
@@ -186,7 +186,7 @@ class Classifier:
             raw = list(texts)
         except TypeError:
             raise InputError(f"predict_many takes a list of texts, not {type(texts).__name__}") from None
-        cleaned = [self._clean(t, position=i) for i, t in enumerate(raw)]
+        cleaned = [self._clean(t) for t in raw]
         return self._predict(cleaned, raw)
 
     def _predict(self, cleaned: list[str], texts: list[str]) -> list[Prediction]:
@@ -369,22 +369,21 @@ class Classifier:
                 except Exception:  # never let the watcher die; the next tick tries again
                     log.exception("reload failed")
 
-    def _clean(self, text: Any, *, position: int | None) -> str:
-        """The normalised text, or InputError naming what is wrong (and where, in a batch)."""
-        where = "" if position is None else f" (text {position} of the batch)"
+    def _clean(self, text: Any) -> str:
+        """The normalised text, or InputError naming what is wrong with it."""
         if not isinstance(text, str):
-            raise InputError(f"a query must be text (str), not {type(text).__name__}{where}")
+            raise InputError(f"a query must be text (str), not {type(text).__name__}")
         limit = self.settings.max_text_length
         if len(text) > limit:
-            raise InputError(f"the query is {len(text):,} characters long{where}; at most {limit:,} are accepted "
+            raise InputError(f"the query is {len(text):,} characters long; at most {limit:,} are accepted "
                              "(setting max_text_length)")
         bad = _SURROGATE.search(text)
         if bad:
             raise InputError(f"the query holds a lone UTF-16 surrogate (U+{ord(bad.group()):04X} at character "
-                             f"{bad.start()}){where}, which is not Unicode text: decode the client's bytes as UTF-8")
+                             f"{bad.start()}), which is not Unicode text: decode the client's bytes as UTF-8")
         cleaned = normalize_text(text)
         if not cleaned:
-            raise InputError(f"the query is empty{where}: type some words to classify")
+            raise InputError("the query is empty: type some words to classify")
         return cleaned
 
     def _no_model_message(self) -> str:

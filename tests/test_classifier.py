@@ -162,9 +162,7 @@ def test_bad_queries_are_refused(make_classifier, trained, text, message):
     clf = make_classifier(background=False)
     with pytest.raises(InputError, match=message):
         clf.predict(text)
-    in_batch = message.replace(r":", r" \(text 1 of the batch\):", 1) if "empty" in message else (
-        message.removesuffix("$") + r" \(text 1 of the batch\)$")
-    with pytest.raises(InputError, match=in_batch):
+    with pytest.raises(InputError, match=message):
         clf.predict_many(["where is my parcel", text])
     clf.flush()
     assert spool.pending(trained.settings.spool_dir) == []  # a refused batch logs nothing
