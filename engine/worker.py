@@ -34,7 +34,7 @@ from engine import drift, faults, registry
 from engine.classifier import Classifier
 from engine.context import Context
 from engine.deployment import rollback
-from engine.errors import ModelLoadError, RetrainerError, StoreBusyError
+from engine.errors import DiskFullError, ModelLoadError, RetrainerError, StoreBusyError
 from engine.ingest import IngestResult, ingest_spool
 from engine.lifecycle import ModelRegistry
 from engine.lock import WorkerLock
@@ -109,7 +109,7 @@ class Worker:
         """
         try:
             fixes = self._finish_start()
-        except RetrainerError as exc:  # a full disk: serve on, finish the start from the loop
+        except DiskFullError as exc:  # serve on, finish the start from the loop; other faults stop the start
             log.error("worker started without writing to the store: %s", exc)
             fixes = []
         if not self.synchronous:
@@ -119,7 +119,7 @@ class Worker:
             self._control.start()
         try:
             caught_up = self.scheduler.start() if schedule else []
-        except RetrainerError as exc:
+        except DiskFullError as exc:
             log.error("missed slots not caught up: %s", exc)
             caught_up = []
         if caught_up:

@@ -42,7 +42,7 @@ from typing import Iterator
 
 import duckdb
 
-from store.errors import StoreBusyError, StoreError
+from store.errors import DiskFullError, StoreBusyError, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +191,7 @@ class Database:
                         con.execute(f"DETACH {ALIAS}")
             except duckdb.Error as exc:
                 if _disk_full(exc):  # DuckDB's own words name a temp file and a checkpoint: say what to do
-                    raise StoreError(disk_full_message(self.path.parent)) from exc
+                    raise DiskFullError(disk_full_message(self.path.parent)) from exc
                 raise
 
 
@@ -211,6 +211,8 @@ class Database:
         try:
             con.execute(f"ATTACH ? AS {ALIAS}{options}", [str(self.path)])
         except duckdb.Error as exc:
+            if _disk_full(exc):
+                raise DiskFullError(disk_full_message(self.path.parent)) from exc
             holder = re.search(r"Conflicting lock is held in (.+?)(?: \(PID (\d+)\))?(?:\. |\.?$)", str(exc))
             if holder:
                 who = f"{Path(holder.group(1)).name} (pid {holder.group(2)})" if holder.group(2) else Path(holder.group(1)).name
@@ -225,8 +227,6 @@ class Database:
         text = str(exc)
         if not self.path.exists() and not write:
             return f"the store {self.path} does not exist yet: start the worker or run `python -m engine demo`"
-        if _disk_full(exc):
-            return disk_full_message(self.path.parent)
         if "Permission denied" in text or "Read-only file system" in text:
             return f"cannot {'write' if write else 'read'} the store {self.path}: permission denied (the data directory must be writable)"
         if "not a valid DuckDB database" in text or "Serialization" in type(exc).__name__ or "magic" in text.lower():

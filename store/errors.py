@@ -24,6 +24,10 @@ class StoreBusyError(StoreError):
     """Another program (a DuckDB shell, a notebook) holds the store file open: wait or close it."""
 
 
+class DiskFullError(StoreError):
+    """The disk that holds the data directory is full: the message names the directory and the free space."""
+
+
 class InputError(RetrainerError):
     """User input (a file, a label, a text, a version name) is not acceptable."""
 
