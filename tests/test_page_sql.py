@@ -94,7 +94,7 @@ REFUSED = [
     ("SELECT * FROM glob('/*')", "the table function glob() is refused"),
     ("SELECT 1; DROP TABLE events", "the query has 2 statements; send them one at a time"),
     ("WITH gone AS (DELETE FROM queries RETURNING *) SELECT * FROM gone", "a DELETE inside the query is refused"),
-    ("SELECT * FROM nowhere", "the query reads 'nowhere', which is not one of the store's tables or views (commands, "),
+    ("SELECT * FROM nowhere", "the query reads 'nowhere', which is not one of the store's tables or views (alias_history, commands, "),
 ]
 
 

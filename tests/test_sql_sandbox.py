@@ -267,7 +267,7 @@ def test_a_too_long_query_is_refused(db):
 
 def test_a_mistake_in_a_select_is_a_message_not_a_crash(db):
     with pytest.raises(InputError, match=r"^the query reads 'nope', which is not one of the store's tables or views "
-                                         r"\(commands, deployments, .*, queries, retrains, schema_version, state\)\. "):
+                                         r"\(.*commands, deployments, .*, queries, retrains, schema_version, state\)\. "):
         views.run_readonly(db, "SELECT * FROM nope")
     with pytest.raises(InputError, match=r'^the query failed: Binder Error: Referenced column "nope" not found'):
         views.run_readonly(db, "SELECT nope FROM queries")
