@@ -40,7 +40,7 @@ def db(tmp_path):
 def test_the_time_limit_kills_a_query_that_ignores_interrupts(db):
     started = time.monotonic()
     with pytest.raises(InputError) as caught:
-        views.run_readonly(db, "SELECT count(*) FROM range(10000000000)", timeout_s=1.0)
+        views.run_readonly(db, "SELECT count(*) FROM range(10000000000000)", timeout_s=1.0)
     assert str(caught.value) == ("the query was stopped after 1 s (the time limit): narrow it with WHERE, "
                                  "aggregate it, or add a LIMIT")
     assert time.monotonic() - started < 30  # a hang guard: before, this kind of query ran 30-41 s
@@ -94,7 +94,7 @@ print(json.dumps({"writes": len(stamps), "longest_wait_s": db.longest_wait, "sta
 """
 
 HOSTILE = [
-    "SELECT count(*) FROM range(10000000000)",
+    "SELECT count(*) FROM range(10000000000000)",
     "SELECT count(*) FROM unnest(range(100000000))",
     "SELECT max(length(repeat(message, 100000))) FROM events, range(100000000)",
 ]
@@ -132,7 +132,7 @@ def test_a_query_holds_no_lock_on_the_store(db):
 
     def query():
         try:
-            views.run_readonly(db, "SELECT count(*) FROM range(10000000000)", timeout_s=3.0)
+            views.run_readonly(db, "SELECT count(*) FROM range(10000000000000)", timeout_s=3.0)
         except InputError as exc:
             result["refused"] = str(exc)
 
