@@ -141,7 +141,7 @@ def cmd_resume(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
-    from engine.status import system_status
+    from engine.status import next_retrain, system_status
 
     status = system_status(Context.open(settings))
     if args.json:
@@ -164,11 +164,18 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     sched = status["scheduler"]
     print(f"scheduler        {'PAUSED' if sched['paused'] else 'running'}")
     for job in sched["jobs"]:
-        print(f"  {job['name']:<9} next {_fmt_time(job['next_run'])}   last {_fmt_time(job['last_run'])}: {job['last_result'] or '-'}")
+        print(f"  {job['name']:<9} next {_fmt_time(job['next_run'])}   last run {_fmt_time(job['last_run'])}: "
+              f"{job['last_result'] or '-'}")
     a = status["adaptive"]
     days = ("no retrain yet" if a["days_since_last_retrain"] is None
             else f"{a['days_since_last_retrain']:.1f} of {a['max_days']:g} days since the last retrain")
-    print(f"adaptive         {a['new_samples']} of {a['min_samples']} new labelled samples; {days}")
+    print(f"adaptive now     {a['new_samples']} of {a['min_samples']} new labelled samples; {days} "
+          f"({'due: the next check retrains' if a['due'] else 'not due'}; the job line above is its last check)")
+    plan = next_retrain(sched["jobs"], a, paused=sched["paused"], every_minutes=settings.adaptive_every_minutes)
+    if plan.at is not None:
+        print(f"next retrain     {_fmt_time(plan.at)} ({plan.job}), unless the adaptive job retrains sooner")
+    elif plan.paused:
+        print("next retrain     none while the scheduler is paused")
     if status["spool_backlog_files"]:
         print(f"spool            {status['spool_backlog_files']} batch file(s) of logged queries wait for the worker")
     return 0

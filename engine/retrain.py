@@ -58,7 +58,11 @@ class CycleResult:
     decision: str | None = None  # the gate's word: accepted, rejected or inconclusive (status 'rejected')
 
     def summary(self) -> str:
-        return f"retrain #{self.retrain_id} {self.status}: {self.reason}"
+        """"retrain #3 accepted: no metric got worse. (...)": the reason without its own leading "Accepted: "."""
+        reason = self.reason
+        if reason.lower().startswith(f"{self.status}:"):
+            reason = reason[len(self.status) + 1:].lstrip()
+        return f"retrain #{self.retrain_id} {self.status}: {reason}"
 
 
 def _no_progress(fraction: float, stage: str) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Sequence
 
 from engine import registry, spool
 from engine.context import Context
@@ -70,3 +73,58 @@ def system_status(ctx: Context) -> dict[str, Any]:
         },
         "spool_backlog_files": spool.backlog(ctx.settings.spool_dir),
     }
+
+
+@dataclass(frozen=True)
+class NextRetrain:
+    """What the scheduler will do next, in the terms a person asks about.
+
+    ``at`` (naive UTC) and ``job`` name the earliest scheduled retrain that will certainly start
+    if nothing else happens first (None when paused or no job is defined yet); ``check_at``
+    and ``counters`` describe the adaptive job's next check and where its two counters stand
+    (it may retrain sooner, at any check, once enough new labels arrive); ``paused`` says the
+    jobs start nothing.
+    """
+
+    at: datetime | None
+    job: str | None
+    check_at: datetime | None
+    counters: str | None
+    adaptive_due: bool
+    paused: bool
+
+
+def next_retrain(jobs: Sequence[dict[str, Any]], adaptive: dict[str, Any], *, paused: bool,
+                 every_minutes: float) -> NextRetrain:
+    """The next scheduled retrain from the stored jobs and the live adaptive counters.
+
+    ``jobs``: rows of ``store.state.read_jobs`` (``name``, ``next_run`` naive UTC); ``adaptive``:
+    the ``"adaptive"`` part of :func:`system_status`. The weekly and monthly jobs' ``next_run``
+    is a retrain; the adaptive job's is a check, which retrains only when due: at once if the
+    counters are due now, else at the first check after ``max_days`` have passed since the
+    last retrain (any retrain, of any outcome, resets both counters). The earliest of these wins.
+
+    >>> jobs = [{"name": "weekly", "next_run": datetime(2026, 12, 6, 3)},
+    ...         {"name": "adaptive", "next_run": datetime(2026, 11, 30, 5, 14)}]
+    >>> live = {"new_samples": 30, "min_samples": 100, "days_since_last_retrain": 0.5, "max_days": 7, "due": False}
+    >>> n = next_retrain(jobs, live, paused=False, every_minutes=15)
+    >>> n.job, n.at, n.counters
+    ('weekly', datetime.datetime(2026, 12, 6, 3, 0), '30 of 100 labels, 0.5 of 7 days')
+    """
+    runs = {j["name"]: j.get("next_run") for j in jobs}
+    days = adaptive.get("days_since_last_retrain")
+    counters = (f"{adaptive['new_samples']:,} of {adaptive['min_samples']:,} labels, "
+                + ("no retrain yet" if days is None else f"{days:.1f} of {adaptive['max_days']:g} days"))
+    check = runs.get("adaptive")
+    options: list[tuple[datetime, str]] = [(runs[name], name) for name in ("weekly", "monthly") if runs.get(name)]
+    if check is not None:
+        if adaptive.get("due"):
+            options.append((check, "adaptive"))
+        elif days is not None:
+            wait = timedelta(days=adaptive["max_days"] - days)
+            step = timedelta(minutes=every_minutes)
+            options.append((check + step * max(0, math.ceil(wait / step)), "adaptive"))
+    if paused or not options:
+        return NextRetrain(None, None, check, counters if check else None, bool(adaptive.get("due")), paused)
+    at, job = min(options)
+    return NextRetrain(at, job, check, counters, bool(adaptive.get("due")), False)

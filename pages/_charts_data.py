@@ -101,7 +101,9 @@ def top_labels(top: Sequence[tuple[str, float]]) -> go.Figure:
     labels = [label for label, _ in top][::-1]
     values = [p for _, p in top][::-1]
     fig = go.Figure(go.Bar(x=values, y=labels, orientation="h", marker_color=OK, text=[f"{v:.1%}" for v in values],
-                           textposition="auto", hovertemplate="%{y}: %{x:.1%}<extra></extra>"))
+                           # Inside a wide bar, just outside a narrow one; never turned on its side.
+                           textposition="auto", insidetextanchor="end", textangle=0, cliponaxis=False,
+                           hovertemplate="%{y}: %{x:.1%}<extra></extra>"))
     fig.update_layout(title="Top labels", xaxis=dict(tickformat=".0%", range=[0, 1]), height=230, showlegend=False,
                       **{**BASE, "margin": dict(l=10, r=10, t=40, b=10)})
     return fig

@@ -102,8 +102,11 @@ def when(value: Any) -> str:
 
 
 def ago(seconds: float | None) -> str:
+    """How long ago, in words; a moment a little in the future (another machine's clock) is "just now"."""
     if seconds is None:
         return "never"
+    if seconds < 1:
+        return "just now"
     if seconds < 90:
         return f"{seconds:.0f} s ago"
     if seconds < 5400:
@@ -111,6 +114,39 @@ def ago(seconds: float | None) -> str:
     if seconds < 172800:
         return f"{seconds / 3600:.1f} h ago"
     return f"{seconds / 86400:.1f} days ago"
+
+
+def until(moment: Any, *, now: datetime) -> str:
+    """How far away a stored naive-UTC moment is from ``now``, in words ("in 14 min"; "now" once it has passed)."""
+    seconds = (moment - now).total_seconds()
+    if seconds < 60:
+        return "now"
+    if seconds < 5400:
+        return f"in {seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"in {seconds / 3600:.1f} h"
+    return f"in {seconds / 86400:.1f} days"
+
+
+def day_time(value: Any) -> str:
+    """A stored naive-UTC moment, short enough for a metric card: "Sun 03:00" within the week, else "Dec 06"."""
+    moment = local(value)
+    if moment is None:
+        return "–"
+    if abs((moment - local(datetime.now(timezone.utc).replace(tzinfo=None))).days) < 6:
+        return f"{moment:%a %H:%M}"
+    return f"{moment:%b %d}"
+
+
+def change(new: float | None, old: float | None, *, against: str) -> dict[str, Any]:
+    """``st.metric`` keyword arguments for the change between two shares, in points of the percentages shown
+    (both rounded to one decimal first, so 85.7% -> 86.0% reads +0.3 pts). No change is grey, without an arrow."""
+    if new is None or old is None or any(isinstance(v, float) and math.isnan(v) for v in (new, old)):
+        return {"delta": None}
+    points = float(f"{100 * new:.1f}") - float(f"{100 * old:.1f}")
+    if abs(points) < 0.05:
+        return {"delta": f"±0.0 pts vs {against}", "delta_color": "off", "delta_arrow": "off"}
+    return {"delta": f"{points:+.1f} pts vs {against}"}
 
 
 def _through_navigation() -> None:

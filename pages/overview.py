@@ -3,8 +3,8 @@
 import streamlit as st
 
 from engine.clock import utcnow
+from engine.status import next_retrain
 from pages import _charts, _ui
-from store.events import recent_events
 from store.views import overview as views
 
 current = _ui.page_header("Overview", "Health, quality and recent activity of the classifier in production.")
@@ -24,7 +24,7 @@ def timeline():
 
 @_ui.cached()
 def activity(limit: int = 12):
-    return recent_events(_ui.context().db, limit=limit)
+    return views.activity(_ui.context().db, limit=limit)
 
 
 @_ui.cached()
@@ -37,16 +37,26 @@ def health() -> None:
     now = _ui.status()
     worker, active, sched = now["worker"], now["active"], now["scheduler"]
     cols = st.columns(5)
+    quiet = {"delta_color": "off", "delta_arrow": "off"}
     cols[0].metric("Worker", "alive" if worker["alive"] else "down",
-                   _ui.ago(worker["heartbeat_age_s"]) if worker["heartbeat_age_s"] is not None else None, delta_color="off")
+                   f"heartbeat {_ui.ago(worker['heartbeat_age_s'])}" if worker["heartbeat_age_s"] is not None else None,
+                   **quiet)
     cols[1].metric("Active model", active["version"] if active else "none",
-                   f"since {_ui.when(active['deployed_at'])}" if active else None, delta_color="off")
+                   f"since {_ui.when(active['deployed_at'])}" if active else None, **quiet)
     cols[2].metric("Fallback", "IN USE" if now["fallback"] else "no",
-                   delta=("serving an older version" if now["fallback"] else None), delta_color="inverse")
+                   delta=("serving an older version" if now["fallback"] else None), delta_color="inverse", delta_arrow="off")
     cols[3].metric("Scheduler", "paused" if sched["paused"] else "running")
-    upcoming = sorted((j for j in sched["jobs"] if j["next_run"] is not None), key=lambda j: j["next_run"])
-    cols[4].metric("Next retrain", f"{_ui.local(upcoming[0]['next_run']):%b %d, %H:%M}" if upcoming else "–",
-                   upcoming[0]["name"] if upcoming else None, delta_color="off")
+    plan = next_retrain(sched["jobs"], now["adaptive"], paused=sched["paused"],
+                        every_minutes=_ui.context().settings.adaptive_every_minutes)
+    clock = utcnow()
+    cols[4].metric("Next retrain", _ui.day_time(plan.at) if plan.at else ("paused" if plan.paused else "–"),
+                   f"{plan.job} · {_ui.until(plan.at, now=clock)}" if plan.at else None, **quiet,
+                   help="The earliest scheduled retrain that starts if nothing else happens first; the adaptive job "
+                        "retrains sooner at any check once enough new labels arrived.")
+    if plan.check_at is not None:
+        st.caption(f"Adaptive job: next check {_ui.day_time(plan.check_at)} ({_ui.until(plan.check_at, now=clock)}): "
+                   f"{plan.counters}" + (", due: it retrains then." if plan.adaptive_due else ", not due yet.")
+                   + (" The scheduler is paused: no scheduled retrain starts until it is resumed." if plan.paused else ""))
     progress = now.get("retrain_in_progress")
     if progress:
         st.progress(float(progress.get("progress") or 0),
@@ -65,11 +75,13 @@ before = previous(active["version"])
 day_start = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
 numbers = traffic(day_start, utcnow().replace(second=0, microsecond=0))
 k = st.columns(6)
+against = before["version"] if before else None
 k[0].metric("Accuracy", _ui.pct(active["accuracy"]),
-            _ui.pts(active["accuracy"] - before["accuracy"]) if before and before["accuracy"] is not None else None,
-            help=f"On {active['eval_rows'] or 0} held-out human-labelled texts; change against {before['version'] if before else 'nothing'}")
+            **(_ui.change(active["accuracy"], before["accuracy"], against=against) if before else {}),
+            help=f"On {active['eval_rows'] or 0:,} held-out human-labelled texts when it was trained; the change is "
+                 f"against {against or 'nothing'}, the version that served before it, each on its own evaluation set")
 k[1].metric("Macro-F1", _ui.pct(active["macro_f1"]),
-            _ui.pts(active["macro_f1"] - before["macro_f1"]) if before and before["macro_f1"] is not None else None)
+            **(_ui.change(active["macro_f1"], before["macro_f1"], against=against) if before else {}))
 k[2].metric("Queries today", f"{numbers['queries_today']:,}")
 k[3].metric("Queries, 7 days", f"{numbers['queries_7d']:,}")
 k[4].metric("With feedback (7 d)", _ui.pct(numbers["feedback_share_7d"]))
@@ -82,9 +94,11 @@ st.plotly_chart(_charts.metric_timeline(rows, markers), key="timeline")
 left, right = st.columns([3, 1])
 with left:
     st.subheader("Recent activity")
+    lines = []
     for event in activity():
         icon = {"error": ":red[:material/error:]", "warning": ":orange[:material/warning:]"}.get(event["severity"], ":green[:material/check_circle:]")
-        st.markdown(f"{icon} `{_ui.when(event['ts'])}` **{event['kind']}** · {event['message']}")
+        lines.append(f"{icon} `{_ui.when(event['ts'])}` **{event['kind']}** · {event['text']}")
+    st.markdown("  \n".join(lines))
 with right:
     st.subheader("Actions")
     if st.button("Retrain now", type="primary", key="retrain", help="Queue a manual retrain for the worker"):

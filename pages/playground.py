@@ -39,7 +39,6 @@ def ask(clf: Classifier, text: str) -> None:
         "text": text, "label": p.label, "confidence": p.confidence, "version": p.version, "query_id": p.query_id,
         "top": list(p.top), "fallback": p.fallback, "fallback_reason": clf.status().fallback_reason,
     }
-    st.session_state.pop("playground_true_label", None)
 
 
 def correct(clf: Classifier, answer: dict, label: str | None) -> None:
@@ -89,8 +88,10 @@ left, right = st.columns([3, 2])
 left.plotly_chart(charts.top_labels(answer["top"]), key="top")
 with right:
     st.markdown("**Correct the label**")
-    true_label = st.selectbox("True label", clf.labels(), index=None, key="playground_true_label",
+    # Keyed by the query: a new answer gets a new, empty box, so a label chosen for one query is never
+    # recorded for the next.
+    true_label = st.selectbox("True label", clf.labels(), index=None, key=f"playground_true_label_{answer['query_id']}",
                               placeholder="choose the right label")
-    if st.button("Record true label", key="playground_feedback"):
+    if st.button("Record true label", key=f"playground_feedback_{answer['query_id']}"):
         correct(clf, answer, true_label)
     st.caption(f"Query id `{answer['query_id']}`")

@@ -201,7 +201,8 @@ def test_status_shows_the_active_model_worker_scheduler_and_adaptive_counters(cl
         "fallback         no",
         "worker           DOWN: start it with `python -m engine worker` (or `make run`)",
         "scheduler        running",
-        "adaptive         0 of 100 new labelled samples; 0.0 of 7 days since the last retrain",
+        "adaptive now     0 of 100 new labelled samples; 0.0 of 7 days since the last retrain "
+        "(not due; the job line above is its last check)",
     ]
 
 
@@ -378,7 +379,7 @@ def test_status_of_an_empty_data_directory(cli_here):
         "fallback         no",
         "worker           DOWN: start it with `python -m engine worker` (or `make run`)",
         "scheduler        running",
-        "adaptive         0 of 100 new labelled samples; no retrain yet",
+        "adaptive now     0 of 100 new labelled samples; no retrain yet (not due; the job line above is its last check)",
     ]
 
 

@@ -14,6 +14,7 @@ from engine.context import Context
 from engine.status import system_status
 from store.commands import recent_commands
 from store.events import recent_events
+from store.retrains import recent_retrains
 from store.views import overview as views
 from tests.conftest import ROOT, open_app
 
@@ -55,7 +56,9 @@ def test_demo_store_shows_the_store_numbers(open_overview, demo_copy):
     assert metric(at, "Macro-F1").value == f"{100 * active['macro_f1']:.1f}%"
     before = views.previous_metrics(ctx.db, active["version"])
     assert before is not None
-    assert metric(at, "Accuracy").delta == f"{100 * (active['accuracy'] - before['accuracy']):+.1f} pts"
+    shown = float(f"{100 * active['accuracy']:.1f}") - float(f"{100 * before['accuracy']:.1f}")
+    assert metric(at, "Accuracy").delta == (f"{shown:+.1f} pts vs {before['version']}" if abs(shown) >= 0.05
+                                            else f"±0.0 pts vs {before['version']}")
 
     now = utcnow().replace(second=0, microsecond=0)
     day_start = now.replace(hour=0, minute=0)
@@ -73,11 +76,31 @@ def test_demo_store_shows_the_store_numbers(open_overview, demo_copy):
     shown = sum(len(t["x"]) for t in chart["data"] if t.get("name", "").startswith("candidate "))
     assert shown == len(timeline)
 
-    # Recent activity lists the newest events, in words.
-    newest = recent_events(ctx.db, limit=12)
-    lines = [m.value for m in at.markdown if "**" in m.value and "·" in m.value]
-    assert len(lines) == len(newest)
-    assert newest[0]["message"] in lines[0]
+    # Recent activity: one line per retrain (its gate decision and the deployment it caused together).
+    newest = views.activity(ctx.db, limit=12)
+    lines = activity_lines(at)
+    assert len(lines) == len(newest) == 12
+    assert [line.split("** · ", 1)[1] for line in lines] == [n["text"] for n in newest]
+    last = recent_retrains(ctx.db, limit=1)[0]
+    assert sum(f"#{last['id']} (" in line for line in lines) == 1
+    assert not any(n["kind"] == "deploy" and n["text"].startswith(f"Deployed {last['candidate_version']} ") for n in newest)
+
+
+def activity_lines(at: AppTest) -> list[str]:
+    [block] = [m.value for m in at.markdown if "` **" in m.value]
+    return block.split("  \n")
+
+
+@pytest.mark.parametrize(("new", "old", "words"), [
+    (0.8599, 0.8574, "+0.3 pts vs v0007"),      # shown as 86.0% and 85.7%: the change the reader can check
+    (0.857, 0.860, "-0.3 pts vs v0007"),
+    (0.86, 0.8601, "±0.0 pts vs v0007"),
+], ids=["rollback-up", "down", "none"])
+def test_a_change_is_the_difference_of_the_percentages_shown(new, old, words):
+    from pages import _ui
+
+    assert _ui.change(new, old, against="v0007")["delta"] == words
+    assert ("delta_arrow" in _ui.change(new, old, against="v0007")) == words.startswith("±")
 
 
 def test_retrain_now_queues_one_manual_retrain(open_overview, demo_copy):
@@ -96,7 +119,7 @@ def test_a_drift_warning_is_in_recent_activity_and_on_the_timeline(ctx, labelled
     [verdict] = warned_store(ctx, labelled_csv)
     at = open_app(monkeypatch, ctx.settings.home, timezone="UTC")
     [event] = recent_events(ctx.db, kind="drift")
-    lines = [m.value for m in at.markdown if "**drift**" in m.value]
+    lines = [line for line in activity_lines(at) if "**drift**" in line]
     assert lines == [f":orange[:material/warning:] `{event['ts']:%Y-%m-%d %H:%M}` **drift** · {verdict.message()}"]
     chart = json.loads(at.get("plotly_chart")[0].proto.spec)
     [marker] = [t for t in chart["data"] if t.get("name") == "drift"]

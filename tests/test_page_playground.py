@@ -77,8 +77,8 @@ def test_the_answer_is_what_a_client_gets(monkeypatch, demo_copy):
 def test_a_correction_reaches_the_spool_with_its_query(monkeypatch, demo_copy):
     at = classify(open_page(monkeypatch, demo_copy), TEXT)
     query_id = at.session_state["playground"]["query_id"]
-    at.selectbox(key="playground_true_label").set_value("delivery_delay")
-    at.button(key="playground_feedback").click().run()
+    at.selectbox(key=f"playground_true_label_{query_id}").set_value("delivery_delay")
+    at.button(key=f"playground_feedback_{query_id}").click().run()
     assert not at.exception and not at.error
     assert at.success[0].value.startswith("Recorded **delivery_delay** as the true label.")
     records = spool_records(demo_copy)
@@ -86,6 +86,22 @@ def test_a_correction_reaches_the_spool_with_its_query(monkeypatch, demo_copy):
     feedback = [(r["query_id"], r["label"], r["source"]) for r in records if r["k"] == "f"]
     assert queries == [(query_id, TEXT, "playground", expected(demo_copy, TEXT).version)]
     assert feedback == [(query_id, "delivery_delay", "feedback")]
+
+
+def test_a_second_query_starts_with_an_empty_label_and_gets_its_own_feedback(monkeypatch, demo_copy):
+    at = classify(open_page(monkeypatch, demo_copy), TEXT)
+    first = at.session_state["playground"]["query_id"]
+    at.selectbox(key=f"playground_true_label_{first}").set_value("delivery_delay")
+    at.button(key=f"playground_feedback_{first}").click().run()
+    classify(at, "how do I reset my password")
+    second = at.session_state["playground"]["query_id"]
+    assert second != first
+    box = at.selectbox(key=f"playground_true_label_{second}")
+    assert box.value is None
+    box.set_value("reset_password")
+    at.button(key=f"playground_feedback_{second}").click().run()
+    feedback = [(r["query_id"], r["label"]) for r in spool_records(demo_copy) if r["k"] == "f"]
+    assert feedback == [(first, "delivery_delay"), (second, "reset_password")]
 
 
 @pytest.mark.parametrize("text", ["", "   \n\t "], ids=["empty", "whitespace"])
@@ -99,7 +115,7 @@ def test_empty_text_gets_a_message_not_an_answer(monkeypatch, demo_copy, text):
 
 def test_a_correction_without_a_label_is_refused(monkeypatch, demo_copy):
     at = classify(open_page(monkeypatch, demo_copy), TEXT)
-    at.button(key="playground_feedback").click().run()
+    at.button(key=f"playground_feedback_{at.session_state['playground']['query_id']}").click().run()
     assert [e.value for e in at.error] == ["Choose the true label first."]
     assert [r for r in spool_records(demo_copy) if r["k"] == "f"] == []
 

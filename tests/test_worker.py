@@ -182,7 +182,7 @@ def test_commands_end_in_final_states(labelled, workers):
     # The same data again: an identical candidate, accepted since nothing got worse.
     status, message = run("retrain")
     assert (status, message) == ("done", f"retrain #2 accepted: {get_retrain(ctx.db, 2)['reason']}")
-    assert message.startswith("retrain #2 accepted: Accepted: no metric got worse. (accuracy ")
+    assert message.startswith("retrain #2 accepted: no metric got worse. (accuracy ")
     assert run("rollback") == ("done", "Rolled back from v0002 to v0001 (requested from test (command #7)).")
     assert {m["version"]: m["status"] for m in list_models(ctx.db)} == {"v0001": "champion", "v0002": "retired"}
 

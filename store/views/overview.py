@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
 
 from store.db import Database
+from store.events import recent_events
 
 TRAFFIC = """
 SELECT
@@ -69,3 +71,45 @@ def previous_metrics(db: Database, version: str) -> dict[str, Any] | None:
     if row is None or row[0] is None:
         return None
     return {"version": row[0], "accuracy": row[1], "macro_f1": row[2]}
+
+
+_DECISION_PREFIX = re.compile(r"^(Accepted|Rejected|Inconclusive)\s*:\s*", re.IGNORECASE)
+
+
+def without_decision_word(reason: str | None) -> str:
+    """A gate reason without its leading "Accepted: " (the line around it already says the decision).
+
+    >>> without_decision_word("Accepted: no metric got worse.")
+    'no metric got worse.'
+    """
+    return _DECISION_PREFIX.sub("", reason or "").strip()
+
+
+def _capitalised(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def activity(db: Database, *, limit: int = 12) -> list[dict[str, Any]]:
+    """The newest happenings, one line per retrain: a gate decision and the deployment it caused are one
+    entry. Each: ``ts``, ``severity``, ``kind`` (``retrain`` for a decided candidate, else the event's
+    kind) and ``text``, newest first, at most ``limit``.
+    """
+    events = recent_events(db, limit=3 * limit)
+    deploys = {(e["version"], (e["details"] or {}).get("previous")): e for e in events if e["kind"] == "deploy"}
+    folded: set[int] = set()
+    lines = []
+    for e in events:
+        d = e["details"] or {}
+        if e["kind"] == "gate" and d.get("retrain_id") is not None:
+            deployed = deploys.get((d.get("candidate"), d.get("champion")))
+            if deployed is not None:
+                folded.add(deployed["id"])
+            outcome = d.get("outcome") or ("accepted" if d.get("accepted") else "rejected")
+            done = f"{outcome} and deployed" if deployed is not None else outcome
+            rest = e["message"].split(". ", 1)[1] if ". " in e["message"] else ""
+            lines.append({"id": e["id"], "ts": e["ts"], "severity": e["severity"], "kind": "retrain",
+                          "text": f"#{d['retrain_id']} ({d.get('trigger') or 'unknown trigger'}): "
+                                  f"{d.get('candidate')} {done}. {_capitalised(without_decision_word(rest))}".strip()})
+        else:
+            lines.append({"id": e["id"], "ts": e["ts"], "severity": e["severity"], "kind": e["kind"], "text": e["message"]})
+    return [line for line in lines if line["id"] not in folded][:limit]
