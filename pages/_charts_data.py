@@ -30,8 +30,11 @@ def volume_by_label(frame: pd.DataFrame) -> go.Figure:
     for label, part in frame.groupby("label", sort=True):
         fig.add_trace(go.Bar(x=part["day"], y=part["queries"], name=label, marker_color=colors[label],
                              hovertemplate=f"{label}: %{{y:,}}<extra></extra>"))
-    fig.update_layout(title="Queries per day by predicted label", barmode="stack", hovermode="x unified",
-                      yaxis=dict(title="queries"), **{**BASE, "legend": dict(orientation="v", traceorder="normal", font=dict(size=10))})
+    # Tall enough for one legend line per label (up to about 24) without a scrolling legend.
+    height = max(450, 40 + 21 * frame["label"].nunique())
+    fig.update_layout(title="Queries per day by predicted label", barmode="stack", hovermode="x unified", height=height,
+                      yaxis=dict(title="queries"),
+                      **{**BASE, "legend": dict(orientation="v", traceorder="normal", font=dict(size=11), itemsizing="constant")})
     return fig
 
 
@@ -75,24 +78,6 @@ def label_mix(frame: pd.DataFrame, *, traffic_days: int) -> go.Figure:
                       yaxis=dict(tickformat=".0%", title="share"), xaxis=dict(tickangle=-45, automargin=True),
                       **{**BASE, "margin": dict(l=10, r=10, t=60, b=10),
                          "legend": dict(orientation="h", x=1, xanchor="right", y=1.02, yanchor="bottom")})
-    return fig
-
-
-def funnel(steps: pd.DataFrame, *, title: str) -> go.Figure:
-    """Rows left after each cleaning step of one retrain (steps: step, name, last)."""
-    values = dict(zip(steps["step"], steps["last"]))
-    stages = [
-        ("rows in", values["rows_in"]),
-        ("well-formed", values["rows_in"] - values["malformed"]),
-        ("confident enough", values["rows_in"] - values["malformed"] - values["low_confidence"]),
-        ("one label per text", values["rows_in"] - values["malformed"] - values["low_confidence"] - values["conflicts"]
-         - values["duplicates"]),
-        ("training rows", values["train_rows"]),
-        ("evaluation rows", values["eval_rows"]),
-    ]
-    fig = go.Figure(go.Funnel(y=[s for s, _ in stages], x=[v for _, v in stages], texttemplate="%{value:,}<br>%{percentInitial:.1%}",
-                              marker=dict(color=[OK, OK, OK, OK, TRAINING, TRAFFIC])))
-    fig.update_layout(title=title, **BASE)
     return fig
 
 

@@ -10,16 +10,9 @@ from pandas.io.formats.style import Styler
 
 from pages._charts_performance import percent, points
 from pages._ui import COLORS, local
+from store.views.funnel import REMOVED
 
 MARGIN = dict(l=10, r=10, t=40, b=10)
-# Funnel steps in order: the column, what it removes (short), the stage left after it, a longer note.
-STEPS = (
-    ("malformed", "malformed", "well-formed", "empty, too long, or an unknown label"),
-    ("low_confidence", "low confidence", "confident enough", "the model's own answers below the confidence threshold"),
-    ("conflicts", "conflicts", "no conflict", "rows whose label lost to another label for the same text"),
-    ("duplicates", "duplicates", "unique texts", "repeats of a text already kept"),
-    ("reserved_for_eval", "held back, unlabelled", "usable", "texts in the evaluation share that no person labelled"),
-)
 REMOVED_COLOURS = ("#fca5a5", "#fdba74", "#fcd34d", "#cbd5e1", "#a5b4fc")
 
 
@@ -57,26 +50,27 @@ def retrain_table(retrains: pd.DataFrame) -> Styler:
             .map(_decision_colour, subset=["Decision"]))
 
 
-def funnel(retrain_id: int, counts: dict[str, Any]) -> go.Figure:
-    """One retrain's data-quality funnel: rows in, what remains after each filter, and the rows out
-    (training set and evaluation set)."""
-    remaining = counts["rows_in"]
-    stages, values, notes = ["rows in"], [remaining], [""]
-    for key, short, stage, note in STEPS:
-        remaining -= counts[key] or 0
-        stages.append(f"{stage} (−{counts[key] or 0:,})")
-        values.append(remaining)
-        notes.append(f"−{counts[key] or 0:,} {short}: {note}")
-    stages += ["training rows", "evaluation rows"]
-    values += [counts["train_rows"], counts["eval_rows"]]
-    notes += ["rows the candidate was trained on", "human-labelled rows held out to judge it"]
-    colours = [COLORS["active"]] + [COLORS["candidate"]] * len(STEPS) + [COLORS["accepted"], COLORS["running"]]
+def funnel(steps: pd.DataFrame, *, title: str) -> go.Figure:
+    """One retrain's data-quality funnel (``store.views.funnel.steps``): rows in, the rows left after each
+    removing step (named by what it removed, with the count and its share of rows in), then the rows out."""
+    labels, values, texts = [], [], []
+    for row in steps.itertuples():
+        if row.kind == "removed":
+            labels.append(f"− {row.name}")
+            values.append(row.left)
+            texts.append(f"{row.left:,} left (−{row.rows:,}, {row.share})")
+        else:
+            labels.append(row.name)
+            values.append(row.rows)
+            texts.append(f"{row.rows:,}" if row.kind == "in" else f"{row.rows:,} · {row.share}")
+    colours = [COLORS["active"] if k == "in" else COLORS["candidate"] for k in steps["kind"]]
+    colours[-2:] = [COLORS["accepted"], COLORS["running"]]
     fig = go.Figure(go.Funnel(
-        y=stages, x=values, customdata=notes, texttemplate="%{value:,} · %{percentInitial:.0%}",
+        y=labels, x=values, text=texts, textinfo="text", textposition="auto", customdata=steps["note"],
         marker=dict(color=colours), connector=dict(line=dict(color="#e2e8f0")),
-        hovertemplate="%{y}: %{x:,}<br>%{customdata}<extra></extra>",
+        hovertemplate="%{y}: %{text}<br>%{customdata}<extra></extra>",
     ))
-    fig.update_layout(title=f"Data-quality funnel of retrain #{retrain_id}", height=420, margin=MARGIN)
+    fig.update_layout(title=title, height=420, margin=MARGIN)
     return fig
 
 
@@ -87,7 +81,7 @@ def funnels_over_time(retrains: pd.DataFrame) -> go.Figure:
     hover = [f"#{i} · {t} · {local(s):%Y-%m-%d %H:%M}" for i, t, s in zip(r["id"], r["trigger"], r["started_at"])]
     fig = go.Figure()
     parts = [("train_rows", "training rows", COLORS["accepted"]), ("eval_rows", "evaluation rows", COLORS["running"])]
-    parts += [(step[0], step[1], colour) for step, colour in zip(STEPS, REMOVED_COLOURS)]
+    parts += [(key, f"− {name}", colour) for (key, name, _), colour in zip(REMOVED, REMOVED_COLOURS)]
     for key, words, colour in parts:
         fig.add_trace(go.Bar(x=labels, y=r[key], name=words, marker=dict(color=colour), customdata=hover,
                              hovertemplate="%{customdata}<br>" + words + ": %{y:,}<extra></extra>"))

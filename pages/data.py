@@ -8,8 +8,10 @@ from engine.classifier import Classifier
 from engine.clock import utcnow
 from engine.label_mix import EXACT_MIX_LIMIT, known_labels, training_mix
 from pages import _charts_data as charts
+from pages import _charts_history as history_charts
 from pages import _ui
 from store.views import data as views
+from store.views.funnel import share as funnel_share
 
 _ui.page_header("Data", "Traffic by predicted label, how sure the model is, what the training data is made of, and "
                         "every logged query: search them and give any of them its true label.")
@@ -139,24 +141,27 @@ if funnel["last"] is None:
     st.info("No retrain has built a training set yet: press **Retrain now** on the Models page.", icon="ℹ️")
 else:
     last, steps = funnel["last"], funnel["steps"]
-    totals = dict(zip(steps["step"], steps["total"]))
-    removed = totals["rows_in"] - totals["train_rows"] - totals["eval_rows"]
+    rows = dict(zip(steps["step"], steps["rows"]))
+    shares = dict(zip(steps["step"], steps["share"]))
+    removed = rows["rows_in"] - rows["train_rows"] - rows["eval_rows"]
+    st.caption(f"The latest retrain that built a training set: #{last['id']} ({last['trigger']}, {last['status']}), "
+               f"finished {_ui.when(last['ts'])}. Every retrain rebuilds the set from the whole store; the "
+               "Retraining history page shows each one's funnel.")
+    quiet = {"delta_color": "off", "delta_arrow": "off"}
     q = st.columns(4)
-    q[0].metric("Retrains", f"{funnel['retrains']:,}", help="Retrains that built a training set")
-    q[1].metric("Rows in, all retrains", f"{totals['rows_in']:,}")
-    q[2].metric("Removed, all retrains", f"{removed:,}",
-                f"{_ui.pct(removed / totals['rows_in'] if totals['rows_in'] else None)} of rows in", delta_color="off",
-                delta_arrow="off")
-    q[3].metric("Training rows, all retrains", f"{totals['train_rows']:,}")
+    q[0].metric("Rows in", f"{rows['rows_in']:,}", help="Every labelled and pseudo-labelled row the retrain read")
+    q[1].metric("Removed", f"{removed:,}", f"{funnel_share(removed, rows['rows_in'])} of rows in", **quiet)
+    q[2].metric("Training rows", f"{rows['train_rows']:,}", f"{shares['train_rows']} of rows in", **quiet)
+    q[3].metric("Evaluation rows", f"{rows['eval_rows']:,}", f"{shares['eval_rows']} of rows in", **quiet)
     left, right = st.columns(2)
     left.dataframe(
-        steps[["name", "last", "total"]], hide_index=True, key="funnel_table", width="stretch",
-        column_config={"name": st.column_config.TextColumn("step", width="medium"),
-                       "last": st.column_config.NumberColumn(f"retrain #{last['id']}", format="localized"),
-                       "total": st.column_config.NumberColumn("all retrains", format="localized")},
+        steps[["name", "rows", "share", "note"]], hide_index=True, key="funnel_table", width="stretch",
+        column_config={"name": st.column_config.TextColumn("step", width="small"),
+                       "rows": st.column_config.NumberColumn(f"retrain #{last['id']}", format="localized"),
+                       "share": st.column_config.TextColumn("of rows in", width="small"),
+                       "note": st.column_config.TextColumn("what it is", width="large")},
     )
-    left.caption(f"Retrain #{last['id']} ({last['trigger']}, {last['status']}) finished {_ui.when(last['ts'])}.")
-    right.plotly_chart(charts.funnel(steps, title=f"Where the rows of retrain #{last['id']} went"), key="funnel")
+    right.plotly_chart(history_charts.funnel(steps, title=f"Where the rows of retrain #{last['id']} went"), key="funnel")
 
 # -- query browser ------------------------------------------------------------------------------------
 st.subheader("Query browser")
@@ -188,7 +193,7 @@ found = f"{matches:,}" if matches <= views.COUNT_CAP else f"more than {views.COU
 st.caption(f"Showing {len(results):,} of {found} matching queries, newest first.")
 shown = results.assign(ts=[_ui.local(t) for t in results["ts"]], confidence=100 * results["confidence"])
 st.dataframe(
-    shown, hide_index=True, key="results",
+    shown, hide_index=True, key="results", placeholder="–",
     column_order=["ts", "text", "predicted_label", "confidence", "true_label", "model_version", "source", "id"],
     column_config={
         "ts": st.column_config.DatetimeColumn("time", format="YYYY-MM-DD HH:mm"),

@@ -5,7 +5,7 @@ from datetime import date, datetime, time, timedelta, timezone
 import streamlit as st
 
 from pages import _charts_history as charts, _ui
-from store.views import history as views
+from store.views import funnel, history as views
 
 _ui.page_header(
     "Retraining history",
@@ -107,6 +107,7 @@ with left:
     elif not one["funnel"]["rows_in"]:
         st.info(f"Retrain #{pick} found no rows to learn from: import labelled data first.", icon="ℹ️")
     else:
-        st.plotly_chart(charts.funnel(one["id"], one["funnel"]), key="funnel")
+        st.plotly_chart(charts.funnel(funnel.steps(one["funnel"]), title=f"Data-quality funnel of retrain #{pick}"),
+                        key="funnel")
 with right:
     st.plotly_chart(charts.funnels_over_time(rows), key="funnels")

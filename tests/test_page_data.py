@@ -180,7 +180,7 @@ def test_training_mix_exact_is_what_a_retrain_would_train_on(db, use_pseudo):
     assert int(frame["training"].sum()) == (7 if use_pseudo else 3)
 
 
-def test_quality_sums_every_funnel_and_shows_the_last(db):
+def test_quality_is_the_last_retrains_funnel_never_a_sum_over_retrains(db):
     first = dict(zip(FUNNEL, (10, 1, 2, 1, 1, 1, 3, 1)))
     second = dict(zip(FUNNEL, (20, 0, 3, 2, 5, 2, 6, 2)))
     add_retrain(db, datetime(2026, 3, 1), first)
@@ -189,15 +189,16 @@ def test_quality_sums_every_funnel_and_shows_the_last(db):
     result = views.quality(db)
     assert result["retrains"] == 2
     assert result["last"] == {"id": last, "ts": datetime(2026, 3, 2, 0, 1), "status": "rejected", "trigger": "manual"}
-    assert result["steps"]["step"].tolist() == list(FUNNEL)
-    assert result["steps"]["last"].tolist() == list(second.values())
-    assert result["steps"]["total"].tolist() == [first[k] + second[k] for k in FUNNEL]
+    steps = result["steps"]
+    assert steps["step"].tolist() == list(FUNNEL)
+    assert steps["rows"].tolist() == list(second.values())
+    assert steps["share"].tolist() == ["100.0%", "0.0%", "15.0%", "10.0%", "25.0%", "10.0%", "30.0%", "10.0%"]
+    assert steps["left"].tolist() == [20, 20, 17, 15, 10, 8, 6, 2]
+    assert steps["name"].tolist()[5] == "held out, no human label"
 
 
 def test_quality_of_a_store_without_retrains(db):
-    result = views.quality(db)
-    assert result["retrains"] == 0 and result["last"] is None
-    assert result["steps"]["total"].isna().all()
+    assert views.quality(db) == {"retrains": 0, "last": None, "steps": None}
 
 
 # --- the page ---------------------------------------------------------------------------------------
@@ -252,7 +253,7 @@ def test_a_store_with_labels_but_no_traffic(monkeypatch, tmp_path, labelled_csv)
     assert [i.value.split(".")[0] for i in at.info] == ["No queries in the last 30 days",
                                                         "No queries logged yet: there is nothing to browse"]
     (retrain,) = recent_retrains(ctx.db)
-    assert frame_with(at, "last")["last"].tolist() == [retrain[k] for k in FUNNEL]
+    assert frame_with(at, "share")["rows"].tolist() == [retrain[k] for k in FUNNEL]
     mix = json.loads(at.get("plotly_chart")[-2].proto.spec)["data"]
     assert sorted(mix[0]["x"]) == sorted(set(labelled_frame()["label"]))  # every imported intent is trained on
     assert not at.dataframe[1:]  # no query browser
@@ -271,14 +272,15 @@ def test_demo_numbers_are_the_stores(monkeypatch, demo_home):
     assert shown["Queries"] == f"{len(logged):,}"
     assert shown["Below 0.5 confidence"] == f"{100 * low / len(logged):.1f}%"
     assert shown["Labels predicted"] == str(logged["label"].nunique())
-    # Data quality: the sums over every retrain that built a training set.
-    retrains = [r for r in recent_retrains(db, limit=1000) if r["rows_in"] is not None]
-    assert shown["Retrains"] == str(len(retrains))
-    assert shown["Rows in, all retrains"] == f"{sum(r['rows_in'] for r in retrains):,}"
-    assert shown["Training rows, all retrains"] == f"{sum(r['train_rows'] for r in retrains):,}"
-    table = frame_with(at, "last")
-    assert table["last"].tolist() == [retrains[0][k] for k in FUNNEL]
-    assert table["total"].tolist() == [sum(r[k] for r in retrains) for k in FUNNEL]
+    # Data quality: the latest retrain's funnel, one number per step (the same as the Retraining history page's).
+    newest = [r for r in recent_retrains(db, limit=1000) if r["rows_in"] is not None][0]
+    assert shown["Rows in"] == f"{newest['rows_in']:,}"
+    assert shown["Training rows"] == f"{newest['train_rows']:,}"
+    assert shown["Evaluation rows"] == f"{newest['eval_rows']:,}"
+    assert not any("all retrains" in label for label in shown)
+    table = frame_with(at, "share")
+    assert table["rows"].tolist() == [newest[k] for k in FUNNEL]
+    assert table["share"].tolist()[-1] == f"{100 * newest['eval_rows'] / newest['rows_in']:.1f}%"
     # The demo store is small enough for the exact label mix; the chart shows those shares.
     assert "rebuilt now from the store with the retrain's own cleaning rules" in " ".join(c.value for c in at.caption)
     mix = json.loads(next(c for c in at.get("plotly_chart") if "Label mix" in c.proto.spec).proto.spec)

@@ -111,7 +111,11 @@ def test_demo_shows_every_retrain_as_stored(demo_home, demo_db, monkeypatch):
     funnel = figure(at, f"Data-quality funnel of retrain #{stored['id'].iloc[0]}")["data"][0]
     assert decode(funnel["x"]) == [newest["rows_in"]] + [newest["rows_in"] - sum(removed[:i + 1]) for i in range(5)] + [
         newest["train_rows"], newest["eval_rows"]]
-    assert funnel["y"][3] == f"no conflict (−{newest['conflicts']:,})"
+    assert funnel["y"] == ["rows in", "− malformed", "− low confidence", "− conflicting label", "− duplicate",
+                           "− held out, no human label", "training rows", "evaluation rows"]
+    held = newest["reserved_for_eval"]
+    left = newest["rows_in"] - sum(removed)
+    assert funnel["text"][5] == f"{left:,} left (−{held:,}, {100 * held / newest['rows_in']:.1f}%)"
 
     bars = figure(at, "Rows in per retrain and where they went")
     training = next(t for t in bars["data"] if t["name"] == "training rows")

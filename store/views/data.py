@@ -13,17 +13,8 @@ from typing import Any
 import pandas as pd
 
 from store.db import Database
+from store.views import funnel
 
-FUNNEL_STEPS = (
-    ("rows_in", "rows in"),
-    ("malformed", "removed: malformed"),
-    ("low_confidence", "removed: low confidence"),
-    ("conflicts", "removed: conflicting label"),
-    ("duplicates", "removed: duplicate"),
-    ("reserved_for_eval", "removed: reserved for evaluation"),
-    ("train_rows", "training rows"),
-    ("eval_rows", "evaluation rows"),
-)
 SPAN = "SELECT count(*) AS queries, min(ts) AS first, max(ts) AS last FROM queries"
 PREDICTED_LABELS = "SELECT DISTINCT predicted_label FROM queries WHERE predicted_label IS NOT NULL ORDER BY 1"
 VOLUME_BY_LABEL = """
@@ -60,11 +51,7 @@ CANDIDATE_ROWS = """
 SELECT (SELECT count(*) FROM labels)
      + (SELECT count(*) FROM queries WHERE $use_pseudo AND predicted_label IS NOT NULL)
 """
-FUNNEL_TOTALS = """
-SELECT count(*) AS retrains, sum(rows_in), sum(malformed), sum(low_confidence), sum(conflicts), sum(duplicates),
-       sum(reserved_for_eval), sum(train_rows), sum(eval_rows)
-FROM retrains WHERE rows_in IS NOT NULL
-"""
+RETRAINS_WITH_DATA = "SELECT count(*) FROM retrains WHERE rows_in IS NOT NULL"
 LAST_FUNNEL = """
 SELECT id, coalesce(finished_at, started_at) AS ts, status, trigger, rows_in, malformed, low_confidence, conflicts,
        duplicates, reserved_for_eval, train_rows, eval_rows
@@ -191,25 +178,21 @@ def mix_inputs(db: Database, *, since: datetime, min_confidence: float, use_pseu
 
 
 def quality(db: Database) -> dict[str, Any]:
-    """The data-quality funnel: totals over every retrain that built a training set, and the last one's.
+    """The data-quality funnel of the latest retrain that built a training set.
 
-    Returns {"retrains": n, "last": {id, ts, status, trigger} or None, "steps": DataFrame(step, name,
-    last, total)}; step names and order as FUNNEL_STEPS.
+    Returns {"retrains": how many retrains built one, "last": {id, ts, status, trigger} or None,
+    "steps": :func:`store.views.funnel.steps` of the last one, or None}. Counts are per retrain:
+    summing them over retrains would count the same rows again at every retrain.
     """
     with db.read() as con:
-        totals = con.execute(FUNNEL_TOTALS).fetchone()
+        count = con.execute(RETRAINS_WITH_DATA).fetchone()[0]
         last = con.execute(LAST_FUNNEL).fetchone()
-    count = totals[0]
-    steps = pd.DataFrame({
-        "step": [k for k, _ in FUNNEL_STEPS],
-        "name": [n for _, n in FUNNEL_STEPS],
-        "last": [last[4 + i] if last else None for i in range(len(FUNNEL_STEPS))],
-        "total": [totals[1 + i] if count else None for i in range(len(FUNNEL_STEPS))],
-    })
+    if last is None:
+        return {"retrains": count, "last": None, "steps": None}
     return {
         "retrains": count,
-        "last": {"id": last[0], "ts": last[1], "status": last[2], "trigger": last[3]} if last else None,
-        "steps": steps,
+        "last": {"id": last[0], "ts": last[1], "status": last[2], "trigger": last[3]},
+        "steps": funnel.steps(dict(zip(funnel.COLUMNS, last[4:]))),
     }
 
 

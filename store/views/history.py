@@ -14,10 +14,9 @@ import pandas as pd
 
 from store.db import Database
 from store.records import from_json
+from store.views.funnel import COLUMNS as FUNNEL
 
-# The data-quality funnel in order: rows in, rows removed by each step, rows out.
-FUNNEL = ("rows_in", "malformed", "low_confidence", "conflicts", "duplicates", "reserved_for_eval", "train_rows", "eval_rows")
-REMOVED = ("malformed", "low_confidence", "conflicts", "duplicates", "reserved_for_eval")
+REMOVED = tuple(key for key in FUNNEL if key not in ("rows_in", "train_rows", "eval_rows"))
 
 WHERE = """
 WHERE ($statuses IS NULL OR list_contains($statuses, status))
