@@ -22,31 +22,35 @@ def seconds(value: float | None) -> str:
     return f"{value:.1f} s" if value < 90 else f"{value / 60:.1f} min"
 
 
+def versions_words(champion: Any, candidate: Any) -> str:
+    """"v0031 → v0032"; a first model: "– → v0001"; no candidate (failed early): "v0031 → –"."""
+    def word(v: Any) -> str:
+        return "–" if v is None or pd.isna(v) else str(v)
+    return f"{word(champion)} → {word(candidate)}"
+
+
 def retrain_table(retrains: pd.DataFrame) -> Styler:
-    """One row per retrain, newest first: when (local time), trigger, decision, reason, both models' metrics
-    and the changes, duration; the decision cell in its colour."""
+    """One row per retrain, newest first: when (local time), trigger, decision, champion → candidate, the
+    candidate's metrics and their changes against the champion, duration, reason; the decision in its colour.
+    Ten columns, so the table fits a 1440 px window."""
     shown = pd.DataFrame({
         "#": retrains["id"],
         "Started": [local(x) for x in retrains["started_at"]],
         "Trigger": retrains["trigger"],
         "Decision": retrains["status"],
-        "Champion": retrains["champion_version"],
-        "Candidate": retrains["candidate_version"],
-        "Accuracy before": retrains["champion_accuracy"],
-        "Accuracy after": retrains["candidate_accuracy"],
+        "Versions": [versions_words(a, b) for a, b in zip(retrains["champion_version"], retrains["candidate_version"])],
+        "Accuracy": retrains["candidate_accuracy"],
         "Accuracy change": retrains["accuracy_change"],
-        "Macro-F1 before": retrains["champion_macro_f1"],
-        "Macro-F1 after": retrains["candidate_macro_f1"],
+        "Macro-F1": retrains["candidate_macro_f1"],
         "Macro-F1 change": retrains["macro_f1_change"],
         "Duration": retrains["duration_s"],
         "Reason": retrains["reason"],
     })
-    levels = ["Accuracy before", "Accuracy after", "Macro-F1 before", "Macro-F1 after"]
     changes = ["Accuracy change", "Macro-F1 change"]
     return (shown.style
-            .format(percent, subset=levels).format(points, subset=changes).format(seconds, subset=["Duration"])
+            .format(percent, subset=["Accuracy", "Macro-F1"]).format(points, subset=changes)
+            .format(seconds, subset=["Duration"])
             .format(lambda t: "–" if t is None or pd.isna(t) else f"{t:%Y-%m-%d %H:%M}", subset=["Started"])
-            .format(lambda v: "–" if v is None or pd.isna(v) else v, subset=["Champion", "Candidate"])
             .map(_decision_colour, subset=["Decision"]))
 
 

@@ -65,9 +65,11 @@ def evaluation_timeline(evaluations: pd.DataFrame) -> go.Figure:
     return fig
 
 
-def live_accuracy(daily: pd.DataFrame, *, reference: float | None = None, reference_name: str = "") -> go.Figure:
+def live_accuracy(daily: pd.DataFrame, *, reference: float | None = None, reference_name: str = "",
+                  reference_since=None) -> go.Figure:
     """Share of labelled queries answered right per day (line) over the number labelled (bars);
-    ``reference``, if given, is drawn as a dashed line (the serving model's offline accuracy)."""
+    ``reference``, if given, is drawn as a dashed line (the serving model's offline accuracy) over the days
+    from ``reference_since`` (the day it was deployed; all days if None), named in the legend."""
     fig = make_subplots(specs=[[{"secondary_y": True}]])
     fig.add_trace(go.Bar(x=daily["day"], y=daily["labelled"], name="queries with feedback",
                          marker=dict(color="#e2e8f0"), hovertemplate="%{x}: %{y} with feedback<extra></extra>"),
@@ -77,9 +79,14 @@ def live_accuracy(daily: pd.DataFrame, *, reference: float | None = None, refere
         line=dict(color=COLORS["active"], width=2), customdata=daily[["correct", "labelled"]].to_numpy(),
         hovertemplate="%{x}: %{y:.1%} (%{customdata[0]} of %{customdata[1]} right)<extra></extra>",
     ), secondary_y=False)
-    if reference is not None:
-        fig.add_hline(y=reference, line=dict(color=COLORS["accepted"], dash="dash", width=1),
-                      annotation_text=reference_name, annotation_position="bottom left")
+    if reference is not None and not daily.empty:
+        days = pd.to_datetime(daily["day"])
+        start = max(days.min(), pd.Timestamp(reference_since)) if reference_since is not None else days.min()
+        end = days.max()
+        fig.add_trace(go.Scatter(x=[start, end], y=[reference, reference], mode="lines", name=reference_name,
+                                 line=dict(color=COLORS["accepted"], dash="dash", width=2),
+                                 hovertemplate=f"{reference_name}: {reference:.1%}<extra></extra>"),
+                      secondary_y=False)
     fig.update_yaxes(tickformat=".0%", title_text="accuracy", secondary_y=False, rangemode="tozero")
     fig.update_yaxes(title_text="queries with feedback", secondary_y=True, showgrid=False, rangemode="tozero",
                      tickmode="auto", tickformat=",d")
@@ -92,14 +99,18 @@ DRIFT_ROWS = (("mean_confidence", "mean confidence", ".0%"), ("low_share", "low-
               ("js_distance", "JS distance from the training mix", ".2f"))
 
 
-def drift_days(daily: pd.DataFrame, warnings: pd.DataFrame, *, version: str, min_queries: int) -> go.Figure:
+def drift_days(daily: pd.DataFrame, warnings: pd.DataFrame, *, version: str, min_queries: int,
+               today=None) -> go.Figure:
     """One version's live traffic per UTC day: mean confidence, share below the confidence threshold and
     the Jensen-Shannon distance of its predicted-label mix from its training set's (one panel each);
-    days with fewer than ``min_queries`` queries hollow (not judged); the days the worker raised a
+    days with fewer than ``min_queries`` queries, and ``today`` (a UTC day not over yet), hollow (not judged);
+    the days the worker raised a
     drift warning marked with a red cross on the panel of each figure that moved."""
     fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.07,
                         subplot_titles=[title for _, title, _ in DRIFT_ROWS])
     judged = daily["queries"] >= min_queries
+    if today is not None:
+        judged &= pd.to_datetime(daily["day"]) < pd.Timestamp(today)
     for row, (metric, title, fmt) in enumerate(DRIFT_ROWS, start=1):
         fig.add_trace(go.Scatter(
             x=daily["day"], y=daily[metric], mode="lines+markers", name=title, showlegend=False,
@@ -138,8 +149,8 @@ def confusion_heatmap(labels: Sequence[str], confusion: Sequence[Sequence[int]],
         showscale=False,
         hovertemplate="true %{y}, predicted %{x}: %{customdata} (%{z:.1%} of %{y})<extra></extra>",
     ))
-    fig.update_layout(title=title, height=max(420, 30 * len(labels) + 200), margin=MARGIN,
-                      xaxis=dict(title="predicted label", tickangle=-45, tickmode="linear", dtick=1),
+    fig.update_layout(title=title, height=max(460, 26 * len(labels) + 260), margin=MARGIN,
+                      xaxis=dict(title="predicted label", tickangle=-90, tickmode="linear", dtick=1, automargin=True),
                       yaxis=dict(title="true label", autorange="reversed", tickmode="linear", dtick=1))
     return fig
 
@@ -147,18 +158,23 @@ def confusion_heatmap(labels: Sequence[str], confusion: Sequence[Sequence[int]],
 def class_changes(per_class: pd.DataFrame, *, a: str, b: str) -> go.Figure:
     """Change in F1 per class from ``a`` to ``b`` (green better, red worse)."""
     rows = per_class.dropna(subset=["f1_change"]).sort_values(["f1_change", "label"])
-    colours = [COLORS["accepted"] if v > 0 else COLORS["rejected"] if v < 0 else COLORS["candidate"] for v in rows["f1_change"]]
+    shown = [round(100 * v, 1) for v in rows["f1_change"]]  # the colour follows the figure shown (+0.0 is grey)
+    colours = [COLORS["accepted"] if v > 0 else COLORS["rejected"] if v < 0 else COLORS["candidate"] for v in shown]
     fig = go.Figure(go.Bar(
-        x=rows["f1_change"], y=rows["label"], orientation="h", marker=dict(color=colours),
-        hovertemplate="%{y}: %{x:+.1%}<extra></extra>",
+        x=100 * rows["f1_change"], y=rows["label"], orientation="h", marker=dict(color=colours),
+        hovertemplate="%{y}: %{x:+.1f} pts<extra></extra>",
     ))
     fig.update_layout(title=f"Change in F1 per class, {b} against {a}", height=max(320, 22 * len(rows) + 120),
-                      margin=MARGIN, xaxis=dict(tickformat="+.0%", zeroline=True), yaxis=dict(title=None))
+                      margin=MARGIN, xaxis=dict(tickformat="+.1f", ticksuffix=" pts", zeroline=True, nticks=7),
+                      yaxis=dict(title=None))
     return fig
 
 
+WEAK_F1 = "F1 in red: under 70%; in amber: under 85%."
+
+
 def class_table(per_class: pd.DataFrame) -> Styler:
-    """Per-class precision, recall and F1 (percent, one decimal) and support."""
+    """Per-class precision, recall and F1 (percent, one decimal) and support; weak F1 coloured (see WEAK_F1)."""
     shown = per_class.rename(columns={"label": "Label", "precision": "Precision", "recall": "Recall", "f1": "F1",
                                       "support": "Support"})
     return shown.style.format(percent, subset=["Precision", "Recall", "F1"]).map(_weak_colour, subset=["F1"])
@@ -172,18 +188,19 @@ def overall_table(overall: pd.DataFrame, *, a: str, b: str) -> Styler:
 
 
 def comparison_table(per_class: pd.DataFrame, *, a: str, b: str) -> Styler:
-    """Per-class figures of both versions with their changes (b - a), biggest losses first."""
-    names = {"label": "Label", "support_a": f"Support {a}", "support_b": f"Support {b}"}
-    for metric, title in (("f1", "F1"), ("precision", "Precision"), ("recall", "Recall")):
-        names.update({f"{metric}_a": f"{title} {a}", f"{metric}_b": f"{title} {b}", f"{metric}_change": f"{title} change"})
-    shown = per_class.rename(columns=names)
-    levels = [names[f"{m}_{s}"] for m in ("f1", "precision", "recall") for s in ("a", "b")]
-    changes = [names[f"{m}_change"] for m in ("f1", "precision", "recall")]
-    return shown.style.format(percent, subset=levels).format(points, subset=changes).map(_change_colour, subset=changes)
+    """Per class: F1 of both versions and its change (b - a), the changes of precision and recall, and the
+    support in ``b``'s evaluation set; biggest losses first. Seven columns, so every header fits."""
+    names = {"label": "Label", "f1_a": f"F1 {a}", "f1_b": f"F1 {b}", "f1_change": "F1 change",
+             "precision_change": "Precision change", "recall_change": "Recall change", "support_b": f"Support {b}"}
+    shown = per_class[list(names)].rename(columns=names)
+    changes = ["F1 change", "Precision change", "Recall change"]
+    return (shown.style.format(percent, subset=[f"F1 {a}", f"F1 {b}"]).format(points, subset=changes)
+            .map(_change_colour, subset=changes))
 
 
 def _change_colour(value: float) -> str:
-    if value is None or pd.isna(value) or abs(value) < 1e-12:
+    """Green or red by the change as shown (one decimal of points): "+0.0 pts" is never coloured."""
+    if value is None or pd.isna(value) or round(100 * value, 1) == 0:
         return ""
     return f"color: {COLORS['accepted'] if value > 0 else COLORS['rejected']}"
 

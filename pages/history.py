@@ -75,8 +75,13 @@ if totals["retrains"] == 0:
 rows = matching(*chosen)
 st.dataframe(charts.retrain_table(rows), hide_index=True, key="retrains", placeholder="–",
              height=min(35 * (len(rows) + 1) + 3, 560),
-             column_config={"Reason": st.column_config.TextColumn(width="large"),
-                            "#": st.column_config.NumberColumn(width="small")})
+             column_config={"#": st.column_config.NumberColumn(width=50), "Started": st.column_config.TextColumn(width=130),
+                            "Versions": st.column_config.TextColumn(width=125, help="champion → candidate"),
+                            "Accuracy": st.column_config.TextColumn(width=75, help="The candidate's"),
+                            "Macro-F1": st.column_config.TextColumn(width=75, help="The candidate's"),
+                            "Accuracy change": st.column_config.TextColumn(width=110, help="Candidate minus champion, same evaluation set"),
+                            "Macro-F1 change": st.column_config.TextColumn(width=115, help="Candidate minus champion, same evaluation set"),
+                            "Reason": st.column_config.TextColumn(help="The gate's reason; the whole text is below when you choose the retrain")})
 
 st.subheader("One retrain and its data")
 ids = rows["id"].tolist()

@@ -97,19 +97,25 @@ def commands() -> None:
         st.caption("No commands yet. Buttons on this page queue commands; the worker runs them one at a time.")
         return
     worker_alive = _ui.status()["worker"]["alive"]
+    # One block of lines, updated in place at every tick (a command never drops out while it changes state).
+    lines = []
     for c in rows:
         title = f"#{c['id']} **{c['kind']}**" + (f" to {c['args']['to']}" if c["args"].get("to") else "")
         title += f" · from {c['source']} · queued {_ui.when(c['created_at'])}"
         icon = _ui.STATUS_ICONS.get(c["status"], "")
         if c["status"] == "running":
-            st.progress(float(c["progress"] or 0), text=f"{icon} {title} · {c['stage'] or 'running'} ({_ui.pct(c['progress'] or 0, digits=0)})")
+            lines.append(f"{icon} {title} · {c['stage'] or 'running'} ({_ui.pct(c['progress'] or 0, digits=0)})")
         elif c["status"] == "queued":
             wait = "waiting for the worker" if worker_alive else "waiting: the worker is not running, it will run this when it starts"
-            st.markdown(f"{icon} {title} · {wait}")
+            lines.append(f"{icon} {title} · {wait}")
         elif c["status"] == "failed":
-            st.markdown(f"{icon} {title} · :red[failed {_ui.when(c['finished_at'])}: {c['message']}]")
+            lines.append(f"{icon} {title} · :red[failed {_ui.when(c['finished_at'])}: {views.command_result(c['message'])}]")
         else:
-            st.markdown(f"{icon} {title} · done {_ui.when(c['finished_at'])}: {c['message']}")
+            lines.append(f"{icon} {title} · done {_ui.when(c['finished_at'])}: {views.command_result(c['message'])}")
+    st.markdown("  \n".join(lines))
+    running = next((c for c in rows if c["status"] == "running"), None)
+    if running:  # last in the fragment, so its coming and going moves nothing above it
+        st.progress(float(running["progress"] or 0), text=f"#{running['id']} {running['kind']}: {running['stage'] or 'running'}")
     # When a command queued from this session ends, refresh the whole page so the tables show its effect.
     # (A command is never final when queued, so the first time one of ours is seen final, it just ended.)
     mine = set(st.session_state.get("commands", []))
@@ -160,9 +166,8 @@ st.caption(f"{len(table)} versions · {active or 'no version'} serves now. Every
 st.plotly_chart(_charts_models.version_metrics(table), key="version_metrics")
 
 st.subheader("Deployment history")
-for version, status, history in zip(table["version"], table["status"], table["history"]):
-    if history:
-        st.markdown(f"**{version}** ({status}): {history_words(history)}")
+st.markdown("  \n".join(f"**{version}** ({status}): {history_words(history)}"
+                         for version, status, history in zip(table["version"], table["status"], table["history"]) if history))
 never = [v for v, n in zip(table["version"], table["times_deployed"]) if not n]
 if never:
     st.caption(f"Never deployed: {', '.join(never)}.")

@@ -79,8 +79,10 @@ else:
     cols[2].metric(f"Offline accuracy of {active or 'the serving model'}",
                    _ui.pct(current["active"]["accuracy"]) if current["active"] else "–",
                    help="Measured on held-out labelled texts when the model was trained")
+    deployed = _ui.local(current["active"]["deployed_at"]) if current["active"] else None
     st.plotly_chart(charts.live_accuracy(daily, reference=current["active"]["accuracy"] if current["active"] else None,
-                                         reference_name=f"offline accuracy of {active}"), key="live")
+                                         reference_name=f"offline accuracy of {active}",
+                                         reference_since=deployed.date() if deployed else None), key="live")
 
 catalogue = versions()
 names = catalogue["version"].tolist()
@@ -99,6 +101,7 @@ left, right = st.columns(2)
 with left:
     st.dataframe(charts.class_table(detail["per_class"]), hide_index=True, height=35 * (len(detail["per_class"]) + 1) + 3,
                  key="classes", column_config={"Label": st.column_config.TextColumn(width="medium")})
+    st.caption(charts.WEAK_F1)
 with right:
     st.plotly_chart(charts.confusion_heatmap(detail["labels"], detail["confusion"], title=f"Confusion matrix of {version}"),
                     key="confusion")
@@ -108,7 +111,8 @@ with right:
 st.subheader(f"Drift warnings for {version} (no labels needed)")
 settings = _ui.context().settings
 st.caption(f"Each UTC day of {version}'s live traffic, judged against its own {settings.drift_reference_days} judged days "
-           f"before it (a day is judged with at least {settings.drift_min_queries} queries; hollow points were not): "
+           f"before it (a day is judged with at least {settings.drift_min_queries} queries and once it is over; hollow points "
+           "were not): "
            f"a warning when mean confidence drops by more than {settings.drift_confidence_drop:g}, the share below "
            f"{settings.min_confidence:g} rises by more than {settings.drift_low_share_rise:g}, or the Jensen-Shannon "
            f"distance of the predicted-label mix from the training set's rises by more than {settings.drift_js_threshold:g}.")
@@ -117,7 +121,7 @@ if daily_drift.empty:
     st.info(f"{version} has answered no logged query: there is no live traffic to judge for drift.", icon="ℹ️")
 else:
     st.plotly_chart(charts.drift_days(daily_drift, drift_warnings(version), version=version,
-                                      min_queries=settings.drift_min_queries), key="drift")
+                                      min_queries=settings.drift_min_queries, today=utcnow().date()), key="drift")
     if mix is None:
         st.caption(f"No training label mix was recorded for {version} (it was trained before Retrainer recorded one), "
                    "so its Jensen-Shannon distance is not computed.")
@@ -143,9 +147,7 @@ else:
                f"evaluation sets; in retrain #{diff['head_to_head']['retrain_id'].iloc[-1]} both were scored on the "
                f"same texts, the fairest comparison. Per-class figures come from each version's own retrain.")
 st.dataframe(charts.overall_table(diff["overall"], a=a, b=b), hide_index=True, key="overall", placeholder="–")
-left, right = st.columns([3, 2])
-with left:
-    st.dataframe(charts.comparison_table(diff["per_class"], a=a, b=b), hide_index=True, key="per_class_changes",
-                 placeholder="–", height=35 * (len(diff["per_class"]) + 1) + 3)
-with right:
-    st.plotly_chart(charts.class_changes(diff["per_class"], a=a, b=b), key="class_changes")
+st.dataframe(charts.comparison_table(diff["per_class"], a=a, b=b), hide_index=True, key="per_class_changes",
+             placeholder="–", height=35 * (len(diff["per_class"]) + 1) + 3, width="stretch",
+             column_config={"Label": st.column_config.TextColumn(width="medium")})
+st.plotly_chart(charts.class_changes(diff["per_class"], a=a, b=b), key="class_changes")

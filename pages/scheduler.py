@@ -1,5 +1,7 @@
 """Scheduler: when the worker retrains by itself, what each job last did, and the adaptive trigger's counters."""
 
+from datetime import datetime, timezone
+
 import pandas as pd
 import streamlit as st
 
@@ -8,6 +10,7 @@ from engine.scheduling import JOB_NAMES, adaptive_status
 from pages import _ui
 from store.state import read_jobs
 from store.views import scheduler as views
+from store.views.overview import without_decision_word
 
 current = _ui.page_header("Scheduler", "When the worker retrains by itself, what each job did last, and what the next one waits for.")
 settings = _ui.context().settings
@@ -57,6 +60,17 @@ def until(moment, *, worker_alive: bool) -> str:
     if seconds < 172800:
         return f"in {seconds / 3600:.1f} h"
     return f"in {seconds / 86400:.1f} days"
+
+
+def zones() -> str:
+    """Which clock each time on the page is on: the job times in the settings are the worker's local time."""
+    worker = datetime.now().astimezone().tzinfo
+    viewer = _ui.user_zone()
+    now = datetime.now(timezone.utc)
+    if now.astimezone(worker).utcoffset() == now.astimezone(viewer).utcoffset():
+        return f"Every time on this page, the job times included, is in your time zone ({now.astimezone(viewer):%Z})."
+    return (f"The job times in the descriptions (e.g. {settings.weekly_time}) are the worker's local time "
+            f"({now.astimezone(worker):%Z}); every other time is in your time zone ({now.astimezone(viewer):%Z}).")
 
 
 def toggle(kind: str) -> None:
@@ -140,12 +154,13 @@ recent = retrains()
 if recent.empty:
     st.caption("No scheduled job has started a retrain yet.")
 else:
-    st.dataframe(pd.DataFrame({
+    # A static table: the reasons wrap instead of being cut, and the decision is a coloured word.
+    st.table(pd.DataFrame({
         "Started": [_ui.when(t) for t in recent["started_at"]],
         "Job": recent["trigger"],
-        "Decision": [f"{_ui.STATUS_ICONS.get(s, '')} {s}" for s in recent["status"]],
+        "Decision": recent["status"],
         "Candidate": recent["candidate_version"].fillna("–"),
-        "Reason": recent["reason"].fillna("–"),
-    }), hide_index=True, key="scheduled_retrains", column_config={"Reason": st.column_config.TextColumn(width="large")})
-st.caption("Times are shown in your time zone; the job times above are the worker's local time. "
-           "A weekly or monthly slot missed while no worker ran is run once when the worker starts.")
+        "Reason": [without_decision_word(r) or "–" for r in recent["reason"]],
+    }).style.hide(axis="index").map(
+        lambda s: f"color: {_ui.COLORS[s]}; font-weight: bold" if s in _ui.COLORS else "", subset=["Decision"]))
+st.caption(f"{zones()} A weekly or monthly slot missed while no worker ran is run once when the worker starts.")

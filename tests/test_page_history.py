@@ -98,11 +98,13 @@ def test_demo_shows_every_retrain_as_stored(demo_home, demo_db, monkeypatch):
     assert table["Decision"].tolist() == stored["status"].tolist()
     assert table["Trigger"].tolist() == stored["trigger"].tolist()
     assert table["Reason"].tolist() == stored["reason"].tolist()
-    for column, source in (("Accuracy before", "champion_accuracy"), ("Accuracy after", "candidate_accuracy"),
+    assert table["Versions"].tolist() == [f"{'–' if pd.isna(a) else a} → {'–' if pd.isna(b) else b}" for a, b in
+                                          zip(stored["champion_version"], stored["candidate_version"])]
+    for column, source in (("Accuracy change", "accuracy_change"), ("Accuracy", "candidate_accuracy"),
                            ("Macro-F1 change", "macro_f1_change"), ("Duration", "duration_s")):
         assert table[column].tolist() == pytest.approx(stored[source].tolist(), nan_ok=True), column
     first = stored.iloc[-1]
-    assert first["trigger"] == "demo" and pd.isna(table["Accuracy before"].iloc[-1])  # no champion yet
+    assert first["trigger"] == "demo" and table["Versions"].iloc[-1] == f"– → {first['candidate_version']}"  # no champion yet
 
     # The newest retrain's funnel: rows in, what is left after each filter, rows out.
     newest = views.retrain(demo_db, int(stored["id"].iloc[0]))["funnel"]

@@ -190,12 +190,14 @@ def test_two_versions_side_by_side(demo_home, demo_db, monkeypatch):
     per_class = at.dataframe[2].value
     assert per_class["Label"].tolist() == diff["per_class"]["label"].tolist()
     assert per_class["F1 change"].tolist() == pytest.approx(diff["per_class"]["f1_change"].tolist())
-    assert per_class[f"Recall {b}"].tolist() == pytest.approx(diff["per_class"]["recall_b"].tolist())
+    assert per_class["Recall change"].tolist() == pytest.approx(diff["per_class"]["recall_change"].tolist())
+    assert per_class.columns.tolist() == ["Label", f"F1 {a}", f"F1 {b}", "F1 change", "Precision change",
+                                          "Recall change", f"Support {b}"]
     worst = diff["per_class"].iloc[0]
     assert worst["f1_change"] == diff["per_class"]["f1_change"].min() < 0  # biggest loss first
 
     bars = figure(at, f"Change in F1 per class, {b} against {a}")["data"][0]
-    assert sorted(decode(bars["x"])) == pytest.approx(sorted(diff["per_class"]["f1_change"].tolist()))
+    assert sorted(decode(bars["x"])) == pytest.approx(sorted((100 * diff["per_class"]["f1_change"]).tolist()))
 
 
 @pytest.mark.parametrize("same", ["v0001", "v0003"], ids=["oldest", "rejected"])

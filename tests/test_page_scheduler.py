@@ -118,8 +118,10 @@ def test_demo_outcomes_and_recent_scheduled_retrains_equal_the_store(open_page, 
         assert line in [c.value for c in at.caption]
     scheduled = [r for r in retrains if r["trigger"] in ("weekly", "monthly", "adaptive")][:10]
     assert len(scheduled) >= 3
-    table = at.dataframe[0].value
+    table = at.table[0].value
     assert list(table["Job"]) == [r["trigger"] for r in scheduled]
+    assert list(table["Decision"]) == [r["status"] for r in scheduled]  # the word, no markup
+    assert not any(str(reason).startswith(("Accepted:", "Rejected:")) for reason in table["Reason"])
     assert list(table["Candidate"]) == [r["candidate_version"] or "–" for r in scheduled]
     assert list(table["Started"]) == [_ui.when(r["started_at"]) for r in scheduled]
 

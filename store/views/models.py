@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pandas as pd
@@ -94,3 +95,16 @@ def deployments(db: Database, *, limit: int = 200) -> pd.DataFrame:
     """The deployment log, newest first."""
     with db.read() as con:
         return con.execute(DEPLOYMENTS, [limit]).df()
+
+
+_REQUESTED = re.compile(r"\s*\(requested from [^()]*(\(command #\d+\))?\)\s*$")
+
+
+def command_result(message: str | None) -> str:
+    """A command's result without the "(requested from X (command #N))" the worker appends: the command's own
+    line already says who asked, and which command it is.
+
+    >>> command_result("Rolled back from v0017 to v0016 (requested from demo operator (command #1))")
+    'Rolled back from v0017 to v0016'
+    """
+    return _REQUESTED.sub("", message or "").strip()
