@@ -96,6 +96,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+SERVERS: dict[str, int] = {}
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time a process has used so far (Linux /proc), in seconds; 0.0 when unknown."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def server_of(url: str) -> int | None:
+    return next((pid for base, pid in SERVERS.items() if url.startswith(base)), None)
+
+
 def _wait_healthy(port: int, proc: subprocess.Popen, log: Path) -> None:
     deadline = time.monotonic() + 60
     while True:
@@ -123,7 +141,7 @@ def _streamlit(script: str, *, cwd: Path, env: dict[str, str], log: Path) -> tup
 @contextlib.contextmanager
 def serve(home: Path, *, logs: Path, floor: bool = False) -> Iterator[tuple[str, str | None]]:
     """The worker and the dashboard on ``home`` (127.0.0.1, free ports), and with ``floor`` the one-title app
-    on its own server; yields (dashboard URL, floor URL or None)."""
+    on its own server; yields (dashboard URL, floor URL or None). ``SERVERS`` maps each URL to its process id."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RETRAINER_")}
     env.update(RETRAINER_HOME=str(home), PYTHONPATH=str(ROOT))
     logs.mkdir(parents=True, exist_ok=True)
@@ -140,7 +158,9 @@ def serve(home: Path, *, logs: Path, floor: bool = False) -> Iterator[tuple[str,
             procs.append(other)
             _wait_healthy(floor_port, other, logs / "floor.log")
             floor_url = f"http://127.0.0.1:{floor_port}"
+            SERVERS[floor_url] = other.pid
         _wait_healthy(port, app, logs / "app.log")
+        SERVERS[f"http://127.0.0.1:{port}"] = app.pid
         yield f"http://127.0.0.1:{port}", floor_url
     finally:
         for proc in reversed(procs):
@@ -172,9 +192,17 @@ def _tab(browser: Any) -> tuple[Any, list[int]]:
 def open_by_url(browser: Any, url: str, *, shot: Path | None = None) -> dict[str, Any]:
     """Open ``url`` in a fresh tab: seconds from navigation start until the first script run ended."""
     tab, received = _tab(browser)
+    cdp = tab.context.new_cdp_session(tab)
+    cdp.send("Performance.enable")
+    pid = server_of(url)
+    cpu = cpu_seconds(pid)
     tab.goto(url, wait_until="commit")
     ended = tab.wait_for_function(ENDED_JS, arg=0, timeout=120_000, polling=10).json_value()
-    found = {"seconds": ended / 1000, "bytes": received[0], **_counts(tab)}
+    server_cpu = cpu_seconds(pid) - cpu
+    drawn = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
+    found = {"seconds": ended / 1000, "bytes": received[0], "server_cpu": server_cpu,
+             "browser_cpu": drawn.get("TaskDuration", 0.0), "script_cpu": drawn.get("ScriptDuration", 0.0),
+             **_counts(tab)}
     if shot is not None:
         screenshots(tab, shot)
     tab.close()

@@ -62,6 +62,24 @@ def status() -> dict[str, Any]:
     return system_status(context())
 
 
+@st.cache_resource(ttl=600, max_entries=256, show_spinner=False)
+def _figure(module: str, name: str, args: tuple, kwargs: dict) -> Any:
+    import importlib
+
+    return getattr(importlib.import_module(module), name)(*args, **kwargs)
+
+
+def chart(build: Callable[..., Any], *args: Any, key: str, **kwargs: Any) -> None:
+    """``st.plotly_chart(build(*args, **kwargs), key=key)``, the figure built once per distinct input.
+
+    Building a Plotly figure is most of a page's server time (plotly validates every trace and layout
+    property in Python: 100-600 ms for the Performance page's timeline, benchmarks/browser.py), while
+    its input changes only when the store does. The figure is kept as a shared resource (never copied
+    or pickled; ``st.plotly_chart`` only reads it), keyed by the builder and a hash of its input.
+    """
+    st.plotly_chart(_figure(build.__module__, build.__name__, args, kwargs), key=key)
+
+
 def pct(value: float | None, *, digits: int = 1) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"

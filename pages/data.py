@@ -114,10 +114,12 @@ else:
     k[2].metric(f"Below {settings.min_confidence:g} confidence", _ui.pct(low / total if total else None),
                 help=f"{low:,} of {total:,} predictions: not used as pseudo labels for training")
     k[3].metric("Labels predicted", f"{by_label['label'].nunique()}")
-    st.plotly_chart(charts.volume_by_label(by_label), key="volume")
+    _ui.chart(charts.volume_by_label, by_label, key="volume")
     left, right = st.columns(2)
-    left.plotly_chart(charts.confidence_histogram(histogram, min_confidence=settings.min_confidence), key="histogram")
-    right.plotly_chart(charts.low_confidence_share(by_day, min_confidence=settings.min_confidence), key="low_share")
+    with left:
+        _ui.chart(charts.confidence_histogram, histogram, min_confidence=settings.min_confidence, key="histogram")
+    with right:
+        _ui.chart(charts.low_confidence_share, by_day, min_confidence=settings.min_confidence, key="low_share")
 
 # -- training data ----------------------------------------------------------------------------------
 st.subheader("Training data")
@@ -133,7 +135,7 @@ else:
         st.caption(f"Training set: an estimate. The store holds more than {EXACT_MIX_LIMIT:,} candidate rows, too many "
                    f"to rebuild on every view, so this counts every human label plus every prediction with confidence "
                    f"≥ {settings.min_confidence:g} (before de-duplication, conflicts and the evaluation split).")
-    st.plotly_chart(charts.label_mix(label_mix, traffic_days=TRAFFIC_DAYS), key="mix")
+    _ui.chart(charts.label_mix, label_mix, traffic_days=TRAFFIC_DAYS, key="mix")
 
 st.subheader("Data quality")
 funnel = quality()
@@ -161,7 +163,8 @@ else:
                        "share": st.column_config.TextColumn("of rows in", width="small"),
                        "note": st.column_config.TextColumn("what it is", width="large")},
     )
-    right.plotly_chart(history_charts.funnel(steps, title=f"Where the rows of retrain #{last['id']} went"), key="funnel")
+    with right:
+        _ui.chart(history_charts.funnel, steps, title=f"Where the rows of retrain #{last['id']} went", key="funnel")
 
 # -- query browser ------------------------------------------------------------------------------------
 st.subheader("Query browser")

@@ -104,7 +104,7 @@ else:
         card.metric(label, value, second, delta_color="off", delta_arrow="off", help=explain)
     st.caption(charts.gate_note(decision))
     if decision["paired"]:
-        st.plotly_chart(charts.gate_intervals(pick, decision), key="gate_intervals")
+        _ui.chart(charts.gate_intervals, pick, decision, key="gate_intervals")
 left, right = st.columns(2)
 with left:
     if one["funnel"] is None:
@@ -112,7 +112,6 @@ with left:
     elif not one["funnel"]["rows_in"]:
         st.info(f"Retrain #{pick} found no rows to learn from: import labelled data first.", icon="ℹ️")
     else:
-        st.plotly_chart(charts.funnel(funnel.steps(one["funnel"]), title=f"Data-quality funnel of retrain #{pick}"),
-                        key="funnel")
+        _ui.chart(charts.funnel, funnel.steps(one["funnel"]), title=f"Data-quality funnel of retrain #{pick}", key="funnel")
 with right:
-    st.plotly_chart(charts.funnels_over_time(rows), key="funnels")
+    _ui.chart(charts.funnels_over_time, rows, key="funnels")

@@ -89,7 +89,7 @@ k[5].metric("Low confidence (7 d)", _ui.pct(numbers["low_confidence_share_7d"]),
             help=f"Share of predictions below {_ui.context().settings.min_confidence:g}")
 
 rows, markers = timeline()
-st.plotly_chart(_charts.metric_timeline(rows, markers), key="timeline")
+_ui.chart(_charts.metric_timeline, rows, markers, key="timeline")
 
 left, right = st.columns([3, 1])
 with left:

@@ -63,7 +63,7 @@ st.subheader("Accuracy and macro-F1 at every retrain")
 st.caption("At each retrain the serving model (champion, blue) and the new candidate are scored on the same held-out, "
            "human-labelled texts; the candidate's colour is the gate's decision. The set grows as feedback arrives, "
            "so compare the two points of one retrain rather than points far apart.")
-st.plotly_chart(charts.evaluation_timeline(evals), key="evaluations")
+_ui.chart(charts.evaluation_timeline, evals, key="evaluations")
 
 st.subheader("Live accuracy")
 offset = int(datetime.now(_ui.user_zone()).utcoffset().total_seconds() // 60)
@@ -80,9 +80,9 @@ else:
                    _ui.pct(current["active"]["accuracy"]) if current["active"] else "–",
                    help="Measured on held-out labelled texts when the model was trained")
     deployed = _ui.local(current["active"]["deployed_at"]) if current["active"] else None
-    st.plotly_chart(charts.live_accuracy(daily, reference=current["active"]["accuracy"] if current["active"] else None,
-                                         reference_name=f"offline accuracy of {active}",
-                                         reference_since=deployed.date() if deployed else None), key="live")
+    _ui.chart(charts.live_accuracy, daily, reference=current["active"]["accuracy"] if current["active"] else None,
+              reference_name=f"offline accuracy of {active}", reference_since=deployed.date() if deployed else None,
+              key="live")
 
 catalogue = versions()
 names = catalogue["version"].tolist()
@@ -103,8 +103,8 @@ with left:
                  key="classes", column_config={"Label": st.column_config.TextColumn(width="medium")})
     st.caption(charts.WEAK_F1)
 with right:
-    st.plotly_chart(charts.confusion_heatmap(detail["labels"], detail["confusion"], title=f"Confusion matrix of {version}"),
-                    key="confusion")
+    _ui.chart(charts.confusion_heatmap, detail["labels"], detail["confusion"], title=f"Confusion matrix of {version}",
+              key="confusion")
     st.caption("Rows: the true label; columns: the predicted one. Numbers are counts; the colour is the share of "
                "the row, so a dark cell off the diagonal is a label mostly mistaken for another.")
 
@@ -120,8 +120,8 @@ daily_drift, mix = drift_days(version)
 if daily_drift.empty:
     st.info(f"{version} has answered no logged query: there is no live traffic to judge for drift.", icon="ℹ️")
 else:
-    st.plotly_chart(charts.drift_days(daily_drift, drift_warnings(version), version=version,
-                                      min_queries=settings.drift_min_queries, today=utcnow().date()), key="drift")
+    _ui.chart(charts.drift_days, daily_drift, drift_warnings(version), version=version,
+              min_queries=settings.drift_min_queries, today=utcnow().date(), key="drift")
     if mix is None:
         st.caption(f"No training label mix was recorded for {version} (it was trained before Retrainer recorded one), "
                    "so its Jensen-Shannon distance is not computed.")
@@ -150,4 +150,4 @@ st.dataframe(charts.overall_table(diff["overall"], a=a, b=b), hide_index=True, k
 st.dataframe(charts.comparison_table(diff["per_class"], a=a, b=b), hide_index=True, key="per_class_changes",
              placeholder="–", height=35 * (len(diff["per_class"]) + 1) + 3, width="stretch",
              column_config={"Label": st.column_config.TextColumn(width="medium")})
-st.plotly_chart(charts.class_changes(diff["per_class"], a=a, b=b), key="class_changes")
+_ui.chart(charts.class_changes, diff["per_class"], a=a, b=b, key="class_changes")

@@ -85,7 +85,8 @@ if length > settings.max_text_length:
                f"{settings.max_text_length:,}: it is answered, but a retrain drops it as malformed, so it (and a true "
                "label given to it) will not be used for training.")
 left, right = st.columns([3, 2])
-left.plotly_chart(charts.top_labels(answer["top"]), key="top")
+with left:
+    _ui.chart(charts.top_labels, answer["top"], key="top")
 with right:
     st.markdown("**Correct the label**")
     # Keyed by the query: a new answer gets a new, empty box, so a label chosen for one query is never
