@@ -9,9 +9,11 @@ API_PORT ?= 8000
 .PHONY: run test venv demo worker app bench bench-quick clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
+	@echo "[environment] Creating the environment in $(VENV) (first run only; 1-3 minutes, each package is listed as it installs) ..."
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --progress-bar off -r requirements-dev.txt | grep --line-buffered -E "^(Collecting|Successfully)" || true
+	@$(PY) -c "import streamlit, sklearn, duckdb" || { echo "The environment is incomplete: run 'make clean venv' and read pip's messages."; exit 1; }
 	touch $@
 
 venv: $(VENV)/.installed
@@ -20,9 +22,10 @@ venv: $(VENV)/.installed
 ## one supervisor (engine/supervisor.py): SIGTERM or Ctrl-C stops them all within seconds.
 run: venv
 	@if [ ! -f "$(HOME_DIR)/retrainer.duckdb" ]; then \
-		echo "Seeding the demo into $(HOME_DIR) (about a minute) ..."; \
+		echo "[demo] Building the 90-day demo into $(HOME_DIR) (first run only; 30-80 seconds, progress by simulated day) ..."; \
 		RETRAINER_HOME="$(HOME_DIR)" $(PY) -m engine demo || exit 1; \
 	fi
+	@echo "[start] Starting the worker, the API on port $(API_PORT) and the dashboard on http://localhost:$(PORT) (Ctrl-C stops all three) ..."
 	@RETRAINER_HOME="$(HOME_DIR)" exec $(PY) -m engine run --port $(PORT) --api-port $(API_PORT)
 
 ## Create the environment and run every test.

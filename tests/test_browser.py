@@ -132,3 +132,88 @@ def test_overview_chart_then_retrain_from_models_page(running_app):
         expect(page.get_by_text(retrain["status"]).first).to_be_visible()
         _shot(page, "4-history")
         browser.close()
+
+
+PAGE_LINKS = ("Overview", "Performance", "Retraining history", "Models", "Scheduler", "Data", "Playground", "SQL")
+RAW_MARKUP = re.compile(r":(green|red|orange|blue|gray|violet|rainbow|primary)\[|:material/|\*\*\w")
+NEGATIVE_AGO = re.compile(r"-\d[\d.,]*\s*(s|min|h|days?)\s+ago")
+
+
+def _main_text(page) -> str:
+    return page.locator('[data-testid="stMain"]').inner_text()
+
+
+def _settled(page) -> None:
+    """Wait until the app's script run has ended (the running indicator is gone)."""
+    page.wait_for_function("""() => {
+        const app = document.querySelector('[data-testid="stApp"]');
+        return app && app.dataset.testScriptState === 'notRunning'
+            && !document.querySelector('[data-testid^="stStatusWidgetRunning"]');
+    }""", timeout=60_000)
+
+
+def _labels_of(home, query_ids: list[str]) -> dict[str, str]:
+    ctx = Context.open(load_settings(env={}, home=home))
+    with ctx.db.read() as con:
+        rows = con.execute("SELECT query_id, label FROM labels WHERE list_contains(?, query_id) ORDER BY ts",
+                           [query_ids]).fetchall()
+    return dict(rows)
+
+
+@pytest.mark.timeout(600)
+def test_every_page_reads_clean_and_playground_feedback_belongs_to_the_query_on_screen(running_app):
+    """No page shows raw markup (``:green[``, ``:material/``, unrendered ``**``) or a negative "ago"; in the
+    Playground, a label chosen for one query is never recorded for the next one."""
+    from playwright.sync_api import expect, sync_playwright
+
+    url, home = running_app
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        page = browser.new_page(viewport={"width": 1440, "height": 900})
+        page.set_default_timeout(60_000)
+        expect.set_options(timeout=60_000)
+        page.goto(url)
+        for name in PAGE_LINKS:
+            page.locator('[data-testid="stSidebarNav"] a').filter(has_text=name).first.click()
+            expect(page.get_by_role("heading", name=name, exact=True)).to_be_visible()
+            _settled(page)
+            text = _main_text(page)
+            assert not RAW_MARKUP.search(text), f"{name} shows raw markup: {RAW_MARKUP.search(text).group(0)!r}"
+            assert not NEGATIVE_AGO.search(text), f"{name} shows a negative age: {NEGATIVE_AGO.search(text).group(0)!r}"
+            _shot(page, f"clean-{name.lower().replace(' ', '-')}")
+
+        def classify(text: str) -> str:
+            page.get_by_label("Query").fill(text)
+            page.get_by_role("button", name="Classify").click()
+            expect(page.get_by_text(f"Answer for: {text}")).to_be_visible()
+            caption = page.get_by_text(re.compile(r"^Query id ")).inner_text()
+            return caption.split("Query id ", 1)[1].strip()
+
+        def true_label_box():
+            return page.locator('[data-testid="stSelectbox"]').filter(has_text="True label")
+
+        def record(label: str) -> None:
+            true_label_box().click()
+            page.get_by_role("option", name=label, exact=True).click()
+            page.get_by_role("button", name="Record true label").click()
+            expect(page.get_by_text(f"Recorded {label} as the true label.")).to_be_visible()
+
+        # Playground: the first query gets a label; the second starts with an empty box and gets its own.
+        page.locator('[data-testid="stSidebarNav"] a').filter(has_text="Playground").first.click()
+        first = classify("my parcel never arrived")
+        record("delivery_delay")
+        second = classify("how do I reset my password")
+        assert second != first
+        expect(true_label_box()).to_contain_text("choose the right label")
+        record("reset_password")
+        _shot(page, "playground-feedback")
+        browser.close()
+
+    deadline = time.monotonic() + 60  # the worker ingests the spool every poll
+    found: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        found = _labels_of(home, [first, second])
+        if len(found) == 2:
+            break
+        time.sleep(0.5)
+    assert found == {first: "delivery_delay", second: "reset_password"}
