@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_WORK = Path("/tmp/retrainer-bench")
-PACKAGES = ("duckdb", "scikit-learn", "numpy", "pandas", "streamlit", "plotly", "schedule", "mlflow-skinny")
+PACKAGES = ("duckdb", "scikit-learn", "numpy", "pandas", "streamlit", "schedule", "mlflow-skinny")
 
 
 @dataclass

@@ -1,55 +1,62 @@
-"""Plotly figures for the dashboard: data in, figure out (no Streamlit, no store)."""
+"""The Overview page's chart: data in, Vega-Lite spec out (no Streamlit, no store)."""
 
 from __future__ import annotations
 
 import pandas as pd
-import plotly.graph_objects as go
 
+from pages import _vega
 from pages._ui import COLORS, local
 
-LAYOUT = dict(margin=dict(l=10, r=10, t=40, b=10), hovermode="x unified", legend=dict(orientation="h", y=-0.15),
-              yaxis=dict(tickformat=".0%"))
+SERIES = (("accuracy (serving)", COLORS["active"]), ("macro-F1 (serving)", COLORS["active"]),
+          ("candidate accepted", COLORS["accepted"]), ("candidate rejected", COLORS["rejected"]),
+          ("rollback", COLORS["rollback"]), ("fallback", COLORS["fallback"]), ("drift", COLORS["drift"]))
 
 
-def metric_timeline(timeline: pd.DataFrame, markers: pd.DataFrame, *, title: str = "Accuracy and macro-F1 over time") -> go.Figure:
-    """The serving model's metrics after each decision, every candidate as a marker by decision,
-    and rollbacks, fallbacks and drift warnings as markers on the time axis."""
-    fig = go.Figure()
+def metric_timeline(timeline: pd.DataFrame, markers: pd.DataFrame, *, title: str = "Accuracy and macro-F1 over time") -> dict:
+    """The serving model's metrics after each decision (steps), every candidate as a point by decision,
+    and rollbacks, fallbacks and drift warnings as triangles under the lines.
+
+    Layers (by name): ``serving`` (when, series, value), ``candidates`` (when, series, value, version,
+    trigger, macro_f1), ``markers`` (when, series, value, message).
+    """
+    serving, candidates, marks = [], [], []
+    low = 0.0
     if not timeline.empty:
         t = timeline.copy()
         t["when"] = [local(x) for x in t["ts"]]
         accepted = t["status"] == "accepted"
         # What served after each decision: the candidate if accepted, else the champion.
-        serving_acc = t["candidate_accuracy"].where(accepted, t["champion_accuracy"])
-        serving_f1 = t["candidate_macro_f1"].where(accepted, t["champion_macro_f1"])
-        fig.add_trace(go.Scatter(x=t["when"], y=serving_acc, name="accuracy (serving)", mode="lines",
-                                 line=dict(color=COLORS["active"], width=2, shape="hv")))
-        fig.add_trace(go.Scatter(x=t["when"], y=serving_f1, name="macro-F1 (serving)", mode="lines",
-                                 line=dict(color=COLORS["active"], width=2, dash="dot", shape="hv")))
-        for decision, symbol in (("accepted", "circle"), ("rejected", "x")):
-            part = t[t["status"] == decision]
-            if part.empty:
-                continue
-            fig.add_trace(go.Scatter(
-                x=part["when"], y=part["candidate_accuracy"], mode="markers", name=f"candidate {decision}",
-                marker=dict(color=COLORS[decision], symbol=symbol, size=9),
-                customdata=part[["candidate_version", "trigger", "candidate_macro_f1"]].to_numpy(),
-                hovertemplate="%{customdata[0]} (%{customdata[1]}): accuracy %{y:.1%}, macro-F1 %{customdata[2]:.1%}<extra></extra>",
-            ))
-        low = float(min(serving_acc.min(), serving_f1.min(), t["candidate_accuracy"].min()))
-    else:
-        low = 0.0
+        acc = t["candidate_accuracy"].where(accepted, t["champion_accuracy"])
+        f1 = t["candidate_macro_f1"].where(accepted, t["champion_macro_f1"])
+        for when, a, f in zip(t["when"], acc, f1):
+            serving += [{"when": when, "series": "accuracy (serving)", "value": a},
+                        {"when": when, "series": "macro-F1 (serving)", "value": f}]
+        decided = t[t["status"].isin(["accepted", "rejected"])]
+        candidates = [{"when": r.when, "series": f"candidate {r.status}", "value": r.candidate_accuracy,
+                       "version": r.candidate_version, "trigger": r.trigger, "macro_f1": r.candidate_macro_f1}
+                      for r in decided.itertuples()]
+        low = float(min(acc.min(), f1.min(), t["candidate_accuracy"].min()))
     if not markers.empty:
-        m = markers.copy()
-        m["when"] = [local(x) for x in m["ts"]]
-        for kind in ("rollback", "fallback", "drift"):
-            part = m[m["kind"] == kind]
-            if part.empty:
-                continue
-            fig.add_trace(go.Scatter(
-                x=part["when"], y=[max(0.0, low - 0.02)] * len(part), mode="markers", name=kind,
-                marker=dict(color=COLORS[kind], symbol="triangle-up", size=12),
-                text=part["message"], hovertemplate="%{text}<extra></extra>",
-            ))
-    fig.update_layout(title=title, **LAYOUT)
-    return fig
+        for r in markers[markers["kind"].isin(["rollback", "fallback", "drift"])].itertuples():
+            marks.append({"when": local(r.ts), "series": r.kind, "value": max(0.0, low - 0.02), "message": r.message})
+    colour = {"field": "series", "type": "nominal", "title": None, "scale": _vega.colour_scale(SERIES)}
+    x = {"field": "when", "type": "temporal", "title": None, "axis": {"format": "%b %d", "labelOverlap": True}}
+    y = {"field": "value", "type": "quantitative", "title": None, "axis": {"format": ".0%"}, "scale": {"zero": False}}
+    layers = [
+        _vega.layer("serving", _vega.rows(serving), {"type": "line", "interpolate": "step-after", "strokeWidth": 2},
+                    {"x": x, "y": y, "color": colour, "detail": {"field": "series"},
+                     "strokeDash": {"field": "series", "type": "nominal", "legend": None,
+                                    "scale": {"domain": ["accuracy (serving)", "macro-F1 (serving)"],
+                                              "range": [[1, 0], [2, 2]]}},
+                     "tooltip": [{"field": "series"}, {"field": "when", "type": "temporal", "format": "%Y-%m-%d %H:%M"},
+                                 {"field": "value", "format": ".1%"}]}),
+        _vega.layer("candidates", _vega.rows(candidates), {"type": "point", "filled": True, "size": 70, "opacity": 1, "angle": 45},
+                    {"x": x, "y": y, "color": colour,
+                     "shape": {"field": "series", "type": "nominal", "legend": None,
+                               "scale": {"domain": ["candidate accepted", "candidate rejected"], "range": ["circle", "cross"]}},
+                     "tooltip": [{"field": "version"}, {"field": "trigger"}, {"field": "value", "title": "accuracy", "format": ".1%"},
+                                 {"field": "macro_f1", "title": "macro-F1", "format": ".1%"}]}),
+        _vega.layer("markers", _vega.rows(marks), {"type": "point", "shape": "triangle-up", "filled": True, "size": 110},
+                    {"x": x, "y": y, "color": colour, "tooltip": [{"field": "message"}]}),
+    ]
+    return _vega.chart(title, layers, height=360)

@@ -5,17 +5,20 @@ from __future__ import annotations
 from typing import Sequence
 
 import pandas as pd
-import plotly.express as px
-import plotly.graph_objects as go
 
+from pages import _vega
 from pages._ui import COLORS
 
 LOW = "#f97316"     # below min_confidence
 OK = COLORS["active"]
 TRAINING = "#0f766e"
 TRAFFIC = "#a855f7"
-BASE = dict(margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.2))
-PALETTE = px.colors.qualitative.Dark24 + px.colors.qualitative.Light24
+# Plotly's Dark24 then Light24 qualitative palettes (48 distinguishable colours).
+PALETTE = ["#2E91E5", "#E15F99", "#1CA71C", "#FB0D0D", "#DA16FF", "#222A2A", "#B68100", "#750D86", "#EB663B", "#511CFB",
+           "#00A08B", "#FB00D1", "#FC0080", "#B2828D", "#6C7C32", "#778AAE", "#862A16", "#A777F1", "#620042", "#1616A7",
+           "#DA60CA", "#6C4516", "#0D2A63", "#AF0038", "#FD3216", "#00FE35", "#6A76FC", "#FED4C4", "#FE00CE", "#0DF9FF",
+           "#F6F926", "#FF9616", "#479B55", "#EEA6FB", "#DC587D", "#D626FF", "#6E899C", "#00B5F7", "#B68E00", "#C9FBE5",
+           "#FF0092", "#22FFA7", "#E3EE9E", "#86CE00", "#BC7196", "#7E7DCD", "#FC6955", "#E48F72"]
 
 
 def label_colors(labels: Sequence[str]) -> dict[str, str]:
@@ -23,72 +26,85 @@ def label_colors(labels: Sequence[str]) -> dict[str, str]:
     return {label: PALETTE[i % len(PALETTE)] for i, label in enumerate(sorted(set(labels)))}
 
 
-def volume_by_label(frame: pd.DataFrame) -> go.Figure:
-    """Queries per day, stacked by predicted label (frame: day, label, queries)."""
-    fig = go.Figure()
+def volume_by_label(frame: pd.DataFrame) -> dict:
+    """Queries per day, stacked by predicted label (frame: day, label, queries); the legend lists every label
+    on the right, none hidden behind a scroll. One layer, ``bars``."""
     colors = label_colors(frame["label"])
-    for label, part in frame.groupby("label", sort=True):
-        fig.add_trace(go.Bar(x=part["day"], y=part["queries"], name=label, marker_color=colors[label],
-                             hovertemplate=f"{label}: %{{y:,}}<extra></extra>"))
-    # Tall enough for one legend line per label (up to about 24) without a scrolling legend.
-    height = max(450, 40 + 21 * frame["label"].nunique())
-    fig.update_layout(title="Queries per day by predicted label", barmode="stack", hovermode="x unified", height=height,
-                      yaxis=dict(title="queries"),
-                      **{**BASE, "legend": dict(orientation="v", traceorder="normal", font=dict(size=11), itemsizing="constant")})
-    return fig
+    return _vega.chart("Queries per day by predicted label", [_vega.layer(
+        "bars", _vega.rows(frame, ["day", "label", "queries"]), {"type": "bar"},
+        {"x": {"field": "day", "type": "temporal", "timeUnit": "yearmonthdate", "title": None,
+               "axis": {"format": "%b %d"}},
+         "y": {"field": "queries", "type": "quantitative", "aggregate": "sum", "title": "queries"},
+         "color": {"field": "label", "type": "nominal", "title": None,
+                   "scale": _vega.colour_scale(sorted(colors.items())),
+                   "legend": {"orient": "bottom", "columns": 5, "symbolLimit": 0, "labelFontSize": 11}},
+         "order": {"field": "label"},
+         "tooltip": [{"field": "day", "type": "temporal", "format": "%Y-%m-%d"}, {"field": "label"},
+                     {"field": "queries", "format": ","}]})],
+        height=320)
 
 
-def confidence_histogram(frame: pd.DataFrame, *, min_confidence: float) -> go.Figure:
-    """Queries per confidence bin, bins below ``min_confidence`` in the warning colour."""
-    low = frame["bin_start"] < min_confidence
-    fig = go.Figure(go.Bar(
-        x=(frame["bin_start"] + frame["bin_end"]) / 2, y=frame["queries"], width=frame["bin_end"] - frame["bin_start"],
-        marker_color=[LOW if x else OK for x in low], marker_line=dict(color="white", width=1),
-        customdata=frame[["bin_start", "bin_end"]].to_numpy(),
-        hovertemplate="confidence %{customdata[0]:.2f}–%{customdata[1]:.2f}: %{y:,} queries<extra></extra>",
-    ))
-    fig.add_vline(x=min_confidence, line=dict(color=LOW, dash="dash"),
-                  annotation_text=f"min confidence {min_confidence:g}", annotation_position="top left")
-    fig.update_layout(title="Confidence of predictions", xaxis=dict(title="confidence", range=[0, 1]),
-                      yaxis=dict(title="queries"), showlegend=False, bargap=0, **BASE)
-    return fig
-
-
-def low_confidence_share(frame: pd.DataFrame, *, min_confidence: float) -> go.Figure:
-    """Share of each day's predictions below ``min_confidence`` (frame: day, queries, low_confidence, share)."""
-    fig = go.Figure(go.Scatter(
-        x=frame["day"], y=frame["share"], mode="lines+markers", line=dict(color=LOW, width=2),
-        customdata=frame[["low_confidence", "queries"]].to_numpy(),
-        hovertemplate="%{x}: %{y:.1%} (%{customdata[0]:,} of %{customdata[1]:,})<extra></extra>",
-    ))
-    fig.update_layout(title=f"Share of predictions below {min_confidence:g} per day",
-                      yaxis=dict(tickformat=".0%", rangemode="tozero", title="share"), showlegend=False, **BASE)
-    return fig
-
-
-def label_mix(frame: pd.DataFrame, *, traffic_days: int) -> go.Figure:
-    """Each label's share of the training set beside its share of recent traffic."""
-    fig = go.Figure([
-        go.Bar(x=frame["label"], y=frame["training_share"], name="training set", marker_color=TRAINING,
-               customdata=frame["training"], hovertemplate="%{x}: %{y:.1%} (%{customdata:,} rows)<extra>training</extra>"),
-        go.Bar(x=frame["label"], y=frame["traffic_share"], name=f"traffic, last {traffic_days} days", marker_color=TRAFFIC,
-               customdata=frame["traffic"], hovertemplate="%{x}: %{y:.1%} (%{customdata:,} queries)<extra>traffic</extra>"),
+def confidence_histogram(frame: pd.DataFrame, *, min_confidence: float) -> dict:
+    """Queries per confidence bin, bins below ``min_confidence`` in the warning colour, a dashed rule at the
+    threshold. Layers ``bins`` (bin_start, bin_end, queries, below) and ``threshold``."""
+    values = _vega.rows({"bin_start": a, "bin_end": b, "queries": q,
+                         "below": "below the threshold" if a < min_confidence else "at or above"}
+                        for a, b, q in zip(frame["bin_start"], frame["bin_end"], frame["queries"]))
+    return _vega.chart("Confidence of predictions", [
+        _vega.layer("bins", values, {"type": "rect", "stroke": "white", "strokeWidth": 1}, {
+            "x": {"field": "bin_start", "type": "quantitative", "title": "confidence", "scale": {"domain": [0, 1]}},
+            "x2": {"field": "bin_end"},
+            "y": {"field": "queries", "type": "quantitative", "title": "queries"}, "y2": {"datum": 0},
+            "color": {"field": "below", "type": "nominal", "title": None,
+                      "scale": _vega.colour_scale([("below the threshold", LOW), ("at or above", OK)])},
+            "tooltip": [{"field": "bin_start", "title": "from", "format": ".2f"}, {"field": "bin_end", "title": "to", "format": ".2f"},
+                        {"field": "queries", "format": ","}]}),
+        _vega.layer("threshold", [{"x": min_confidence, "text": f"min confidence {min_confidence:g}"}],
+                    {"type": "rule", "color": LOW, "strokeDash": [4, 3]}, {"x": {"field": "x", "type": "quantitative"}}),
     ])
-    fig.update_layout(title="Label mix: training set against recent traffic", barmode="group", height=480,
-                      yaxis=dict(tickformat=".0%", title="share"), xaxis=dict(tickangle=-45, automargin=True),
-                      **{**BASE, "margin": dict(l=10, r=10, t=60, b=10),
-                         "legend": dict(orientation="h", x=1, xanchor="right", y=1.02, yanchor="bottom")})
-    return fig
 
 
-def top_labels(top: Sequence[tuple[str, float]]) -> go.Figure:
-    """The model's best labels with their probabilities, best on top."""
-    labels = [label for label, _ in top][::-1]
-    values = [p for _, p in top][::-1]
-    fig = go.Figure(go.Bar(x=values, y=labels, orientation="h", marker_color=OK, text=[f"{v:.1%}" for v in values],
-                           # Inside a wide bar, just outside a narrow one; never turned on its side.
-                           textposition="auto", insidetextanchor="end", textangle=0, cliponaxis=False,
-                           hovertemplate="%{y}: %{x:.1%}<extra></extra>"))
-    fig.update_layout(title="Top labels", xaxis=dict(tickformat=".0%", range=[0, 1]), height=230, showlegend=False,
-                      **{**BASE, "margin": dict(l=10, r=10, t=40, b=10)})
-    return fig
+def low_confidence_share(frame: pd.DataFrame, *, min_confidence: float) -> dict:
+    """Share of each day's predictions below ``min_confidence`` (frame: day, queries, low_confidence, share)."""
+    return _vega.chart(f"Share of predictions below {min_confidence:g} per day", [_vega.layer(
+        "share", _vega.rows(frame, ["day", "queries", "low_confidence", "share"]),
+        {"type": "line", "point": True, "color": LOW, "strokeWidth": 2},
+        {"x": {"field": "day", "type": "temporal", "title": None, "axis": {"format": "%b %d"}},
+         "y": {"field": "share", "type": "quantitative", "title": "share", "axis": {"format": ".0%"}},
+         "tooltip": [{"field": "day", "type": "temporal", "format": "%Y-%m-%d"}, {"field": "share", "format": ".1%"},
+                     {"field": "low_confidence", "title": "below", "format": ","}, {"field": "queries", "format": ","}]})])
+
+
+def label_mix(frame: pd.DataFrame, *, traffic_days: int) -> dict:
+    """Each label's share of the training set beside its share of recent traffic (labels in the frame's order).
+    One layer, ``shares``: label, series (training set / traffic), share, rows."""
+    traffic = f"traffic, last {traffic_days} days"
+    values = []
+    for r in frame.itertuples():
+        values.append({"label": r.label, "series": "training set", "share": r.training_share, "rows": r.training})
+        values.append({"label": r.label, "series": traffic, "share": r.traffic_share, "rows": r.traffic})
+    return _vega.chart("Label mix: training set against recent traffic", [_vega.layer(
+        "shares", _vega.rows(values), {"type": "bar"},
+        {"x": {"field": "label", "type": "nominal", "sort": list(frame["label"]), "title": None,
+               "axis": {"labelAngle": -45, "labelOverlap": False, "labelLimit": 160}},
+         "xOffset": {"field": "series", "sort": ["training set", traffic]},
+         "y": {"field": "share", "type": "quantitative", "title": "share", "axis": {"format": ".0%"}},
+         "color": {"field": "series", "type": "nominal", "title": None,
+                   "scale": _vega.colour_scale([("training set", TRAINING), (traffic, TRAFFIC)])},
+         "tooltip": [{"field": "label"}, {"field": "series"}, {"field": "share", "format": ".1%"}, {"field": "rows", "format": ","}]})],
+        height=380)
+
+
+def top_labels(top: Sequence[tuple[str, float]]) -> dict:
+    """The model's best labels with their probabilities, best on top; each probability written just right of
+    its bar, level, however narrow the bar. One layer, ``bars`` (label, probability, text), plus ``labels``."""
+    values = _vega.rows({"label": label, "probability": p, "text": f"{p:.1%}"} for label, p in top)
+    y = {"field": "label", "type": "nominal", "sort": [label for label, _ in top], "title": None}
+    x = {"field": "probability", "type": "quantitative", "title": None, "axis": {"format": ".0%"},
+         "scale": {"domain": [0, 1]}}
+    return _vega.chart("Top labels", [
+        _vega.layer("bars", values, {"type": "bar", "color": OK}, {"x": x, "y": y,
+                    "tooltip": [{"field": "label"}, {"field": "probability", "format": ".1%"}]}),
+        _vega.layer("labels", values, {"type": "text", "align": "left", "dx": 4, "fontSize": 12},
+                    {"x": x, "y": y, "text": {"field": "text"}}),
+    ], height=150)

@@ -5,14 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
-import plotly.graph_objects as go
 from pandas.io.formats.style import Styler
 
 from pages._charts_performance import percent, points
+from pages import _vega
 from pages._ui import COLORS, local
 from store.views.funnel import REMOVED
 
-MARGIN = dict(l=10, r=10, t=40, b=10)
 REMOVED_COLOURS = ("#fca5a5", "#fdba74", "#fcd34d", "#cbd5e1", "#a5b4fc")
 
 
@@ -54,45 +53,52 @@ def retrain_table(retrains: pd.DataFrame) -> Styler:
             .map(_decision_colour, subset=["Decision"]))
 
 
-def funnel(steps: pd.DataFrame, *, title: str) -> go.Figure:
+def funnel(steps: pd.DataFrame, *, title: str) -> dict:
     """One retrain's data-quality funnel (``store.views.funnel.steps``): rows in, the rows left after each
-    removing step (named by what it removed, with the count and its share of rows in), then the rows out."""
-    labels, values, texts = [], [], []
+    removing step (named by what it removed, with the count and its share of rows in), then the rows out.
+    Centred bars with their words just right of each bar. Layers ``bars`` and ``labels`` (stage, rows, text)."""
+    values = []
     for row in steps.itertuples():
         if row.kind == "removed":
-            labels.append(f"− {row.name}")
-            values.append(row.left)
-            texts.append(f"{row.left:,} left (−{row.rows:,}, {row.share})")
+            stage, rows, text = f"− {row.name}", row.left, f"{row.left:,} left (−{row.rows:,}, {row.share})"
         else:
-            labels.append(row.name)
-            values.append(row.rows)
-            texts.append(f"{row.rows:,}" if row.kind == "in" else f"{row.rows:,} · {row.share}")
-    colours = [COLORS["active"] if k == "in" else COLORS["candidate"] for k in steps["kind"]]
-    colours[-2:] = [COLORS["accepted"], COLORS["running"]]
-    fig = go.Figure(go.Funnel(
-        y=labels, x=values, text=texts, textinfo="text", textposition="auto", customdata=steps["note"],
-        marker=dict(color=colours), connector=dict(line=dict(color="#e2e8f0")),
-        hovertemplate="%{y}: %{text}<br>%{customdata}<extra></extra>",
-    ))
-    fig.update_layout(title=title, height=420, margin=MARGIN)
-    return fig
+            stage, rows, text = row.name, row.rows, f"{row.rows:,}" if row.kind == "in" else f"{row.rows:,} · {row.share}"
+        colour = COLORS["active"] if row.kind == "in" else COLORS["candidate"]
+        values.append({"stage": stage, "rows": int(rows), "lo": -rows / 2, "hi": rows / 2, "text": text,
+                       "note": row.note, "colour": colour})
+    values[-2]["colour"], values[-1]["colour"] = COLORS["accepted"], COLORS["running"]
+    y = {"field": "stage", "type": "nominal", "sort": [v["stage"] for v in values], "title": None,
+         "axis": {"labelLimit": 220}}
+    widest = max([v["hi"] for v in values] + [1])
+    x = {"field": "lo", "type": "quantitative", "axis": None, "scale": {"domain": [-widest, 2.2 * widest]}}
+    return _vega.chart(title, [
+        _vega.layer("bars", _vega.rows(values), {"type": "bar", "height": {"band": 0.8}},
+                    {"x": x, "x2": {"field": "hi"}, "y": y, "color": {"field": "colour", "type": "nominal", "scale": None},
+                     "tooltip": [{"field": "stage"}, {"field": "text", "title": "rows"}, {"field": "note"}]}),
+        _vega.layer("labels", _vega.rows(values), {"type": "text", "align": "left", "dx": 4, "fontSize": 12},
+                    {"x": {"field": "hi", "type": "quantitative"}, "y": y, "text": {"field": "text"}}),
+    ], height=300)
 
 
-def funnels_over_time(retrains: pd.DataFrame) -> go.Figure:
-    """Each retrain's input rows as a stacked bar: training rows, evaluation rows, and the rows each filter removed."""
+def funnels_over_time(retrains: pd.DataFrame) -> dict:
+    """Each retrain's input rows as a stacked bar: training rows, evaluation rows, and the rows each filter
+    removed. One layer, ``parts``: retrain (#id), part, rows, trigger, started."""
     r = retrains.dropna(subset=["rows_in"]).sort_values(["started_at", "id"])
-    labels = [f"#{i}" for i in r["id"]]
-    hover = [f"#{i} · {t} · {local(s):%Y-%m-%d %H:%M}" for i, t, s in zip(r["id"], r["trigger"], r["started_at"])]
-    fig = go.Figure()
     parts = [("train_rows", "training rows", COLORS["accepted"]), ("eval_rows", "evaluation rows", COLORS["running"])]
     parts += [(key, f"− {name}", colour) for (key, name, _), colour in zip(REMOVED, REMOVED_COLOURS)]
-    for key, words, colour in parts:
-        fig.add_trace(go.Bar(x=labels, y=r[key], name=words, marker=dict(color=colour), customdata=hover,
-                             hovertemplate="%{customdata}<br>" + words + ": %{y:,}<extra></extra>"))
-    fig.update_layout(barmode="stack", title="Rows in per retrain and where they went", height=380, margin=MARGIN,
-                      legend=dict(orientation="h", y=-0.2), xaxis=dict(title="retrain", type="category"),
-                      yaxis=dict(title="rows"))
-    return fig
+    values = [{"retrain": f"#{row['id']}", "part": words, "order": k, "rows": row[key], "trigger": row["trigger"],
+               "started": local(row["started_at"])}
+              for _, row in r.iterrows() for k, (key, words, _) in enumerate(parts)]
+    return _vega.chart("Rows in per retrain and where they went", [_vega.layer(
+        "parts", _vega.rows(values), {"type": "bar"},
+        {"x": {"field": "retrain", "type": "ordinal", "sort": [f"#{i}" for i in r["id"]], "title": "retrain",
+               "axis": {"labelAngle": 0, "labelOverlap": True}},
+         "y": {"field": "rows", "type": "quantitative", "aggregate": "sum", "title": "rows"},
+         "color": {"field": "part", "type": "nominal", "title": None,
+                   "scale": _vega.colour_scale([(w, c) for _, w, c in parts])},
+         "order": {"field": "order"},
+         "tooltip": [{"field": "retrain"}, {"field": "trigger"}, {"field": "started", "type": "temporal", "format": "%Y-%m-%d %H:%M"},
+                     {"field": "part"}, {"field": "rows", "format": ","}]})], height=300)
 
 
 # -- the gate's decision for one retrain (the dict of store.views.history.gate_decision) ----------------
@@ -182,36 +188,39 @@ def gate_note(decision: dict[str, Any]) -> str:
     return text
 
 
-def gate_intervals(retrain_id: int, decision: dict[str, Any]) -> go.Figure:
+def gate_intervals(retrain_id: int, decision: dict[str, Any]) -> dict:
     """Both differences (candidate − champion, in points) with their intervals, beside zero and the
-    −tolerance line."""
+    −tolerance line. Layers ``intervals`` (metric, difference, low, high), ``zero`` and ``tolerance``."""
     paired = decision["paired"]
-    names = [name for _, name in METRIC_WORDS]
-    diffs = [100 * paired[key]["difference"] for key, _ in METRIC_WORDS]
-    lows = [100 * paired[key]["low"] for key, _ in METRIC_WORDS]
-    highs = [100 * paired[key]["high"] for key, _ in METRIC_WORDS]
     pct = round(100 * paired["confidence"])
-    fig = go.Figure(go.Scatter(
-        x=diffs, y=names, mode="markers", name=f"difference and {pct}% interval",
-        marker=dict(color=COLORS.get(decision["outcome"], COLORS["candidate"]), size=11),
-        error_x=dict(type="data", symmetric=False, array=[h - d for h, d in zip(highs, diffs)],
-                     arrayminus=[d - lo for d, lo in zip(diffs, lows)], thickness=2, width=8),
-        customdata=list(zip(lows, highs)),
-        hovertemplate="%{y}: %{x:+.2f} pts (" + f"{pct}" + "% interval %{customdata[0]:+.2f} to %{customdata[1]:+.2f})<extra></extra>",
-    ))
-    fig.add_vline(x=0, line=dict(color="#94a3b8", width=1))
+    values = [{"metric": name, "difference": 100 * paired[key]["difference"], "low": 100 * paired[key]["low"],
+               "high": 100 * paired[key]["high"]} for key, name in METRIC_WORDS]
+    ends = [v["low"] for v in values] + [v["high"] for v in values] + [0.0]
+    if decision["tolerance"] is not None:
+        ends.append(_line(decision["tolerance"]))
+    pad = max(1.0, 0.25 * (max(ends) - min(ends)))
+    x = {"field": "difference", "type": "quantitative", "title": "difference (percentage points)",
+         "scale": {"domain": [min(ends) - pad, max(ends) + pad / 2]}}
+    y = {"field": "metric", "type": "nominal", "title": None, "sort": [name for _, name in METRIC_WORDS]}
+    colour = COLORS.get(decision["outcome"], COLORS["candidate"])
+    layers = [
+        _vega.layer("zero", [{"x": 0.0}], {"type": "rule", "color": "#94a3b8"}, {"x": {"field": "x", "type": "quantitative"}}),
+        _vega.layer("intervals", _vega.rows(values), {"type": "rule", "strokeWidth": 2, "color": colour},
+                    {"x": {**x, "field": "low"}, "x2": {"field": "high"}, "y": y}),
+        _vega.layer("differences", _vega.rows(values), {"type": "point", "filled": True, "size": 120, "color": colour},
+                    {"x": x, "y": y, "tooltip": [{"field": "metric"}, {"field": "difference", "format": "+.2f"},
+                                                 {"field": "low", "title": f"{pct}% interval from", "format": "+.2f"},
+                                                 {"field": "high", "title": "to", "format": "+.2f"}]}),
+    ]
     if decision["tolerance"] is not None:
         line = _line(decision["tolerance"])
-        fig.add_vline(x=line, line=dict(color=COLORS["rejected"], dash="dash", width=2),
-                      annotation_text=f"tolerance line ({line:+.1f} pts)", annotation_position="top left")
-    # Room on both sides, so the line's label stays clear of the axis labels.
-    ends = lows + highs + [0.0] + ([_line(decision["tolerance"])] if decision["tolerance"] is not None else [])
-    pad = max(1.0, 0.25 * (max(ends) - min(ends)))
-    fig.update_layout(title=f"Candidate − champion, retrain #{retrain_id}", height=240, margin=MARGIN,
-                      showlegend=False, yaxis=dict(autorange="reversed"),
-                      xaxis=dict(title="difference (percentage points)", zeroline=False,
-                                 range=[min(ends) - pad, max(ends) + pad / 2]))
-    return fig
+        layers.append(_vega.layer("tolerance", [{"x": line, "text": f"tolerance line ({line:+.1f} pts)"}],
+                                  {"type": "rule", "color": COLORS["rejected"], "strokeDash": [5, 4], "strokeWidth": 2},
+                                  {"x": {"field": "x", "type": "quantitative"}, "tooltip": [{"field": "text"}]}))
+        layers.append(_vega.layer("tolerance_label", [{"x": line, "text": f"tolerance line ({line:+.1f} pts)"}],
+                                  {"type": "text", "align": "left", "dx": 4, "dy": -6, "y": 0, "color": COLORS["rejected"]},
+                                  {"x": {"field": "x", "type": "quantitative"}, "text": {"field": "text"}}))
+    return _vega.chart(f"Candidate − champion, retrain #{retrain_id}", layers, height=150)
 
 
 def _line(tolerance: float) -> float:

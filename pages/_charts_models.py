@@ -1,41 +1,38 @@
-"""The Models page's figure: every version's held-out metrics, coloured by status (no Streamlit, no store)."""
+"""The Models page's chart: every version's held-out metrics, coloured by status (no Streamlit, no store)."""
 
 from __future__ import annotations
 
 import pandas as pd
-import plotly.graph_objects as go
 
+from pages import _vega
 from pages._ui import COLORS
 from store.vocabulary import ModelStatus
 
 STATUS_ORDER = tuple(ModelStatus)  # champion first
 
 
-def version_metrics(versions: pd.DataFrame, *, title: str = "Accuracy and macro-F1 of every version, when it was trained") -> go.Figure:
-    """One column per version (oldest left): accuracy as a dot, macro-F1 as a diamond, coloured by status."""
-    fig = go.Figure()
+def version_metrics(versions: pd.DataFrame, *, title: str = "Accuracy and macro-F1 of every version, when it was trained") -> dict:
+    """One column per version (oldest left): accuracy as a dot, macro-F1 as a hollow diamond, coloured by status.
+    One layer, ``metrics``: version, status, metric (accuracy or macro-F1), value, trigger, train_rows."""
     frame = versions.sort_values(["created_at", "version"])
-    for status in STATUS_ORDER + tuple(sorted(set(frame["status"]) - set(STATUS_ORDER))):
-        part = frame[frame["status"] == status]
-        if part.empty:
-            continue
-        color = COLORS.get(status, COLORS["candidate"])
-        custom = part[["trigger", "train_rows"]].fillna("–").to_numpy()
-        fig.add_trace(go.Scatter(
-            x=part["version"], y=part["accuracy"], mode="markers", name=f"{status}: accuracy", legendgroup=status,
-            marker=dict(color=color, size=12, symbol="circle", line=dict(color="white", width=1)),
-            customdata=custom,
-            hovertemplate="%{x} (" + status + ", %{customdata[0]}): accuracy %{y:.1%}, "
-                          "%{customdata[1]} training rows<extra></extra>",
-        ))
-        fig.add_trace(go.Scatter(
-            x=part["version"], y=part["macro_f1"], mode="markers", name=f"{status}: macro-F1", legendgroup=status,
-            marker=dict(color=color, size=9, symbol="diamond-open", line=dict(width=2)),
-            hovertemplate="%{x} (" + status + "): macro-F1 %{y:.1%}<extra></extra>",
-        ))
-    fig.update_layout(
-        title=title, margin=dict(l=10, r=10, t=40, b=10), height=320,
-        legend=dict(orientation="h", y=-0.25), yaxis=dict(tickformat=".0%", title=None),
-        xaxis=dict(type="category", categoryorder="array", categoryarray=list(frame["version"]), title=None),
-    )
-    return fig
+    statuses = [s for s in STATUS_ORDER if s in set(frame["status"])] + sorted(set(frame["status"]) - set(STATUS_ORDER))
+    values = []
+    for r in frame.itertuples():
+        for metric, v in (("accuracy", r.accuracy), ("macro-F1", r.macro_f1)):
+            values.append({"version": r.version, "status": r.status, "metric": metric, "value": v,
+                           "trigger": r.trigger, "train_rows": r.train_rows})
+    return _vega.chart(title, [_vega.layer("metrics", _vega.rows(values), {"type": "point", "size": 80, "strokeWidth": 2}, {
+        "x": {"field": "version", "type": "ordinal", "sort": list(frame["version"]), "title": None,
+              "axis": {"labelAngle": -45}},
+        "y": {"field": "value", "type": "quantitative", "title": None, "axis": {"format": ".0%"}, "scale": {"zero": False}},
+        "color": {"field": "status", "type": "nominal", "title": "status",
+                  "scale": _vega.colour_scale([(s, COLORS.get(s, COLORS["candidate"])) for s in statuses])},
+        "shape": {"field": "metric", "type": "nominal", "title": None,
+                  "scale": {"domain": ["accuracy", "macro-F1"], "range": ["circle", "diamond"]}},
+        "fill": {"condition": {"test": "datum.metric == 'accuracy'", "field": "status", "type": "nominal",
+                               "scale": _vega.colour_scale([(s, COLORS.get(s, COLORS["candidate"])) for s in statuses]),
+                               "legend": None},
+                 "value": "white"},
+        "tooltip": [{"field": "version"}, {"field": "status"}, {"field": "metric"}, {"field": "value", "format": ".1%"},
+                    {"field": "trigger"}, {"field": "train_rows", "title": "training rows", "format": ","}],
+    })], height=320)

@@ -5,14 +5,11 @@ from __future__ import annotations
 from typing import Sequence
 
 import pandas as pd
-import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 from pandas.io.formats.style import Styler
 
+from pages import _vega
 from pages._ui import COLORS, local
 
-LEGEND = dict(orientation="h", y=-0.12)
-MARGIN = dict(l=10, r=10, t=40, b=10)
 METRIC_NAMES = {"accuracy": "Accuracy", "macro_f1": "Macro-F1"}
 
 
@@ -24,75 +21,80 @@ def points(value: float | None) -> str:
     return "–" if value is None or pd.isna(value) else f"{100 * value:+.1f} pts"
 
 
-def evaluation_timeline(evaluations: pd.DataFrame) -> go.Figure:
-    """Accuracy (top) and macro-F1 (bottom) of the champion and the candidate at every retrain,
-    the candidate coloured by the decision, a thin line joining the two scored on the same set."""
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
-                        subplot_titles=[METRIC_NAMES["accuracy"], METRIC_NAMES["macro_f1"]])
+def evaluation_timeline(evaluations: pd.DataFrame, *, metric: str = "accuracy") -> dict:
+    """``metric`` (accuracy or macro_f1) of the champion and the candidate at every retrain, the candidate
+    coloured by the decision, a thin line joining the two scored on the same set.
+
+    Layers ``pairs`` (retrain_id, when, value), ``champion`` and ``candidates`` (when, version, role,
+    retrain_id, trigger, series, value)."""
     e = evaluations.copy()
     e["when"] = [local(x) for x in e["ts"]]
-    hover = "%{customdata[0]} · %{customdata[1]} · retrain #%{customdata[2]} (%{customdata[3]}): %{y:.1%}<extra></extra>"
-    for row, metric in enumerate(("accuracy", "macro_f1"), start=1):
-        first = row == 1
-        pairs = e.pivot_table(index=["retrain_id", "when"], columns="role", values=metric, aggfunc="first")
-        if {"champion", "candidate"} <= set(pairs.columns):
-            pairs = pairs.dropna(subset=["champion", "candidate"]).reset_index()
-            xs, ys = [], []
-            for _, p in pairs.iterrows():
-                xs += [p["when"], p["when"], None]
-                ys += [p["champion"], p["candidate"], None]
-            fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color="#cbd5e1", width=1),
-                                     hoverinfo="skip", showlegend=False), row=row, col=1)
-        champions = e[e["role"] == "champion"]
-        fig.add_trace(go.Scatter(
-            x=champions["when"], y=champions[metric], mode="lines+markers", name="champion (serving)",
-            line=dict(color=COLORS["active"], width=2), marker=dict(color=COLORS["active"], size=7),
-            customdata=champions[["version", "role", "retrain_id", "trigger"]].to_numpy(), hovertemplate=hover,
-            legendgroup="champion", showlegend=first,
-        ), row=row, col=1)
-        for status, symbol in (("accepted", "circle"), ("rejected", "x"), ("failed", "diamond")):
-            part = e[(e["role"] == "candidate") & (e["status"] == status)]
-            if part.empty:
-                continue
-            fig.add_trace(go.Scatter(
-                x=part["when"], y=part[metric], mode="markers", name=f"candidate {status}",
-                marker=dict(color=COLORS[status], symbol=symbol, size=10),
-                customdata=part[["version", "role", "retrain_id", "trigger"]].to_numpy(), hovertemplate=hover,
-                legendgroup=status, showlegend=first,
-            ), row=row, col=1)
-        fig.update_yaxes(tickformat=".0%", row=row, col=1)
-    fig.update_layout(height=560, margin=MARGIN, legend=LEGEND, hovermode="closest")
-    return fig
+    colour = {"field": "series", "type": "nominal", "title": None, "scale": _vega.colour_scale([
+        ("champion (serving)", COLORS["active"]), ("candidate accepted", COLORS["accepted"]),
+        ("candidate rejected", COLORS["rejected"]), ("candidate failed", COLORS["failed"])])}
+    x = {"field": "when", "type": "temporal", "title": None, "axis": {"format": "%b %d", "labelOverlap": True}}
+    y = {"field": "value", "type": "quantitative", "title": None, "axis": {"format": ".0%"}, "scale": {"zero": False}}
+    tooltip = [{"field": "version"}, {"field": "role"}, {"field": "retrain_id", "title": "retrain"}, {"field": "trigger"},
+               {"field": "value", "format": ".1%"}]
+    pairs = [{"retrain_id": rid, "when": part["when"].iloc[0], "value": part[metric].iloc[k]}
+             for rid, part in e.groupby("retrain_id", sort=True)
+             if set(part["role"]) >= {"champion", "candidate"} and part[metric].notna().all()
+             for k in range(len(part))]
+    champions = e[e["role"] == "champion"].assign(series="champion (serving)")
+    candidates = e[(e["role"] == "candidate") & e["status"].isin(["accepted", "rejected", "failed"])]
+    candidates = candidates.assign(series=[f"candidate {s}" for s in candidates["status"]])
+    columns = ["when", "version", "role", "retrain_id", "trigger", "series"]
+    return _vega.chart(METRIC_NAMES[metric], [
+        _vega.layer("pairs", _vega.rows(pairs), {"type": "line", "color": "#cbd5e1", "strokeWidth": 1},
+                    {"x": x, "y": y, "detail": {"field": "retrain_id", "type": "nominal"}}),
+        _vega.layer("champion", _vega.rows(champions.assign(value=champions[metric]), columns + ["value"]),
+                    {"type": "line", "point": True, "strokeWidth": 2},
+                    {"x": x, "y": y, "color": colour, "tooltip": tooltip}),
+        _vega.layer("candidates", _vega.rows(candidates.assign(value=candidates[metric]), columns + ["value"]),
+                    {"type": "point", "filled": True, "size": 80, "opacity": 1},
+                    {"x": x, "y": y, "color": colour, "tooltip": tooltip,
+                     "shape": {"field": "series", "type": "nominal", "legend": None,
+                               "scale": {"domain": ["champion (serving)", "candidate accepted", "candidate rejected",
+                                                    "candidate failed"],
+                                         "range": ["circle", "circle", "cross", "diamond"]}}}),
+    ], height=220)
 
 
 def live_accuracy(daily: pd.DataFrame, *, reference: float | None = None, reference_name: str = "",
-                  reference_since=None) -> go.Figure:
-    """Share of labelled queries answered right per day (line) over the number labelled (bars);
-    ``reference``, if given, is drawn as a dashed line (the serving model's offline accuracy) over the days
-    from ``reference_since`` (the day it was deployed; all days if None), named in the legend."""
-    fig = make_subplots(specs=[[{"secondary_y": True}]])
-    fig.add_trace(go.Bar(x=daily["day"], y=daily["labelled"], name="queries with feedback",
-                         marker=dict(color="#e2e8f0"), hovertemplate="%{x}: %{y} with feedback<extra></extra>"),
-                  secondary_y=True)
-    fig.add_trace(go.Scatter(
-        x=daily["day"], y=daily["accuracy"], name="live accuracy", mode="lines+markers",
-        line=dict(color=COLORS["active"], width=2), customdata=daily[["correct", "labelled"]].to_numpy(),
-        hovertemplate="%{x}: %{y:.1%} (%{customdata[0]} of %{customdata[1]} right)<extra></extra>",
-    ), secondary_y=False)
+                  reference_since=None) -> dict:
+    """Share of labelled queries answered right per day (line, left axis) over the number labelled (bars,
+    right axis); ``reference``, if given, is drawn as a dashed line (the serving model's offline accuracy)
+    over the days from ``reference_since`` (the day it was deployed; all days if None), named in the legend.
+    Layers ``labelled`` (day, labelled), ``accuracy`` (day, accuracy, correct, labelled) and ``reference``."""
+    x = {"field": "day", "type": "temporal", "title": None, "axis": {"format": "%b %d"}}
+    colour = {"field": "series", "type": "nominal", "title": None, "scale": _vega.colour_scale(
+        [("queries with feedback", "#cbd5e1"), ("live accuracy", COLORS["active"])]
+        + ([(reference_name, COLORS["accepted"])] if reference is not None else []))}
+    accuracy_axis = {"field": "value", "type": "quantitative", "title": "accuracy", "axis": {"format": ".0%"},
+                     "scale": {"domain": [0, 1]}}
+    lines = [_vega.layer("accuracy", _vega.rows(daily.assign(series="live accuracy", value=daily["accuracy"]),
+                                                ["day", "accuracy", "correct", "labelled", "series", "value"]),
+                         {"type": "line", "point": True, "strokeWidth": 2},
+                         {"x": x, "y": accuracy_axis, "color": colour,
+                          "tooltip": [{"field": "day", "type": "temporal", "format": "%Y-%m-%d"},
+                                      {"field": "accuracy", "format": ".1%"}, {"field": "correct"}, {"field": "labelled"}]})]
     if reference is not None and not daily.empty:
         days = pd.to_datetime(daily["day"])
         start = max(days.min(), pd.Timestamp(reference_since)) if reference_since is not None else days.min()
-        end = days.max()
-        fig.add_trace(go.Scatter(x=[start, end], y=[reference, reference], mode="lines", name=reference_name,
-                                 line=dict(color=COLORS["accepted"], dash="dash", width=2),
-                                 hovertemplate=f"{reference_name}: {reference:.1%}<extra></extra>"),
-                      secondary_y=False)
-    fig.update_yaxes(tickformat=".0%", title_text="accuracy", secondary_y=False, rangemode="tozero")
-    fig.update_yaxes(title_text="queries with feedback", secondary_y=True, showgrid=False, rangemode="tozero",
-                     tickmode="auto", tickformat=",d")
-    fig.update_layout(height=360, margin=MARGIN, legend=LEGEND, hovermode="x unified",
-                      title="Live accuracy per day (from feedback)")
-    return fig
+        lines.append(_vega.layer("reference", _vega.rows([{"day": start, "value": reference, "series": reference_name},
+                                                           {"day": days.max(), "value": reference, "series": reference_name}]),
+                                 {"type": "line", "strokeDash": [6, 4], "strokeWidth": 2},
+                                 {"x": x, "y": accuracy_axis, "color": colour,
+                                  "tooltip": [{"field": "series"}, {"field": "value", "format": ".1%"}]}))
+    bars = _vega.layer("labelled", _vega.rows(daily.assign(series="queries with feedback"), ["day", "labelled", "series"]),
+                       {"type": "bar"}, {"x": x, "color": colour,
+                                         "y": {"field": "labelled", "type": "quantitative", "title": "queries with feedback",
+                                               "axis": {"orient": "right", "grid": False, "format": ",d"}},
+                                         "tooltip": [{"field": "day", "type": "temporal", "format": "%Y-%m-%d"},
+                                                     {"field": "labelled", "title": "with feedback"}]})
+    spec = _vega.chart("Live accuracy per day (from feedback)", [bars, {"layer": lines}], height=300)
+    spec["resolve"] = {"scale": {"y": "independent"}}
+    return spec
 
 
 DRIFT_ROWS = (("mean_confidence", "mean confidence", ".0%"), ("low_share", "low-confidence share", ".0%"),
@@ -100,74 +102,86 @@ DRIFT_ROWS = (("mean_confidence", "mean confidence", ".0%"), ("low_share", "low-
 
 
 def drift_days(daily: pd.DataFrame, warnings: pd.DataFrame, *, version: str, min_queries: int,
-               today=None) -> go.Figure:
-    """One version's live traffic per UTC day: mean confidence, share below the confidence threshold and
-    the Jensen-Shannon distance of its predicted-label mix from its training set's (one panel each);
-    days with fewer than ``min_queries`` queries, and ``today`` (a UTC day not over yet), hollow (not judged);
-    the days the worker raised a
-    drift warning marked with a red cross on the panel of each figure that moved."""
-    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.07,
-                        subplot_titles=[title for _, title, _ in DRIFT_ROWS])
+               metric: str = "mean_confidence", today=None) -> dict:
+    """One figure (``metric``, one of DRIFT_ROWS) of one version's live traffic per UTC day: mean confidence,
+    share below the confidence threshold, or the Jensen-Shannon distance of its predicted-label mix from its
+    training set's. Days with fewer than ``min_queries`` queries, and ``today`` (a UTC day not over yet), are
+    hollow (not judged); the days the worker raised a drift warning on this figure carry a cross.
+    Layers ``days`` and ``points`` (day, value, queries, judged) and ``warnings`` (day, value, message)."""
+    title, fmt = {m: (t, f) for m, t, f in DRIFT_ROWS}[metric]
     judged = daily["queries"] >= min_queries
     if today is not None:
         judged &= pd.to_datetime(daily["day"]) < pd.Timestamp(today)
-    for row, (metric, title, fmt) in enumerate(DRIFT_ROWS, start=1):
-        fig.add_trace(go.Scatter(
-            x=daily["day"], y=daily[metric], mode="lines+markers", name=title, showlegend=False,
-            line=dict(color=COLORS["active"], width=2),
-            marker=dict(color=[COLORS["active"] if j else "white" for j in judged], size=7,
-                        line=dict(color=COLORS["active"], width=1)),
-            customdata=daily[["queries"]].to_numpy(),
-            hovertemplate="%{x|%Y-%m-%d}: %{y:" + fmt + "} (%{customdata[0]:,} queries)<extra></extra>",
-        ), row=row, col=1)
-        moved = warnings[warnings["metric"] == metric]
-        fig.add_trace(go.Scatter(
-            x=moved["day"], y=moved["value"], mode="markers", name="drift warning", legendgroup="warning",
-            showlegend=row == 1, marker=dict(color=COLORS["drift"], symbol="x", size=13),
-            text=moved["message"], hovertemplate="%{text}<extra></extra>",
-        ), row=row, col=1)
-        fig.update_yaxes(tickformat=fmt, range=[0, 1.05], row=row, col=1)  # all three figures live in 0..1
-    # Whole days on the axis, even with one or two points (plotly would otherwise zoom to milliseconds).
-    fig.update_xaxes(type="date", tickformat="%b %d", dtick=86_400_000 if len(daily) <= 14 else None)
-    if len(daily) < 3 and len(daily):
-        first, last = pd.to_datetime(daily["day"]).min(), pd.to_datetime(daily["day"]).max()
-        fig.update_xaxes(range=[first - pd.Timedelta(days=2), last + pd.Timedelta(days=2)])
-    fig.update_layout(title=f"Drift figures of {version} per day (UTC)", height=560, margin=MARGIN, legend=LEGEND,
-                      hovermode="closest")
-    return fig
+    x = {"field": "day", "type": "temporal", "title": None, "axis": {"format": "%b %d", "labelOverlap": True}}
+    if len(daily):
+        days = pd.to_datetime(daily["day"])
+        first, last = days.min(), days.max()
+        if len(daily) < 3:  # whole days on the axis, even with one or two points
+            first, last = first - pd.Timedelta(days=2), last + pd.Timedelta(days=2)
+        x["scale"] = {"domain": [_vega.value(first), _vega.value(last)]}
+    y = {"field": "value", "type": "quantitative", "title": None, "axis": {"format": fmt}, "scale": {"domain": [0, 1.05]}}
+    values = [{"day": d, "value": v, "queries": q, "judged": "judged" if j else "not judged"}
+              for d, v, q, j in zip(daily["day"], daily[metric], daily["queries"], judged)]
+    moved = warnings[warnings["metric"] == metric]
+    return _vega.chart(f"{title} of {version} per day (UTC)", [
+        _vega.layer("days", _vega.rows(values), {"type": "line", "color": COLORS["active"], "strokeWidth": 2},
+                    {"x": x, "y": y}),
+        _vega.layer("points", _vega.rows(values), {"type": "point", "size": 45, "strokeWidth": 1.5, "color": COLORS["active"],
+                                                   "opacity": 1},
+                    {"x": x, "y": y,
+                     "fill": {"field": "judged", "type": "nominal", "title": None,
+                              "scale": _vega.colour_scale([("judged", COLORS["active"]), ("not judged", "white")])},
+                     "tooltip": [{"field": "day", "type": "temporal", "format": "%Y-%m-%d"},
+                                 {"field": "value", "format": fmt}, {"field": "queries", "format": ","},
+                                 {"field": "judged"}]}),
+        _vega.layer("warnings", _vega.rows(moved, ["day", "value", "message"]),
+                    {"type": "point", "shape": "cross", "angle": 45, "filled": True, "size": 160, "color": COLORS["drift"]},
+                    {"x": x, "y": y, "tooltip": [{"field": "message"}]}),
+    ], height=130)
 
 
-def confusion_heatmap(labels: Sequence[str], confusion: Sequence[Sequence[int]], *, title: str) -> go.Figure:
-    """Counts of true (rows) against predicted (columns) labels, coloured by the share of each true label."""
+def confusion_heatmap(labels: Sequence[str], confusion: Sequence[Sequence[int]], *, title: str) -> dict:
+    """Counts of true (rows) against predicted (columns) labels, coloured by the share of each true label;
+    column labels written upright so none overlaps. Layers ``cells`` and ``counts`` (true, predicted,
+    count, share)."""
     counts = pd.DataFrame(confusion, index=list(labels), columns=list(labels))
     totals = counts.sum(axis=1).replace(0, 1)
-    shares = counts.div(totals, axis=0)
-    text = [[f"{v:,}" if v else "" for v in row] for row in counts.to_numpy().tolist()]
-    fig = go.Figure(go.Heatmap(
-        z=shares.to_numpy(), x=list(labels), y=list(labels), text=text, texttemplate="%{text}", textfont=dict(size=11),
-        customdata=counts.to_numpy(), colorscale="Blues", zmin=0, zmax=1,
-        showscale=False,
-        hovertemplate="true %{y}, predicted %{x}: %{customdata} (%{z:.1%} of %{y})<extra></extra>",
-    ))
-    fig.update_layout(title=title, height=max(460, 26 * len(labels) + 260), margin=MARGIN,
-                      xaxis=dict(title="predicted label", tickangle=-90, tickmode="linear", dtick=1, automargin=True),
-                      yaxis=dict(title="true label", autorange="reversed", tickmode="linear", dtick=1))
-    return fig
+    values = [{"true": t, "predicted": p, "count": int(counts.loc[t, p]), "share": float(counts.loc[t, p] / totals[t])}
+              for t in labels for p in labels]
+    order = list(labels)
+    x = {"field": "predicted", "type": "nominal", "sort": order, "title": "predicted label",
+         "axis": {"labelAngle": -90, "labelLimit": 160}}
+    y = {"field": "true", "type": "nominal", "sort": order, "title": "true label", "axis": {"labelLimit": 160}}
+    return _vega.chart(title, [
+        _vega.layer("cells", _vega.rows(values), {"type": "rect"},
+                    {"x": x, "y": y, "color": {"field": "share", "type": "quantitative", "legend": None,
+                                               "scale": {"scheme": "blues", "domain": [0, 1]}},
+                     "tooltip": [{"field": "true"}, {"field": "predicted"}, {"field": "count"},
+                                 {"field": "share", "format": ".1%"}]}),
+        _vega.layer("counts", _vega.rows(v for v in values if v["count"]), {"type": "text", "fontSize": 10},
+                    {"x": x, "y": y, "text": {"field": "count"},
+                     "color": {"condition": {"test": "datum.share > 0.5", "value": "white"}, "value": "#111827"}}),
+    ], height=max(360, 22 * len(labels)))
 
 
-def class_changes(per_class: pd.DataFrame, *, a: str, b: str) -> go.Figure:
-    """Change in F1 per class from ``a`` to ``b`` (green better, red worse)."""
+def class_changes(per_class: pd.DataFrame, *, a: str, b: str) -> dict:
+    """Change in F1 per class from ``a`` to ``b``, in points (green better, red worse, grey when it shows as
+    +0.0). One layer, ``bars``: label, change (points), direction."""
     rows = per_class.dropna(subset=["f1_change"]).sort_values(["f1_change", "label"])
-    shown = [round(100 * v, 1) for v in rows["f1_change"]]  # the colour follows the figure shown (+0.0 is grey)
-    colours = [COLORS["accepted"] if v > 0 else COLORS["rejected"] if v < 0 else COLORS["candidate"] for v in shown]
-    fig = go.Figure(go.Bar(
-        x=100 * rows["f1_change"], y=rows["label"], orientation="h", marker=dict(color=colours),
-        hovertemplate="%{y}: %{x:+.1f} pts<extra></extra>",
-    ))
-    fig.update_layout(title=f"Change in F1 per class, {b} against {a}", height=max(320, 22 * len(rows) + 120),
-                      margin=MARGIN, xaxis=dict(tickformat="+.1f", ticksuffix=" pts", zeroline=True, nticks=7),
-                      yaxis=dict(title=None))
-    return fig
+    values = []
+    for label, change in zip(rows["label"], rows["f1_change"]):
+        shown = round(100 * change, 1)
+        values.append({"label": label, "change": 100 * change,
+                       "direction": "better" if shown > 0 else "worse" if shown < 0 else "no change"})
+    return _vega.chart(f"Change in F1 per class, {b} against {a}", [_vega.layer(
+        "bars", _vega.rows(values), {"type": "bar"},
+        {"y": {"field": "label", "type": "nominal", "sort": list(rows["label"]), "title": None},
+         "x": {"field": "change", "type": "quantitative", "title": "F1 change (points)",
+               "axis": {"format": "+.1f", "tickCount": 7}},
+         "color": {"field": "direction", "type": "nominal", "title": None, "scale": _vega.colour_scale(
+             [("better", COLORS["accepted"]), ("worse", COLORS["rejected"]), ("no change", COLORS["candidate"])])},
+         "tooltip": [{"field": "label"}, {"field": "change", "title": "F1 change (pts)", "format": "+.1f"}]})],
+        height=max(220, 20 * len(rows)))
 
 
 WEAK_F1 = "F1 in red: under 70%; in amber: under 85%."

@@ -70,14 +70,12 @@ def _figure(module: str, name: str, args: tuple, kwargs: dict) -> Any:
 
 
 def chart(build: Callable[..., Any], *args: Any, key: str, **kwargs: Any) -> None:
-    """``st.plotly_chart(build(*args, **kwargs), key=key)``, the figure built once per distinct input.
+    """Draw ``build(*args, **kwargs)``, a Vega-Lite spec (a dict, see pages/_vega.py), built once per distinct input.
 
-    Building a Plotly figure is most of a page's server time (plotly validates every trace and layout
-    property in Python: 100-600 ms for the Performance page's timeline, benchmarks/browser.py), while
-    its input changes only when the store does. The figure is kept as a shared resource (never copied
-    or pickled; ``st.plotly_chart`` only reads it), keyed by the builder and a hash of its input.
+    A chart's input changes only when the store does, so the built chart is kept as a shared resource
+    (never copied or pickled; Streamlit only reads it), keyed by the builder and a hash of its input.
     """
-    st.plotly_chart(_figure(build.__module__, build.__name__, args, kwargs), key=key)
+    st.vega_lite_chart(spec=_figure(build.__module__, build.__name__, args, kwargs), key=key, width="stretch")
 
 
 def pct(value: float | None, *, digits: int = 1) -> str:

@@ -155,13 +155,12 @@ else:
     q[1].metric("Removed", f"{removed:,}", f"{funnel_share(removed, rows['rows_in'])} of rows in", **quiet)
     q[2].metric("Training rows", f"{rows['train_rows']:,}", f"{shares['train_rows']} of rows in", **quiet)
     q[3].metric("Evaluation rows", f"{rows['eval_rows']:,}", f"{shares['eval_rows']} of rows in", **quiet)
-    left, right = st.columns(2)
+    left, right = st.columns([2, 3])
     left.dataframe(
-        steps[["name", "rows", "share", "note"]], hide_index=True, key="funnel_table", width="stretch",
-        column_config={"name": st.column_config.TextColumn("step", width="small"),
+        steps[["name", "rows", "share"]], hide_index=True, key="funnel_table", width="stretch",
+        column_config={"name": st.column_config.TextColumn("step", width=190),
                        "rows": st.column_config.NumberColumn(f"retrain #{last['id']}", format="localized"),
-                       "share": st.column_config.TextColumn("of rows in", width="small"),
-                       "note": st.column_config.TextColumn("what it is", width="large")},
+                       "share": st.column_config.TextColumn("of rows in")},
     )
     with right:
         _ui.chart(history_charts.funnel, steps, title=f"Where the rows of retrain #{last['id']} went", key="funnel")

@@ -163,7 +163,8 @@ st.dataframe(
 st.caption(f"{len(table)} versions · {active or 'no version'} serves now. Every file is kept under "
            f"`{_ui.context().settings.registry_dir}`.")
 
-_ui.chart(_charts_models.version_metrics, table, key="version_metrics")
+_ui.chart(_charts_models.version_metrics,
+          table[["version", "status", "created_at", "accuracy", "macro_f1", "trigger", "train_rows"]], key="version_metrics")
 
 st.subheader("Deployment history")
 st.markdown("  \n".join(f"**{version}** ({status}): {history_words(history)}"

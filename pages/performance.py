@@ -63,7 +63,8 @@ st.subheader("Accuracy and macro-F1 at every retrain")
 st.caption("At each retrain the serving model (champion, blue) and the new candidate are scored on the same held-out, "
            "human-labelled texts; the candidate's colour is the gate's decision. The set grows as feedback arrives, "
            "so compare the two points of one retrain rather than points far apart.")
-_ui.chart(charts.evaluation_timeline, evals, key="evaluations")
+_ui.chart(charts.evaluation_timeline, evals, metric="accuracy", key="evaluations")
+_ui.chart(charts.evaluation_timeline, evals, metric="macro_f1", key="evaluations_f1")
 
 st.subheader("Live accuracy")
 offset = int(datetime.now(_ui.user_zone()).utcoffset().total_seconds() // 60)
@@ -120,8 +121,10 @@ daily_drift, mix = drift_days(version)
 if daily_drift.empty:
     st.info(f"{version} has answered no logged query: there is no live traffic to judge for drift.", icon="ℹ️")
 else:
-    _ui.chart(charts.drift_days, daily_drift, drift_warnings(version), version=version,
-              min_queries=settings.drift_min_queries, today=utcnow().date(), key="drift")
+    warned = drift_warnings(version)
+    for metric, _, _ in charts.DRIFT_ROWS:
+        _ui.chart(charts.drift_days, daily_drift, warned, version=version, min_queries=settings.drift_min_queries,
+                  metric=metric, today=utcnow().date(), key=f"drift_{metric}")
     if mix is None:
         st.caption(f"No training label mix was recorded for {version} (it was trained before Retrainer recorded one), "
                    "so its Jensen-Shannon distance is not computed.")

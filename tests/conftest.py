@@ -139,3 +139,24 @@ def fresh_streamlit_caches():
     yield
     st.cache_data.clear()
     st.cache_resource.clear()
+
+
+def vega_charts(at) -> list[dict]:
+    """The Vega-Lite specs an AppTest run drew, in page order."""
+    import json
+
+    return [json.loads(el.proto.spec) for el in at.get("vega_lite_chart")]
+
+
+def vega_chart(at, title: str) -> dict:
+    """The one chart whose title is ``title``."""
+    found = [c for c in vega_charts(at) if (c.get("title") or {}).get("text") == title]
+    assert len(found) == 1, f"no single chart {title!r} in {[(c.get('title') or {}).get('text') for c in vega_charts(at)]}"
+    return found[0]
+
+
+def values(spec: dict, layer: str) -> list[dict]:
+    """The rows a chart's layer draws (pages/_vega.py names every layer)."""
+    from pages._vega import layer_named
+
+    return layer_named(spec, layer)["data"]["values"]

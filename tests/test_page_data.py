@@ -3,7 +3,6 @@ the query browser and giving a query its true label (through engine.Classifier, 
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta
 
 import pandas as pd
@@ -23,7 +22,7 @@ from store import log as querylog
 from store.log import insert_labels, insert_queries
 from store.retrains import finish_retrain, recent_retrains, start_retrain
 from store.views import data as views
-from tests.conftest import ROOT, labelled_frame
+from tests.conftest import ROOT, values, vega_chart, labelled_frame
 
 # --- a small hand-made store for the read model ------------------------------------------------------
 
@@ -254,8 +253,9 @@ def test_a_store_with_labels_but_no_traffic(monkeypatch, tmp_path, labelled_csv)
                                                         "No queries logged yet: there is nothing to browse"]
     (retrain,) = recent_retrains(ctx.db)
     assert frame_with(at, "share")["rows"].tolist() == [retrain[k] for k in FUNNEL]
-    mix = json.loads(at.get("plotly_chart")[-2].proto.spec)["data"]
-    assert sorted(mix[0]["x"]) == sorted(set(labelled_frame()["label"]))  # every imported intent is trained on
+    mix = values(vega_chart(at, "Label mix: training set against recent traffic"), "shares")
+    trained = {m["label"] for m in mix if m["series"] == "training set" and m["rows"] > 0}
+    assert trained == set(labelled_frame()["label"])  # every imported intent is trained on
     assert not at.dataframe[1:]  # no query browser
 
 
@@ -283,12 +283,12 @@ def test_demo_numbers_are_the_stores(monkeypatch, demo_home):
     assert table["share"].tolist()[-1] == f"{100 * newest['eval_rows'] / newest['rows_in']:.1f}%"
     # The demo store is small enough for the exact label mix; the chart shows those shares.
     assert "rebuilt now from the store with the retrain's own cleaning rules" in " ".join(c.value for c in at.caption)
-    mix = json.loads(next(c for c in at.get("plotly_chart") if "Label mix" in c.proto.spec).proto.spec)
-    training = mix["data"][0]
+    mix = values(vega_chart(at, "Label mix: training set against recent traffic"), "shares")
     expected, _ = training_mix(db, since=views.since_day(utcnow(), days=7, offset_minutes=local_offset_minutes()),
                                min_confidence=settings.min_confidence, max_text_length=settings.max_text_length,
                                eval_percent=settings.eval_percent, use_pseudo_labels=settings.use_pseudo_labels)
-    assert list(training["x"]) == expected["label"].tolist()
+    assert [m["label"] for m in mix if m["series"] == "training set"] == expected["label"].tolist()
+    assert [m["share"] for m in mix if m["series"] == "training set"] == pytest.approx(expected["training_share"].tolist())
     # Browser: the newest 200 queries, as the store returns them.
     results = frame_with(at, "text")
     stored, matches = views.search_queries(db, limit=200)

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import base64
-import json
 from datetime import datetime, timedelta
 
-import numpy as np
 import pandas as pd
 import pytest
 import streamlit as st
@@ -21,7 +18,7 @@ from store.events import add_event, recent_events
 from store.retrains import finish_retrain, start_retrain
 from store.views import history as views
 from pages import _charts_history as charts
-from tests.conftest import ROOT, labelled_frame, open_app
+from tests.conftest import ROOT, labelled_frame, open_app, values, vega_charts
 
 PAGE = "pages/history.py"
 
@@ -30,18 +27,14 @@ def open_page(home, monkeypatch, *, timezone: str | None = None) -> AppTest:
     return open_app(monkeypatch, home, PAGE, timezone=timezone)
 
 
-def decode(value):
-    """Plotly JSON arrays: a list, or a typed array ``{"dtype", "bdata"}``."""
-    if isinstance(value, dict) and "bdata" in value:
-        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"])).tolist()
-    return value
-
-
 def figure(at: AppTest, title: str) -> dict:
-    found = [json.loads(el.proto.spec) for el in at.get("plotly_chart")]
-    found = [f for f in found if (f["layout"].get("title") or {}).get("text", "").startswith(title)]
+    found = [c for c in vega_charts(at) if (c.get("title") or {}).get("text", "").startswith(title)]
     assert len(found) == 1
     return found[0]
+
+
+def training_bars(at: AppTest) -> list[dict]:
+    return [v for v in values(figure(at, "Rows in per retrain"), "parts") if v["part"] == "training rows"]
 
 
 TOTALS = ("Retrains", "Accepted", "Rejected", "Failed", "Acceptance rate", "Training time")
@@ -110,19 +103,18 @@ def test_demo_shows_every_retrain_as_stored(demo_home, demo_db, monkeypatch):
     newest = views.retrain(demo_db, int(stored["id"].iloc[0]))["funnel"]
     removed = [newest[k] for k in views.REMOVED]
     assert newest["rows_in"] == sum(removed) + newest["train_rows"] + newest["eval_rows"]
-    funnel = figure(at, f"Data-quality funnel of retrain #{stored['id'].iloc[0]}")["data"][0]
-    assert decode(funnel["x"]) == [newest["rows_in"]] + [newest["rows_in"] - sum(removed[:i + 1]) for i in range(5)] + [
-        newest["train_rows"], newest["eval_rows"]]
-    assert funnel["y"] == ["rows in", "− malformed", "− low confidence", "− conflicting label", "− duplicate",
-                           "− held out, no human label", "training rows", "evaluation rows"]
+    funnel = values(figure(at, f"Data-quality funnel of retrain #{stored['id'].iloc[0]}"), "bars")
+    assert [f["rows"] for f in funnel] == [newest["rows_in"]] + [newest["rows_in"] - sum(removed[:i + 1])
+                                                                 for i in range(5)] + [newest["train_rows"], newest["eval_rows"]]
+    assert [f["stage"] for f in funnel] == ["rows in", "− malformed", "− low confidence", "− conflicting label",
+                                            "− duplicate", "− held out, no human label", "training rows", "evaluation rows"]
     held = newest["reserved_for_eval"]
     left = newest["rows_in"] - sum(removed)
-    assert funnel["text"][5] == f"{left:,} left (−{held:,}, {100 * held / newest['rows_in']:.1f}%)"
+    assert funnel[5]["text"] == f"{left:,} left (−{held:,}, {100 * held / newest['rows_in']:.1f}%)"
 
-    bars = figure(at, "Rows in per retrain and where they went")
-    training = next(t for t in bars["data"] if t["name"] == "training rows")
-    assert decode(training["y"]) == stored["train_rows"].tolist()[::-1]  # oldest first
-    assert training["x"] == [f"#{i}" for i in stored["id"].tolist()[::-1]]
+    training = training_bars(at)
+    assert [t["rows"] for t in training] == stored["train_rows"].tolist()[::-1]  # oldest first
+    assert [t["retrain"] for t in training] == [f"#{i}" for i in stored["id"].tolist()[::-1]]
 
 
 @pytest.mark.parametrize(
@@ -144,8 +136,7 @@ def test_filters_choose_the_rows(demo_home, demo_db, monkeypatch, statuses, trig
     assert {k: v for k, v in metrics(at).items() if k != "Training time"} == expected_metrics(
         views.totals(demo_db, statuses=statuses, triggers=triggers))
     assert at.selectbox(key="retrain").options[0].startswith(f"#{expected['id'].iloc[0]} · ")
-    training = next(t for t in figure(at, "Rows in per retrain")["data"] if t["name"] == "training rows")
-    assert training["x"] == [f"#{i}" for i in expected["id"].tolist()[::-1]]
+    assert [t["retrain"] for t in training_bars(at)] == [f"#{i}" for i in expected["id"].tolist()[::-1]]
 
 
 def test_date_range_is_in_the_users_days(demo_home, demo_db, monkeypatch):
@@ -183,9 +174,9 @@ def test_choosing_a_retrain_shows_its_funnel(demo_home, demo_db, monkeypatch):
     at.selectbox(key="retrain").set_value(oldest).run()
     assert not at.exception
     one = views.retrain(demo_db, oldest)
-    funnel = figure(at, f"Data-quality funnel of retrain #{oldest}")["data"][0]
-    assert decode(funnel["x"])[0] == one["funnel"]["rows_in"]
-    assert decode(funnel["x"])[-2:] == [one["funnel"]["train_rows"], one["funnel"]["eval_rows"]]
+    funnel = [f["rows"] for f in values(figure(at, f"Data-quality funnel of retrain #{oldest}"), "bars")]
+    assert funnel[0] == one["funnel"]["rows_in"]
+    assert funnel[-2:] == [one["funnel"]["train_rows"], one["funnel"]["eval_rows"]]
     assert at.markdown[-1].value == f":green[:material/check_circle:] **Retrain #{oldest}** (demo, {one['duration_s']:.1f} s): {one['reason']}"
 
 
@@ -282,16 +273,13 @@ def test_a_retrain_with_a_champion_shows_both_differences_their_intervals_and_th
         "only the champion; intervals from 1,000 paired-bootstrap resamples (seed 0).")
 
     chart = figure(at, "Candidate − champion, retrain #2")
-    dots = chart["data"][0]
-    assert dots["y"] == ["Accuracy", "Macro-F1"]
-    assert decode(dots["x"]) == pytest.approx([100 * paired[m]["difference"] for m in ("accuracy", "macro_f1")])
-    assert decode(dots["error_x"]["array"]) == pytest.approx(
-        [100 * (paired[m]["high"] - paired[m]["difference"]) for m in ("accuracy", "macro_f1")])
-    assert decode(dots["error_x"]["arrayminus"]) == pytest.approx(
-        [100 * (paired[m]["difference"] - paired[m]["low"]) for m in ("accuracy", "macro_f1")])
-    lines = [(shape["x0"], shape["line"].get("dash")) for shape in chart["layout"]["shapes"]]
-    assert lines == [(0, None), (-1.0, "dash")]
-    assert chart["layout"]["annotations"][0]["text"] == "tolerance line (-1.0 pts)"
+    dots = values(chart, "intervals")
+    assert [d["metric"] for d in dots] == ["Accuracy", "Macro-F1"]
+    assert [d["difference"] for d in dots] == pytest.approx([100 * paired[m]["difference"] for m in ("accuracy", "macro_f1")])
+    assert [d["low"] for d in dots] == pytest.approx([100 * paired[m]["low"] for m in ("accuracy", "macro_f1")])
+    assert [d["high"] for d in dots] == pytest.approx([100 * paired[m]["high"] for m in ("accuracy", "macro_f1")])
+    assert values(chart, "zero") == [{"x": 0.0}]
+    assert values(chart, "tolerance") == [{"x": -1.0, "text": "tolerance line (-1.0 pts)"}]
 
 
 def test_an_old_decision_says_what_was_not_recorded(gated, monkeypatch):
@@ -306,8 +294,7 @@ def test_an_old_decision_says_what_was_not_recorded(gated, monkeypatch):
     }
     assert at.caption[-1].value == ("This decision was recorded before the gate stored its statistics: the mode, "
                                     "the tolerance line, the intervals and the p-value were not recorded.")
-    assert not [f for f in at.get("plotly_chart") if "Candidate − champion" in json.loads(f.proto.spec)["layout"]
-                .get("title", {}).get("text", "")]
+    assert not [c for c in vega_charts(at) if "Candidate − champion" in (c.get("title") or {}).get("text", "")]
     assert views.gate_decision(gated.db, 3)["paired"] is None
 
 

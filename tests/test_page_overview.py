@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 
 import pytest
 import streamlit as st
@@ -16,7 +15,7 @@ from store.commands import recent_commands
 from store.events import recent_events
 from store.retrains import recent_retrains
 from store.views import overview as views
-from tests.conftest import ROOT, open_app
+from tests.conftest import ROOT, open_app, values, vega_chart, vega_charts
 
 
 @pytest.fixture
@@ -43,7 +42,7 @@ def test_empty_store_says_how_to_get_a_model_and_warns_the_worker_is_down(open_o
         "No model is deployed yet. Build the demo with `python -m engine demo`, or import labelled data "
         "(`python -m engine import FILE --labeled`) and press **Retrain now** on the Models page."
     ]
-    assert not at.get("plotly_chart")
+    assert not vega_charts(at)
 
 
 def test_demo_store_shows_the_store_numbers(open_overview, demo_copy):
@@ -69,12 +68,15 @@ def test_demo_store_shows_the_store_numbers(open_overview, demo_copy):
     assert metric(at, "Scheduler").value == "running"
 
     # The chart holds every decided retrain: accepted and rejected candidates as markers.
-    chart = json.loads(at.get("plotly_chart")[0].proto.spec)
-    names = [trace.get("name") for trace in chart["data"]]
-    assert "candidate accepted" in names and "candidate rejected" in names and "rollback" in names
+    chart = vega_chart(at, "Accuracy and macro-F1 over time")
+    candidates = values(chart, "candidates")
+    assert {c["series"] for c in candidates} == {"candidate accepted", "candidate rejected"}
+    marked = views.markers(ctx.db)
+    assert [m["series"] for m in values(chart, "markers")] == marked["kind"].tolist()
+    assert "rollback" in marked["kind"].tolist()
     timeline = views.timeline(ctx.db)
-    shown = sum(len(t["x"]) for t in chart["data"] if t.get("name", "").startswith("candidate "))
-    assert shown == len(timeline)
+    assert [c["version"] for c in candidates] == timeline["candidate_version"].tolist()
+    assert [c["value"] for c in candidates] == pytest.approx(timeline["candidate_accuracy"].tolist())
 
     # Recent activity: one line per retrain (its gate decision and the deployment it caused together).
     newest = views.activity(ctx.db, limit=12)
@@ -121,6 +123,5 @@ def test_a_drift_warning_is_in_recent_activity_and_on_the_timeline(ctx, labelled
     [event] = recent_events(ctx.db, kind="drift")
     lines = [line for line in activity_lines(at) if "**drift**" in line]
     assert lines == [f":orange[:material/warning:] `{event['ts']:%Y-%m-%d %H:%M}` **drift** · {verdict.message()}"]
-    chart = json.loads(at.get("plotly_chart")[0].proto.spec)
-    [marker] = [t for t in chart["data"] if t.get("name") == "drift"]
-    assert marker["text"] == [verdict.message()]
+    [marker] = [m for m in values(vega_chart(at, "Accuracy and macro-F1 over time"), "markers") if m["series"] == "drift"]
+    assert marker["message"] == verdict.message()

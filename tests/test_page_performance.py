@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import base64
-import json
 from datetime import datetime, timedelta
 
-import numpy as np
 import pandas as pd
 import pytest
 import streamlit as st
@@ -18,7 +15,7 @@ from engine.context import Context
 from engine.importer import import_file
 from engine.retrain import run_cycle
 from store.views import performance as views
-from tests.conftest import ROOT, open_app, labelled_frame
+from tests.conftest import ROOT, labelled_frame, open_app, values, vega_charts
 
 PAGE = "pages/performance.py"
 
@@ -27,28 +24,18 @@ def open_page(home, monkeypatch, *, timezone: str | None = None) -> AppTest:
     return open_app(monkeypatch, home, PAGE, timezone=timezone)
 
 
-def decode(value):
-    """Plotly JSON arrays: a list, or a typed array ``{"dtype", "bdata"[, "shape"]}``."""
-    if isinstance(value, dict) and "bdata" in value:
-        array = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
-        if "shape" in value:
-            array = array.reshape([int(n) for n in str(value["shape"]).split(",")])
-        return array.tolist()
-    return value
-
-
-def figures(at: AppTest) -> list[dict]:
-    return [json.loads(el.proto.spec) for el in at.get("plotly_chart")]
-
-
 def figure(at: AppTest, title: str) -> dict:
-    found = [f for f in figures(at) if (f["layout"].get("title") or {}).get("text", "").startswith(title)]
-    assert len(found) == 1, [(f["layout"].get("title") or {}).get("text") for f in figures(at)]
+    found = [c for c in vega_charts(at) if (c.get("title") or {}).get("text", "").startswith(title)]
+    assert len(found) == 1, [(c.get("title") or {}).get("text") for c in vega_charts(at)]
     return found[0]
 
 
-def trace(fig: dict, name: str) -> dict:
-    return next(t for t in fig["data"] if t.get("name") == name)
+def cells(chart: dict) -> list[list[int]]:
+    """The confusion matrix a heatmap draws, rows in its order."""
+    drawn = values(chart, "cells")
+    order = list(dict.fromkeys(c["true"] for c in drawn))
+    counts = {(c["true"], c["predicted"]): c["count"] for c in drawn}
+    return [[counts[(t, p)] for p in order] for t in order]
 
 
 def metrics(at: AppTest) -> dict[str, str]:
@@ -81,7 +68,7 @@ def test_empty_store_says_what_to_do(tmp_path, monkeypatch):
         "`python -m engine demo`, or import labelled data (`python -m engine import FILE --labeled`) and "
         "press **Retrain now** on the Models page: every retrain scores its candidate and the serving model."
     ]
-    assert at.get("plotly_chart") == [] and len(at.selectbox) == 0
+    assert vega_charts(at) == [] and len(at.selectbox) == 0
 
 
 def test_one_model_without_feedback(tmp_path, monkeypatch):
@@ -120,18 +107,22 @@ def test_demo_numbers_equal_the_store(demo_home, demo_db, pinned_now, monkeypatc
 
     # The evaluations chart: one candidate marker per retrain, coloured by decision, champions in blue.
     evals = views.evaluations(demo_db)
-    timeline = figures(at)[0]
-    for status in ("accepted", "rejected"):
-        expected = evals[(evals["role"] == "candidate") & (evals["status"] == status)]
-        accuracy_trace = [t for t in timeline["data"] if t.get("name") == f"candidate {status}"][0]
-        assert decode(accuracy_trace["y"]) == expected["accuracy"].tolist()
-    champions = [t for t in timeline["data"] if t.get("name") == "champion (serving)"]
-    assert [decode(t["y"]) for t in champions] == [evals[evals["role"] == "champion"][m].tolist() for m in ("accuracy", "macro_f1")]
+    for metric, title in (("accuracy", "Accuracy"), ("macro_f1", "Macro-F1")):
+        timeline = figure(at, title)
+        for status in ("accepted", "rejected"):
+            expected = evals[(evals["role"] == "candidate") & (evals["status"] == status)]
+            drawn = [c["value"] for c in values(timeline, "candidates") if c["series"] == f"candidate {status}"]
+            assert drawn == expected[metric].tolist()
+        assert [c["value"] for c in values(timeline, "champion")] == evals[evals["role"] == "champion"][metric].tolist()
 
     # Live accuracy per day: bars are the labelled counts, the line the share right.
     live = figure(at, "Live accuracy per day")
-    assert decode(trace(live, "queries with feedback")["y"]) == daily["labelled"].tolist()
-    assert decode(trace(live, "live accuracy")["y"]) == daily["accuracy"].tolist()
+    assert [d["labelled"] for d in values(live, "labelled")] == daily["labelled"].tolist()
+    assert [d["accuracy"] for d in values(live, "accuracy")] == daily["accuracy"].tolist()
+    reference = values(live, "reference")
+    assert [r["value"] for r in reference] == [active["accuracy"]] * 2  # the serving model's offline accuracy
+    days = pd.to_datetime(daily["day"])  # only over the days it served: from its deployment, not the first day
+    assert days.min() < pd.Timestamp(reference[0]["day"]) <= pd.Timestamp(reference[1]["day"]) == days.max()
     with demo_db.read() as con:
         answered_with_feedback = con.execute(
             "SELECT count(DISTINCT l.query_id) FROM labels l JOIN queries q ON q.id = l.query_id "
@@ -145,9 +136,9 @@ def test_demo_numbers_equal_the_store(demo_home, demo_db, pinned_now, monkeypatc
     assert shown["Evaluation rows"] == f"{report['eval_rows']:,}"
     pd.testing.assert_frame_equal(at.dataframe[0].value.set_axis(views.CLASS_COLUMNS, axis=1), report["per_class"],
                                   check_dtype=False)
-    heatmap = figure(at, f"Confusion matrix of {active['version']}")["data"][0]
-    assert decode(heatmap["customdata"]) == report["confusion"]
-    assert heatmap["x"] == heatmap["y"] == report["labels"]
+    heatmap = figure(at, f"Confusion matrix of {active['version']}")
+    assert cells(heatmap) == report["confusion"]
+    assert list(dict.fromkeys(c["predicted"] for c in values(heatmap, "cells"))) == report["labels"]
 
 
 def test_choosing_a_version_shows_its_report(demo_home, demo_db, monkeypatch):
@@ -160,7 +151,7 @@ def test_choosing_a_version_shows_its_report(demo_home, demo_db, monkeypatch):
     assert metrics(at)["Status"] == "rejected"
     pd.testing.assert_frame_equal(at.dataframe[0].value.set_axis(views.CLASS_COLUMNS, axis=1), report["per_class"],
                                   check_dtype=False)
-    assert decode(figure(at, f"Confusion matrix of {rejected}")["data"][0]["customdata"]) == report["confusion"]
+    assert cells(figure(at, f"Confusion matrix of {rejected}")) == report["confusion"]
 
 
 def test_two_versions_side_by_side(demo_home, demo_db, monkeypatch):
@@ -196,8 +187,8 @@ def test_two_versions_side_by_side(demo_home, demo_db, monkeypatch):
     worst = diff["per_class"].iloc[0]
     assert worst["f1_change"] == diff["per_class"]["f1_change"].min() < 0  # biggest loss first
 
-    bars = figure(at, f"Change in F1 per class, {b} against {a}")["data"][0]
-    assert sorted(decode(bars["x"])) == pytest.approx(sorted((100 * diff["per_class"]["f1_change"]).tolist()))
+    bars = values(figure(at, f"Change in F1 per class, {b} against {a}"), "bars")
+    assert sorted(b["change"] for b in bars) == pytest.approx(sorted((100 * diff["per_class"]["f1_change"]).tolist()))
 
 
 @pytest.mark.parametrize("same", ["v0001", "v0003"], ids=["oldest", "rejected"])
@@ -213,9 +204,9 @@ def test_the_same_version_twice_is_refused(demo_home, monkeypatch, same):
 def test_live_accuracy_days_are_the_users_days(demo_home, demo_db, monkeypatch):
     at = open_page(demo_home, monkeypatch, timezone="Asia/Kolkata")  # UTC+5:30 all year
     daily, _ = views.live_accuracy(demo_db, offset_minutes=330)
-    live = figure(at, "Live accuracy per day")
-    assert decode(trace(live, "queries with feedback")["y"]) == daily["labelled"].tolist()
-    assert [pd.Timestamp(x) for x in trace(live, "queries with feedback")["x"]] == pd.to_datetime(daily["day"]).tolist()
+    live = values(figure(at, "Live accuracy per day"), "labelled")
+    assert [d["labelled"] for d in live] == daily["labelled"].tolist()
+    assert [pd.Timestamp(d["day"]) for d in live] == pd.to_datetime(daily["day"]).tolist()
     assert daily["labelled"].tolist() != views.live_accuracy(demo_db)[0]["labelled"].tolist()
 
 
@@ -280,17 +271,15 @@ def test_drift_figures_and_the_recorded_warning(ctx, labelled_csv, monkeypatch):
     at = open_page(ctx.settings.home, monkeypatch)
     daily, mix = version_figures(ctx.db, "v0001", min_confidence=0.5)
     assert len(daily) == 15 and mix == "training set of v0001"
-    chart = figure(at, "Drift figures of v0001 per day (UTC)")
-    lines = [t for t in chart["data"] if t["mode"] == "lines+markers"]
-    assert [t["name"] for t in lines] == ["mean confidence", "low-confidence share", "JS distance from the training mix"]
-    for t, metric in zip(lines, ("mean_confidence", "low_share", "js_distance")):
-        assert decode(t["y"]) == pytest.approx(daily[metric].tolist())
-        assert t["x"][0].startswith("2026-03-05") and t["x"][-1].startswith("2026-03-19")
-    warned = [t for t in chart["data"] if t["name"] == "drift warning"]
-    assert [len(t["x"]) for t in warned] == [1, 1, 1]
-    assert all(t["x"][0].startswith("2026-03-19") for t in warned)
-    assert [decode(t["y"])[0] for t in warned] == pytest.approx(daily[["mean_confidence", "low_share", "js_distance"]]
-                                                               .iloc[-1].tolist())
-    assert warned[0]["text"][0].startswith("Drift in the live traffic of v0001 on 2026-03-19 (300 queries): ")
+    titles = ["mean confidence", "low-confidence share", "JS distance from the training mix"]
+    for title, metric in zip(titles, ("mean_confidence", "low_share", "js_distance")):
+        chart = figure(at, f"{title} of v0001 per day (UTC)")
+        days = values(chart, "points")
+        assert [d["value"] for d in days] == pytest.approx(daily[metric].tolist())
+        assert days[0]["day"].startswith("2026-03-05") and days[-1]["day"].startswith("2026-03-19")
+        [warned] = values(chart, "warnings")
+        assert warned["day"].startswith("2026-03-19")
+        assert warned["value"] == pytest.approx(daily[metric].iloc[-1])
+        assert warned["message"].startswith("Drift in the live traffic of v0001 on 2026-03-19 (300 queries): ")
     assert views.drift_warnings(ctx.db, "v0001")["metric"].tolist() == ["mean_confidence", "low_share", "js_distance"]
     assert "v0001 has answered no logged query: there is no live traffic to judge for drift." not in [i.value for i in at.info]

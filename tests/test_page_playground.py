@@ -3,7 +3,6 @@ version; hot reload; fallback), and its corrections go to the spool as feedback.
 
 from __future__ import annotations
 
-import json
 import time
 
 import pytest
@@ -15,7 +14,7 @@ from engine.classifier import Classifier
 from engine.config import load_settings
 from engine.context import Context
 from engine.deployment import rollback
-from tests.conftest import ROOT
+from tests.conftest import ROOT, values, vega_chart
 
 TEXT = "hi, my parcel never arrived and I want my money back"
 
@@ -68,9 +67,9 @@ def test_the_answer_is_what_a_client_gets(monkeypatch, demo_copy):
     at = classify(open_page(monkeypatch, demo_copy), TEXT)
     want = expected(demo_copy, TEXT)
     assert metrics(at) == {"Label": want.label, "Confidence": f"{100 * want.confidence:.1f}%", "Answered by": want.version}
-    chart = json.loads(at.get("plotly_chart")[0].proto.spec)["data"][0]
-    assert list(chart["y"]) == [label for label, _ in want.top][::-1]
-    assert chart["text"] == [f"{p:.1%}" for _, p in want.top][::-1]
+    bars = values(vega_chart(at, "Top labels"), "bars")
+    assert [b["label"] for b in bars] == [label for label, _ in want.top]
+    assert [b["text"] for b in bars] == [f"{p:.1%}" for _, p in want.top]
     assert not at.warning[1:]  # only the worker banner: no fallback, not too long
 
 
