@@ -9,7 +9,7 @@ API_PORT ?= 8000
 .PHONY: run test venv demo worker app bench bench-quick clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
-	@echo "[environment] Creating the environment in $(VENV) (first run only; 1-3 minutes, each package is listed as it installs) ..."
+	@echo "[environment] Creating the environment in $(VENV) (first run only; 2-5 minutes, each package is listed as it installs) ..."
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --progress-bar off -r requirements-dev.txt | grep --line-buffered -E "^(Collecting|Successfully)" || true

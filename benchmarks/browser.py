@@ -214,10 +214,13 @@ def screenshots(tab: Any, shot: Path) -> None:
     tall as the page's content, since Streamlit scrolls inside its main area)."""
     shot.parent.mkdir(parents=True, exist_ok=True)
     tab.wait_for_timeout(2000)  # let the charts finish drawing (not timed)
+    idle = """() => document.querySelector('[data-testid="stApp"]').dataset.testScriptState === 'notRunning'"""
+    tab.wait_for_function(idle, timeout=60_000)  # not in the middle of a fragment's rerun (it greys the page)
     tab.screenshot(path=str(shot))
     height = tab.evaluate("() => document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
     tab.set_viewport_size({"width": VIEWPORT["width"], "height": max(VIEWPORT["height"], int(height) + 40)})
     tab.wait_for_timeout(1500)
+    tab.wait_for_function(idle, timeout=60_000)
     tab.screenshot(path=str(shot.with_name(f"{shot.stem}-full.png")))
     tab.set_viewport_size(VIEWPORT)
 

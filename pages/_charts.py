@@ -29,10 +29,10 @@ def metric_timeline(timeline: pd.DataFrame, markers: pd.DataFrame, *, title: str
         acc = t["candidate_accuracy"].where(accepted, t["champion_accuracy"])
         f1 = t["candidate_macro_f1"].where(accepted, t["champion_macro_f1"])
         for when, a, f in zip(t["when"], acc, f1):
-            serving += [{"when": when, "series": "accuracy (serving)", "value": a},
-                        {"when": when, "series": "macro-F1 (serving)", "value": f}]
+            serving += [{"when": when, "series": "accuracy (serving)", "dash": "accuracy", "value": a},
+                        {"when": when, "series": "macro-F1 (serving)", "dash": "macro-F1", "value": f}]
         decided = t[t["status"].isin(["accepted", "rejected"])]
-        candidates = [{"when": r.when, "series": f"candidate {r.status}", "value": r.candidate_accuracy,
+        candidates = [{"when": r.when, "series": f"candidate {r.status}", "decision": r.status, "value": r.candidate_accuracy,
                        "version": r.candidate_version, "trigger": r.trigger, "macro_f1": r.candidate_macro_f1}
                       for r in decided.itertuples()]
         low = float(min(acc.min(), f1.min(), t["candidate_accuracy"].min()))
@@ -44,16 +44,17 @@ def metric_timeline(timeline: pd.DataFrame, markers: pd.DataFrame, *, title: str
     y = {"field": "value", "type": "quantitative", "title": None, "axis": {"format": ".0%"}, "scale": {"zero": False}}
     layers = [
         _vega.layer("serving", _vega.rows(serving), {"type": "line", "interpolate": "step-after", "strokeWidth": 2},
-                    {"x": x, "y": y, "color": colour, "detail": {"field": "series"},
-                     "strokeDash": {"field": "series", "type": "nominal", "legend": None,
-                                    "scale": {"domain": ["accuracy (serving)", "macro-F1 (serving)"],
-                                              "range": [[1, 0], [2, 2]]}},
+                    {"x": x, "y": y, "color": colour,
+                     # Own fields for the dash and the shape: a channel on the colour's field with no legend
+                     # would take the shared legend away.
+                     "strokeDash": {"field": "dash", "type": "nominal", "legend": None,
+                                    "scale": {"domain": ["accuracy", "macro-F1"], "range": [[1, 0], [2, 2]]}},
                      "tooltip": [{"field": "series"}, {"field": "when", "type": "temporal", "format": "%Y-%m-%d %H:%M"},
                                  {"field": "value", "format": ".1%"}]}),
         _vega.layer("candidates", _vega.rows(candidates), {"type": "point", "filled": True, "size": 70, "opacity": 1, "angle": 45},
                     {"x": x, "y": y, "color": colour,
-                     "shape": {"field": "series", "type": "nominal", "legend": None,
-                               "scale": {"domain": ["candidate accepted", "candidate rejected"], "range": ["circle", "cross"]}},
+                     "shape": {"field": "decision", "type": "nominal", "legend": None,
+                               "scale": {"domain": ["accepted", "rejected"], "range": ["circle", "cross"]}},
                      "tooltip": [{"field": "version"}, {"field": "trigger"}, {"field": "value", "title": "accuracy", "format": ".1%"},
                                  {"field": "macro_f1", "title": "macro-F1", "format": ".1%"}]}),
         _vega.layer("markers", _vega.rows(marks), {"type": "point", "shape": "triangle-up", "filled": True, "size": 110},

@@ -99,7 +99,8 @@ def top_labels(top: Sequence[tuple[str, float]]) -> dict:
     """The model's best labels with their probabilities, best on top; each probability written just right of
     its bar, level, however narrow the bar. One layer, ``bars`` (label, probability, text), plus ``labels``."""
     values = _vega.rows({"label": label, "probability": p, "text": f"{p:.1%}"} for label, p in top)
-    y = {"field": "label", "type": "nominal", "sort": [label for label, _ in top], "title": None}
+    y = {"field": "label", "type": "nominal", "sort": [label for label, _ in top], "title": None,
+         "axis": {"labelOverlap": False, "labelLimit": 200}}
     x = {"field": "probability", "type": "quantitative", "title": None, "axis": {"format": ".0%"},
          "scale": {"domain": [0, 1]}}
     return _vega.chart("Top labels", [

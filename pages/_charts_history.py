@@ -68,7 +68,7 @@ def funnel(steps: pd.DataFrame, *, title: str) -> dict:
                        "note": row.note, "colour": colour})
     values[-2]["colour"], values[-1]["colour"] = COLORS["accepted"], COLORS["running"]
     y = {"field": "stage", "type": "nominal", "sort": [v["stage"] for v in values], "title": None,
-         "axis": {"labelLimit": 220}}
+         "axis": {"labelLimit": 220, "labelOverlap": False}}
     widest = max([v["hi"] for v in values] + [1])
     x = {"field": "lo", "type": "quantitative", "axis": None, "scale": {"domain": [-widest, 2.2 * widest]}}
     return _vega.chart(title, [
@@ -77,7 +77,7 @@ def funnel(steps: pd.DataFrame, *, title: str) -> dict:
                      "tooltip": [{"field": "stage"}, {"field": "text", "title": "rows"}, {"field": "note"}]}),
         _vega.layer("labels", _vega.rows(values), {"type": "text", "align": "left", "dx": 4, "fontSize": 12},
                     {"x": {"field": "hi", "type": "quantitative"}, "y": y, "text": {"field": "text"}}),
-    ], height=300)
+    ], height=320)
 
 
 def funnels_over_time(retrains: pd.DataFrame) -> dict:
@@ -220,7 +220,7 @@ def gate_intervals(retrain_id: int, decision: dict[str, Any]) -> dict:
         layers.append(_vega.layer("tolerance_label", [{"x": line, "text": f"tolerance line ({line:+.1f} pts)"}],
                                   {"type": "text", "align": "left", "dx": 4, "dy": -6, "y": 0, "color": COLORS["rejected"]},
                                   {"x": {"field": "x", "type": "quantitative"}, "text": {"field": "text"}}))
-    return _vega.chart(f"Candidate − champion, retrain #{retrain_id}", layers, height=150)
+    return _vega.chart(f"Candidate − champion, retrain #{retrain_id}", layers, height=210)
 
 
 def _line(tolerance: float) -> float:

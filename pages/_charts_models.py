@@ -19,7 +19,7 @@ def version_metrics(versions: pd.DataFrame, *, title: str = "Accuracy and macro-
     values = []
     for r in frame.itertuples():
         for metric, v in (("accuracy", r.accuracy), ("macro-F1", r.macro_f1)):
-            values.append({"version": r.version, "status": r.status, "metric": metric, "value": v,
+            values.append({"version": r.version, "status": r.status, "filled_status": r.status, "metric": metric, "value": v,
                            "trigger": r.trigger, "train_rows": r.train_rows})
     return _vega.chart(title, [_vega.layer("metrics", _vega.rows(values), {"type": "point", "size": 80, "strokeWidth": 2}, {
         "x": {"field": "version", "type": "ordinal", "sort": list(frame["version"]), "title": None,
@@ -29,7 +29,7 @@ def version_metrics(versions: pd.DataFrame, *, title: str = "Accuracy and macro-
                   "scale": _vega.colour_scale([(s, COLORS.get(s, COLORS["candidate"])) for s in statuses])},
         "shape": {"field": "metric", "type": "nominal", "title": None,
                   "scale": {"domain": ["accuracy", "macro-F1"], "range": ["circle", "diamond"]}},
-        "fill": {"condition": {"test": "datum.metric == 'accuracy'", "field": "status", "type": "nominal",
+        "fill": {"condition": {"test": "datum.metric == 'accuracy'", "field": "filled_status", "type": "nominal",
                                "scale": _vega.colour_scale([(s, COLORS.get(s, COLORS["candidate"])) for s in statuses]),
                                "legend": None},
                  "value": "white"},

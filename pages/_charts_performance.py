@@ -42,8 +42,9 @@ def evaluation_timeline(evaluations: pd.DataFrame, *, metric: str = "accuracy") 
              for k in range(len(part))]
     champions = e[e["role"] == "champion"].assign(series="champion (serving)")
     candidates = e[(e["role"] == "candidate") & e["status"].isin(["accepted", "rejected", "failed"])]
-    candidates = candidates.assign(series=[f"candidate {s}" for s in candidates["status"]])
-    columns = ["when", "version", "role", "retrain_id", "trigger", "series"]
+    candidates = candidates.assign(series=[f"candidate {s}" for s in candidates["status"]], decision=candidates["status"])
+    champions = champions.assign(decision="champion")
+    columns = ["when", "version", "role", "retrain_id", "trigger", "series", "decision"]
     return _vega.chart(METRIC_NAMES[metric], [
         _vega.layer("pairs", _vega.rows(pairs), {"type": "line", "color": "#cbd5e1", "strokeWidth": 1},
                     {"x": x, "y": y, "detail": {"field": "retrain_id", "type": "nominal"}}),
@@ -53,11 +54,10 @@ def evaluation_timeline(evaluations: pd.DataFrame, *, metric: str = "accuracy") 
         _vega.layer("candidates", _vega.rows(candidates.assign(value=candidates[metric]), columns + ["value"]),
                     {"type": "point", "filled": True, "size": 80, "opacity": 1},
                     {"x": x, "y": y, "color": colour, "tooltip": tooltip,
-                     "shape": {"field": "series", "type": "nominal", "legend": None,
-                               "scale": {"domain": ["champion (serving)", "candidate accepted", "candidate rejected",
-                                                    "candidate failed"],
+                     "shape": {"field": "decision", "type": "nominal", "legend": None,  # own field: keeps the legend
+                               "scale": {"domain": ["champion", "accepted", "rejected", "failed"],
                                          "range": ["circle", "circle", "cross", "diamond"]}}}),
-    ], height=220)
+    ], height=270)
 
 
 def live_accuracy(daily: pd.DataFrame, *, reference: float | None = None, reference_name: str = "",
@@ -149,9 +149,10 @@ def confusion_heatmap(labels: Sequence[str], confusion: Sequence[Sequence[int]],
     values = [{"true": t, "predicted": p, "count": int(counts.loc[t, p]), "share": float(counts.loc[t, p] / totals[t])}
               for t in labels for p in labels]
     order = list(labels)
-    x = {"field": "predicted", "type": "nominal", "sort": order, "title": "predicted label",
-         "axis": {"labelAngle": -90, "labelLimit": 160}}
-    y = {"field": "true", "type": "nominal", "sort": order, "title": "true label", "axis": {"labelLimit": 160}}
+    # No axis titles (the caption under the chart says rows are true, columns predicted): every label shows.
+    x = {"field": "predicted", "type": "nominal", "sort": order, "title": None,
+         "axis": {"labelAngle": -90, "labelLimit": 160, "labelOverlap": False}}
+    y = {"field": "true", "type": "nominal", "sort": order, "title": None, "axis": {"labelLimit": 160, "labelOverlap": False}}
     return _vega.chart(title, [
         _vega.layer("cells", _vega.rows(values), {"type": "rect"},
                     {"x": x, "y": y, "color": {"field": "share", "type": "quantitative", "legend": None,
@@ -161,7 +162,7 @@ def confusion_heatmap(labels: Sequence[str], confusion: Sequence[Sequence[int]],
         _vega.layer("counts", _vega.rows(v for v in values if v["count"]), {"type": "text", "fontSize": 10},
                     {"x": x, "y": y, "text": {"field": "count"},
                      "color": {"condition": {"test": "datum.share > 0.5", "value": "white"}, "value": "#111827"}}),
-    ], height=max(360, 22 * len(labels)))
+    ], height=24 * len(labels) + 190)  # the height includes the upright column labels
 
 
 def class_changes(per_class: pd.DataFrame, *, a: str, b: str) -> dict:
@@ -175,13 +176,14 @@ def class_changes(per_class: pd.DataFrame, *, a: str, b: str) -> dict:
                        "direction": "better" if shown > 0 else "worse" if shown < 0 else "no change"})
     return _vega.chart(f"Change in F1 per class, {b} against {a}", [_vega.layer(
         "bars", _vega.rows(values), {"type": "bar"},
-        {"y": {"field": "label", "type": "nominal", "sort": list(rows["label"]), "title": None},
+        {"y": {"field": "label", "type": "nominal", "sort": list(rows["label"]), "title": None,
+               "axis": {"labelOverlap": False, "labelLimit": 200}},
          "x": {"field": "change", "type": "quantitative", "title": "F1 change (points)",
                "axis": {"format": "+.1f", "tickCount": 7}},
          "color": {"field": "direction", "type": "nominal", "title": None, "scale": _vega.colour_scale(
              [("better", COLORS["accepted"]), ("worse", COLORS["rejected"]), ("no change", COLORS["candidate"])])},
          "tooltip": [{"field": "label"}, {"field": "change", "title": "F1 change (pts)", "format": "+.1f"}]})],
-        height=max(220, 20 * len(rows)))
+        height=max(220, 24 * len(rows) + 60))
 
 
 WEAK_F1 = "F1 in red: under 70%; in amber: under 85%."

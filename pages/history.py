@@ -68,7 +68,7 @@ k[3].metric("Failed", f"{totals['failed']:,}")
 k[4].metric("Acceptance rate", _ui.pct(totals["acceptance_rate"]), help="Accepted among accepted and rejected")
 k[5].metric("Training time", charts.seconds(totals["total_duration_s"]),
             f"median {charts.seconds(totals['median_duration_s'])} each" if totals["retrains"] else None,
-            delta_color="off")
+            delta_color="off", delta_arrow="off")
 if totals["retrains"] == 0:
     _ui.empty("No retrain matches these filters: clear one of them to see more.")
 

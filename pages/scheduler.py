@@ -62,6 +62,11 @@ def until(moment, *, worker_alive: bool) -> str:
     return f"in {seconds / 86400:.1f} days"
 
 
+def sentence(text: str | None) -> str:
+    """A reason as a sentence: its first letter upper-case ("–" when there is none)."""
+    return text[:1].upper() + text[1:] if text else "–"
+
+
 def zones() -> str:
     """Which clock each time on the page is on: the job times in the settings are the worker's local time."""
     worker = datetime.now().astimezone().tzinfo
@@ -160,7 +165,7 @@ else:
         "Job": recent["trigger"],
         "Decision": recent["status"],
         "Candidate": recent["candidate_version"].fillna("–"),
-        "Reason": [without_decision_word(r) or "–" for r in recent["reason"]],
+        "Reason": [sentence(without_decision_word(r)) for r in recent["reason"]],
     }).style.hide(axis="index").map(
         lambda s: f"color: {_ui.COLORS[s]}; font-weight: bold" if s in _ui.COLORS else "", subset=["Decision"]))
 st.caption(f"{zones()} A weekly or monthly slot missed while no worker ran is run once when the worker starts.")

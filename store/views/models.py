@@ -97,14 +97,16 @@ def deployments(db: Database, *, limit: int = 200) -> pd.DataFrame:
         return con.execute(DEPLOYMENTS, [limit]).df()
 
 
-_REQUESTED = re.compile(r"\s*\(requested from [^()]*(\(command #\d+\))?\)\s*$")
+_REQUESTED = re.compile(r"\s*\(requested from [^()]*(\(command #\d+\))?\)(?P<end>\.?)\s*$")
 
 
 def command_result(message: str | None) -> str:
     """A command's result without the "(requested from X (command #N))" the worker appends: the command's own
     line already says who asked, and which command it is.
 
-    >>> command_result("Rolled back from v0017 to v0016 (requested from demo operator (command #1))")
-    'Rolled back from v0017 to v0016'
+    >>> command_result("Rolled back from v0017 to v0016 (requested from demo operator (command #1)).")
+    'Rolled back from v0017 to v0016.'
+    >>> command_result("retrain #3 accepted: no metric got worse.")
+    'retrain #3 accepted: no metric got worse.'
     """
-    return _REQUESTED.sub("", message or "").strip()
+    return _REQUESTED.sub(lambda m: m.group("end"), message or "").strip()
