@@ -63,7 +63,7 @@ ENDED_JS = """(since) => {
   const runs = window.__runs || [];
   let began = false;
   for (const [t, state] of runs) {
-    if (t < since) continue;
+    if (t < since) { began = state === 'running'; continue; }  // a fragment's run going on at the click carries on
     if (state === 'running') began = true;
     else if (began && state === 'notRunning')
       return !document.querySelector('[data-testid^="stStatusWidgetRunning"]') ? t : false;
