@@ -231,7 +231,7 @@ def open_by_click(tab: Any, received: list[int], title: str) -> dict[str, Any]:
     link.wait_for(state="attached")
     before = received[0]
     since = tab.evaluate("(a) => { const t = performance.now(); a.click(); return t; }", link.element_handle())
-    ended = tab.wait_for_function(ENDED_JS, arg=since, timeout=120_000, polling=10).json_value()
+    ended = tab.wait_for_function(ENDED_JS, arg=since, timeout=30_000, polling=10).json_value()
     return {"seconds": (ended - since) / 1000, "bytes": received[0] - before, **_counts(tab)}
 
 
@@ -260,9 +260,17 @@ def measure(url: str, *, floor_url: str | None = None, rounds: int = ROUNDS,
         tab, received = _tab(browser)
         tab.goto(f"{url}/sql")
         tab.wait_for_function(ENDED_JS, arg=0, timeout=120_000, polling=10)
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
         for _ in range(rounds):
             for name in PAGES:
-                found["click"][name].append(open_by_click(tab, received, TITLES[name]))
+                try:
+                    found["click"][name].append(open_by_click(tab, received, TITLES[name]))
+                except PlaywrightTimeout:  # the run never ended as seen from the page: say so, start afresh
+                    found["click"][name].append({"seconds": float("nan"), "bytes": 0, "elements": 0, "charts": 0,
+                                                 "tables": 0})
+                    tab.goto(f"{url}/sql")
+                    tab.wait_for_function(ENDED_JS, arg=0, timeout=120_000, polling=10)
         browser.close()
     return found
 
@@ -304,7 +312,8 @@ def summarise(found: dict[str, dict[str, list[dict[str, Any]]]], reads: dict[str
     for name in PAGES:
         by_url, by_click = found["url"][name], found["click"][name]
         ready = median([r["seconds"] for r in by_url])
-        click = median([r["seconds"] for r in by_click])
+        timed = [r["seconds"] for r in by_click if r["seconds"] == r["seconds"]]  # NaN: a run never seen to end
+        click = median(timed) if timed else float("nan")
         last = by_url[-1]
         kb = median([r["bytes"] for r in by_url]) / 1000
         for how, value in (("by URL", ready), ("by click", click)):
