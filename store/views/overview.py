@@ -90,13 +90,16 @@ def _capitalised(text: str) -> str:
 
 
 def activity(db: Database, *, limit: int = 12) -> list[dict[str, Any]]:
-    """The newest happenings, one line per retrain: a gate decision and the deployment it caused are one
-    entry. Each: ``ts``, ``severity``, ``kind`` (``retrain`` for a decided candidate, else the event's
+    """The newest happenings, one line per retrain: the candidate's registration, the gate decision and the
+    deployment it caused are one entry. Each: ``ts``, ``severity``, ``kind`` (``retrain`` for a decided candidate, else the event's
     kind) and ``text``, newest first, at most ``limit``.
     """
     events = recent_events(db, limit=3 * limit)
     deploys = {(e["version"], (e["details"] or {}).get("previous")): e for e in events if e["kind"] == "deploy"}
-    folded: set[int] = set()
+    decided = {(e["details"] or {}).get("retrain_id") for e in events if e["kind"] == "gate"} - {None}
+    # A candidate's registration is part of its retrain's line too.
+    folded: set[int] = {e["id"] for e in events if e["kind"] == "registry" and (e["details"] or {}).get("status") == "candidate"
+                        and (e["details"] or {}).get("retrain_id") in decided}
     lines = []
     for e in events:
         d = e["details"] or {}
