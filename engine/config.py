@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from engine.errors import SettingsError
+from engine.pipelines import DEFAULT_PIPELINE, check_spec
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_ROOT / "retrainer.toml"
@@ -41,7 +42,7 @@ class Settings:
     home: Path = Path("./data")
     min_confidence: float = 0.5
     use_pseudo_labels: bool = True
-    max_text_length: int = 2000
+    max_text_length: int = 100_000
     eval_percent: int = 20
     max_labels: int = 1000
     tolerance: float = 0.01
@@ -65,6 +66,7 @@ class Settings:
     adaptive_every_minutes: int = 15
     adaptive_min_samples: int = 100
     adaptive_max_days: float = 7
+    pipeline: str = DEFAULT_PIPELINE
     max_features: int = 200_000
     min_df: int = 2
     seed: int = 0
@@ -116,7 +118,7 @@ class Settings:
 
 _RANGES: dict[str, tuple[float, float]] = {
     "min_confidence": (0.0, 1.0),
-    "max_text_length": (1, 1_000_000),
+    "max_text_length": (1, 10_000_000),
     "eval_percent": (1, 50),
     "max_labels": (2, 100_000),
     "tolerance": (0.0, 0.5),
@@ -164,6 +166,7 @@ def _check(s: Settings) -> None:
         if not _TIME.match(getattr(s, name)):
             raise SettingsError(f"setting {name!r} = {getattr(s, name)!r} is not a time: use HH:MM, 24-hour, e.g. '03:00'")
     _check_search(s)
+    check_spec(s.pipeline)  # a factory is imported, called and its estimator checked now (engine.pipelines)
 
 
 def parse_alphas(text: str) -> list[float]:
@@ -266,12 +269,16 @@ def load_settings(
 ) -> Settings:
     """Defaults, then the settings file, then ``RETRAINER_*`` variables, then ``overrides``.
 
-    ``path=None`` skips the file. ``RETRAINER_CONFIG`` in ``env`` names another file.
+    ``path=None`` skips the file, and so does a missing ``retrainer.toml`` at the default place (an
+    installed package has none: the dataclass holds the same defaults). ``RETRAINER_CONFIG`` in
+    ``env`` names another file, which must exist.
     """
     env = os.environ if env is None else env
     if env.get("RETRAINER_CONFIG"):
         path = Path(env["RETRAINER_CONFIG"])
     values: dict[str, Any] = {}
+    if path is not None and Path(path) == DEFAULT_CONFIG and not DEFAULT_CONFIG.exists():
+        path = None  # installed with pip (no checkout): the defaults below are the file's defaults
     if path is not None:
         path = Path(path)
         try:

@@ -4,11 +4,12 @@ The tree lives in ``store/errors.py`` because both ``store/`` and ``engine/`` ra
 errors and ``store/`` imports nothing from ``engine/``. Import from either module.
 """
 
-from store.errors import (DiskFullError, InputError, ModelLoadError, NoModelError, RegistryError, RetrainerError, SettingsError,
-                          StaleModelError, StoreBusyError, StoreError, TrainingError, UnknownLabelError,
-                          WorkerLockedError)
+from store.errors import (DiskFullError, InputError, ModelLoadError, NoModelError, PipelineError, RegistryError,
+                          RetrainerError, SettingsError, StaleModelError, StoreBusyError, StoreError, TrainingError,
+                          UnknownLabelError, WorkerLockedError)
 
 __all__ = [
-    "DiskFullError", "InputError", "ModelLoadError", "NoModelError", "RegistryError", "RetrainerError", "SettingsError",
+    "DiskFullError", "InputError", "ModelLoadError", "NoModelError", "PipelineError", "RegistryError", "RetrainerError",
+    "SettingsError",
     "StaleModelError", "StoreBusyError", "StoreError", "TrainingError", "UnknownLabelError", "WorkerLockedError",
 ]

@@ -240,7 +240,8 @@ def _cycle(ctx: Context, retrain_id: int, trigger: str, stage: Callable[[str, fl
         )
     faults.point("cycle_before_fit")
     stage("fitting", 0.25)
-    fitted = fit(data.train, max_features=s.max_features, min_df=s.min_df, seed=s.seed, search=plan_from_settings(s))
+    fitted = fit(data.train, pipeline=s.pipeline, max_features=s.max_features, min_df=s.min_df, seed=s.seed,
+                 search=plan_from_settings(s))
     faults.point("cycle_after_fit")
     stage("saving", 0.6)
     version = _next_version(ctx)

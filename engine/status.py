@@ -19,6 +19,21 @@ FALLBACK_KEY = "fallback"
 PROGRESS_KEY = "retrain_progress"
 
 
+def model_facts(row: dict[str, Any]) -> dict[str, Any]:
+    """What a version is: its pipeline (preset, factory or adopted file), params, calibration, scikit-learn.
+
+    Versions trained before the ``pipeline`` setting existed used the word preset.
+    """
+    params = row.get("params") or {}
+    return {
+        "pipeline": params.get("pipeline", "word" if params.get("features") else None),
+        "pipeline_kind": params.get("pipeline_kind", "preset" if params.get("features") else None),
+        "pipeline_params": params.get("pipeline_params"),
+        "calibration": params.get("calibration"),
+        "sklearn_version": row.get("sklearn_version"),
+    }
+
+
 def system_status(ctx: Context) -> dict[str, Any]:
     """Active model and metrics, fallback, worker health, scheduler, adaptive counters, spool backlog."""
     now = ctx.clock()
@@ -39,6 +54,7 @@ def system_status(ctx: Context) -> dict[str, Any]:
             "macro_f1": row.get("macro_f1"),
             "train_rows": row.get("train_rows"),
             "eval_rows": row.get("eval_rows"),
+            **model_facts(row),
         }
     heartbeat, beat_at = state.get(HEARTBEAT_KEY, (None, None))
     holder = worker_running(ctx.settings.worker_lock_path)

@@ -58,3 +58,7 @@ class WorkerLockedError(RetrainerError):
 
 class TrainingError(RetrainerError):
     """A training set cannot be built or a model cannot be fitted."""
+
+
+class PipelineError(SettingsError):
+    """The ``pipeline`` setting names no preset, or a factory that does not give a usable unfitted estimator."""

@@ -81,11 +81,11 @@ class StoryRun:
 
 
 def _write_rejects_csv(path: Path) -> None:
-    """The 800 labelled rows with an empty text at line 5, an empty label at line 7, a 2,001-character text at line 9."""
+    """The 800 labelled rows with an empty text at line 5, an empty label at line 7, a 100,001-character text at line 9."""
     rows = labelled_frame().values.tolist()
     rows.insert(3, ["", "track_order"])
     rows.insert(5, ["where is my parcel", ""])
-    rows.insert(7, ["x" * 2001, "track_order"])
+    rows.insert(7, ["x" * 100_001, "track_order"])
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(["text", "label"])
@@ -162,7 +162,7 @@ def test_import_lists_rejected_rows_by_line_and_prints_the_summary(cli):
     assert lines(result.stdout)[:4] + lines(result.stdout)[5:] == [
         "  rejected line 5: text is empty",
         "  rejected line 7: label is empty: every row of a --labeled import needs a label",
-        "  rejected line 9: text is 2,001 characters; the limit is 2,000 (setting max_text_length)",
+        "  rejected line 9: text is 100,001 characters; the limit is 100,000 (setting max_text_length)",
         '  read as utf-8 (the bytes are valid UTF-8; --encoding NAME overrides), comma-separated, quote "',
         f"{run.files}/rejects.csv: 803 rows read, 800 labelled rows stored, 3 rejected",
     ]

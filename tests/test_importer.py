@@ -29,7 +29,7 @@ LABEL_EMPTY = "label is empty: every row of a --labeled import needs a label"
 NOT_OBJECT = 'not a JSON object: each line must be like {"text": "...", "label": "..."}'
 NOT_UTF8 = "not valid UTF-8 on this line: save the file as UTF-8 (or name its encoding with --encoding)"
 WIDTH_1_OF_2 = "1 field(s), but the header has 2: put a text that holds ',' in double quotes, and give every row all 2 columns"
-TOO_LONG = "the line is over 81,536 bytes: a row holds one text of at most 2,000 characters (setting max_text_length)"
+TOO_LONG = "the line is over 865,536 bytes: a row holds one text of at most 100,000 characters (setting max_text_length)"
 
 
 def write(tmp_path: Path, name: str, content: str | bytes) -> Path:
@@ -266,7 +266,7 @@ def test_ten_megabyte_text_is_rejected_as_too_long(ctx, tmp_path, fmt):
     else:
         path = tmp_path / "huge.parquet"
         pd.DataFrame(rows, columns=["text", "label"]).to_parquet(path)
-        where, reason = "row 2", r"text is 10,000,000 characters; the limit is 2,000 \(setting max_text_length\)"
+        where, reason = "row 2", r"text is 10,000,000 characters; the limit is 100,000 \(setting max_text_length\)"
 
     report = import_file(ctx, path, labeled=True)
 
@@ -279,13 +279,13 @@ def test_ten_megabyte_text_is_rejected_as_too_long(ctx, tmp_path, fmt):
 
 def test_length_limit_is_inclusive_and_counts_characters_after_stripping(ctx, tmp_path):
     content = jsonl(
-        {"text": "é" * 2000, "label": "at_limit"},  # 2,000 characters (4,000 bytes)
-        {"text": "  " + "y" * 2000 + "  ", "label": "padded"},
-        {"text": "z" * 2001, "label": "over"},
+        {"text": "é" * 100_000, "label": "at_limit"},  # 100,000 characters (200,000 bytes): the default limit
+        {"text": "  " + "y" * 100_000 + "  ", "label": "padded"},
+        {"text": "z" * 100_001, "label": "over"},
     )
     report = import_file(ctx, write(tmp_path, "limit.jsonl", content), labeled=True)
 
-    assert report.problems == [("line 3", "text is 2,001 characters; the limit is 2,000 (setting max_text_length)")]
+    assert report.problems == [("line 3", "text is 100,001 characters; the limit is 100,000 (setting max_text_length)")]
     assert sorted(label for _, label in label_pairs(ctx)) == ["at_limit", "padded"]
 
 
