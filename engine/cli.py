@@ -132,6 +132,10 @@ def cmd_rollback(settings: Settings, args: argparse.Namespace) -> int:
     return _run_command(settings, "rollback", {"to": args.to} if args.to else {}, wait=args.wait)
 
 
+def cmd_adopt(settings: Settings, args: argparse.Namespace) -> int:
+    return _run_command(settings, "adopt", {"path": args.path, "note": args.note or ""}, wait=True)
+
+
 def cmd_pause(settings: Settings, args: argparse.Namespace) -> int:
     return _run_command(settings, "pause", {}, wait=True)
 
@@ -304,7 +308,8 @@ def _day(text: str):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m engine", description="Retrainer: keep a text classifier improving without ever silently getting worse.")
+    prog = "retrainer" if Path(sys.argv[0]).name == "retrainer" else "python -m engine"  # the console script, or -m
+    parser = argparse.ArgumentParser(prog=prog, description="Retrainer: keep a text classifier improving without ever silently getting worse.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -329,6 +334,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", metavar="VERSION", help="a version that served before, e.g. v0003")
     p.add_argument("--wait", action="store_true", help="wait for the result (runs it here if no worker runs)")
     p.set_defaults(func=cmd_rollback)
+
+    p = sub.add_parser("adopt", help="make a fitted model you trust (joblib/pickle file) a version: the first champion, "
+                                     "or a candidate gated against the champion")
+    p.add_argument("path", help="a file saved with joblib.dump or pickle.dump; loading it runs code: only files you trust")
+    p.add_argument("--note", metavar="TEXT", help="why, or where the model comes from (kept with the version)")
+    p.set_defaults(func=cmd_adopt)
 
     sub.add_parser("pause", help="pause the scheduler (persists across restarts)").set_defaults(func=cmd_pause)
     sub.add_parser("resume", help="resume the scheduler").set_defaults(func=cmd_resume)

@@ -7,6 +7,7 @@ request made while no worker runs waits instead of being lost.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 from engine import registry
@@ -14,7 +15,7 @@ from engine.context import Context
 from engine.errors import InputError
 from store import commands as queue
 
-KINDS = ("retrain", "rollback", "pause", "resume")
+KINDS = ("retrain", "rollback", "pause", "resume", "adopt")
 
 
 def submit(ctx: Context, kind: str, *, args: dict[str, Any] | None = None, source: str = "cli") -> int:
@@ -24,6 +25,11 @@ def submit(ctx: Context, kind: str, *, args: dict[str, Any] | None = None, sourc
     args = dict(args or {})
     if kind == "rollback" and args.get("to") is not None:
         args["to"] = registry.check_version(str(args["to"]).strip())
+    if kind == "adopt":
+        path = Path(str(args.get("path") or "")).expanduser()
+        if not path.is_file():
+            raise InputError(f"adopt needs the path of a model file: {str(path)!r} is not a file")
+        args = {"path": str(path.resolve()), "note": str(args.get("note") or "")}
     return queue.enqueue(ctx.db, kind=kind, args=args, source=source, ts=ctx.clock())
 
 

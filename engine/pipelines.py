@@ -42,6 +42,8 @@ DEFAULT_PIPELINE = "word+char"
 FACTORY_PATTERN = re.compile(r"^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*\Z")
 # Folds of the calibration of an estimator without predict_proba (fewer when a label has fewer rows).
 CALIBRATION_FOLDS = 3
+# The presets read this many characters of a text (the rest of a long document is stored, not featurised).
+FEATURE_CHARS = 10_000
 # Below this many training rows, min_df is relaxed to 1 (a tiny set would lose most of its words).
 SMALL_TRAINING_SET = 200
 _SPEC_HELP = (f"use one of the presets {', '.join(PRESETS)} or 'package.module:function' naming a function "
@@ -189,18 +191,34 @@ def _preset(spec: str, *, max_features: int, min_df: int, seed: int) -> Any:
 
     def words() -> TfidfVectorizer:
         return TfidfVectorizer(ngram_range=(1, 2), min_df=min_df, max_features=max_features, sublinear_tf=True,
-                               dtype=np.float32)
+                               dtype=np.float32, preprocessor=feature_text)
 
     def chars() -> TfidfVectorizer:
         # char_wb: n-grams inside word boundaries (padded with a space), so an unspaced Chinese or
         # Japanese sentence still yields its characters and their pairs, triples and quadruples.
         return TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 4), min_df=min_df, max_features=max_features,
-                               sublinear_tf=True, dtype=np.float32)
+                               sublinear_tf=True, dtype=np.float32, preprocessor=feature_text)
 
     features: Any = {"word": words, "char": chars}.get(spec)
     features = features() if features else FeatureUnion([("word", words()), ("char", chars())])
     clf = SGDClassifier(loss="log_loss", alpha=2e-5, max_iter=10, tol=1e-3, random_state=seed, n_jobs=2, average=False)
     return Pipeline([("tfidf", features), ("clf", clf)])
+
+
+def feature_text(text: str) -> str:
+    """What the presets' vectorizers read of a text: its first ``FEATURE_CHARS`` characters, lower-cased.
+
+    The vectorizers' own preprocessing is lower-casing only (no accent stripping), so short texts get
+    exactly the features they got before; a long document (stored whole, up to ``max_text_length``) is
+    classified by its first 10,000 characters (about four pages), which bounds the time and memory of a
+    fit and of one prediction (benchmarks/presets.py measures both with 20,000-character documents).
+
+    >>> feature_text("Where Is MY Order")
+    'where is my order'
+    >>> len(feature_text("x" * 50_000))
+    10000
+    """
+    return text[:FEATURE_CHARS].lower()
 
 
 def calibrated(estimator: Any, labels: Any) -> tuple[Any, dict[str, Any]]:

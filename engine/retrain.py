@@ -23,12 +23,12 @@ from engine.dataset import build_training_set
 from engine.deployment import deploy, switching
 from engine.errors import ModelLoadError, RetrainerError, TrainingError
 from engine.evaluation import Scores, majority_baseline, predict_and_calibrate, score_predictions
-from engine.gate import decide
+from engine.gate import Decision, decide
 from engine.label_mix import known_labels
 from engine.lifecycle import ModelRegistry
 from engine.prediction_cache import PredictionCache
 from engine.stats import compare
-from engine.training import fit
+from engine.training import FittedModel, fit
 from engine.tuning import plan_from_settings
 from store import log as querylog
 from store.events import add_event
@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[float, str], None]
 
-TRIGGERS = ("weekly", "monthly", "adaptive", "manual", "demo", "drift", "fallback")
+TRIGGERS = ("weekly", "monthly", "adaptive", "manual", "demo", "drift", "fallback", "adopt")
 # Deployed versions (besides the champion) re-scored for the slow-decay guard, best stored macro-F1 first.
 BEST_TO_RESCORE = 3
 
@@ -96,8 +96,24 @@ def _champion(ctx: Context) -> tuple[str | None, object | None, str | None, str 
         return ref.version, None, str(exc), ref.sha256
 
 
-def run_cycle(ctx: Context, *, trigger: str, command_id: int | None = None, progress: Progress = _no_progress) -> CycleResult:
-    """Run one full retrain; return its outcome (never raises for a failed cycle)."""
+@dataclass(frozen=True)
+class AdoptRequest:
+    """A fitted model file to adopt instead of fitting (``python -m engine adopt``; see engine.adopt)."""
+
+    path: str
+    note: str = ""
+
+
+def run_cycle(ctx: Context, *, trigger: str, command_id: int | None = None, progress: Progress = _no_progress,
+              adopt: AdoptRequest | None = None) -> CycleResult:
+    """Run one full retrain; return its outcome (never raises for a failed cycle).
+
+    With ``adopt`` (trigger "adopt") the file's model takes the place of the fit: checked on the stored
+    texts, saved as the next version, scored on the same evaluation rows, then made the first champion
+    when nothing serves, or gated against the champion like any candidate.
+    """
+    if (trigger == "adopt") != (adopt is not None):
+        raise ValueError("trigger 'adopt' goes with an AdoptRequest, and only it")
     if trigger not in TRIGGERS:
         raise ValueError(f"unknown trigger {trigger!r}: use one of {', '.join(TRIGGERS)}")
     started = time.perf_counter()
@@ -110,7 +126,7 @@ def run_cycle(ctx: Context, *, trigger: str, command_id: int | None = None, prog
         progress(fraction, name)
 
     try:
-        result = _cycle(ctx, retrain_id, trigger, stage, record)
+        result = _cycle(ctx, retrain_id, trigger, stage, record, adopt)
     except RetrainerError as exc:
         result = CycleResult(retrain_id, "failed", str(exc))
     except Exception as exc:  # a bug or an environment fault: recorded, never silent
@@ -209,7 +225,27 @@ def _champion_changed(ctx: Context, judged_against: str | None) -> str | None:
             "(a rollback); the candidate was judged against the old one, so the next retrain judges it again")
 
 
-def _cycle(ctx: Context, retrain_id: int, trigger: str, stage: Callable[[str, float], None], record: dict) -> CycleResult:
+def _adopted(adopt: AdoptRequest, data, known: set[str]) -> FittedModel:
+    """The adopted file's model in the shape of a fit (train_rows 0: it was trained elsewhere)."""
+    from engine.adopt import prepare
+
+    texts = data.eval["text"].tolist() + data.train["text"].tolist()
+    adopted = prepare(adopt.path, texts=texts, known_labels=known, note=adopt.note)
+    return FittedModel(adopted.model, adopted.params, 0, adopted.labels, 0.0, adopted.params["sklearn_version"])
+
+
+def _first_champion(candidate: Scores, baseline: Scores, file: str) -> Decision:
+    """Nothing serves yet: the adopted model becomes the champion, with its scores beside the baseline's."""
+    reason = (f"Adopted as the first champion (nothing served before; the team already serves this model): "
+              f"accuracy {100 * candidate.accuracy:.1f}% vs majority baseline {100 * baseline.accuracy:.1f}%, "
+              f"macro-F1 {100 * candidate.macro_f1:.1f}% vs {100 * baseline.macro_f1:.1f}%.")
+    return Decision(True, "adopt: the first champion needs no gate", reason,
+                    {"accuracy": candidate.accuracy - baseline.accuracy, "macro_f1": candidate.macro_f1 - baseline.macro_f1},
+                    evidence={"first_model": True, "adopted": file})
+
+
+def _cycle(ctx: Context, retrain_id: int, trigger: str, stage: Callable[[str, float], None], record: dict,
+           adopt: AdoptRequest | None = None) -> CycleResult:
     s = ctx.settings
     stage("reading the log", 0.05)
     faults.point("cycle_read")
@@ -239,9 +275,13 @@ def _cycle(ctx: Context, retrain_id: int, trigger: str, stage: Callable[[str, fl
             "the gate needs labelled examples; import some with `python -m engine import FILE --labeled`"
         )
     faults.point("cycle_before_fit")
-    stage("fitting", 0.25)
-    fitted = fit(data.train, pipeline=s.pipeline, max_features=s.max_features, min_df=s.min_df, seed=s.seed,
-                 search=plan_from_settings(s))
+    if adopt is not None:
+        stage("checking the adopted model", 0.25)
+        fitted = _adopted(adopt, data, known)
+    else:
+        stage("fitting", 0.25)
+        fitted = fit(data.train, pipeline=s.pipeline, max_features=s.max_features, min_df=s.min_df, seed=s.seed,
+                     search=plan_from_settings(s))
     faults.point("cycle_after_fit")
     stage("saving", 0.6)
     version = _next_version(ctx)
@@ -252,8 +292,9 @@ def _cycle(ctx: Context, retrain_id: int, trigger: str, stage: Callable[[str, fl
         models.register(con, {
             "version": version, "created_at": now, "file": saved.file, "sha256": saved.sha256,
             "size_bytes": saved.size_bytes, "sklearn_version": saved.sklearn_version,
-            "params": fitted.params, "labels": list(fitted.labels), "train_rows": fitted.train_rows,
-            "train_hash": data.data_hash, "retrain_id": retrain_id,
+            "params": fitted.params, "labels": list(fitted.labels),
+            "train_rows": None if adopt else fitted.train_rows, "train_hash": None if adopt else data.data_hash,
+            "retrain_id": retrain_id,
         }, ts=now, trigger=trigger)
     record["saved_version"] = version
     faults.point("cycle_after_save")
@@ -278,6 +319,8 @@ def _cycle(ctx: Context, retrain_id: int, trigger: str, stage: Callable[[str, fl
                       min_class_support=s.min_class_support, per_class_tolerance=s.per_class_tolerance,
                       per_class_min_support=s.per_class_min_support, best=best, best_version=best_version,
                       cumulative_tolerance=s.cumulative_tolerance)
+    if adopt is not None and champion_model is None:
+        decision = _first_champion(candidate, baseline, fitted.params["adopted"]["file"])
     reason = decision.reason
     if data.labels_without_eval:
         reason = f"{reason} Not judged: {unjudged}"

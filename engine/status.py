@@ -30,6 +30,7 @@ def model_facts(row: dict[str, Any]) -> dict[str, Any]:
         "pipeline_kind": params.get("pipeline_kind", "preset" if params.get("features") else None),
         "pipeline_params": params.get("pipeline_params"),
         "calibration": params.get("calibration"),
+        "adopted": params.get("adopted"),
         "sklearn_version": row.get("sklearn_version"),
     }
 

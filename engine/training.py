@@ -26,7 +26,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.feature_extraction.text import CountVectorizer
 
 from engine.errors import TrainingError
-from engine.pipelines import DEFAULT_PIPELINE, build_estimator, calibrated, json_params
+from engine.pipelines import DEFAULT_PIPELINE, FEATURE_CHARS, build_estimator, calibrated, json_params
 from engine.tuning import SearchPlan, search_alpha
 
 log = logging.getLogger(__name__)
@@ -116,9 +116,9 @@ def fit(train: pd.DataFrame, *, pipeline: str = DEFAULT_PIPELINE, max_features: 
 
 
 FEATURES = {
-    "word": "tfidf word 1-2 grams, sublinear tf",
-    "char": "tfidf char_wb 1-4 grams, sublinear tf",
-    "word+char": "tfidf word 1-2 grams + char_wb 1-4 grams, sublinear tf",
+    "word": "tfidf word 1-2 grams, sublinear tf, first 10,000 characters",
+    "char": "tfidf char_wb 1-4 grams, sublinear tf, first 10,000 characters",
+    "word+char": "tfidf word 1-2 grams + char_wb 1-4 grams, sublinear tf, first 10,000 characters",
 }
 
 
@@ -159,6 +159,7 @@ def _preset_params(estimator: Any, pipeline: str, max_features: int) -> dict[str
     vectorizers = _vectorizers(estimator)
     return {
         "features": FEATURES[pipeline],
+        "feature_chars": FEATURE_CHARS,
         "min_df": vectorizers[0].min_df,
         "max_features": max_features,
         "vocabulary": sum(len(v.vocabulary_) for v in vectorizers),

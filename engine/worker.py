@@ -39,7 +39,7 @@ from engine.ingest import IngestResult, ingest_spool
 from engine.lifecycle import ModelRegistry
 from engine.lock import WorkerLock
 from engine.repair import repair
-from engine.retrain import CycleResult, run_cycle
+from engine.retrain import AdoptRequest, CycleResult, run_cycle
 from engine.scheduling import Scheduler, is_paused, set_paused
 from engine.status import FALLBACK_KEY, HEARTBEAT_KEY, PROGRESS_KEY
 from store import commands as queue
@@ -65,7 +65,7 @@ CONTROL_KINDS = ("pause", "resume", "rollback")
 
 @dataclass
 class _Task:
-    kind: str                      # retrain or rollback
+    kind: str                      # retrain, adopt or rollback
     trigger: str = "manual"
     why: str = ""
     args: dict[str, Any] = field(default_factory=dict)
@@ -410,6 +410,11 @@ class Worker:
                     self._controls.append(task)
                     self._cond.notify_all()
             return
+        if kind == "adopt":
+            queue.mark_running(self.ctx.db, cid, ts=now, stage="queued behind the running task" if self._running else "adopting")
+            self._submit(_Task("adopt", trigger="adopt", args=args, why=f"requested from {command['source']} (command #{cid})",
+                               command_ids=[cid]))
+            return
         queue.end_command(self.ctx.db, cid, ok=False, message=f"unknown command {kind!r}", ts=now)
 
     def request_retrain(self, trigger: str, why: str, *, command_id: int | None = None) -> str:
@@ -474,7 +479,7 @@ class Worker:
     def _run_task(self, task: _Task) -> str:
         self._running = task
         try:
-            if task.kind == "retrain":
+            if task.kind in ("retrain", "adopt"):
                 return self._run_retrain(task)
             return self._run_rollback(task)
         except Exception as exc:  # a bug or a store fault: its commands end failed, the loop goes on
@@ -507,8 +512,9 @@ class Worker:
                 log.warning("could not record progress")
 
         faults.point("worker_before_cycle")
+        adopt = AdoptRequest(task.args["path"], task.args.get("note") or "") if task.kind == "adopt" else None
         result = run_cycle(self.ctx, trigger=task.trigger, command_id=task.command_ids[0] if task.command_ids else None,
-                           progress=progress)
+                           progress=progress, adopt=adopt)
         self.last_result = result
         faults.point("worker_after_cycle")
         self.check_model(force=True)

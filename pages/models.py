@@ -3,8 +3,10 @@
 import pandas as pd
 import streamlit as st
 
+from engine.status import model_facts
 from pages import _charts_models, _ui
 from store.commands import FINAL, recent_commands
+from store.models import get_model
 from store.views import models as views
 
 current = _ui.page_header("Models", "Every trained version, when it served, and the actions on the registry.")
@@ -24,6 +26,11 @@ def rollback_targets() -> list[dict]:
 @_ui.cached()
 def deployment_log() -> pd.DataFrame:
     return views.deployments(_ui.context().db)
+
+
+@_ui.cached()
+def facts(version: str) -> dict:
+    return model_facts(get_model(_ui.context().db, version) or {})
 
 
 @_ui.cached(ttl=1)
@@ -165,6 +172,22 @@ st.caption(f"{len(table)} versions · {active or 'no version'} serves now. Every
 
 _ui.chart(_charts_models.version_metrics,
           table[["version", "status", "created_at", "accuracy", "macro_f1", "trigger", "train_rows"]], key="version_metrics")
+
+st.subheader("What a version is")
+if not table.empty:
+    chosen = st.selectbox("Version", list(table["version"]), key="facts_version",
+                          help="Its pipeline (setting `pipeline`, or an adopted file), parameters and scikit-learn")
+    f = facts(chosen)
+    kind = {"preset": "built-in preset", "factory": "the team's factory", "adopted": "adopted fitted model"}.get(
+        f["pipeline_kind"], f["pipeline_kind"] or "unknown")
+    st.markdown(f"**Pipeline** `{f['pipeline'] or 'unknown'}` ({kind}) · **scikit-learn** {f['sklearn_version'] or '–'}")
+    if f["calibration"]:
+        st.info(f"Calibrated by Retrainer: {f['calibration']['why']}.", icon=":material/tune:")
+    if f.get("adopted"):
+        st.caption(f"Adopted from `{f['adopted']['file']}` (SHA-256 {f['adopted']['sha256'][:12]}…)"
+                   + (f": {f['adopted']['note']}" if f['adopted'].get("note") else ""))
+    with st.expander("Parameters (get_params)"):
+        st.json(f["pipeline_params"] or {}, expanded=True)
 
 st.subheader("Deployment history")
 st.markdown("  \n".join(f"**{version}** ({status}): {history_words(history)}"

@@ -140,7 +140,8 @@ def test_params_record_the_spec_its_params_as_json_and_the_sklearn_version():
     assert got["tfidf__word__ngram_range"] == [1, 2] and got["tfidf__char__analyzer"] == "char_wb"
     assert got["tfidf__word__dtype"] == "numpy.float32"
     assert got["clf__alpha"] == 2e-05 and got["clf__random_state"] == 0
-    assert params["features"] == "tfidf word 1-2 grams + char_wb 1-4 grams, sublinear tf"
+    assert params["features"] == "tfidf word 1-2 grams + char_wb 1-4 grams, sublinear tf, first 10,000 characters"
+    assert got["tfidf__char__preprocessor"] == "engine.pipelines.feature_text"
     assert params["vocabulary"] == sum(len(v.vocabulary_) for v in
                                        (model.pipeline.named_steps["tfidf"].transformer_list[i][1] for i in (0, 1)))
     assert not hasattr(model.pipeline.named_steps["tfidf"].transformer_list[1][1], "stop_words_")
