@@ -12,12 +12,13 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks import api, browser, dashboard, gate_quality, gate_speed, hot_reload, peer, retrain, scale, serving, sql_limits
+from benchmarks import (api, browser, dashboard, gate_quality, gate_speed, hot_reload, peer, presets, retrain, scale, serving,
+                        sql_limits)
 from benchmarks.common import DEFAULT_WORK, ROOT, machine, say, table
 
 SUITES = {"serving": serving.run, "retrain": retrain.run, "dashboard": dashboard.run, "browser": browser.run,
           "hot_reload": hot_reload.run, "peer": peer.run, "gate_speed": gate_speed.run, "gate_quality": gate_quality.run,
-          "api": api.run, "scale": scale.run, "sql_limits": sql_limits.run}
+          "api": api.run, "presets": presets.run, "scale": scale.run, "sql_limits": sql_limits.run}
 # The 10M-query suite takes an hour or more: run it on its own (``--only scale``), not in every ``make bench``.
 DEFAULT_SUITES = [name for name in SUITES if name != "scale"]
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"

@@ -70,7 +70,7 @@ def load_chatterbot() -> pd.DataFrame:
     try:
         import yaml
     except ImportError:
-        raise CorpusMissing("PyYAML is not installed: `pip install PyYAML==6.0.3` (it is in requirements-bench.txt)") from None
+        raise CorpusMissing("PyYAML is not installed: `pip install PyYAML==6.0.4` (it is in requirements-bench.txt)") from None
     rows = []
     for language in sorted(p for p in root.iterdir() if p.is_dir()):
         files = sorted(language.glob("*.yml"))

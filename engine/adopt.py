@@ -74,11 +74,11 @@ def load_file(path: Path) -> tuple[Any, str]:
             model = joblib.load(path)
         except InconsistentVersionWarning as exc:
             raise InputError(f"{path.name} was pickled by another scikit-learn version ({exc}); load it where it was "
-                             "made and save it with this version, or retrain it here") from None
+                             "made and save it with this version, or retrain it here") from exc
         except (pickle.UnpicklingError, EOFError, ValueError, KeyError, IndexError, ImportError,
                 AttributeError, TypeError) as exc:
             raise InputError(f"{path.name} could not be loaded as a joblib or pickle file "
-                             f"({type(exc).__name__}: {exc}); save the fitted model with joblib.dump(model, path)") from None
+                             f"({type(exc).__name__}: {exc}); save the fitted model with joblib.dump(model, path)") from exc
     return model, sha256
 
 
@@ -103,7 +103,7 @@ def check_model(model: Any, *, name: str, texts: list[str], known_labels: set[st
         proba = model.predict_proba(list(texts))
     except Exception as exc:  # the team's model failed on text: say so, in its words
         raise InputError(f"{name} cannot classify stored texts ({type(exc).__name__}: {exc}); it must take a list "
-                         "of strings, like a scikit-learn Pipeline that starts with a text vectorizer") from None
+                         "of strings, like a scikit-learn Pipeline that starts with a text vectorizer") from exc
     if len(answers) != len(texts) or getattr(proba, "shape", None) != (len(texts), len(labels)):
         raise InputError(f"{name} answered {len(answers)} labels and probabilities of shape "
                          f"{getattr(proba, 'shape', None)} for {len(texts)} texts and {len(labels)} classes")

@@ -3,15 +3,16 @@
 ``pipeline`` (env ``RETRAINER_PIPELINE``) is one of
 
 - ``"word"``: TF-IDF over word 1-2 grams + SGD (logistic loss). Retrainer's first pipeline.
-- ``"char"``: TF-IDF over character 1-4 grams inside word boundaries (``char_wb``) + the same SGD.
-- ``"word+char"`` (the default): both feature sets side by side (a ``FeatureUnion``) + the same SGD.
+- ``"char"`` (the default): TF-IDF over character 1-4 grams inside word boundaries (``char_wb``) + the same SGD.
+- ``"word+char"``: both feature sets side by side (a ``FeatureUnion``) + the same SGD.
 - ``"package.module:function"``: a function of the team's, called with no arguments, that returns
   an **unfitted** scikit-learn estimator (usually a ``Pipeline``) whose ``fit(X, y)`` and
   ``predict(X)`` take a list of strings.
 
-Why ``word+char`` is the default: measured by ``benchmarks/presets.py`` on two real corpora and the
+Why ``char`` is the default: measured by ``benchmarks/presets.py`` on two real corpora and the
 demo's intents (table in benchmarks/RESULTS.md, reason in the README). The word tokenizer makes one
-token of a whole unspaced Chinese or Japanese sentence, so ``word`` alone fails on those scripts.
+token of a whole unspaced Chinese or Japanese sentence, so ``word`` alone fails on those scripts;
+``word+char`` is as accurate as ``char`` but its FeatureUnion costs several times more per query.
 
 A factory is checked when the settings load (:func:`check_spec`) and again before every fit
 (:func:`build_estimator`): importable, callable, returns an estimator (``get_params``, ``fit``),
@@ -37,7 +38,7 @@ from typing import Any, Callable
 from engine.errors import PipelineError
 
 PRESETS = ("word", "char", "word+char")
-DEFAULT_PIPELINE = "word+char"
+DEFAULT_PIPELINE = "char"
 # "package.module:function": dotted Python identifiers, one colon, one identifier.
 FACTORY_PATTERN = re.compile(r"^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*\Z")
 # Folds of the calibration of an estimator without predict_proba (fewer when a label has fewer rows).
@@ -60,7 +61,7 @@ def check_spec(spec: str, *, call: bool = True) -> None:
     With ``call`` (the default) a factory is imported, called and its estimator checked
     (see :func:`build_estimator`); raises :class:`PipelineError`.
 
-    >>> check_spec("word+char")
+    >>> check_spec("char")
     >>> check_spec("words")
     Traceback (most recent call last):
     ...
@@ -84,19 +85,19 @@ def _factory(spec: str) -> Callable[[], Any]:
         raise PipelineError(
             f"setting 'pipeline' = {spec!r}: module {module_name!r} cannot be imported ({exc}); install the package "
             "that provides it in this environment (`pip install ...`) or put its folder on PYTHONPATH"
-        ) from None
+        ) from exc
     except Exception as exc:  # the team's module raised while importing: say what, not where
         raise PipelineError(
             f"setting 'pipeline' = {spec!r}: importing module {module_name!r} failed ({type(exc).__name__}: {exc}); "
             "fix the module so that `import` works"
-        ) from None
+        ) from exc
     try:
         factory = getattr(module, attribute)
-    except AttributeError:
+    except AttributeError as exc:
         raise PipelineError(
             f"setting 'pipeline' = {spec!r}: module {module_name!r} has no {attribute!r}; name a function defined "
             "in it, as 'package.module:function'"
-        ) from None
+        ) from exc
     if not callable(factory):
         raise PipelineError(
             f"setting 'pipeline' = {spec!r}: {attribute!r} is a {type(factory).__name__}, not callable; name a "
@@ -118,7 +119,7 @@ def _from_factory(spec: str) -> Any:
         raise PipelineError(
             f"setting 'pipeline' = {spec!r}: calling the factory raised {type(exc).__name__}: {exc}; it must take no "
             "arguments and return an unfitted estimator"
-        ) from None
+        ) from exc
     what = type(estimator).__name__
     if not (hasattr(estimator, "get_params") and hasattr(estimator, "fit")):
         raise PipelineError(
@@ -150,7 +151,7 @@ def _from_factory(spec: str) -> Any:
             f"setting 'pipeline' = {spec!r}: the factory's {what} cannot be cloned ({type(exc).__name__}: {exc}); "
             "scikit-learn's rule: every __init__ argument is stored unchanged under its own name, and nothing "
             "else is done in __init__"
-        ) from None
+        ) from exc
     return estimator
 
 

@@ -230,7 +230,7 @@ def _adopted(adopt: AdoptRequest, data, known: set[str]) -> FittedModel:
     from engine.adopt import prepare
 
     texts = data.eval["text"].tolist() + data.train["text"].tolist()
-    adopted = prepare(adopt.path, texts=texts, known_labels=known, note=adopt.note)
+    adopted = prepare(adopt.path, texts=texts, known_labels=set(known), note=adopt.note)
     return FittedModel(adopted.model, adopted.params, 0, adopted.labels, 0.0, adopted.params["sklearn_version"])
 
 

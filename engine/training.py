@@ -93,7 +93,7 @@ def fit(train: pd.DataFrame, *, pipeline: str = DEFAULT_PIPELINE, max_features: 
             raise TrainingError(
                 f"the team pipeline {pipeline!r} failed to fit on {len(texts)} texts ({type(exc).__name__}: {exc}); "
                 "its fit(X, y) must take a list of strings and their labels"
-            ) from None
+            ) from exc
     _slim(estimator)
     seconds = time.perf_counter() - started
     params: dict[str, Any] = {
