@@ -75,6 +75,7 @@ class Trigger(StrEnum):
     DEMO = "demo"
     DRIFT = "drift"
     FALLBACK = "fallback"
+    ADOPT = "adopt"            # a fitted model file adopted (python -m engine adopt), not fitted here
 
 
 SCHEDULED_TRIGGERS = (Trigger.WEEKLY, Trigger.MONTHLY, Trigger.ADAPTIVE)
@@ -87,6 +88,7 @@ class CommandKind(StrEnum):
     ROLLBACK = "rollback"
     PAUSE = "pause"
     RESUME = "resume"
+    ADOPT = "adopt"
 
 
 class CommandStatus(StrEnum):

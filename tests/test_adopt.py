@@ -54,7 +54,7 @@ def test_adopted_model_becomes_the_first_champion_and_a_candidate_is_gated_again
     assert first.reason.startswith("Adopted as the first champion (nothing served before; the team already serves "
                                    "this model): accuracy ")
     row = get_model(ctx.db, "v0001")
-    assert row["status"] == "active" and row["train_rows"] is None
+    assert row["status"] == "champion" and row["train_rows"] is None
     assert row["params"]["pipeline_kind"] == "adopted" and row["params"]["pipeline"] == "adopted:team.joblib"
     assert row["params"]["adopted"] == {"file": str(path.resolve()), "sha256": sha,
                                         "note": "production model of 2026-11",
