@@ -125,7 +125,9 @@ def build_demo(
 def _replay(settings: Settings, *, days: int, seed: int, end: datetime, progress: Progress) -> DemoSummary:
     start = (end - timedelta(days=days)).replace(hour=0, minute=0, second=0, microsecond=0)
     clock = ManualClock(start)
-    demo_settings = settings.replace(adaptive_every_minutes=BLOCK_HOURS * 60)
+    # The replay trains with the "word" preset, the pipeline its story (the poisoned candidates the gate
+    # keeps out, the rollbacks) was written and pinned with; a retrain after it uses the `pipeline` setting.
+    demo_settings = settings.replace(adaptive_every_minutes=BLOCK_HOURS * 60, pipeline="word")
     ctx = Context.open(demo_settings, clock=clock)
     rng = random.Random(seed)
     gen = IntentGenerator(seed=seed)
