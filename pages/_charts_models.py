@@ -20,7 +20,8 @@ def version_metrics(versions: pd.DataFrame, *, title: str = "Accuracy and macro-
     for r in frame.itertuples():
         for metric, v in (("accuracy", r.accuracy), ("macro-F1", r.macro_f1)):
             values.append({"version": r.version, "status": r.status, "filled_status": r.status, "metric": metric, "value": v,
-                           "trigger": r.trigger, "train_rows": r.train_rows})
+                           "trigger": r.trigger,  # an adopted version has no training rows here (NULL)
+                           "train_rows": None if pd.isna(r.train_rows) else int(r.train_rows)})
     return _vega.chart(title, [_vega.layer("metrics", _vega.rows(values), {"type": "point", "size": 80, "strokeWidth": 2}, {
         "x": {"field": "version", "type": "ordinal", "sort": list(frame["version"]), "title": None,
               "axis": {"labelAngle": -45}},
