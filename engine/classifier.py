@@ -82,7 +82,8 @@ class ClassifierStatus:
     version: str | None           # the version answering now
     active_version: str | None    # the version the registry says should answer
     fallback_reason: str | None   # why they differ (None when serving the active version)
-    active_stale: bool = False    # the active version was built by another scikit-learn
+    active_stale: bool = False    # the active version was built by another scikit-learn and did not verify
+    verified: str | None = None   # how a pickle from another scikit-learn was verified ("v0007 pickled by ...")
 
     @property
     def fallback(self) -> bool:
@@ -106,14 +107,16 @@ def load_serving_model(registry_dir: Path) -> tuple[_Loaded | None, ClassifierSt
     stale = False
     for i, ref in enumerate((pointer.active, *pointer.history)):
         try:
-            model = registry.load_model(registry_dir, ref.version, sha256=ref.sha256, sklearn_version=ref.sklearn_version)
+            checked = registry.load_checked(registry_dir, ref.version, sha256=ref.sha256,
+                                            sklearn_version=ref.sklearn_version)
         except ModelLoadError as exc:
             errors.append(str(exc))
             stale = stale or (i == 0 and isinstance(exc, StaleModelError))
             continue
+        model = checked.model
         loaded = _Loaded(ref.version, model, ref.labels, np.asarray(model.classes_))
         reason = None if i == 0 else f"active model {pointer.active.version} cannot be loaded ({errors[0]}); serving {ref.version}"
-        return loaded, ClassifierStatus(ref.version, pointer.active.version, reason, stale)
+        return loaded, ClassifierStatus(ref.version, pointer.active.version, reason, stale, checked.verified)
     return None, ClassifierStatus(None, pointer.active.version,
                                   "no deployed version can be loaded: " + " | ".join(errors), stale)
 
@@ -293,7 +296,7 @@ class Classifier:
             if loaded is None and previous is not None:
                 # Nothing loadable now: keep answering with the model in memory, and say so.
                 status = ClassifierStatus(previous.version, status.active_version, status.fallback_reason,
-                                          status.active_stale)
+                                          status.active_stale, status.verified)
             else:
                 self._model = loaded
             self._status = status

@@ -3,13 +3,15 @@
 Layout of ``<home>/models``::
 
     v0001.pkl         the fitted pipeline (pickle protocol 5, zlib-compressed)
+    v0001.probe.json  its fingerprint: probabilities on a fixed probe set (engine.fingerprint)
     ACTIVE.json       which version serves, its checksum, and the versions that served before
 
 Files are written to a temporary file in the same folder, fsynced, moved into place
 with ``os.replace`` and the folder fsynced, so a reader sees the old file or the new
 one, never half of one. A model is loaded only from this folder, only under a valid
 version name, and only after its SHA-256 matches the one recorded when it was written
-and its scikit-learn version matches this process's (pickles are code: see DESIGN.md).
+(pickles are code: see DESIGN.md). A pickle from another scikit-learn serves only if it
+reproduces its fingerprint (``load_checked``); otherwise it is refused as stale.
 
 Why the standard library's pickle and not ``joblib.dump``: joblib pickles through a
 pure-Python pickler; for our pipelines that measured 0.57 s to dump and 0.10 s to load,
@@ -33,7 +35,7 @@ from typing import Any
 
 from importlib.metadata import version as _package_version
 
-from engine import faults
+from engine import faults, fingerprint
 from engine.errors import InputError, ModelLoadError, StaleModelError
 
 # ASCII digits only, and \Z rather than $ (which would accept "v0001\n").
@@ -43,6 +45,7 @@ SKLEARN_VERSION = _package_version("scikit-learn")
 VERSION_PATTERN = re.compile(r"^v[0-9]{4,9}\Z")
 ACTIVE_FILE = "ACTIVE.json"
 MODEL_SUFFIX = ".pkl"
+FINGERPRINT_SUFFIX = ".probe.json"
 HISTORY_LENGTH = 50
 # A pointer with HISTORY_LENGTH entries and long label lists stays far below this.
 MAX_POINTER_BYTES = 4_000_000
@@ -75,8 +78,12 @@ def model_file(registry_dir: Path, version: str) -> Path:
     return path
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old or the new content, never a mix."""
+def atomic_write(path: Path, data: bytes, *, fault_points: bool = True) -> None:
+    """Write ``data`` to ``path`` so that readers see the old or the new content, never a mix.
+
+    ``fault_points=False``: a side file (a fingerprint) whose loss a restart repairs; the crash tests'
+    numbered atomic writes stay the model file and the pointer.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -84,12 +91,14 @@ def atomic_write(path: Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        faults.point("atomic_write_before_replace")
+        if fault_points:
+            faults.point("atomic_write_before_replace")
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    faults.point("atomic_write_after_replace")
+    if fault_points:
+        faults.point("atomic_write_after_replace")
     directory = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(directory)
@@ -120,17 +129,47 @@ def save_model(registry_dir: Path, version: str, model: Any) -> SavedModel:
     return SavedModel(version, path.name, sha256_of(data), len(data), SKLEARN_VERSION)
 
 
-def load_model(registry_dir: Path, version: str, *, sha256: str, sklearn_version: str) -> Any:
-    """Load a registry model after checking its name, checksum and scikit-learn version.
+def fingerprint_file(registry_dir: Path, version: str) -> Path:
+    """``<registry>/v0007.probe.json``: the version's fingerprint (engine.fingerprint)."""
+    return Path(registry_dir) / f"{check_version(version)}{FINGERPRINT_SUFFIX}"
 
-    Raises ModelLoadError saying which check failed and what to do.
+
+def save_fingerprint(registry_dir: Path, version: str, probe: fingerprint.Fingerprint) -> None:
+    """Write a version's fingerprint beside its model file (atomically; a missing one is recorded again by the
+    worker at start-up, see ``Worker.backfill_fingerprints``)."""
+    atomic_write(fingerprint_file(registry_dir, version), probe.to_json(), fault_points=False)
+
+
+def read_fingerprint(registry_dir: Path, version: str) -> fingerprint.Fingerprint | None:
+    """The version's fingerprint, or None if none was recorded or the file is unreadable."""
+    try:
+        return fingerprint.Fingerprint.from_json(fingerprint_file(registry_dir, version).read_bytes())
+    except (OSError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A loaded model; ``verified`` says how a pickle from another scikit-learn was accepted (else None)."""
+
+    model: Any
+    verified: str | None = None
+
+
+def load_model(registry_dir: Path, version: str, *, sha256: str, sklearn_version: str) -> Any:
+    """Load a registry model: :func:`load_checked`'s model."""
+    return load_checked(registry_dir, version, sha256=sha256, sklearn_version=sklearn_version).model
+
+
+def load_checked(registry_dir: Path, version: str, *, sha256: str, sklearn_version: str) -> LoadedModel:
+    """Load a registry model after checking its name and checksum; a pickle from another scikit-learn
+    (recorded so, or warned so when unpickled) serves only if it reproduces its fingerprint.
+
+    Such a model comes back with ``verified`` = "v0007 pickled by 1.8.0 verified under 1.9.1 (...)".
+    Raises ModelLoadError saying which check failed and what to do; StaleModelError when a pickle
+    from another scikit-learn has no fingerprint or does not reproduce it.
     """
     path = model_file(registry_dir, version)
-    if sklearn_version != SKLEARN_VERSION:
-        raise StaleModelError(
-            f"model {version} was trained with scikit-learn {sklearn_version}, this process has "
-            f"{SKLEARN_VERSION}: retrain it (`python -m engine retrain`) rather than load a stale pickle"
-        )
     try:
         data = path.read_bytes()
     except FileNotFoundError as exc:
@@ -145,17 +184,32 @@ def load_model(registry_dir: Path, version: str, *, sha256: str, sklearn_version
         )
     from sklearn.exceptions import InconsistentVersionWarning
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", InconsistentVersionWarning)
+    pickled_by = sklearn_version
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", InconsistentVersionWarning)
         try:
-            return pickle.loads(zlib.decompress(data))
-        except InconsistentVersionWarning as exc:
-            raise StaleModelError(
-                f"model {version} was pickled by another scikit-learn version ({exc}): retrain it "
-                "(`python -m engine retrain`) rather than load a stale pickle"
-            ) from exc
-        except Exception as exc:  # a damaged pickle can raise nearly anything
+            model = pickle.loads(zlib.decompress(data))
+        except Exception as exc:  # a damaged pickle (or one from a very different library) can raise nearly anything
             raise ModelLoadError(f"model {version}: the file could not be unpickled ({type(exc).__name__}: {exc})") from exc
+    for warning in caught:
+        if isinstance(warning.message, InconsistentVersionWarning):
+            pickled_by = str(warning.message.original_sklearn_version)
+    if pickled_by == SKLEARN_VERSION:
+        return LoadedModel(model)
+    probe = read_fingerprint(registry_dir, version)
+    if probe is None:
+        raise StaleModelError(
+            f"model {version} was pickled by scikit-learn {pickled_by}, this process has {SKLEARN_VERSION}, and "
+            "no fingerprint was recorded to verify it: retrain (`python -m engine retrain`) rather than trust it")
+    diff = fingerprint.difference(model, probe)
+    if not diff <= fingerprint.TOLERANCE:
+        shown = "other classes or an error" if diff == float("inf") else f"{diff:.2g}"
+        raise StaleModelError(
+            f"model {version} was pickled by scikit-learn {pickled_by} and does not reproduce its fingerprint under "
+            f"{SKLEARN_VERSION} (probabilities on {len(probe.texts)} probe texts differ by up to {shown}; "
+            f"tolerance {fingerprint.TOLERANCE:g}): retrain (`python -m engine retrain`)")
+    return LoadedModel(model, f"{version} pickled by {pickled_by} verified under {SKLEARN_VERSION} "
+                              f"({len(probe.texts)} probe texts, largest difference {diff:.1g})")
 
 
 @dataclass(frozen=True)

@@ -11,13 +11,14 @@ counts know three statuses) and its ``decision`` column says 'inconclusive'.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import traceback
 from dataclasses import dataclass, field
 from typing import Callable
 
-from engine import faults, registry
+from engine import faults, fingerprint, registry
 from engine.context import Context
 from engine.dataset import build_training_set
 from engine.deployment import deploy, switching
@@ -84,16 +85,26 @@ def prediction_cache(ctx: Context) -> PredictionCache:
 
 
 def _champion(ctx: Context) -> tuple[str | None, object | None, str | None, str | None]:
-    """(version, model, problem, sha256): the active model, loaded as predictors load it."""
+    """(version, model, problem, sha256): the version serving now, loaded as predictors load it.
+
+    That is the active version, or, when it cannot be loaded (damaged, or a pickle from another
+    scikit-learn that does not verify), the newest earlier version that can: the one the fallback
+    serves. ``problem`` says why the active version was passed over; with nothing loadable the
+    model is None and ``version`` is the active one.
+    """
     pointer = registry.read_active(ctx.settings.registry_dir)
     if pointer is None:
         return None, None, None, None
-    ref = pointer.active
-    try:
-        return ref.version, registry.load_model(ctx.settings.registry_dir, ref.version, sha256=ref.sha256,
-                                                sklearn_version=ref.sklearn_version), None, ref.sha256
-    except ModelLoadError as exc:
-        return ref.version, None, str(exc), ref.sha256
+    problems = []
+    for ref in (pointer.active, *pointer.history):
+        try:
+            model = registry.load_model(ctx.settings.registry_dir, ref.version, sha256=ref.sha256,
+                                        sklearn_version=ref.sklearn_version)
+        except ModelLoadError as exc:
+            problems.append(str(exc))
+            continue
+        return ref.version, model, (problems[0] if problems else None), ref.sha256
+    return pointer.active.version, None, "; ".join(problems), pointer.active.sha256
 
 
 @dataclass(frozen=True)
@@ -286,6 +297,10 @@ def _cycle(ctx: Context, retrain_id: int, trigger: str, stage: Callable[[str, fl
     stage("saving", 0.6)
     version = _next_version(ctx)
     saved = registry.save_model(s.registry_dir, version, fitted.pipeline)
+    # The fingerprint: what this version answers on a fixed probe of its own texts (verified load after an upgrade).
+    probe = fingerprint.probe_texts(data.eval["text"].tolist() + data.train["text"].tolist())
+    registry.save_fingerprint(s.registry_dir, version,
+                              fingerprint.take(fitted.pipeline, probe, sklearn_version=saved.sklearn_version))
     now = ctx.clock()
     models = ModelRegistry(ctx)
     with ctx.db.write() as con:
@@ -324,8 +339,18 @@ def _cycle(ctx: Context, retrain_id: int, trigger: str, stage: Callable[[str, fl
     reason = decision.reason
     if data.labels_without_eval:
         reason = f"{reason} Not judged: {unjudged}"
-    if champion_problem:
-        reason = f"{reason} (The active model {champion_version} could not be loaded, so the candidate was judged against the baseline: {champion_problem})"
+    if champion_model is not None and champion_problem:
+        active = registry.read_active(s.registry_dir).active.version
+        reason = (f"{reason} (Judged against {champion_version}, which serves while the active version {active} "
+                  f"cannot be loaded: {champion_problem})")
+    elif champion_problem:
+        # A champion exists but cannot be scored (its file is damaged, or a pickle from another scikit-learn
+        # does not verify): never judge the candidate against the baseline as if it were the first model.
+        reason = (f"Inconclusive: the champion {champion_version} could not be scored ({champion_problem}), so the "
+                  f"candidate cannot be compared with it and stays out; the champion keeps serving. Candidate: "
+                  f"accuracy {candidate.accuracy:.1%}, macro-F1 {candidate.macro_f1:.1%}.")
+        decision = dataclasses.replace(decision, accepted=False, outcome=GateOutcome.INCONCLUSIVE, reason=reason,
+                                       rule="the champion must be scored on the same evaluation set")
     faults.point("cycle_after_gate")
     record.update(
         candidate_accuracy=candidate.accuracy, candidate_macro_f1=candidate.macro_f1,

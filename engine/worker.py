@@ -30,9 +30,10 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any, Iterator
 
-from engine import drift, faults, registry
+from engine import drift, faults, fingerprint, registry
 from engine.classifier import Classifier
 from engine.context import Context
+from engine.dataset import normalize_text
 from engine.deployment import rollback
 from engine.errors import DiskFullError, ModelLoadError, RetrainerError, StoreBusyError
 from engine.ingest import IngestResult, ingest_spool
@@ -44,6 +45,8 @@ from engine.scheduling import Scheduler, is_paused, set_paused
 from engine.status import FALLBACK_KEY, HEARTBEAT_KEY, PROGRESS_KEY
 from store import commands as queue
 from store.events import add_event, record_event
+from store.log import training_rows
+from store.models import list_models
 from store.state import put_state, read_state
 
 log = logging.getLogger(__name__)
@@ -85,6 +88,7 @@ class Worker:
         self._last_model_check = 0.0
         self._fallback: str | None = None
         self._stale_retrain_asked = False
+        self._verified_noted: str | None = None
         self._drift_through: date | None = None   # read from the store at the first check
         self._drift_retry_at = 0.0
         self.scheduler = Scheduler(ctx, request_retrain=self.request_retrain)
@@ -131,6 +135,10 @@ class Worker:
         if self._started:
             return []
         fixes = repair(self.ctx)
+        try:
+            self.backfill_fingerprints()
+        except RetrainerError as exc:  # never a reason not to start
+            log.warning("could not record missing fingerprints: %s", exc)
         record_event(self.ctx.db, ts=self.ctx.clock(), kind="worker", message=f"Worker started (pid {os.getpid()}).",
                      details={"pid": os.getpid(), "host": socket.gethostname(), "repairs": fixes})
         self._started = True
@@ -296,6 +304,7 @@ class Worker:
         ModelRegistry(self.ctx).repair_pointer(ts=self.ctx.clock())  # a damaged pointer: rewritten from the store
         self.predictor.reload()
         status = self.predictor.status()
+        self._note_verified(status)
         reason = status.fallback_reason
         if reason == self._fallback:
             return
@@ -318,6 +327,48 @@ class Worker:
             record_event(self.ctx.db, ts=self.ctx.clock(), kind="fallback", severity="warning",
                          version=status.active_version,
                          message=f"Retrain requested because the active model comes from another scikit-learn: {outcome}.")
+
+    def _note_verified(self, status) -> None:
+        """A champion pickled by another scikit-learn that reproduced its fingerprint serves: say so once,
+        and ask for a retrain so a version pickled by this scikit-learn follows."""
+        if not status.verified or status.fallback or status.verified == self._verified_noted:
+            return
+        self._verified_noted = status.verified
+        outcome = self.request_retrain("fallback", f"{status.verified}: a native version should follow")
+        record_event(self.ctx.db, ts=self.ctx.clock(), kind="fallback", severity="warning", version=status.version,
+                     message=f"Verified load: {status.verified}; it serves. A retrain was requested so a version "
+                             f"pickled by this scikit-learn follows ({outcome}).",
+                     details={"verified": status.verified})
+
+    def backfill_fingerprints(self) -> list[str]:
+        """Record a fingerprint for every version pickled by this scikit-learn that has none (stores from before
+        fingerprints existed), probing it on the store's human-labelled texts; return the versions done."""
+        from sklearn import __version__ as running
+
+        versions = [m for m in list_models(self.ctx.db) if m["sklearn_version"] == running
+                    and m["status"] not in ("failed",)
+                    and not registry.fingerprint_file(self.ctx.settings.registry_dir, m["version"]).exists()
+                    and registry.model_file(self.ctx.settings.registry_dir, m["version"]).exists()]
+        if not versions:
+            return []
+        texts = fingerprint.probe_texts(normalize_text(t) for t in training_rows(self.ctx.db, include_pseudo=False)["text"]
+                                        if isinstance(t, str))
+        done = []
+        for row in versions if texts else []:
+            try:
+                model = registry.load_model(self.ctx.settings.registry_dir, row["version"], sha256=row["sha256"],
+                                            sklearn_version=row["sklearn_version"])
+                registry.save_fingerprint(self.ctx.settings.registry_dir, row["version"],
+                                          fingerprint.take(model, texts, sklearn_version=running))
+            except (ModelLoadError, OSError, ValueError) as exc:
+                log.warning("no fingerprint for %s: %s", row["version"], exc)
+                continue
+            done.append(row["version"])
+        if done:
+            record_event(self.ctx.db, ts=self.ctx.clock(), kind="worker",
+                         message=f"Fingerprints recorded for {', '.join(done)} ({len(texts)} probe texts), so they can "
+                                 "be verified after a scikit-learn upgrade.")
+        return done
 
     def check_drift(self) -> list[drift.Verdict]:
         """Judge every completed UTC day not judged yet (see engine.drift); return the alarmed days.
