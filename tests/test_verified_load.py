@@ -54,7 +54,7 @@ def two_versions(ctx, labelled_csv):
     import_file(ctx, labelled_csv, labeled=True)
     assert run_cycle(ctx, trigger="manual").candidate == "v0001"
     ctx.clock.advance(hours=1)
-    second = run_cycle(ctx, trigger="manual", force=True)
+    second = run_cycle(ctx, trigger="manual")
     assert (second.status, second.candidate) == ("accepted", "v0002")
     return ctx
 
@@ -169,7 +169,7 @@ def test_the_gate_judges_against_the_version_that_serves_when_the_champion_canno
     pickled_by(ctx, {"v0002"})
     registry.fingerprint_file(ctx.settings.registry_dir, "v0002").unlink()
 
-    result = run_cycle(ctx, trigger="manual", force=True)
+    result = run_cycle(ctx, trigger="manual")
 
     assert (result.champion, result.status) == ("v0001", "accepted")
     assert result.reason.endswith(
@@ -185,7 +185,7 @@ def test_the_gate_is_inconclusive_when_no_deployed_version_can_be_scored(two_ver
     for version in ("v0001", "v0002"):
         registry.fingerprint_file(ctx.settings.registry_dir, version).unlink()
 
-    result = run_cycle(ctx, trigger="manual", force=True)
+    result = run_cycle(ctx, trigger="manual")
 
     assert (result.status, result.decision, result.champion, result.deployed) == ("rejected", "inconclusive", "v0002", False)
     assert result.reason.startswith(
