@@ -321,6 +321,12 @@ def _cycle(ctx: Context, retrain_id: int, trigger: str, stage: Callable[[str, fl
     candidate = score_predictions(truth, candidate_pred)
     baseline = majority_baseline(data.train, data.eval)
     champion_version, champion_model, champion_problem, champion_sha = _champion(ctx)
+    # The active version now (the champion judged against may be an earlier one the fallback serves).
+    try:
+        active_at_gate = getattr((registry.read_active(s.registry_dir) or None), "active", None)
+    except ModelLoadError:
+        active_at_gate = None
+    active_at_gate = active_at_gate.version if active_at_gate is not None else champion_version
     champion: Scores | None = None
     paired = best = best_version = None
     if champion_model is not None:
@@ -384,7 +390,7 @@ def _cycle(ctx: Context, retrain_id: int, trigger: str, stage: Callable[[str, fl
     if not decision.accepted:
         return CycleResult(retrain_id, "rejected", reason, version, champion_version, decision=decision.outcome)
     with switching():  # a rollback on the worker's control thread cannot slip between this check and the deploy
-        overtaken = _champion_changed(ctx, champion_version)
+        overtaken = _champion_changed(ctx, active_at_gate)
         if overtaken:  # a rollback ran while this cycle fitted and scored: never deploy over it
             with ctx.db.write() as con:
                 models.reject(con, version, inconclusive=False, ts=ctx.clock(),
