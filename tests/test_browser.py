@@ -188,6 +188,7 @@ def test_every_page_reads_clean_and_playground_feedback_belongs_to_the_query_on_
             page.get_by_label("Query").fill(text)
             page.get_by_role("button", name="Classify").click()
             expect(page.get_by_text(f"Answer for: {text}")).to_be_visible()
+            _settled(page)  # until the run ends, the previous answer's caption may still be on screen
             caption = page.get_by_text(re.compile(r"^Query id ")).inner_text()
             return caption.split("Query id ", 1)[1].strip()
 

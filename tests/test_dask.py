@@ -63,8 +63,8 @@ def test_search_runs_on_the_cluster_and_chooses_as_joblib_here(cluster, observer
     assert len(worker_pids) == 2 and os.getpid() not in worker_pids.values()
 
     with distributed.get_task_stream(client=observer) as stream:
-        on_cluster = fit(train, seed=0, search=SearchPlan(cv_folds=FOLDS, alphas=ALPHAS, dask_scheduler=address))
-    here = fit(train, seed=0, search=SearchPlan(cv_folds=FOLDS, alphas=ALPHAS))
+        on_cluster = fit(train, pipeline="word", seed=0, search=SearchPlan(cv_folds=FOLDS, alphas=ALPHAS, dask_scheduler=address))
+    here = fit(train, pipeline="word", seed=0, search=SearchPlan(cv_folds=FOLDS, alphas=ALPHAS))
 
     # Every fit of the search ran as a task on the cluster's worker processes, on both of them.
     fits = [(int(BATCH.search(t["key"]).group(1)), t["worker"]) for t in stream.data if BATCH.search(t["key"])]

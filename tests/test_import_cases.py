@@ -334,7 +334,7 @@ def test_case_9_a_sparse_file_with_a_huge_line_is_read_in_bounded_memory(ctx, tm
         tracemalloc.stop()
 
     assert (report.rows, report.labels, report.rejected) == (3, 2, 1)
-    assert report.problems == [("line 3", "the line is over 81,536 bytes: a row holds one text of at most 2,000 "
+    assert report.problems == [("line 3", "the line is over 865,536 bytes: a row holds one text of at most 100,000 "
                                           "characters (setting max_text_length)")]
     assert stored(ctx) == [("after", "b"), ("before", "a")]
     assert peak < 40_000_000  # Python allocations; the file is 300 MB
@@ -438,11 +438,10 @@ def test_case_11_hostile_lines_are_rejected_with_reasons(settings, clock):
     assert stored(ctx, "queries") == [("also fine", "other"), ("fine", "other")]
 
 
-def test_case_11_with_the_default_line_limit_the_deep_line_is_too_long(ctx):
+def test_case_11_with_the_default_line_limit_the_deep_line_is_read_and_refused_as_nested(ctx):
     report = import_file(ctx, CORPUS / "hostile.jsonl", labeled=False)
 
-    assert report.problems[0] == ("line 2", "the line is over 81,536 bytes: a row holds one text of at most 2,000 "
-                                            "characters (setting max_text_length)")
+    assert report.problems[0] == ("line 2", "not valid JSON here: nested too deeply (a row is one flat object)")
 
 
 def test_case_11_a_confidence_with_5000_digits_in_a_csv(ctx):
