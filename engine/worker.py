@@ -187,11 +187,21 @@ class Worker:
             for _ in range(100):
                 if not self.ingest().files:
                     break
-            # The longest this worker waited for the store's lock: the figure the soak test reports.
-            record_event(self.ctx.db, ts=self.ctx.clock(), kind="worker", message=message,
-                         details={"longest_store_wait_s": round(self.ctx.db.longest_wait, 4)})
         except RetrainerError as exc:
-            log.error("could not record the stop: %s", exc)
+            log.error("could not drain the spool before stopping (the next start ingests it): %s", exc)
+        # The stop is recorded even when the drain failed; a store held a moment longer by a process
+        # that is stopping too (Ctrl-C reaches the whole group) gets a few short retries.
+        for attempt in range(5):
+            try:
+                # The longest this worker waited for the store's lock: the figure the soak test reports.
+                record_event(self.ctx.db, ts=self.ctx.clock(), kind="worker", message=message,
+                             details={"longest_store_wait_s": round(self.ctx.db.longest_wait, 4)})
+                break
+            except RetrainerError as exc:
+                if attempt == 4:
+                    log.error("could not record the stop: %s", exc)
+                else:
+                    time.sleep(0.5)
         self.predictor.close()
 
     def tick(self) -> None:
