@@ -35,6 +35,7 @@ from a text with line breaks.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import io
 import json
@@ -405,10 +406,8 @@ class CsvReader:
 
     def _resume_after(self, start_number: int, start_offset: int) -> None:
         self.lines.seek(offset=start_offset, number=start_number)
-        try:
-            next(self.lines)  # the record's first line, already reported
-        except (LineTooLong, StopIteration):
-            pass
+        with contextlib.suppress(LineTooLong, StopIteration):  # the record's first line, already reported
+            next(self.lines)
 
 
 class JsonLinesReader:
@@ -462,7 +461,7 @@ def _json_row(where: str, line: str) -> Row:
 
 
 class _DuplicateKey(ValueError):
-    pass
+    """A JSON object names the same key twice (which value was meant cannot be known)."""
 
 
 def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
