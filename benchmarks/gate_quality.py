@@ -42,6 +42,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from benchmarks.common import DEFAULT_WORK, Row, SuiteResult, print_outcome, say
+from store.vocabulary import GateOutcome
 
 SUITE = "gate_quality"
 SIZES = (200, 1000, 5000)
@@ -52,7 +53,7 @@ TARGET = 0.05               # noninferiority: truly-worse candidates accepted, a
 CONFIGS = ("engine", "floor", "interval")
 LABELS = {"engine": "gate as the engine runs it", "floor": "evidence floor, no guards", "interval": "intervals alone"}
 MODES = ("point", "noninferiority")
-OUTCOMES = ("accepted", "rejected", "inconclusive")
+OUTCOMES = tuple(GateOutcome)
 
 
 @dataclass

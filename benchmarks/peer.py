@@ -101,7 +101,7 @@ def history(n: int, *, seed: int = 3) -> list[Retrain]:
 def _ours_write(ctx: Any, r: Retrain) -> None:
     """What one retrain cycle writes, in its transactions (nothing trained, no model file)."""
     from engine.lifecycle import ModelRegistry
-    from store.events import add_event
+    from store.events import record_event
     from store.models import set_model_metrics
     from store.retrains import add_evaluation, finish_retrain, start_retrain
     from store.vocabulary import AssignmentKind, EventKind, GateOutcome, Severity
@@ -134,8 +134,8 @@ def _ours_write(ctx: Any, r: Retrain) -> None:
                    {"accuracy": r.champion_accuracy, "macro_f1": r.champion_macro_f1},
                    "eval_rows": r.eval_rows}
         if accepted:
-            add_event(con, ts=now, kind=EventKind.GATE, severity=Severity.INFO, version=r.version, message=message,
-                      details=details)
+            record_event(con, ts=now, kind=EventKind.GATE, severity=Severity.INFO, version=r.version, message=message,
+                         details=details)
         else:
             models.reject(con, r.version, inconclusive=r.decision == GateOutcome.INCONCLUSIVE, ts=now,
                           message=message, details=details)

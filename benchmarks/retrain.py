@@ -82,7 +82,7 @@ def child_build(home: Path, n: int) -> dict[str, Any]:
     from engine.clock import utcnow
     from engine.context import Context
     from demo.intents import INTENTS, IntentGenerator
-    from store.log import insert_labels, insert_queries
+    from store.querylog import insert_labels, insert_queries
 
     ctx = Context.open(_settings(home))
     deploy_first_model(ctx, seed=3)
@@ -141,7 +141,7 @@ def child_baseline(home: Path) -> dict[str, Any]:
 
     from engine.context import Context
     from engine.dataset import build_training_set, normalize_label
-    from store import log as querylog
+    from store import querylog
 
     settings = _settings(home)
     ctx = Context.open(settings)

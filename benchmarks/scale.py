@@ -97,14 +97,14 @@ def child_import(home: Path, file: Path) -> dict[str, Any]:
 
 def child_bulk(home: Path, file: Path, *, batch: int = 1_000_000) -> dict[str, Any]:
     """The store's side of an import alone: the same file's rows, already clean, written with
-    ``store.log.insert_queries``/``insert_labels`` in batches of ``batch`` rows (one write each)."""
+    ``store.querylog.insert_queries``/``insert_labels`` in batches of ``batch`` rows (one write each)."""
     import numpy as np
     import pandas as pd
     import pyarrow.parquet as pq
 
     from engine.config import load_settings
     from engine.context import Context
-    from store.log import insert_labels, insert_queries
+    from store.querylog import insert_labels, insert_queries
 
     shutil.rmtree(home, ignore_errors=True)
     ctx = Context.open(load_settings(env={}, path=None, home=home))

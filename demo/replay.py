@@ -40,9 +40,10 @@ from demo.intents import INTENTS, IntentGenerator
 from engine.lock import WorkerLock
 from engine.retrain import run_cycle
 from engine.worker import Worker
-from store import log as querylog
+from store import querylog
 from store.events import record_event
 from store.retrains import recent_retrains
+from store.vocabulary import AssignmentKind, CommandKind, EventKind, Severity, Trigger
 
 log = logging.getLogger(__name__)
 
@@ -136,8 +137,8 @@ def _replay(settings: Settings, *, days: int, seed: int, end: datetime, progress
     # Day 0: the team imports a small hand-labelled set and trains the first model.
     seed_rows = gen.balanced(SEED_PER_INTENT, progress=0.0)
     _store_labels(ctx, [(e.text, e.label) for e in seed_rows], source="demo")
-    record_event(ctx.db, ts=clock(), kind="demo", message=f"Demo: imported {len(seed_rows)} hand-labelled examples to start.")
-    first = run_cycle(ctx, trigger="demo")
+    record_event(ctx.db, ts=clock(), kind=EventKind.DEMO, message=f"Demo: imported {len(seed_rows)} hand-labelled examples to start.")
+    first = run_cycle(ctx, trigger=Trigger.DEMO)
     log.info("first model: %s", first.summary())
 
     worker = Worker(ctx, synchronous=True)
@@ -187,7 +188,7 @@ def _replay(settings: Settings, *, days: int, seed: int, end: datetime, progress
     worker.ingest()
     worker.check_model(force=True)
     progress(days, days, _latest_note(ctx))
-    record_event(ctx.db, ts=clock(), kind="demo", message=f"Demo: replayed {days} days of traffic.")
+    record_event(ctx.db, ts=clock(), kind=EventKind.DEMO, message=f"Demo: replayed {days} days of traffic.")
     worker.shutdown()
     return _summarise(ctx, summary)
 
@@ -218,13 +219,13 @@ def _misconfigured_client(ctx: Context, gen: IntentGenerator, rng: random.Random
                         "predicted_label": shift[e.label], "confidence": round(rng.uniform(0.9, 0.99), 3),
                         "model_version": "broken-client", "source": "demo"})
     spool.write_batch(ctx.settings.spool_dir, records)
-    record_event(ctx.db, ts=ctx.clock(), kind="demo", severity="warning",
+    record_event(ctx.db, ts=ctx.clock(), kind=EventKind.DEMO, severity=Severity.WARNING,
                  message=f"Demo incident: a misconfigured client logged {len(records)} confidently wrong predictions "
                          "over the last day (they become pseudo labels).")
 
 
 def _operator_rollback(ctx: Context, worker: Worker) -> None:
-    command_id = submit(ctx, "rollback", source="demo operator")
+    command_id = submit(ctx, CommandKind.ROLLBACK, source="demo operator")
     worker.process_commands()
     log.info("operator rollback: command #%d", command_id)
 
@@ -245,7 +246,7 @@ def _summarise(ctx: Context, summary: DemoSummary) -> DemoSummary:
     from store.models import list_deployments, list_models
 
     summary.versions = len(list_models(ctx.db))
-    summary.rollbacks = sum(1 for d in list_deployments(ctx.db) if d["kind"] in ("rollback", "auto_rollback"))
+    summary.rollbacks = sum(1 for d in list_deployments(ctx.db) if d["kind"] in (AssignmentKind.ROLLBACK, AssignmentKind.AUTO_ROLLBACK))
     pointer = registry.read_active(ctx.settings.registry_dir)
     summary.active = pointer.active.version if pointer else None
     return summary

@@ -71,10 +71,11 @@ from engine.lock import worker_running
 from engine.status import system_status
 from store.commands import get_command, queued_commands
 from store.events import recent_events
-from store.log import query_logged
 from store.models import get_model, list_models
+from store.querylog import query_logged
 from store.retrains import recent_retrains
 from store.views.models import rollback_targets
+from store.vocabulary import CommandKind
 
 log = logging.getLogger(__name__)
 
@@ -572,7 +573,7 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every endpoin
         last = recent_retrains(service.ctx.db, limit=1)
         return plain({
             "in_progress": status["retrain_in_progress"],
-            "queued": [c for c in queued_commands(service.ctx.db) if c["kind"] == "retrain"],
+            "queued": [c for c in queued_commands(service.ctx.db) if c["kind"] == CommandKind.RETRAIN],
             "last": last[0] if last else None,
             "adaptive": status["adaptive"],
             "worker": status["worker"],
@@ -581,7 +582,7 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every endpoin
     @app.post("/retrain", tags=["retrain"], dependencies=Write, status_code=202, responses=ERRORS,
               response_model=CommandOut, summary="Ask for a retrain (the dashboard's Retrain button)")
     def retrain(service: ServiceDep) -> JSONResponse:
-        return _queue(service, "retrain")
+        return _queue(service, CommandKind.RETRAIN)
 
     @app.get("/commands/{command_id}", tags=["retrain"], response_model=CommandOut, responses=ERRORS,
              summary="One queued command: queued, running (with progress), done or failed (with the reason)")
@@ -592,18 +593,18 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every endpoin
     def scheduler_status(service: ServiceDep) -> dict[str, Any]:
         status = system_status(service.ctx)
         return plain({**status["scheduler"], "adaptive": status["adaptive"],
-                      "pending": [c for c in queued_commands(service.ctx.db) if c["kind"] in ("pause", "resume")],
+                      "pending": [c for c in queued_commands(service.ctx.db) if c["kind"] in (CommandKind.PAUSE, CommandKind.RESUME)],
                       "worker": status["worker"]})
 
     @app.post("/scheduler/start", tags=["scheduler"], dependencies=Write, status_code=202, responses=ERRORS,
               response_model=CommandOut, summary="Resume the scheduler (the dashboard's Resume button)")
     def scheduler_start(service: ServiceDep) -> JSONResponse:
-        return _queue(service, "resume")
+        return _queue(service, CommandKind.RESUME)
 
     @app.post("/scheduler/stop", tags=["scheduler"], dependencies=Write, status_code=202, responses=ERRORS,
               response_model=CommandOut, summary="Pause the scheduler (the dashboard's Pause button)")
     def scheduler_stop(service: ServiceDep) -> JSONResponse:
-        return _queue(service, "pause")
+        return _queue(service, CommandKind.PAUSE)
 
     # -- the registry ----------------------------------------------------------------------------------------
 
@@ -625,7 +626,7 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every endpoin
                                field="to")
         elif not targets:
             raise ApiError(409, "nothing to roll back to: no version has served before the active one")
-        return _queue(service, "rollback", {"to": to} if to else {})
+        return _queue(service, CommandKind.ROLLBACK, {"to": to} if to else {})
 
     @app.get("/models", tags=["model"], summary="The model registry: the champion, the champion alias's history, "
                                                    "the fallback order and every version")

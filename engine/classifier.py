@@ -48,6 +48,7 @@ from engine.clock import Clock, utcnow
 from engine.config import Settings, load_settings
 from engine.dataset import normalize_label, normalize_text
 from engine.errors import InputError, ModelLoadError, NoModelError, StaleModelError, UnknownLabelError
+from store.vocabulary import EventKind, Severity
 
 log = logging.getLogger(__name__)
 
@@ -316,7 +317,7 @@ class Classifier:
         if not self._report_events:
             return
         self._append(
-            [{"k": "e", "ts": self._clock().isoformat(), "kind": "fallback", "severity": "error", "version": active,
+            [{"k": "e", "ts": self._clock().isoformat(), "kind": EventKind.FALLBACK, "severity": Severity.ERROR, "version": active,
               "message": f"A serving process fell back: {reason}.", "details": {"serving": self.version}}]
         )
 

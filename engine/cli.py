@@ -26,6 +26,7 @@ from engine.config import Settings, load_settings
 from engine.context import Context
 from engine.errors import RetrainerError, StoreError, WorkerLockedError
 from engine.lock import worker_running
+from store.vocabulary import CommandKind, CommandStatus
 
 log = logging.getLogger("engine")
 
@@ -117,31 +118,27 @@ def _report(row: dict[str, Any]) -> int:
     print(f"command #{row['id']} {row['kind']}: {row['status']}")
     if row.get("message"):
         print(row["message"])
-    if row["status"] == "done":
-        return 0
-    if row["status"] in ("queued", "running"):
-        return 1
-    return 1
+    return 0 if row["status"] == CommandStatus.DONE else 1  # queued or running (timed out), or failed
 
 
 def cmd_retrain(settings: Settings, args: argparse.Namespace) -> int:
-    return _run_command(settings, "retrain", {}, wait=args.wait)
+    return _run_command(settings, CommandKind.RETRAIN, {}, wait=args.wait)
 
 
 def cmd_rollback(settings: Settings, args: argparse.Namespace) -> int:
-    return _run_command(settings, "rollback", {"to": args.to} if args.to else {}, wait=args.wait)
+    return _run_command(settings, CommandKind.ROLLBACK, {"to": args.to} if args.to else {}, wait=args.wait)
 
 
 def cmd_adopt(settings: Settings, args: argparse.Namespace) -> int:
-    return _run_command(settings, "adopt", {"path": args.path, "note": args.note or ""}, wait=True)
+    return _run_command(settings, CommandKind.ADOPT, {"path": args.path, "note": args.note or ""}, wait=True)
 
 
 def cmd_pause(settings: Settings, args: argparse.Namespace) -> int:
-    return _run_command(settings, "pause", {}, wait=True)
+    return _run_command(settings, CommandKind.PAUSE, {}, wait=True)
 
 
 def cmd_resume(settings: Settings, args: argparse.Namespace) -> int:
-    return _run_command(settings, "resume", {}, wait=True)
+    return _run_command(settings, CommandKind.RESUME, {}, wait=True)
 
 
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:

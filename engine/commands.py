@@ -14,8 +14,9 @@ from engine import registry
 from engine.context import Context
 from engine.errors import InputError
 from store import commands as queue
+from store.vocabulary import CommandKind
 
-KINDS = ("retrain", "rollback", "pause", "resume", "adopt")
+KINDS = tuple(CommandKind)
 
 
 def submit(ctx: Context, kind: str, *, args: dict[str, Any] | None = None, source: str = "cli") -> int:
@@ -23,9 +24,9 @@ def submit(ctx: Context, kind: str, *, args: dict[str, Any] | None = None, sourc
     if kind not in KINDS:
         raise InputError(f"unknown command {kind!r}: use one of {', '.join(KINDS)}")
     args = dict(args or {})
-    if kind == "rollback" and args.get("to") is not None:
+    if kind == CommandKind.ROLLBACK and args.get("to") is not None:
         args["to"] = registry.check_version(str(args["to"]).strip())
-    if kind == "adopt":
+    if kind == CommandKind.ADOPT:
         path = Path(str(args.get("path") or "")).expanduser()
         if not path.is_file():
             raise InputError(f"adopt needs the path of a model file: {str(path)!r} is not a file")

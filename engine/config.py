@@ -22,10 +22,10 @@ from typing import Any, Mapping
 
 from engine.errors import SettingsError
 from engine.pipelines import DEFAULT_PIPELINE, check_spec
+from store.vocabulary import GateMode
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_ROOT / "retrainer.toml"
-GATE_MODES = ("point", "noninferiority")
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 # Variables with the prefix that are not settings: another settings file, and the test-only fault hook.
 NOT_SETTINGS = frozenset({"RETRAINER_CONFIG", "RETRAINER_KILL_AT"})
@@ -46,7 +46,7 @@ class Settings:
     eval_percent: int = 20
     max_labels: int = 1000
     tolerance: float = 0.01
-    gate_mode: str = "point"
+    gate_mode: str = GateMode.POINT  # a GateMode word (typed str: settings are parsed by their annotation)
     min_eval_rows: int = 200
     min_class_support: int = 5
     per_class_tolerance: float = 0.05
@@ -158,8 +158,8 @@ def _check(s: Settings) -> None:
         value = getattr(s, name)
         if not (low <= value <= high):
             raise SettingsError(f"setting {name!r} = {value!r} is out of range: use a value from {low} to {high}")
-    if s.gate_mode not in GATE_MODES:
-        raise SettingsError(f"setting 'gate_mode' = {s.gate_mode!r} is not a gate mode: use one of {', '.join(GATE_MODES)}")
+    if s.gate_mode not in tuple(GateMode):
+        raise SettingsError(f"setting 'gate_mode' = {s.gate_mode!r} is not a gate mode: use one of {', '.join(GateMode)}")
     if s.weekly_day not in WEEKDAYS:
         raise SettingsError(f"setting 'weekly_day' = {s.weekly_day!r} is not a weekday: use one of {', '.join(WEEKDAYS)}")
     for name in ("weekly_time", "monthly_time"):

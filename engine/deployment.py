@@ -31,7 +31,7 @@ from engine.classifier import load_serving_model
 from engine.context import Context
 from engine.errors import InputError, ModelLoadError, RegistryError
 from engine.lifecycle import ModelRegistry, check_transition, ref_of
-from store import log as querylog
+from store import querylog
 from store.vocabulary import AssignmentKind, ModelStatus
 
 log = logging.getLogger(__name__)

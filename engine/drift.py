@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from store.db import Database
-from store.log import prediction_counts, versions_served
+from store.querylog import prediction_counts, versions_served
 from store.models import get_model
 
 EPSILON = 1e-12
@@ -73,7 +73,7 @@ def daily_figures(queries: pd.DataFrame, *, training_mix: Mapping[str, float], m
 
 def figures_from_counts(counts: pd.DataFrame, *, training_mix: Mapping[str, float] | None) -> pd.DataFrame:
     """The daily figures of :func:`daily_figures` from counts per day and predicted label
-    (columns COUNT_COLUMNS, as ``store.log.prediction_counts`` returns them for one version).
+    (columns COUNT_COLUMNS, as ``store.querylog.prediction_counts`` returns them for one version).
 
     Without a training mix (None or empty) the Jensen-Shannon distance is NaN: it is neither
     judged nor used as reference.

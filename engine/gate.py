@@ -32,12 +32,13 @@ from typing import Any
 
 from engine.evaluation import Scores
 from engine.stats import Paired, rows_to_settle
+from store.vocabulary import GateMode, GateOutcome
 
 # Differences this small are float noise: 0.89 >= 0.90 - 0.01 must hold.
 EPSILON = 1e-9
 _NAMES = {"accuracy": "accuracy", "macro_f1": "macro-F1"}
-MODES = ("point", "noninferiority")
-OUTCOMES = ("accepted", "rejected", "inconclusive")
+MODES = tuple(GateMode)
+OUTCOMES = tuple(GateOutcome)
 
 
 @dataclass(frozen=True)
@@ -46,18 +47,15 @@ class Decision:
     rule: str
     reason: str
     deltas: dict[str, float]
-    outcome: str = ""  # accepted, rejected or inconclusive (derived from ``accepted`` when not given)
+    outcome: GateOutcome | None = None  # derived from ``accepted`` when not given (accepted or rejected)
     evidence: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not self.outcome:
-            object.__setattr__(self, "outcome", "accepted" if self.accepted else "rejected")
-        if self.outcome not in OUTCOMES or (self.outcome == "accepted") != self.accepted:
+        if self.outcome is None:
+            object.__setattr__(self, "outcome", GateOutcome.ACCEPTED if self.accepted else GateOutcome.REJECTED)
+        if self.outcome not in OUTCOMES or (self.outcome == GateOutcome.ACCEPTED) != self.accepted:
             raise ValueError(f"outcome {self.outcome!r} does not fit accepted={self.accepted}: use one of {OUTCOMES}")
-
-    @property
-    def word(self) -> str:
-        return self.outcome
+        object.__setattr__(self, "outcome", GateOutcome(self.outcome))
 
     def as_dict(self) -> dict[str, Any]:
         return {"accepted": self.accepted, "rule": self.rule, "reason": self.reason, "deltas": self.deltas}
@@ -124,7 +122,7 @@ def _ival(x: Any) -> str:
 
 
 def _noninferiority(candidate: Scores, champion: Scores, deltas: dict[str, float], tolerance: float,
-                    paired: Paired) -> tuple[str, str, int | None]:
+                    paired: Paired) -> tuple[GateOutcome, str, int | None]:
     """(outcome, reason, more rows needed) from the paired intervals."""
     pct = round(100 * paired.confidence)
     parts = "; ".join(
@@ -134,16 +132,16 @@ def _noninferiority(candidate: Scores, champion: Scores, deltas: dict[str, float
     if below:
         words = "; ".join(f"{_NAMES[m]}: the whole {pct}% interval {_ival(paired.interval(m))} lies below "
                           f"-{_pts(tolerance)[1:]}" for m in below)
-        return "rejected", f"Rejected: {words}. ({parts})", None
+        return GateOutcome.REJECTED, f"Rejected: {words}. ({parts})", None
     open_ = [m for m in deltas if paired.interval(m).low < -tolerance - EPSILON]
     if not open_:
-        return "accepted", f"Accepted: each {pct}% interval lies above -{_pts(tolerance)[1:]}. ({parts})", None
+        return GateOutcome.ACCEPTED, f"Accepted: each {pct}% interval lies above -{_pts(tolerance)[1:]}. ({parts})", None
     needs = [rows_to_settle(paired.interval(m), paired.rows, tolerance=tolerance) for m in open_]
     more = None if any(n is None for n in needs) else max(needs)
     hint = ("no number of extra rows is likely to settle it (the difference sits on the tolerance)" if more is None
             else f"about {more:,} more labelled evaluation rows would likely settle it")
     words = ", ".join(_NAMES[m] for m in open_)
-    return ("inconclusive",
+    return (GateOutcome.INCONCLUSIVE,
             f"Inconclusive: the {pct}% interval of {words} straddles -{_pts(tolerance)[1:]}; the champion stays; "
             f"{hint}. ({parts})", more)
 
@@ -181,7 +179,7 @@ def _decay_guard(candidate: Scores, best: Scores, best_version: str | None, *, t
 
 
 def decide(*, candidate: Scores, champion: Scores | None, baseline: Scores | None, tolerance: float,
-           mode: str = "point", paired: Paired | None = None, min_eval_rows: int = 0, min_class_support: int = 0,
+           mode: GateMode = GateMode.POINT, paired: Paired | None = None, min_eval_rows: int = 0, min_class_support: int = 0,
            per_class_tolerance: float | None = None, per_class_min_support: int = 1,
            best: Scores | None = None, best_version: str | None = None,
            cumulative_tolerance: float | None = None) -> Decision:
@@ -198,7 +196,7 @@ def decide(*, candidate: Scores, champion: Scores | None, baseline: Scores | Non
     if champion is None:
         evidence["first_model"] = True
         return Decision(spec.accepted, spec.rule, spec.reason, spec.deltas, evidence=evidence)
-    if mode == "point":
+    if mode == GateMode.POINT:
         outcome, rule, reason = spec.outcome, spec.rule, spec.reason
     else:
         if paired is None:
@@ -209,8 +207,8 @@ def decide(*, candidate: Scores, champion: Scores | None, baseline: Scores | Non
         evidence["more_rows_needed"] = more
         thin = _thin_evidence(candidate, min_eval_rows=min_eval_rows, min_class_support=min_class_support)
         evidence["too_little_evidence"] = thin
-        if thin and outcome == "accepted":
-            outcome = "inconclusive"
+        if thin and outcome == GateOutcome.ACCEPTED:
+            outcome = GateOutcome.INCONCLUSIVE
             reason = f"Inconclusive: too little evidence ({thin}); the champion stays. {reason[len('Accepted: '):]}"
     blocks = []
     if per_class_tolerance is not None:
@@ -228,9 +226,9 @@ def decide(*, candidate: Scores, champion: Scores | None, baseline: Scores | Non
                 f"{_NAMES[m]} {_pct(getattr(candidate, m))} is {_pts(gap)[1:]} below the best version ever deployed "
                 f"({best_version or 'unknown'}, {_pct(getattr(best, m))} on the same rows)" for m, gap in guard["fell"].items())
                 + f", more than the {_pts(cumulative_tolerance)[1:]} cumulative tolerance, even if each step was within tolerance")
-    if blocks and outcome != "rejected":
-        outcome = "rejected"
+    if blocks and outcome != GateOutcome.REJECTED:
+        outcome = GateOutcome.REJECTED
         reason = f"Rejected: {'. '.join(blocks)}. Without the guards: " + reason.split(": ", 1)[1]
     elif blocks:
         reason = f"{reason} Also: {'. '.join(blocks)}."
-    return Decision(outcome == "accepted", rule, reason, spec.deltas, outcome=outcome, evidence=evidence)
+    return Decision(outcome == GateOutcome.ACCEPTED, rule, reason, spec.deltas, outcome=outcome, evidence=evidence)

@@ -61,8 +61,9 @@ from engine.labels import confusable_pairs, describe_difference, read_label
 from engine.dataset import normalize_label
 from engine.readers import (FORMATS, CsvReader, JsonLinesReader, ParquetReader, Source, check_encoding,
                             detect_encoding, has_surrogates, needs_transcoding, transcode_to_utf8)
-from store.events import add_event
+from store.events import record_event
 from store.imports import all_labels, commit_staged, find_import
+from store.vocabulary import EventKind, Severity
 
 log = logging.getLogger(__name__)
 
@@ -372,13 +373,13 @@ def import_file(
         return _import(ctx, path, report, labeled=labeled, source=source, again=again, encoding=encoding,
                        progress=progress)
     except InputError as exc:
-        _record_failure(ctx, path, report, severity="error", message=f"Import of {path.name} refused: {exc} Nothing was stored.")
+        _record_failure(ctx, path, report, severity=Severity.ERROR, message=f"Import of {path.name} refused: {exc} Nothing was stored.")
         raise
     except KeyboardInterrupt:
-        _record_failure(ctx, path, report, severity="error", message=f"Import of {path.name} interrupted. Nothing was stored.")
+        _record_failure(ctx, path, report, severity=Severity.ERROR, message=f"Import of {path.name} interrupted. Nothing was stored.")
         raise
     except Exception as exc:
-        _record_failure(ctx, path, report, severity="error",
+        _record_failure(ctx, path, report, severity=Severity.ERROR,
                         message=f"Import of {path.name} failed ({type(exc).__name__}: {exc}). Nothing was stored.")
         raise
 
@@ -386,9 +387,9 @@ def import_file(
 def _record_failure(ctx: Context, path: Path, report: ImportReport, *, severity: str, message: str) -> None:
     try:
         with ctx.db.write() as con:
-            add_event(con, ts=ctx.clock(), kind="import", severity=severity, message=message,
-                      details={"path": str(path), "sha256": report.sha256 or None, "rows": report.rows,
-                               "labels": 0, "queries": 0, "rejected": report.rejected, "refused": True})
+            record_event(con, ts=ctx.clock(), kind=EventKind.IMPORT, severity=severity, message=message,
+                         details={"path": str(path), "sha256": report.sha256 or None, "rows": report.rows,
+                                  "labels": 0, "queries": 0, "rejected": report.rejected, "refused": True})
     except Exception:  # the store itself is the problem: the caller's error says enough
         log.exception("could not record the failed import of %s", path)
 
@@ -418,9 +419,10 @@ def _import(ctx: Context, path: Path, report: ImportReport, *, labeled: bool, so
             if not again:
                 _refuse_if_imported(path, con, report.sha256)
             report.queries, report.labels = commit_staged(con, queries=staged["queries"], labels=staged["labels"])
-            add_event(con, ts=ctx.clock(), kind="import", severity="warning" if report.rejected else "info",
-                      message=f"Imported {path.name}: {report.summary().split(': ', 1)[1]}; {report.new_labels_line()}.",
-                      details=_details(report, labeled=labeled))
+            record_event(con, ts=ctx.clock(), kind=EventKind.IMPORT,
+                         severity=Severity.WARNING if report.rejected else Severity.INFO,
+                         message=f"Imported {path.name}: {report.summary().split(': ', 1)[1]}; {report.new_labels_line()}.",
+                         details=_details(report, labeled=labeled))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     if progress:

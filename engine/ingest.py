@@ -22,9 +22,10 @@ import pandas as pd
 
 from engine import faults, spool
 from store import Database
-from store.events import add_event
-from store.log import (LABEL_COLUMNS, QUERY_COLUMNS, SpoolParseError, insert_labels, insert_queries,
-                       insert_spool_batch, read_spool_files)
+from store.events import record_event
+from store.querylog import (LABEL_COLUMNS, QUERY_COLUMNS, SpoolParseError, insert_labels, insert_queries,
+                            insert_spool_batch, read_spool_files)
+from store.vocabulary import EventKind, Severity
 
 log = logging.getLogger(__name__)
 
@@ -67,13 +68,13 @@ def ingest_file(db: Database, path: Path, *, clock) -> IngestResult:
         rejected.mkdir(exist_ok=True)
         path.replace(rejected / path.name)
         with db.write() as con:
-            add_event(con, ts=clock(), kind="ingest", severity="error",
-                      message=f"Spool file {path.name} could not be read and was moved to {rejected}: {exc}")
+            record_event(con, ts=clock(), kind=EventKind.INGEST, severity=Severity.ERROR,
+                         message=f"Spool file {path.name} could not be read and was moved to {rejected}: {exc}")
         return IngestResult(files=1, rejected_files=1)
     with db.write() as con:
         result.queries = insert_queries(con, queries)
         result.labels = insert_labels(con, labels)
-        _add_events(con, events)
+        _record_events(con, events)
         result.events = len(events)
         faults.point("ingest_before_commit")
     faults.point("ingest_after_commit")
@@ -81,7 +82,7 @@ def ingest_file(db: Database, path: Path, *, clock) -> IngestResult:
     return result
 
 
-def _add_events(con, events: list[dict[str, Any]]) -> None:
+def _record_events(con, events: list[dict[str, Any]]) -> None:
     for e in events:
         details = e.get("details")
         if isinstance(details, str):  # from DuckDB's JSON reader: the JSON text
@@ -89,9 +90,9 @@ def _add_events(con, events: list[dict[str, Any]]) -> None:
                 details = json.loads(details)
             except ValueError:
                 details = None
-        add_event(con, ts=_parse_ts(e["ts"]), kind=e.get("kind") or "event", severity=e.get("severity") or "info",
-                  message=e.get("message") or "", version=e.get("version"),
-                  details=details if isinstance(details, dict) else None)
+        record_event(con, ts=_parse_ts(e["ts"]), kind=e.get("kind") or "event",
+                     severity=e.get("severity") or Severity.INFO, message=e.get("message") or "",
+                     version=e.get("version"), details=details if isinstance(details, dict) else None)
 
 
 def ingest_batch(db: Database, paths: list[Path]) -> IngestResult | None:
@@ -105,7 +106,7 @@ def ingest_batch(db: Database, paths: list[Path]) -> IngestResult | None:
     result = IngestResult(files=len(paths))
     with db.write() as con:
         result.queries, result.labels, events = insert_spool_batch(con, batch)
-        _add_events(con, events)
+        _record_events(con, events)
         result.events = len(events)
         faults.point("ingest_before_commit")
     faults.point("ingest_after_commit")

@@ -1,7 +1,7 @@
 """The label mix of the training set a retrain would build now, beside the labels of recent traffic.
 
 Training-set assembly happens only in ``engine/``: this module reads the store through
-``store.log`` and ``store.views.data`` and cleans with ``engine.dataset.build_training_set``,
+``store.querylog`` and ``store.views.data`` and cleans with ``engine.dataset.build_training_set``,
 the retrain's own rules; the Data page calls :func:`training_mix` and only draws.
 """
 
@@ -12,7 +12,7 @@ from datetime import datetime
 import pandas as pd
 
 from engine.dataset import build_training_set, normalize_label
-from store import log as querylog
+from store import querylog
 from store.db import Database
 from store.views import data as views
 
@@ -43,7 +43,7 @@ def training_mix(
     Returns (frame, method). The frame has one row per label: label, training (rows),
     training_share, traffic (queries), traffic_share; sorted by training share, largest first.
     ``method`` is ``"exact"`` when the training set was rebuilt with the retrain's own rules
-    (``engine.dataset.build_training_set`` over ``store.log.training_rows``: what a retrain
+    (``engine.dataset.build_training_set`` over ``store.querylog.training_rows``: what a retrain
     now would train on), or ``"proxy"`` when more than ``exact_limit`` candidate rows make that
     slow: then every human label plus every pseudo label at or above ``min_confidence`` counts
     (no de-duplication, conflicts or evaluation split).

@@ -38,7 +38,7 @@ from engine import faults, registry
 from engine.context import Context
 from engine.errors import ModelLoadError, RegistryError
 from store.db import Connection
-from store.events import add_event
+from store.events import record_event
 from store.models import (Assignment, ModelVersion, add_assignment, insert_model, read_assignments, read_version,
                           read_versions, set_model_status)
 from store.vocabulary import Alias, AssignmentKind, EventKind, ModelStatus, Severity
@@ -72,8 +72,8 @@ def check_transition(version: ModelVersion | None, operation: str, *, name: str 
         raise RegistryError(f"cannot {operation} {name}: it is not in the registry (see `python -m engine status`)")
     if version.status not in allowed:
         needed = " or ".join(sorted(allowed))
-        raise RegistryError(f"cannot {operation} {version.version}: it is {version.status}, and only a {needed} "
-                            f"version can be")
+        raise RegistryError(f"cannot {operation} {version.version}: it is {version.status}, and {operation} needs "
+                            f"a {needed} version")
     return version
 
 
@@ -172,9 +172,9 @@ class ModelRegistry:
         """Record a saved version as a candidate (``row`` has every model column but status)."""
         insert_model(con, {**row, "status": S.CANDIDATE})
         retrain = f" by {trigger} retrain #{row['retrain_id']}" if row.get("retrain_id") is not None else ""
-        add_event(con, ts=ts, kind=EventKind.REGISTRY, version=row["version"],
-                  message=f"Candidate {row['version']} registered{retrain} ({row.get('train_rows')} training rows).",
-                  details={"version": row["version"], "status": S.CANDIDATE, "retrain_id": row.get("retrain_id")})
+        record_event(con, ts=ts, kind=EventKind.REGISTRY, version=row["version"],
+                     message=f"Candidate {row['version']} registered{retrain} ({row.get('train_rows')} training rows).",
+                     details={"version": row["version"], "status": S.CANDIDATE, "retrain_id": row.get("retrain_id")})
         return read_version(con, row["version"])
 
     def reject(self, con: Connection, version: str, *, inconclusive: bool, ts: datetime,
@@ -183,8 +183,8 @@ class ModelRegistry:
         check_transition(read_version(con, version), "reject", name=version)
         status = S.INCONCLUSIVE if inconclusive else S.REJECTED
         set_model_status(con, version, status)
-        add_event(con, ts=ts, kind=EventKind.GATE, severity=Severity.WARNING, version=version, message=message,
-                  details=details)
+        record_event(con, ts=ts, kind=EventKind.GATE, severity=Severity.WARNING, version=version, message=message,
+                     details=details)
         return status
 
     def fail(self, con: Connection, version: str, *, ts: datetime, why: str,
@@ -193,8 +193,8 @@ class ModelRegistry:
         check_transition(read_version(con, version), "fail", name=version)
         set_model_status(con, version, S.FAILED)
         if event:
-            add_event(con, ts=ts, kind=EventKind.REGISTRY, severity=Severity.ERROR, version=version,
-                      message=f"{version} failed: {why}", details={"version": version, "status": S.FAILED})
+            record_event(con, ts=ts, kind=EventKind.REGISTRY, severity=Severity.ERROR, version=version,
+                         message=f"{version} failed: {why}", details={"version": version, "status": S.FAILED})
 
     def promote(self, con: Connection, version: str, *, previous: str | None, kind: AssignmentKind,
                 actor: str, reason: str, ts: datetime) -> int:
@@ -213,9 +213,9 @@ class ModelRegistry:
                               kind=kind, actor=actor, reason=reason)
         faults.point("deploy_before_event")
         deployed = kind == AssignmentKind.DEPLOY
-        add_event(con, ts=ts, kind=EventKind.DEPLOY if deployed else EventKind.ROLLBACK,
-                  severity=Severity.INFO if deployed else Severity.WARNING, version=version, message=reason,
-                  details={"version": version, "previous": previous, "kind": kind, "actor": actor})
+        record_event(con, ts=ts, kind=EventKind.DEPLOY if deployed else EventKind.ROLLBACK,
+                     severity=Severity.INFO if deployed else Severity.WARNING, version=version, message=reason,
+                     details={"version": version, "previous": previous, "kind": kind, "actor": actor})
         return move
 
     def restore(self, con: Connection, failed: str, *, previous: str | None, actor: str,
@@ -226,15 +226,15 @@ class ModelRegistry:
         if previous:
             add_assignment(con, ts=ts, alias=Alias.CHAMPION, version=previous, previous_version=failed,
                            kind=AssignmentKind.AUTO_ROLLBACK, actor=actor, reason=message)
-        add_event(con, ts=ts, kind=EventKind.ROLLBACK, severity=Severity.ERROR, version=previous, message=message,
-                  details={"failed_version": failed, "restored": previous, "problem": problem, "automatic": True})
+        record_event(con, ts=ts, kind=EventKind.ROLLBACK, severity=Severity.ERROR, version=previous, message=message,
+                     details={"failed_version": failed, "restored": previous, "problem": problem, "automatic": True})
 
     def retire(self, con: Connection, version: str, *, ts: datetime, why: str) -> None:
         """A champion that no longer serves becomes retired (only repair needs this on its own)."""
         check_transition(read_version(con, version), "retire", name=version)
         set_model_status(con, version, S.RETIRED)
-        add_event(con, ts=ts, kind=EventKind.REPAIR, severity=Severity.WARNING, version=version,
-                  message=f"Start-up repair: {version} {why}: now retired.")
+        record_event(con, ts=ts, kind=EventKind.REPAIR, severity=Severity.WARNING, version=version,
+                     message=f"Start-up repair: {version} {why}: now retired.")
 
     # -- the pointer file ------------------------------------------------------------------------
 
@@ -292,8 +292,8 @@ class ModelRegistry:
             if note is not None:
                 note(con, fix)
             else:
-                add_event(con, ts=ts, kind=EventKind.REPAIR, severity=Severity.WARNING,
-                          version=pointer.active.version if pointer else None, message=f"Pointer repair: {fix}.")
+                record_event(con, ts=ts, kind=EventKind.REPAIR, severity=Severity.WARNING,
+                             version=pointer.active.version if pointer else None, message=f"Pointer repair: {fix}.")
         path = self.dir / registry.ACTIVE_FILE
         if path.is_dir() and not path.is_symlink():
             path.rename(path.with_name(f"{registry.ACTIVE_FILE}.damaged-{ts:%Y%m%dT%H%M%S}"))
@@ -309,35 +309,18 @@ class ModelRegistry:
     def reconcile(self, *, ts: datetime, note: Callable[[Connection, str], None]) -> None:
         """Make the store agree with the pointer (the truth serving follows) after a crash.
 
-        ``note(con, fix)`` records each fix as an event in the same transaction as the fix. The
-        pointer's version becomes the champion (its alias move recorded if a crash lost it) and
-        any other champion retired; without a pointer no version is champion; a candidate no
-        cycle is judging (the worker lock is held) failed; a model file with no row moved aside.
+        ``note(con, fix)`` records each fix as an event in the same transaction as the fix. A
+        damaged pointer is rewritten from the store; the pointer's version becomes the champion
+        (its alias move recorded if a crash lost it) and any other champion retired; without a
+        pointer no version is champion; a candidate no cycle is judging (the worker lock is held)
+        is failed; a model file with no row is moved aside.
         """
         self.repair_pointer(ts=ts, note=note)
         pointer = self.pointer()
         rows = {v.version: v for v in self.versions()}
         with self.ctx.db.write() as con:
             if pointer is not None:
-                version = pointer.active.version
-                row = rows.get(version)
-                moves = read_assignments(con)
-                if row is None:
-                    note(con, f"the active pointer names {version}, which the store does not know")
-                else:
-                    if row.status != S.CHAMPION:
-                        set_model_status(con, version, S.CHAMPION)
-                        note(con, f"{version} serves but was recorded as {row.status}: now recorded as champion")
-                    for other, m in rows.items():
-                        if other != version and m.status == S.CHAMPION:
-                            set_model_status(con, other, S.RETIRED)
-                            note(con, f"{other} was recorded as champion but does not serve: now retired")
-                    if not moves or moves[-1].version != version:
-                        previous = moves[-1].version if moves else None
-                        add_assignment(con, ts=ts, alias=Alias.CHAMPION, version=version, previous_version=previous,
-                                       kind=AssignmentKind.REPAIR, actor="start-up repair",
-                                       reason="the deployment happened but was not recorded before a crash")
-                        note(con, f"the switch to {version} was not recorded (crash): deployment recorded now")
+                self._agree_with(con, pointer.active.version, rows, ts=ts, note=note)
             else:
                 for version, m in rows.items():
                     if m.status == S.CHAMPION:
@@ -351,8 +334,34 @@ class ModelRegistry:
                 for version in left:
                     set_model_status(con, version, S.FAILED)
                     note(con, f"{version} was left a candidate by a retrain that did not finish: now recorded as failed")
+        self._move_orphans(set(rows), note=note)
+
+    def _agree_with(self, con: Connection, version: str, rows: dict[str, ModelVersion], *, ts: datetime,
+                    note: Callable[[Connection, str], None]) -> None:
+        """The store's statuses and alias history brought in line with ``version`` serving."""
+        row = rows.get(version)
+        if row is None:
+            note(con, f"the active pointer names {version}, which the store does not know")
+            return
+        if row.status != S.CHAMPION:
+            set_model_status(con, version, S.CHAMPION)
+            note(con, f"{version} serves but was recorded as {row.status}: now recorded as champion")
+        for other, m in rows.items():
+            if other != version and m.status == S.CHAMPION:
+                set_model_status(con, other, S.RETIRED)
+                note(con, f"{other} was recorded as champion but does not serve: now retired")
+        moves = read_assignments(con)
+        if not moves or moves[-1].version != version:
+            previous = moves[-1].version if moves else None
+            add_assignment(con, ts=ts, alias=Alias.CHAMPION, version=version, previous_version=previous,
+                           kind=AssignmentKind.REPAIR, actor="start-up repair",
+                           reason="the deployment happened but was not recorded before a crash")
+            note(con, f"the switch to {version} was not recorded (crash): deployment recorded now")
+
+    def _move_orphans(self, known: set[str], *, note: Callable[[Connection, str], None]) -> None:
+        """Model files the store has no row for (a crash between saving and recording) go to ``orphans/``."""
         for path in self.dir.glob("v*" + registry.MODEL_SUFFIX):
-            if path.stem not in rows and registry.VERSION_PATTERN.match(path.stem):
+            if path.stem not in known and registry.VERSION_PATTERN.match(path.stem):
                 orphans = self.dir / "orphans"
                 orphans.mkdir(exist_ok=True)
                 with self.ctx.db.write() as con:  # the event first: a crash before the move only repeats it

@@ -24,7 +24,7 @@ from engine import faults
 from engine.context import Context
 from engine.lifecycle import ModelRegistry
 from store.commands import fail_running_commands
-from store.events import add_event
+from store.events import record_event
 from store.retrains import fail_running_retrains
 from store.vocabulary import EventKind, Severity
 
@@ -40,7 +40,7 @@ def _fixed(con, fixes: list[str], fix: str, *, now) -> None:
     A crash can then never leave a fix made but unexplained: either both are stored or neither.
     """
     fixes.append(fix)
-    add_event(con, ts=now, kind=EventKind.REPAIR, severity=Severity.WARNING, message=f"Start-up repair: {fix}.")
+    record_event(con, ts=now, kind=EventKind.REPAIR, severity=Severity.WARNING, message=f"Start-up repair: {fix}.")
 
 
 def repair(ctx: Context) -> list[str]:

@@ -20,7 +20,7 @@ from typing import Callable
 
 from engine import faults, fingerprint, registry
 from engine.context import Context
-from engine.dataset import build_training_set
+from engine.dataset import TrainingSet, build_training_set
 from engine.deployment import deploy, switching
 from engine.errors import ModelLoadError, RetrainerError, TrainingError
 from engine.evaluation import Scores, majority_baseline, predict_and_calibrate, score_predictions
@@ -31,17 +31,18 @@ from engine.prediction_cache import PredictionCache
 from engine.stats import compare
 from engine.training import FittedModel, fit
 from engine.tuning import plan_from_settings
-from store import log as querylog
-from store.events import add_event
+from store import querylog
+from store.events import record_event
 from store.models import get_model, list_deployments, list_models, model_versions, set_model_metrics
-from store.vocabulary import AssignmentKind, EventKind, GateOutcome, Severity
+from store.vocabulary import (AssignmentKind, EventKind, GateOutcome, ModelStatus, RetrainStatus, Role, Severity,
+                              Trigger)
 from store.retrains import add_evaluation, finish_retrain, start_retrain
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[float, str], None]
 
-TRIGGERS = ("weekly", "monthly", "adaptive", "manual", "demo", "drift", "fallback", "adopt")
+TRIGGERS = tuple(Trigger)
 # Deployed versions (besides the champion) re-scored for the slow-decay guard, best stored macro-F1 first.
 BEST_TO_RESCORE = 3
 
@@ -49,14 +50,14 @@ BEST_TO_RESCORE = 3
 @dataclass
 class CycleResult:
     retrain_id: int
-    status: str                 # accepted, rejected or failed
+    status: RetrainStatus       # accepted, rejected or failed
     reason: str
     candidate: str | None = None
     champion: str | None = None
     deployed: bool = False
     duration_s: float = 0.0
     stages: dict[str, float] = field(default_factory=dict)
-    decision: str | None = None  # the gate's word: accepted, rejected or inconclusive (status 'rejected')
+    decision: GateOutcome | None = None  # the gate's outcome; inconclusive ends with status rejected
 
     def summary(self) -> str:
         """"retrain #3 accepted: no metric got worse. (...)": the reason without its own leading "Accepted: "."""
@@ -123,7 +124,7 @@ def run_cycle(ctx: Context, *, trigger: str, command_id: int | None = None, prog
     texts, saved as the next version, scored on the same evaluation rows, then made the first champion
     when nothing serves, or gated against the champion like any candidate.
     """
-    if (trigger == "adopt") != (adopt is not None):
+    if (trigger == Trigger.ADOPT) != (adopt is not None):
         raise ValueError("trigger 'adopt' goes with an AdoptRequest, and only it")
     if trigger not in TRIGGERS:
         raise ValueError(f"unknown trigger {trigger!r}: use one of {', '.join(TRIGGERS)}")
@@ -139,30 +140,31 @@ def run_cycle(ctx: Context, *, trigger: str, command_id: int | None = None, prog
     try:
         result = _cycle(ctx, retrain_id, trigger, stage, record, adopt)
     except RetrainerError as exc:
-        result = CycleResult(retrain_id, "failed", str(exc))
+        result = CycleResult(retrain_id, RetrainStatus.FAILED, str(exc))
     except Exception as exc:  # a bug or an environment fault: recorded, never silent
         log.error("retrain #%d crashed:\n%s", retrain_id, traceback.format_exc())
-        result = CycleResult(retrain_id, "failed", f"unexpected error: {type(exc).__name__}: {exc}")
+        result = CycleResult(retrain_id, RetrainStatus.FAILED, f"unexpected error: {type(exc).__name__}: {exc}")
     saved = record.pop("saved_version", None)
-    if result.status == "failed" and result.candidate is None:
+    if result.status == RetrainStatus.FAILED and result.candidate is None:
         result.candidate = saved  # the version was saved before the failure: name it
     # A failed cycle leaves no version waiting as a 'candidate' (the dashboard would show it pending).
-    left_candidate = result.status == "failed" and saved is not None and _status_of(ctx, saved) == "candidate"
+    left_candidate = (result.status == RetrainStatus.FAILED and saved is not None
+                      and _status_of(ctx, saved) == ModelStatus.CANDIDATE)
     result.duration_s = time.perf_counter() - started
     result.stages = _durations(stages, started)
     now = ctx.clock()
     record.update(status=result.status, reason=result.reason, finished_at=now, duration_s=result.duration_s,
                   stages=result.stages, candidate_version=result.candidate, champion_version=result.champion)
-    if result.status in ("accepted", "rejected"):
+    if result.status in (RetrainStatus.ACCEPTED, RetrainStatus.REJECTED):
         record["decision"] = result.decision or result.status
     with ctx.db.write() as con:
         finish_retrain(con, retrain_id, record)
         if left_candidate:
             ModelRegistry(ctx).fail(con, saved, ts=now, why=result.reason, event=False)  # the retrain event says why
-        if result.status == "failed":
-            add_event(con, ts=now, kind="retrain", severity="error", version=result.candidate,
-                      message=f"Retrain #{retrain_id} ({trigger}) failed: {result.reason}",
-                      details={"retrain_id": retrain_id, "trigger": trigger})
+        if result.status == RetrainStatus.FAILED:
+            record_event(con, ts=now, kind=EventKind.RETRAIN, severity=Severity.ERROR, version=result.candidate,
+                         message=f"Retrain #{retrain_id} ({trigger}) failed: {result.reason}",
+                         details={"retrain_id": retrain_id, "trigger": trigger})
     progress(1.0, "done")
     log.info(result.summary())
     return result
@@ -195,7 +197,7 @@ def _best_deployed(ctx: Context, eval_set, *, champion_version: str | None, cham
     deployed = {d["version"] for d in list_deployments(ctx.db)}
     rows = {m["version"]: m for m in list_models(ctx.db)}
     others = sorted((v for v in deployed if v in rows and v not in (champion_version, exclude)
-                     and rows[v]["status"] != "failed"),
+                     and rows[v]["status"] != ModelStatus.FAILED),
                     key=lambda v: (-(rows[v]["macro_f1"] or 0.0), v))[:BEST_TO_RESCORE]
     scored: list[tuple[str, Scores]] = [] if champion is None else [(champion_version, champion)]
     texts, truth = eval_set["text"].tolist(), eval_set["label"].tolist()
@@ -255,36 +257,24 @@ def _first_champion(candidate: Scores, baseline: Scores, file: str) -> Decision:
                     evidence={"first_model": True, "adopted": file})
 
 
+@dataclass(frozen=True)
+class _Judgement:
+    """The candidate scored beside the champion (or the baseline) and the gate's decision."""
+
+    candidate: Scores
+    candidate_ece: float
+    baseline: Scores
+    champion_version: str | None   # the version judged against: the one serving (the fallback's, if the active fails)
+    champion: Scores | None
+    active_at_gate: str | None     # the active version when judged: a rollback since then stops the deploy
+    decision: Decision
+    reason: str
+
+
 def _cycle(ctx: Context, retrain_id: int, trigger: str, stage: Callable[[str, float], None], record: dict,
            adopt: AdoptRequest | None = None) -> CycleResult:
     s = ctx.settings
-    stage("reading the log", 0.05)
-    faults.point("cycle_read")
-    rows = querylog.training_rows(ctx.db, include_pseudo=s.use_pseudo_labels)
-    known = known_labels(ctx.db)
-    stage("cleaning the training set", 0.15)
-    data = build_training_set(rows, known_labels=known or None, min_confidence=s.min_confidence,
-                              max_text_length=s.max_text_length, eval_percent=s.eval_percent,
-                              use_pseudo_labels=s.use_pseudo_labels)
-    record.update({k: v for k, v in data.funnel.as_dict().items() if k != "eval_rows"})
-    record["eval_rows"] = data.funnel.eval_rows
-    if len(data.labels) > s.max_labels:
-        raise TrainingError(
-            f"the training set has {len(data.labels):,} labels; the limit is {s.max_labels:,} (setting max_labels): "
-            "a model's size and fit time grow with its labels, so check that the label column holds classes "
-            "(not ids or free text), merge rare labels, or raise max_labels"
-        )
-    unjudged = _unjudged(data)
-    if data.eval["label"].nunique() == 1 and data.labels_without_eval:
-        raise TrainingError(
-            f"the evaluation set holds one label ({data.eval['label'].iloc[0]}), so the gate cannot compare models: "
-            f"{unjudged}"
-        )
-    if data.eval.empty:
-        raise TrainingError(
-            f"no human-labelled evaluation rows ({data.funnel.train_rows} training rows): "
-            "the gate needs labelled examples; import some with `python -m engine import FILE --labeled`"
-        )
+    data, known = _training_set(ctx, stage, record)
     faults.point("cycle_before_fit")
     if adopt is not None:
         stage("checking the adopted model", 0.25)
@@ -314,10 +304,94 @@ def _cycle(ctx: Context, retrain_id: int, trigger: str, stage: Callable[[str, fl
     record["saved_version"] = version
     faults.point("cycle_after_save")
     stage("scoring", 0.7)
+    j = _judge(ctx, fitted, data, version, saved.sha256, adopt=adopt)
+    faults.point("cycle_after_gate")
+    record.update(
+        candidate_accuracy=j.candidate.accuracy, candidate_macro_f1=j.candidate.macro_f1,
+        champion_accuracy=j.champion.accuracy if j.champion else None,
+        champion_macro_f1=j.champion.macro_f1 if j.champion else None,
+        baseline_accuracy=j.baseline.accuracy, baseline_macro_f1=j.baseline.macro_f1, eval_rows=j.candidate.rows,
+    )
+    _record_decision(ctx, models, j, retrain_id=retrain_id, trigger=trigger, version=version,
+                     funnel=data.funnel.as_dict(), ts=now)
+    if not j.decision.accepted:
+        return CycleResult(retrain_id, RetrainStatus.REJECTED, j.reason, version, j.champion_version,
+                           decision=j.decision.outcome)
+    return _deploy(ctx, models, j, fitted, retrain_id=retrain_id, trigger=trigger, version=version, stage=stage)
+
+
+def _deploy(ctx: Context, models: ModelRegistry, j: _Judgement, fitted: FittedModel, *, retrain_id: int,
+            trigger: str, version: str, stage: Callable[[str, float], None]) -> CycleResult:
+    """Deploy a candidate the gate accepted, unless a rollback overtook its judgement (then it is rejected)."""
+    with switching():  # a rollback on the worker's control thread cannot slip between this check and the deploy
+        overtaken = _champion_changed(ctx, j.active_at_gate)
+        if overtaken:  # a rollback ran while this cycle fitted and scored: never deploy over it
+            with ctx.db.write() as con:
+                models.reject(con, version, inconclusive=False, ts=ctx.clock(),
+                              message=f"Candidate {version} not deployed ({trigger} retrain #{retrain_id}): {overtaken}.",
+                              details={"retrain_id": retrain_id, "candidate": version,
+                                       "judged_against": j.champion_version, "overtaken": True})
+            return CycleResult(retrain_id, RetrainStatus.REJECTED, overtaken, version, j.champion_version,
+                               decision=j.decision.outcome)
+        stage("validating and deploying", 0.85)
+        try:
+            deployed = deploy(ctx, version, kind=AssignmentKind.DEPLOY, in_memory=fitted.pipeline,
+                              reason=f"Deployed {version} ({trigger} retrain #{retrain_id}). {j.reason}")
+        except ModelLoadError as exc:
+            why = f"candidate {version} passed the gate but failed validation: {exc}"
+            with ctx.db.write() as con:
+                models.fail(con, version, ts=ctx.clock(), why=why, event=False)  # the retrain's failed event says why
+            return CycleResult(retrain_id, RetrainStatus.FAILED, why, version, j.champion_version)
+    if not deployed.deployed:
+        return CycleResult(retrain_id, RetrainStatus.FAILED, deployed.message, version, j.champion_version)
+    return CycleResult(retrain_id, RetrainStatus.ACCEPTED, j.reason, version, j.champion_version, deployed=True)
+
+
+def _training_set(ctx: Context, stage: Callable[[str, float], None], record: dict) -> tuple[TrainingSet, list[str]]:
+    """The cycle's training and evaluation set and the known labels, its funnel written into ``record``;
+    TrainingError without evaluation rows (the gate needs human labels)."""
+    s = ctx.settings
+    stage("reading the log", 0.05)
+    faults.point("cycle_read")
+    rows = querylog.training_rows(ctx.db, include_pseudo=s.use_pseudo_labels)
+    known = known_labels(ctx.db)
+    stage("cleaning the training set", 0.15)
+    data = build_training_set(rows, known_labels=known or None, min_confidence=s.min_confidence,
+                              max_text_length=s.max_text_length, eval_percent=s.eval_percent,
+                              use_pseudo_labels=s.use_pseudo_labels)
+    record.update({k: v for k, v in data.funnel.as_dict().items() if k != "eval_rows"})
+    record["eval_rows"] = data.funnel.eval_rows
+    if len(data.labels) > s.max_labels:
+        raise TrainingError(
+            f"the training set has {len(data.labels):,} labels; the limit is {s.max_labels:,} (setting max_labels): "
+            "a model's size and fit time grow with its labels, so check that the label column holds classes "
+            "(not ids or free text), merge rare labels, or raise max_labels"
+        )
+    if data.eval["label"].nunique() == 1 and data.labels_without_eval:
+        raise TrainingError(
+            f"the evaluation set holds one label ({data.eval['label'].iloc[0]}), so the gate cannot compare models: "
+            f"{_unjudged(data)}"
+        )
+    if data.eval.empty:
+        raise TrainingError(
+            f"no human-labelled evaluation rows ({data.funnel.train_rows} training rows): "
+            "the gate needs labelled examples; import some with `python -m engine import FILE --labeled`"
+        )
+    return data, known
+
+
+def _judge(ctx: Context, fitted: FittedModel, data: TrainingSet, version: str, sha256: str, *,
+           adopt: AdoptRequest | None = None) -> _Judgement:
+    """Score the candidate and the champion (loaded as predictors load it) on the same evaluation rows,
+    with the paired comparison and the best version ever deployed, and ask the gate. Answers go
+    through the prediction cache (the candidate's are stored under its ``sha256`` for later cycles).
+    An adopted model with nothing serving becomes the first champion; a champion that exists but
+    cannot be scored makes the decision inconclusive, never a 'first model'."""
+    s = ctx.settings
     truth, texts = data.eval["label"].tolist(), data.eval["text"].tolist()
     cache = prediction_cache(ctx)
     candidate_pred, candidate_ece = predict_and_calibrate(fitted.pipeline, data.eval)
-    cache.store(version, saved.sha256, texts, candidate_pred)  # the next cycles re-score it from here
+    cache.store(version, sha256, texts, candidate_pred)  # the next cycles re-score it from here
     candidate = score_predictions(truth, candidate_pred)
     baseline = majority_baseline(data.train, data.eval)
     champion_version, champion_model, champion_problem, champion_sha = _champion(ctx)
@@ -344,7 +418,7 @@ def _cycle(ctx: Context, retrain_id: int, trigger: str, stage: Callable[[str, fl
         decision = _first_champion(candidate, baseline, fitted.params["adopted"]["file"])
     reason = decision.reason
     if data.labels_without_eval:
-        reason = f"{reason} Not judged: {unjudged}"
+        reason = f"{reason} Not judged: {_unjudged(data)}"
     if champion_model is not None and champion_problem:
         active = registry.read_active(s.registry_dir).active.version
         reason = (f"{reason} (Judged against {champion_version}, which serves while the active version {active} "
@@ -357,56 +431,35 @@ def _cycle(ctx: Context, retrain_id: int, trigger: str, stage: Callable[[str, fl
                   f"accuracy {candidate.accuracy:.1%}, macro-F1 {candidate.macro_f1:.1%}.")
         decision = dataclasses.replace(decision, accepted=False, outcome=GateOutcome.INCONCLUSIVE, reason=reason,
                                        rule="the champion must be scored on the same evaluation set")
-    faults.point("cycle_after_gate")
-    record.update(
-        candidate_accuracy=candidate.accuracy, candidate_macro_f1=candidate.macro_f1,
-        champion_accuracy=champion.accuracy if champion else None, champion_macro_f1=champion.macro_f1 if champion else None,
-        baseline_accuracy=baseline.accuracy, baseline_macro_f1=baseline.macro_f1, eval_rows=candidate.rows,
-    )
+    return _Judgement(candidate, candidate_ece, baseline, champion_version, champion, active_at_gate, decision, reason)
+
+
+def _record_decision(ctx: Context, models: ModelRegistry, j: _Judgement, *, retrain_id: int, trigger: str,
+                     version: str, funnel: dict, ts) -> None:
+    """In one transaction: the candidate's metrics, both evaluations, and the gate event (through
+    ``ModelRegistry.reject`` when the candidate was refused or the gate could not tell)."""
+    candidate, champion, decision = j.candidate, j.champion, j.decision
     with ctx.db.write() as con:
         set_model_metrics(con, version, accuracy=candidate.accuracy, macro_f1=candidate.macro_f1,
-                          eval_rows=candidate.rows, report={**candidate.report(), "ece": candidate_ece})
-        add_evaluation(con, retrain_id=retrain_id, ts=now, version=version, role="candidate",
+                          eval_rows=candidate.rows, report={**candidate.report(), "ece": j.candidate_ece})
+        add_evaluation(con, retrain_id=retrain_id, ts=ts, version=version, role=Role.CANDIDATE,
                        accuracy=candidate.accuracy, macro_f1=candidate.macro_f1, eval_rows=candidate.rows)
         if champion is not None:
-            add_evaluation(con, retrain_id=retrain_id, ts=now, version=champion_version, role="champion",
+            add_evaluation(con, retrain_id=retrain_id, ts=ts, version=j.champion_version, role=Role.CHAMPION,
                            accuracy=champion.accuracy, macro_f1=champion.macro_f1, eval_rows=champion.rows)
-        message = f"Candidate {version} {decision.word} ({trigger} retrain #{retrain_id}). {reason}"
+        message = f"Candidate {version} {decision.outcome} ({trigger} retrain #{retrain_id}). {j.reason}"
         details = {
-            "retrain_id": retrain_id, "trigger": trigger, "candidate": version, "champion": champion_version,
+            "retrain_id": retrain_id, "trigger": trigger, "candidate": version, "champion": j.champion_version,
             "rule": decision.rule, "deltas": decision.deltas, "accepted": decision.accepted,
             "candidate_metrics": {"accuracy": candidate.accuracy, "macro_f1": candidate.macro_f1},
             "champion_metrics": None if champion is None else {"accuracy": champion.accuracy, "macro_f1": champion.macro_f1},
-            "baseline_metrics": {"accuracy": baseline.accuracy, "macro_f1": baseline.macro_f1},
-            "eval_rows": candidate.rows, "funnel": data.funnel.as_dict(),
-            "outcome": decision.outcome, "evidence": decision.evidence, "candidate_ece": candidate_ece,
+            "baseline_metrics": {"accuracy": j.baseline.accuracy, "macro_f1": j.baseline.macro_f1},
+            "eval_rows": candidate.rows, "funnel": funnel,
+            "outcome": decision.outcome, "evidence": decision.evidence, "candidate_ece": j.candidate_ece,
         }
         if decision.accepted:  # the candidate stays a candidate until its deployment promotes it
-            add_event(con, ts=now, kind=EventKind.GATE, severity=Severity.INFO, version=version, message=message,
-                      details=details)
+            record_event(con, ts=ts, kind=EventKind.GATE, severity=Severity.INFO, version=version, message=message,
+                         details=details)
         else:
-            models.reject(con, version, inconclusive=decision.outcome == GateOutcome.INCONCLUSIVE, ts=now,
+            models.reject(con, version, inconclusive=decision.outcome == GateOutcome.INCONCLUSIVE, ts=ts,
                           message=message, details=details)
-    if not decision.accepted:
-        return CycleResult(retrain_id, "rejected", reason, version, champion_version, decision=decision.outcome)
-    with switching():  # a rollback on the worker's control thread cannot slip between this check and the deploy
-        overtaken = _champion_changed(ctx, active_at_gate)
-        if overtaken:  # a rollback ran while this cycle fitted and scored: never deploy over it
-            with ctx.db.write() as con:
-                models.reject(con, version, inconclusive=False, ts=ctx.clock(),
-                              message=f"Candidate {version} not deployed ({trigger} retrain #{retrain_id}): {overtaken}.",
-                              details={"retrain_id": retrain_id, "candidate": version, "judged_against": champion_version,
-                                       "overtaken": True})
-            return CycleResult(retrain_id, "rejected", overtaken, version, champion_version, decision=decision.outcome)
-        stage("validating and deploying", 0.85)
-        try:
-            deployed = deploy(ctx, version, kind=AssignmentKind.DEPLOY, in_memory=fitted.pipeline,
-                              reason=f"Deployed {version} ({trigger} retrain #{retrain_id}). {reason}")
-        except ModelLoadError as exc:
-            why = f"candidate {version} passed the gate but failed validation: {exc}"
-            with ctx.db.write() as con:
-                models.fail(con, version, ts=ctx.clock(), why=why, event=False)  # the retrain's failed event says why
-            return CycleResult(retrain_id, "failed", why, version, champion_version)
-    if not deployed.deployed:
-        return CycleResult(retrain_id, "failed", deployed.message, version, champion_version)
-    return CycleResult(retrain_id, "accepted", reason, version, champion_version, deployed=True)

@@ -33,11 +33,12 @@ import schedule
 from engine.clock import to_local, to_utc
 from engine.context import Context
 from engine.errors import RetrainerError
-from store.state import define_job, put_state, read_jobs, record_job_run, scheduler_facts
+from store.state import define_job, read_jobs, record_job_run, scheduler_facts, set_state
+from store.vocabulary import SCHEDULED_TRIGGERS, Trigger
 
 log = logging.getLogger(__name__)
 
-JOB_NAMES = ("weekly", "monthly", "adaptive")
+JOB_NAMES = SCHEDULED_TRIGGERS
 PAUSED_KEY = "scheduler_paused"
 # A failure to record the scheduler's runs (a full disk) is logged again only after this many seconds.
 FLUSH_LOG_SECONDS = 60.0
@@ -101,7 +102,7 @@ def is_paused(ctx: Context) -> bool:
 
 def set_paused(ctx: Context, paused: bool) -> None:
     with ctx.db.write() as con:
-        put_state(con, PAUSED_KEY, paused, ts=ctx.clock())
+        set_state(con, PAUSED_KEY, paused, ts=ctx.clock())
 
 
 def next_monthly(local_now: _dt.datetime, *, day: int, at: str) -> _dt.datetime:
@@ -133,9 +134,9 @@ class Scheduler:
         self._flush_failed_at = -FLUSH_LOG_SECONDS  # monotonic time of the last logged failure to record runs
         s = ctx.settings
         with self._clock():
-            self._jobs["weekly"] = getattr(self._schedule.every(), s.weekly_day).at(s.weekly_time).do(self._wrapped, "weekly")
-            self._jobs["monthly"] = self._schedule.every().day.at(s.monthly_time).do(self._wrapped, "monthly")
-            self._jobs["adaptive"] = self._schedule.every(s.adaptive_every_minutes).minutes.do(self._wrapped, "adaptive")
+            self._jobs[Trigger.WEEKLY] = getattr(self._schedule.every(), s.weekly_day).at(s.weekly_time).do(self._wrapped, Trigger.WEEKLY)
+            self._jobs[Trigger.MONTHLY] = self._schedule.every().day.at(s.monthly_time).do(self._wrapped, Trigger.MONTHLY)
+            self._jobs[Trigger.ADAPTIVE] = self._schedule.every(s.adaptive_every_minutes).minutes.do(self._wrapped, Trigger.ADAPTIVE)
 
     def _local_now(self) -> _dt.datetime:
         return to_local(self.ctx.clock())
@@ -149,7 +150,7 @@ class Scheduler:
         """Persist next runs and run, once, each slot missed while no worker ran. Returns what it caught up."""
         previous = {j["name"]: j for j in read_jobs(self.ctx.db)}
         now = self.ctx.clock()
-        missed = [name for name in ("weekly", "monthly")
+        missed = [name for name in (Trigger.WEEKLY, Trigger.MONTHLY)
                   if previous.get(name) and previous[name]["next_run"] is not None and previous[name]["next_run"] <= now]
         self._flush()
         done = []
@@ -157,8 +158,8 @@ class Scheduler:
             log.info("catching up the %s slot of %s", name, previous[name]["next_run"])
             self._run_job(name, catch_up=previous[name]["next_run"])
             done.append(name)
-        if previous.get("adaptive"):
-            self._run_job("adaptive")
+        if previous.get(Trigger.ADAPTIVE):
+            self._run_job(Trigger.ADAPTIVE)
         self._flush()
         return done
 
@@ -174,7 +175,7 @@ class Scheduler:
         with self._clock():
             runs = {name: job.next_run for name, job in self._jobs.items()}
         s = self.ctx.settings
-        runs["monthly"] = next_monthly(self._local_now(), day=s.monthly_day, at=s.monthly_time)
+        runs[Trigger.MONTHLY] = next_monthly(self._local_now(), day=s.monthly_day, at=s.monthly_time)
         return {name: to_utc(t) for name, t in runs.items()}
 
     def next_due(self) -> _dt.datetime:
@@ -200,16 +201,16 @@ class Scheduler:
 
     def _act(self, name: str, *, catch_up: _dt.datetime | None) -> str:
         local = self._local_now()
-        if name == "monthly" and catch_up is None and local.day != self.ctx.settings.monthly_day:
+        if name == Trigger.MONTHLY and catch_up is None and local.day != self.ctx.settings.monthly_day:
             return f"nothing to do: today is day {local.day}, the monthly retrain runs on day {self.ctx.settings.monthly_day}"
         facts = scheduler_facts(self.ctx.db, paused_key=PAUSED_KEY)
         if facts["paused"]:
             return "skipped: the scheduler is paused"
-        if name == "adaptive":
+        if name == Trigger.ADAPTIVE:
             status = adaptive_status(self.ctx, facts)
             if not status.due:
                 return f"not due: {status.reason()}"
-            return self._request("adaptive", f"adaptive trigger: {status.reason()}")
+            return self._request(Trigger.ADAPTIVE, f"adaptive trigger: {status.reason()}")
         why = f"{name} schedule"
         if catch_up is not None:
             why = f"{name} slot of {to_local(catch_up):%Y-%m-%d %H:%M} was missed while no worker ran; caught up at start-up"

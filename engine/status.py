@@ -13,6 +13,7 @@ from engine.lock import worker_running
 from engine.scheduling import PAUSED_KEY, adaptive_status
 from store.models import get_model
 from store.state import read_jobs, read_state
+from store.vocabulary import Trigger
 
 HEARTBEAT_KEY = "worker"
 FALLBACK_KEY = "fallback"
@@ -125,22 +126,23 @@ def next_retrain(jobs: Sequence[dict[str, Any]], adaptive: dict[str, Any], *, pa
     ...         {"name": "adaptive", "next_run": datetime(2026, 11, 30, 5, 14)}]
     >>> live = {"new_samples": 30, "min_samples": 100, "days_since_last_retrain": 0.5, "max_days": 7, "due": False}
     >>> n = next_retrain(jobs, live, paused=False, every_minutes=15)
-    >>> n.job, n.at, n.counters
+    >>> str(n.job), n.at, n.counters
     ('weekly', datetime.datetime(2026, 12, 6, 3, 0), '30 of 100 labels, 0.5 of 7 days')
     """
     runs = {j["name"]: j.get("next_run") for j in jobs}
     days = adaptive.get("days_since_last_retrain")
     counters = (f"{adaptive['new_samples']:,} of {adaptive['min_samples']:,} labels, "
                 + ("no retrain yet" if days is None else f"{days:.1f} of {adaptive['max_days']:g} days"))
-    check = runs.get("adaptive")
-    options: list[tuple[datetime, str]] = [(runs[name], name) for name in ("weekly", "monthly") if runs.get(name)]
+    check = runs.get(Trigger.ADAPTIVE)
+    options: list[tuple[datetime, str]] = [(runs[name], name) for name in (Trigger.WEEKLY, Trigger.MONTHLY)
+                                           if runs.get(name)]
     if check is not None:
         if adaptive.get("due"):
-            options.append((check, "adaptive"))
+            options.append((check, Trigger.ADAPTIVE))
         elif days is not None:
             wait = timedelta(days=adaptive["max_days"] - days)
             step = timedelta(minutes=every_minutes)
-            options.append((check + step * max(0, math.ceil(wait / step)), "adaptive"))
+            options.append((check + step * max(0, math.ceil(wait / step)), Trigger.ADAPTIVE))
     if paused or not options:
         return NextRetrain(None, None, check, counters if check else None, bool(adaptive.get("due")), paused)
     at, job = min(options)

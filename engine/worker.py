@@ -1,8 +1,9 @@
-"""The worker: the one long-running process per data directory.
+"""The worker: the one long-running process per data directory: its loop and its dispatch.
 
 Its loop (every ``poll_seconds``) writes a heartbeat, ingests the query spool, takes
-queued commands, runs due scheduler jobs, judges each completed day's traffic for drift
-once, and checks that the active model loads.
+queued commands, runs due scheduler jobs, runs the drift job (``engine.drift_job``: each
+completed day's traffic judged once) and the fallback monitor (``engine.fallback_monitor``:
+the champion loads, or the fallback is recorded).
 Retrains run one at a time on an executor thread; a retrain asked for while one runs
 waits (at most one waits: later requests join it). Control commands never wait behind a
 retrain: pause and resume run in the loop, rollbacks at once on a control thread of their
@@ -27,7 +28,6 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, timedelta
 from typing import Any, Iterator
 
 from engine import drift, faults, fingerprint, registry
@@ -35,41 +35,37 @@ from engine.classifier import Classifier
 from engine.context import Context
 from engine.dataset import normalize_text
 from engine.deployment import rollback
+from engine.drift_job import DriftJob
 from engine.errors import DiskFullError, ModelLoadError, RetrainerError, StoreBusyError
+from engine.fallback_monitor import FallbackMonitor
 from engine.ingest import IngestResult, ingest_spool
-from engine.lifecycle import ModelRegistry
 from engine.lock import WorkerLock
 from engine.repair import repair
 from engine.retrain import AdoptRequest, CycleResult, run_cycle
-from engine.scheduling import Scheduler, is_paused, set_paused
-from engine.status import FALLBACK_KEY, HEARTBEAT_KEY, PROGRESS_KEY
+from engine.scheduling import Scheduler, set_paused
+from engine.status import HEARTBEAT_KEY, PROGRESS_KEY
 from store import commands as queue
-from store.events import add_event, record_event
-from store.log import training_rows
+from store.events import record_event
 from store.models import list_models
-from store.state import put_state, read_state
+from store.querylog import training_rows
+from store.state import set_state
+from store.vocabulary import CommandKind, CommandStatus, EventKind, ModelStatus, RetrainStatus, Severity, Trigger
 
 log = logging.getLogger(__name__)
 
-# The last UTC day judged for drift (ISO date): each day is judged once, across restarts.
-DRIFT_KEY = "drift_judged_through"
-# With no record (a first start) or after a long stop, at most this many past days are judged.
-DRIFT_CATCH_UP_DAYS = 31
-# After a failed drift check, the next try waits this long (the loop must not spin on it).
-DRIFT_RETRY_SECONDS = 60.0
 # While another program holds the store open: the first wait, doubled up to the longest (seconds).
 STORE_BACKOFF_FIRST = 1.0
 STORE_BACKOFF_MAX = 30.0
 # The same failure of a loop step is logged again only after this many seconds.
 REPEAT_LOG_SECONDS = 60.0
 # Commands that never wait behind a retrain.
-CONTROL_KINDS = ("pause", "resume", "rollback")
+CONTROL_KINDS = (CommandKind.PAUSE, CommandKind.RESUME, CommandKind.ROLLBACK)
 
 
 @dataclass
 class _Task:
-    kind: str                      # retrain, adopt or rollback
-    trigger: str = "manual"
+    kind: CommandKind              # retrain, adopt or rollback
+    trigger: Trigger = Trigger.MANUAL
     why: str = ""
     args: dict[str, Any] = field(default_factory=dict)
     command_ids: list[int] = field(default_factory=list)
@@ -85,14 +81,10 @@ class Worker:
         self._cond = threading.Condition()
         self._running: _Task | None = None
         self._last_heartbeat = 0.0
-        self._last_model_check = 0.0
-        self._fallback: str | None = None
-        self._stale_retrain_asked = False
-        self._verified_noted: str | None = None
-        self._drift_through: date | None = None   # read from the store at the first check
-        self._drift_retry_at = 0.0
         self.scheduler = Scheduler(ctx, request_retrain=self.request_retrain)
         self.predictor = Classifier(settings=ctx.settings, log_queries=False, background=False, report_events=False)
+        self.drift = DriftJob(ctx, request_retrain=self.request_retrain)
+        self.fallback = FallbackMonitor(ctx, predictor=self.predictor, request_retrain=self.request_retrain)
         self._executor: threading.Thread | None = None
         self._store_down_since: float | None = None   # monotonic time the store was first found held
         self._store_backoff = STORE_BACKOFF_FIRST
@@ -139,7 +131,7 @@ class Worker:
             self.backfill_fingerprints()
         except RetrainerError as exc:  # never a reason not to start
             log.warning("could not record missing fingerprints: %s", exc)
-        record_event(self.ctx.db, ts=self.ctx.clock(), kind="worker", message=f"Worker started (pid {os.getpid()}).",
+        record_event(self.ctx.db, ts=self.ctx.clock(), kind=EventKind.WORKER, message=f"Worker started (pid {os.getpid()}).",
                      details={"pid": os.getpid(), "host": socket.gethostname(), "repairs": fixes})
         self._started = True
         self.heartbeat(force=True)
@@ -194,7 +186,7 @@ class Worker:
         for attempt in range(5):
             try:
                 # The longest this worker waited for the store's lock: the figure the soak test reports.
-                record_event(self.ctx.db, ts=self.ctx.clock(), kind="worker", message=message,
+                record_event(self.ctx.db, ts=self.ctx.clock(), kind=EventKind.WORKER, message=message,
                              details={"longest_store_wait_s": round(self.ctx.db.longest_wait, 4)})
                 break
             except RetrainerError as exc:
@@ -240,7 +232,7 @@ class Worker:
 
     def _store_available(self) -> None:
         waited = time.monotonic() - self._store_down_since
-        record_event(self.ctx.db, ts=self.ctx.clock(), kind="worker", severity="warning",
+        record_event(self.ctx.db, ts=self.ctx.clock(), kind=EventKind.WORKER, severity=Severity.WARNING,
                      message=f"The store was held by another program for {waited:.0f} s; the worker waited and "
                              f"went on ({self._store_reason}).", details={"waited_s": round(waited, 1)})
         self._store_down_since = None
@@ -262,7 +254,7 @@ class Worker:
             self.lock.refresh()
         running = self._running
         with self.ctx.db.write() as con:
-            put_state(con, HEARTBEAT_KEY, {"pid": os.getpid(), "host": socket.gethostname(),
+            set_state(con, HEARTBEAT_KEY, {"pid": os.getpid(), "host": socket.gethostname(),
                                            "busy": running.kind if running else None}, ts=self.ctx.clock())
 
     def ingest(self) -> IngestResult:
@@ -303,52 +295,12 @@ class Worker:
     def run_command(self, command_id: int) -> None:
         """Take one queued command (the CLI running its own request without a worker)."""
         command = queue.get_command(self.ctx.db, command_id)
-        if command is not None and command["status"] == "queued":
+        if command is not None and command["status"] == CommandStatus.QUEUED:
             self._take(command)
 
     def check_model(self, *, force: bool = False) -> None:
-        """Load the active model as a predictor would; record entering and leaving fallback."""
-        if not force and time.monotonic() - self._last_model_check < self.ctx.settings.heartbeat_seconds:
-            return
-        self._last_model_check = time.monotonic()
-        ModelRegistry(self.ctx).repair_pointer(ts=self.ctx.clock())  # a damaged pointer: rewritten from the store
-        self.predictor.reload()
-        status = self.predictor.status()
-        self._note_verified(status)
-        reason = status.fallback_reason
-        if reason == self._fallback:
-            return
-        now = self.ctx.clock()
-        with self.ctx.db.write() as con:
-            if reason:
-                put_state(con, FALLBACK_KEY, {"reason": reason, "serving": status.version, "active": status.active_version}, ts=now)
-                add_event(con, ts=now, kind="fallback", severity="error", version=status.active_version,
-                          message=f"Fallback in use: {reason}.", details={"serving": status.version})
-            else:
-                put_state(con, FALLBACK_KEY, None, ts=now)
-                if self._fallback is not None:
-                    add_event(con, ts=now, kind="fallback", severity="info", version=status.version,
-                              message=f"Fallback over: {status.version} serves again.")
-        self._fallback = reason
-        if status.active_stale and not self._stale_retrain_asked:
-            # A pickle from another scikit-learn is never loaded: ask for a model built by this one.
-            self._stale_retrain_asked = True
-            outcome = self.request_retrain("fallback", f"the active model was built by another scikit-learn ({reason})")
-            record_event(self.ctx.db, ts=self.ctx.clock(), kind="fallback", severity="warning",
-                         version=status.active_version,
-                         message=f"Retrain requested because the active model comes from another scikit-learn: {outcome}.")
-
-    def _note_verified(self, status) -> None:
-        """A champion pickled by another scikit-learn that reproduced its fingerprint serves: say so once,
-        and ask for a retrain so a version pickled by this scikit-learn follows."""
-        if not status.verified or status.fallback or status.verified == self._verified_noted:
-            return
-        self._verified_noted = status.verified
-        outcome = self.request_retrain("fallback", f"{status.verified}: a native version should follow")
-        record_event(self.ctx.db, ts=self.ctx.clock(), kind="fallback", severity="warning", version=status.version,
-                     message=f"Verified load: {status.verified}; it serves. A retrain was requested so a version "
-                             f"pickled by this scikit-learn follows ({outcome}).",
-                     details={"verified": status.verified})
+        """Load the champion as a predictor would; record entering and leaving fallback (see FallbackMonitor)."""
+        self.fallback.check(force=force)
 
     def backfill_fingerprints(self) -> list[str]:
         """Record a fingerprint for every version pickled by this scikit-learn that has none (stores from before
@@ -356,7 +308,7 @@ class Worker:
         from sklearn import __version__ as running
 
         versions = [m for m in list_models(self.ctx.db) if m["sklearn_version"] == running
-                    and m["status"] not in ("failed",)
+                    and m["status"] != ModelStatus.FAILED
                     and not registry.fingerprint_file(self.ctx.settings.registry_dir, m["version"]).exists()
                     and registry.model_file(self.ctx.settings.registry_dir, m["version"]).exists()]
         if not versions:
@@ -375,92 +327,38 @@ class Worker:
                 continue
             done.append(row["version"])
         if done:
-            record_event(self.ctx.db, ts=self.ctx.clock(), kind="worker",
+            record_event(self.ctx.db, ts=self.ctx.clock(), kind=EventKind.WORKER,
                          message=f"Fingerprints recorded for {', '.join(done)} ({len(texts)} probe texts), so they can "
                                  "be verified after a scikit-learn upgrade.")
         return done
 
     def check_drift(self) -> list[drift.Verdict]:
-        """Judge every completed UTC day not judged yet (see engine.drift); return the alarmed days.
-
-        Each alarmed day of each version becomes a ``drift`` warning event, written in the same
-        transaction as the last judged day, so a day is judged once even across restarts. With
-        ``drift_retrain`` on, a warning about the serving version requests a retrain (trigger
-        'drift') through the same path as the scheduler's, unless the scheduler is paused.
-        Cheap when there is nothing to judge: a date comparison.
-        """
-        last = self.ctx.clock().date() - timedelta(days=1)
-        if self._drift_through is not None and self._drift_through >= last:
-            return []
-        if time.monotonic() < self._drift_retry_at:
-            return []
-        try:
-            if self._drift_through is None:
-                stored = read_state(self.ctx.db).get(DRIFT_KEY)
-                self._drift_through = date.fromisoformat(stored[0]) if stored and stored[0] else date.min
-                if self._drift_through >= last:
-                    return []
-            first = max(self._drift_through + timedelta(days=1), last - timedelta(days=DRIFT_CATCH_UP_DAYS - 1))
-            verdicts = drift.judge(self.ctx.db, self.ctx.settings, first=first, last=last)
-            target, note = self._drift_retrain_target(verdicts)
-            now = self.ctx.clock()
-            with self.ctx.db.write() as con:
-                for verdict in verdicts:
-                    # With a retrain asked for, the note goes with the day that asked; otherwise with every day.
-                    noted = note if target is None or verdict is target else None
-                    add_event(con, ts=now, kind="drift", severity="warning", version=verdict.version,
-                              message=verdict.message() + (f" {noted}" if noted else ""),
-                              details={**verdict.details(), "retrain_requested": verdict is target,
-                                       "retrain_note": noted})
-                put_state(con, DRIFT_KEY, last.isoformat(), ts=now)
-        except Exception:
-            self._drift_retry_at = time.monotonic() + DRIFT_RETRY_SECONDS
-            raise
-        self._drift_through = last
-        if verdicts:
-            log.warning("drift: %d alarmed day(s) up to %s", len(verdicts), last)
-        if target is not None:
-            outcome = self.request_retrain("drift", f"drift warning: {target.message()}")
-            log.info("drift retrain: %s", outcome)
-        return verdicts
-
-    def _drift_retrain_target(self, verdicts: list[drift.Verdict]) -> tuple[drift.Verdict | None, str | None]:
-        """The alarmed day that asks for a retrain (the newest of the serving version), or None and why not."""
-        if not verdicts or not self.ctx.settings.drift_retrain:
-            return None, None
-        try:
-            pointer = registry.read_active(self.ctx.settings.registry_dir)
-        except ModelLoadError:
-            pointer = None
-        serving = [v for v in verdicts if pointer is not None and v.version == pointer.active.version]
-        if not serving:
-            return None, "No retrain requested: the version that drifted no longer serves."
-        if is_paused(self.ctx):
-            return None, "No retrain requested: the scheduler is paused."
-        return serving[-1], "A retrain (trigger 'drift') was requested."
+        """Judge every completed UTC day not judged yet; return the alarmed days (see DriftJob)."""
+        return self.drift.run()
 
     # -- commands and tasks --------------------------------------------------------------
 
     def _take(self, command: dict[str, Any]) -> None:
         cid, kind, args = command["id"], command["kind"], command["args"]
         now = self.ctx.clock()
-        if kind in ("pause", "resume"):
+        if kind in (CommandKind.PAUSE, CommandKind.RESUME):
             queue.mark_running(self.ctx.db, cid, ts=now, stage=kind)
             faults.point("command_after_mark_running")
-            set_paused(self.ctx, kind == "pause")
+            set_paused(self.ctx, kind == CommandKind.PAUSE)
             faults.point("pause_after_set")
-            word = "paused" if kind == "pause" else "resumed"
+            word = "paused" if kind == CommandKind.PAUSE else "resumed"
             with self.ctx.db.write() as con:
-                add_event(con, ts=now, kind="scheduler", message=f"Scheduler {word} (command #{cid}, from {command['source']}).")
+                record_event(con, ts=now, kind=EventKind.SCHEDULER,
+                             message=f"Scheduler {word} (command #{cid}, from {command['source']}).")
                 queue.finish_command(con, cid, ok=True, message=f"scheduler {word}", ts=now)
             return
-        if kind == "retrain":
+        if kind == CommandKind.RETRAIN:
             queue.mark_running(self.ctx.db, cid, ts=now, stage="queued behind the running task" if self._running else "starting")
-            self.request_retrain("manual", f"requested from {command['source']} (command #{cid})", command_id=cid)
+            self.request_retrain(Trigger.MANUAL, f"requested from {command['source']} (command #{cid})", command_id=cid)
             return
-        if kind == "rollback":
+        if kind == CommandKind.ROLLBACK:
             queue.mark_running(self.ctx.db, cid, ts=now, stage="rolling back")
-            task = _Task("rollback", args=args, why=f"requested from {command['source']} (command #{cid})",
+            task = _Task(CommandKind.ROLLBACK, args=args, why=f"requested from {command['source']} (command #{cid})",
                          command_ids=[cid], actor=command["source"])
             if self.synchronous and self._running is None:
                 self._run_task(task)
@@ -471,22 +369,22 @@ class Worker:
                     self._controls.append(task)
                     self._cond.notify_all()
             return
-        if kind == "adopt":
+        if kind == CommandKind.ADOPT:
             queue.mark_running(self.ctx.db, cid, ts=now, stage="queued behind the running task" if self._running else "adopting")
-            self._submit(_Task("adopt", trigger="adopt", args=args, why=f"requested from {command['source']} (command #{cid})",
+            self._submit(_Task(CommandKind.ADOPT, trigger=Trigger.ADOPT, args=args, why=f"requested from {command['source']} (command #{cid})",
                                command_ids=[cid]))
             return
-        queue.end_command(self.ctx.db, cid, ok=False, message=f"unknown command {kind!r}", ts=now)
+        queue.finish_command(self.ctx.db, cid, ok=False, message=f"unknown command {kind!r}", ts=now)
 
     def request_retrain(self, trigger: str, why: str, *, command_id: int | None = None) -> str:
         """Start a retrain, or queue it behind the running one (joining a waiting one)."""
         ids = [command_id] if command_id is not None else []
         with self._cond:
-            waiting = next((t for t in self._tasks if t.kind == "retrain"), None)
+            waiting = next((t for t in self._tasks if t.kind == CommandKind.RETRAIN), None)
             if waiting is not None:
                 waiting.command_ids.extend(ids)
                 return f"joined the retrain already waiting ({waiting.trigger})"
-            task = _Task("retrain", trigger=trigger, why=why, command_ids=ids)
+            task = _Task(CommandKind.RETRAIN, trigger=trigger, why=why, command_ids=ids)
             if not self.synchronous:
                 busy = self._running is not None or bool(self._tasks)
                 self._tasks.append(task)
@@ -540,7 +438,7 @@ class Worker:
     def _run_task(self, task: _Task) -> str:
         self._running = task
         try:
-            if task.kind in ("retrain", "adopt"):
+            if task.kind in (CommandKind.RETRAIN, CommandKind.ADOPT):
                 return self._run_retrain(task)
             return self._run_rollback(task)
         except Exception as exc:  # a bug or a store fault: its commands end failed, the loop goes on
@@ -548,7 +446,7 @@ class Worker:
             message = f"the {task.kind} crashed: {type(exc).__name__}: {exc}"
             try:
                 self._finish_commands(task, ok=False, message=message)
-                record_event(self.ctx.db, ts=self.ctx.clock(), kind="worker", severity="error",
+                record_event(self.ctx.db, ts=self.ctx.clock(), kind=EventKind.WORKER, severity=Severity.ERROR,
                              message=f"The {task.kind} ({task.why or task.trigger}) crashed: {type(exc).__name__}: {exc}.")
             except Exception:
                 log.exception("could not record that the %s crashed", task.kind)
@@ -573,14 +471,14 @@ class Worker:
                 log.warning("could not record progress")
 
         faults.point("worker_before_cycle")
-        adopt = AdoptRequest(task.args["path"], task.args.get("note") or "") if task.kind == "adopt" else None
+        adopt = AdoptRequest(task.args["path"], task.args.get("note") or "") if task.kind == CommandKind.ADOPT else None
         result = run_cycle(self.ctx, trigger=task.trigger, command_id=task.command_ids[0] if task.command_ids else None,
                            progress=progress, adopt=adopt)
         self.last_result = result
         faults.point("worker_after_cycle")
         self.check_model(force=True)
         # Accepted, rejected or inconclusive: the retrain did its work. Failed: its command failed too.
-        self._finish_commands(task, ok=result.status != "failed", message=result.summary())
+        self._finish_commands(task, ok=result.status != RetrainStatus.FAILED, message=result.summary())
         return result.summary()
 
     def _run_rollback(self, task: _Task) -> str:
@@ -588,7 +486,8 @@ class Worker:
             result = rollback(self.ctx, to=task.args.get("to"), why=task.why, actor=task.actor)
         except RetrainerError as exc:
             message = f"rollback refused: {exc}"
-            record_event(self.ctx.db, ts=self.ctx.clock(), kind="rollback", severity="warning", message=f"Rollback refused: {exc}.")
+            record_event(self.ctx.db, ts=self.ctx.clock(), kind=EventKind.ROLLBACK, severity=Severity.WARNING,
+                         message=f"Rollback refused: {exc}.")
             self._finish_commands(task, ok=False, message=message)
             return message
         faults.point("worker_after_rollback")
@@ -606,7 +505,7 @@ class Worker:
 
     def _set_progress(self, value: dict[str, Any] | None) -> None:
         with self.ctx.db.write() as con:
-            put_state(con, PROGRESS_KEY, value, ts=self.ctx.clock())
+            set_state(con, PROGRESS_KEY, value, ts=self.ctx.clock())
 
 
 def open_worker(ctx: Context, *, synchronous: bool = False) -> tuple[Worker, WorkerLock]:

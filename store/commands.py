@@ -11,22 +11,28 @@ from typing import Any
 
 import duckdb
 
-from store.db import Database
+from store.db import Database, Target, writing
 from store.records import from_json, one_as_dict, rows_as_dicts, to_json
+from store.vocabulary import CommandKind, CommandStatus
 
-FINAL = ("done", "failed")
+FINAL = (CommandStatus.DONE, CommandStatus.FAILED)
+Q, R, D, F = CommandStatus.QUEUED, CommandStatus.RUNNING, CommandStatus.DONE, CommandStatus.FAILED
 
 INSERT_COMMAND = """
-INSERT INTO commands (created_at, kind, args, source, status) VALUES (?, ?, ?, ?, 'queued') RETURNING id
+INSERT INTO commands (created_at, kind, args, source, status) VALUES ($ts, $kind, $args, $source, $queued) RETURNING id
 """
 COLUMNS = "id, created_at, kind, args, source, status, started_at, finished_at, progress, stage, message"
 SELECT_COMMAND = f"SELECT {COLUMNS} FROM commands WHERE id = ?"
-SELECT_QUEUED = f"SELECT {COLUMNS} FROM commands WHERE status = 'queued' ORDER BY id"
+SELECT_QUEUED = f"SELECT {COLUMNS} FROM commands WHERE status = $queued ORDER BY id"
 SELECT_RECENT = f"SELECT {COLUMNS} FROM commands ORDER BY id DESC LIMIT ?"
-MARK_RUNNING = "UPDATE commands SET status = 'running', started_at = ?, progress = 0, stage = ? WHERE id = ? AND status = 'queued'"
-SET_PROGRESS = "UPDATE commands SET progress = ?, stage = ? WHERE id = ? AND status = 'running'"
-FINISH = "UPDATE commands SET status = ?, finished_at = ?, message = ?, progress = CASE WHEN ? = 'done' THEN 1 ELSE progress END WHERE id = ? AND status IN ('queued', 'running')"
-FAIL_RUNNING = "UPDATE commands SET status = 'failed', finished_at = ?, message = ? WHERE status = 'running' RETURNING id"
+MARK_RUNNING = ("UPDATE commands SET status = $running, started_at = $ts, progress = 0, stage = $stage "
+                "WHERE id = $id AND status = $queued")
+SET_PROGRESS = "UPDATE commands SET progress = $progress, stage = $stage WHERE id = $id AND status = $running"
+FINISH = ("UPDATE commands SET status = $status, finished_at = $ts, message = $message, "
+          "progress = CASE WHEN $status = $done THEN 1 ELSE progress END "
+          "WHERE id = $id AND status IN ($queued, $running)")
+FAIL_RUNNING = ("UPDATE commands SET status = $failed, finished_at = $ts, message = $message WHERE status = $running "
+                "RETURNING id")
 
 
 def _decode(row: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -38,7 +44,8 @@ def _decode(row: dict[str, Any] | None) -> dict[str, Any] | None:
 def enqueue(db: Database, *, kind: str, args: dict[str, Any] | None, source: str, ts: datetime) -> int:
     """Queue a command; return its id."""
     with db.write() as con:
-        return con.execute(INSERT_COMMAND, [ts, kind, to_json(args or {}), source]).fetchone()[0]
+        return con.execute(INSERT_COMMAND, {"ts": ts, "kind": CommandKind(kind), "args": to_json(args or {}),
+                                            "source": source, "queued": Q}).fetchone()[0]
 
 
 def get_command(db: Database, command_id: int) -> dict[str, Any] | None:
@@ -49,7 +56,7 @@ def get_command(db: Database, command_id: int) -> dict[str, Any] | None:
 def queued_commands(db: Database) -> list[dict[str, Any]]:
     """Commands waiting for the worker, oldest first."""
     with db.read() as con:
-        return [_decode(r) for r in rows_as_dicts(con.execute(SELECT_QUEUED))]
+        return [_decode(r) for r in rows_as_dicts(con.execute(SELECT_QUEUED, {"queued": Q}))]
 
 
 def recent_commands(db: Database, *, limit: int = 20) -> list[dict[str, Any]]:
@@ -59,25 +66,22 @@ def recent_commands(db: Database, *, limit: int = 20) -> list[dict[str, Any]]:
 
 def mark_running(db: Database, command_id: int, *, ts: datetime, stage: str = "starting") -> None:
     with db.write() as con:
-        con.execute(MARK_RUNNING, [ts, stage, command_id])
+        con.execute(MARK_RUNNING, {"running": R, "ts": ts, "stage": stage, "id": command_id, "queued": Q})
 
 
 def set_progress(db: Database, command_id: int, *, progress: float, stage: str) -> None:
     with db.write() as con:
-        con.execute(SET_PROGRESS, [progress, stage, command_id])
+        con.execute(SET_PROGRESS, {"progress": progress, "stage": stage, "id": command_id, "running": R})
 
 
-def finish_command(con: duckdb.DuckDBPyConnection, command_id: int, *, ok: bool, message: str, ts: datetime) -> None:
-    """End a command inside an open write."""
-    status = "done" if ok else "failed"
-    con.execute(FINISH, [status, ts, message, status, command_id])
-
-
-def end_command(db: Database, command_id: int, *, ok: bool, message: str, ts: datetime) -> None:
-    with db.write() as con:
-        finish_command(con, command_id, ok=ok, message=message, ts=ts)
+def finish_command(to: Target, command_id: int, *, ok: bool, message: str, ts: datetime) -> None:
+    """End a queued or running command, done (``ok``) or failed, with ``message``: inside the caller's
+    open write when ``to`` is a connection, else in a short write of its own on the ``Database`` ``to``."""
+    with writing(to) as con:
+        con.execute(FINISH, {"status": D if ok else F, "ts": ts, "message": message, "done": D, "id": command_id,
+                             "queued": Q, "running": R})
 
 
 def fail_running_commands(con: duckdb.DuckDBPyConnection, *, message: str, ts: datetime) -> list[int]:
     """Mark every command still 'running' as failed (the worker that ran it is gone)."""
-    return [r[0] for r in con.execute(FAIL_RUNNING, [ts, message]).fetchall()]
+    return [r[0] for r in con.execute(FAIL_RUNNING, {"failed": F, "ts": ts, "message": message, "running": R}).fetchall()]

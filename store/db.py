@@ -235,3 +235,21 @@ class Database:
                 "move it away or point RETRAINER_HOME at another directory (nothing was changed)"
             )
         return f"cannot open the store {self.path}: {text}"
+
+
+Target = Database | duckdb.DuckDBPyConnection
+
+
+@contextmanager
+def writing(to: Target) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The connection to write with: ``to`` itself when it is one (the caller's open transaction,
+    ``with db.write() as con``), else one short write of its own on the ``Database`` ``to``.
+
+    So each write action has one function and one verb (``record_event``, ``set_state``,
+    ``finish_command``) whether it joins a transaction or is the whole of one.
+    """
+    if isinstance(to, Database):
+        with to.write() as con:
+            yield con
+    else:
+        yield to

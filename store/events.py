@@ -5,10 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import duckdb
-
-from store.db import Database
+from store.db import Database, Target, writing
 from store.records import from_json, rows_as_dicts, to_json
+from store.vocabulary import EventKind, Severity
 
 INSERT_EVENT = """
 INSERT INTO events (ts, kind, severity, version, message, details) VALUES (?, ?, ?, ?, ?, ?)
@@ -21,29 +20,28 @@ WHERE (? IS NULL OR kind = ?)
 ORDER BY id DESC LIMIT ?
 """
 
-SEVERITIES = ("info", "warning", "error")
+SEVERITIES = tuple(Severity)
 
 
-def add_event(
-    con: duckdb.DuckDBPyConnection,
+def record_event(
+    to: Target,
     *,
     ts: datetime,
-    kind: str,
+    kind: EventKind,
     message: str,
-    severity: str = "info",
+    severity: Severity = Severity.INFO,
     version: str | None = None,
     details: dict[str, Any] | None = None,
 ) -> int:
-    """Insert one event inside an open write (``with db.write() as con``); return its id."""
+    """Store one event and return its id: inside the caller's open write when ``to`` is a connection
+    (``with db.write() as con``), else in a short write of its own on the ``Database`` ``to``.
+
+    Raises ValueError for a severity that is not a :class:`Severity`.
+    """
     if severity not in SEVERITIES:
-        raise ValueError(f"severity {severity!r} is not one of {SEVERITIES}")
-    return con.execute(INSERT_EVENT, [ts, kind, severity, version, message, to_json(details)]).fetchone()[0]
-
-
-def record_event(db: Database, **event: Any) -> int:
-    """Insert one event in its own short write."""
-    with db.write() as con:
-        return add_event(con, **event)
+        raise ValueError(f"severity {severity!r} is not one of {', '.join(SEVERITIES)}")
+    with writing(to) as con:
+        return con.execute(INSERT_EVENT, [ts, kind, Severity(severity), version, message, to_json(details)]).fetchone()[0]
 
 
 def recent_events(db: Database, *, limit: int = 50, kind: str | None = None) -> list[dict[str, Any]]:

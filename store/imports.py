@@ -13,7 +13,8 @@ from pathlib import Path
 
 import duckdb
 
-from store.log import LABEL_COLUMNS, QUERY_COLUMNS
+from store.querylog import LABEL_COLUMNS, QUERY_COLUMNS
+from store.vocabulary import EventKind
 
 INSERT_STAGED_QUERIES = f"""
 INSERT INTO queries ({', '.join(QUERY_COLUMNS)})
@@ -26,7 +27,7 @@ SELECT id, ts::TIMESTAMP, query_id, text, label, source FROM read_parquet($path)
 # The latest import of the same bytes that stored something.
 FIND_IMPORT = """
 SELECT id, ts, message, details FROM events
-WHERE kind = 'import' AND json_extract_string(details, '$.sha256') = $sha256
+WHERE kind = $import AND json_extract_string(details, '$.sha256') = $sha256
   AND coalesce(json_extract(details, '$.labels')::BIGINT, 0) + coalesce(json_extract(details, '$.queries')::BIGINT, 0) > 0
 ORDER BY id DESC LIMIT 1
 """
@@ -45,7 +46,7 @@ def commit_staged(con: duckdb.DuckDBPyConnection, *, queries: Path | None, label
 
 def find_import(con: duckdb.DuckDBPyConnection, sha256: str) -> dict | None:
     """The latest import event of a file with these bytes that stored rows, or None."""
-    row = con.execute(FIND_IMPORT, {"sha256": sha256}).fetchone()
+    row = con.execute(FIND_IMPORT, {"sha256": sha256, "import": EventKind.IMPORT}).fetchone()
     if row is None:
         return None
     return {"id": row[0], "ts": row[1], "message": row[2], "details": json.loads(row[3]) if row[3] else {}}

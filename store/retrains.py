@@ -9,6 +9,7 @@ import duckdb
 
 from store.db import Database
 from store.records import from_json, one_as_dict, replace_row, rows_as_dicts, to_json
+from store.vocabulary import RetrainStatus, Trigger
 
 RESULT_COLUMNS = (
     "finished_at", "status", "champion_version", "candidate_version", "decision", "reason",
@@ -16,16 +17,17 @@ RESULT_COLUMNS = (
     "baseline_accuracy", "baseline_macro_f1", "eval_rows", "rows_in", "malformed", "low_confidence",
     "conflicts", "duplicates", "reserved_for_eval", "train_rows", "duration_s", "stages",
 )
-START_RETRAIN = "INSERT INTO retrains (started_at, trigger, status, command_id) VALUES (?, ?, 'running', ?) RETURNING id"
+START_RETRAIN = "INSERT INTO retrains (started_at, trigger, status, command_id) VALUES (?, ?, ?, ?) RETURNING id"
 SELECT_RETRAINS = "SELECT * FROM retrains ORDER BY id DESC LIMIT ?"
 SELECT_RETRAIN = "SELECT * FROM retrains WHERE id = ?"
-FAIL_RUNNING = "UPDATE retrains SET status = 'failed', finished_at = ?, reason = ? WHERE status = 'running' RETURNING id"
+FAIL_RUNNING = "UPDATE retrains SET status = $failed, finished_at = $ts, reason = $reason WHERE status = $running RETURNING id"
 INSERT_EVALUATION = "INSERT INTO evaluations VALUES (?, ?, ?, ?, ?, ?, ?)"
 
 
-def start_retrain(db: Database, *, trigger: str, ts: datetime, command_id: int | None = None) -> int:
+def start_retrain(db: Database, *, trigger: Trigger, ts: datetime, command_id: int | None = None) -> int:
+    """Record a retrain as running; return its id. ``trigger`` must be a :class:`Trigger` word."""
     with db.write() as con:
-        return con.execute(START_RETRAIN, [ts, trigger, command_id]).fetchone()[0]
+        return con.execute(START_RETRAIN, [ts, Trigger(trigger), RetrainStatus.RUNNING, command_id]).fetchone()[0]
 
 
 def finish_retrain(con: duckdb.DuckDBPyConnection, retrain_id: int, result: dict[str, Any]) -> None:
@@ -47,7 +49,9 @@ def add_evaluation(con: duckdb.DuckDBPyConnection, *, retrain_id: int, ts: datet
 
 
 def fail_running_retrains(con: duckdb.DuckDBPyConnection, *, reason: str, ts: datetime) -> list[int]:
-    return [r[0] for r in con.execute(FAIL_RUNNING, [ts, reason]).fetchall()]
+    """Mark every retrain still running as failed with ``reason`` (its worker is gone); return their ids."""
+    params = {"failed": RetrainStatus.FAILED, "ts": ts, "reason": reason, "running": RetrainStatus.RUNNING}
+    return [r[0] for r in con.execute(FAIL_RUNNING, params).fetchall()]
 
 
 def _decode(row: dict[str, Any] | None) -> dict[str, Any] | None:

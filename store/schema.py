@@ -7,8 +7,11 @@ user's local zone. JSON documents are stored as text (query them with DuckDB's j
 from __future__ import annotations
 
 import logging
+import threading
+from pathlib import Path
 
 from store.db import Database
+from store.errors import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +186,7 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             # against 30 MB without it), most of an insert's time (100k rows into 1M: 3.3 s against 0.2 s)
             # and was rewritten whole at every checkpoint, so ingest slowed as the log grew (issue 15).
             # A repeat (a spool file ingested twice) is now found by id among the rows stored in the
-            # batch's own time span (store/log.py), which the time order of the log keeps to a few row groups.
+            # batch's own time span (store/querylog.py), which the time order of the log keeps to a few row groups.
             """CREATE TABLE queries_unindexed (
                 id VARCHAR NOT NULL,
                 ts TIMESTAMP NOT NULL,
@@ -241,3 +244,37 @@ def migrate(db: Database) -> int:
             con.execute("INSERT INTO schema_version VALUES (?, ?, now()::TIMESTAMP)", [version, name])
             have = version
         return have
+
+
+_migrated: set[Path] = set()
+_lock = threading.Lock()
+
+
+def open_store(path: Path | str, *, create: bool = True) -> Database:
+    """The store at ``path``, created and migrated on first use in this process.
+
+    With ``create=False`` a missing file is not created (readers on a fresh machine
+    get an empty view instead; see ``Database.exists``).
+    """
+    path = Path(path).absolute()
+    db = Database(path)
+    with _lock:
+        if path in _migrated and path.exists():
+            return db
+        if not path.exists() and not create:
+            return db
+        if not path.parent.exists():
+            try:
+                path.parent.mkdir(parents=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create the data directory {path.parent}: {exc.strerror}") from exc
+        # A reader's check first: only a store that is behind takes the write lock to migrate.
+        version = current_version(db) if path.exists() else 0
+        if version < LATEST:
+            version = migrate(db)
+        if version > LATEST:
+            raise StoreError(
+                f"{path} was written by a newer Retrainer (schema {version}, this one knows {LATEST}): upgrade Retrainer"
+            )
+        _migrated.add(path)
+    return db

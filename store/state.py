@@ -7,8 +7,9 @@ from typing import Any
 
 import duckdb
 
-from store.db import Database
+from store.db import Database, Target, writing
 from store.records import from_json, rows_as_dicts, to_json
+from store.vocabulary import RetrainStatus
 
 UPSERT_STATE = "INSERT OR REPLACE INTO state (key, value, updated_at) VALUES (?, ?, ?)"
 SELECT_STATE = "SELECT key, value, updated_at FROM state"
@@ -26,14 +27,11 @@ WHERE name = ?
 SELECT_JOBS = "SELECT name, next_run, last_run, last_result, last_error, runs, failures FROM jobs ORDER BY name"
 
 
-def put_state(con: duckdb.DuckDBPyConnection, key: str, value: Any, *, ts: datetime) -> None:
-    """Set one fact (JSON-encoded) inside an open write."""
-    con.execute(UPSERT_STATE, [key, to_json(value), ts])
-
-
-def set_state(db: Database, key: str, value: Any, *, ts: datetime) -> None:
-    with db.write() as con:
-        put_state(con, key, value, ts=ts)
+def set_state(to: Target, key: str, value: Any, *, ts: datetime) -> None:
+    """Set one fact (JSON-encoded): inside the caller's open write when ``to`` is a connection, else
+    in a short write of its own on the ``Database`` ``to``."""
+    with writing(to) as con:
+        con.execute(UPSERT_STATE, [key, to_json(value), ts])
 
 
 def read_state(db: Database) -> dict[str, tuple[Any, datetime]]:
@@ -64,7 +62,7 @@ def read_jobs(db: Database) -> list[dict[str, Any]]:
         return rows_as_dicts(con.execute(SELECT_JOBS))
 
 
-LAST_RETRAIN_START = "SELECT max(started_at) FROM retrains WHERE status <> 'running'"
+LAST_RETRAIN_START = "SELECT max(started_at) FROM retrains WHERE status <> ?"
 PAUSED_VALUE = "SELECT value FROM state WHERE key = ?"
 
 
@@ -75,10 +73,10 @@ def scheduler_facts(db: Database, *, paused_key: str) -> dict[str, Any]:
     it kept DuckDB from filtering labels before joining them to the query log (760 ms vs
     3 ms at 1M logged queries).
     """
-    from store.log import NEW_LABELLED_SINCE
+    from store.querylog import NEW_LABELLED_SINCE
 
     with db.read() as con:
-        since = con.execute(LAST_RETRAIN_START).fetchone()[0]
+        since = con.execute(LAST_RETRAIN_START, [RetrainStatus.RUNNING]).fetchone()[0]
         new = con.execute(NEW_LABELLED_SINCE, [since or datetime(1970, 1, 1)]).fetchone()[0]
         row = con.execute(PAUSED_VALUE, [paused_key]).fetchone()
     return {"last_retrain_at": since, "new_labelled": new, "paused": bool(from_json(row[0])) if row else False}

@@ -56,6 +56,13 @@ class GateMode(StrEnum):
     NONINFERIORITY = "noninferiority"  # each paired interval's lower end must clear -tolerance
 
 
+class Role(StrEnum):
+    """Which side of a comparison a scored model was on (``evaluations.role``)."""
+
+    CANDIDATE = "candidate"
+    CHAMPION = "champion"
+
+
 class RetrainStatus(StrEnum):
     """How a retrain ended (``retrains.status``); an inconclusive gate is 'rejected' + decision."""
 

@@ -26,8 +26,8 @@ from engine.ingest import ingest_spool
 from engine.status import system_status
 from store.commands import recent_commands
 from store.events import recent_events
-from store.log import query_logged
 from store.models import alias_history, list_models
+from store.querylog import query_logged
 from store.retrains import recent_retrains
 from store.views.models import rollback_targets
 from tests.conftest import run_cli

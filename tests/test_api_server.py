@@ -18,7 +18,7 @@ import pytest
 from engine.config import load_settings
 from engine.context import Context
 from store.events import recent_events
-from store.log import query_logged
+from store.querylog import query_logged
 from store.retrains import recent_retrains
 from tests.conftest import ROOT
 

@@ -37,7 +37,7 @@ from engine.scheduling import PAUSED_KEY
 from engine.status import system_status
 from store.commands import get_command, recent_commands
 from store.events import recent_events
-from store.log import count_rows
+from store.querylog import count_rows
 from store.models import list_models
 from store.state import read_state
 from tests.conftest import labelled_frame, run_cli

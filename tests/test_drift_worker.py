@@ -17,8 +17,9 @@ from engine.drift import daily_figures, detect_with, figures_from_counts, judge,
 from engine.importer import import_file
 from engine.retrain import run_cycle
 from engine.scheduling import set_paused
-from engine.worker import DRIFT_KEY, Worker
-from store import log as querylog
+from engine.drift_job import DRIFT_KEY
+from engine.worker import Worker
+from store import querylog
 from store.events import recent_events
 from store.models import get_model
 from store.retrains import recent_retrains

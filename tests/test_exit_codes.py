@@ -22,7 +22,7 @@ from engine.importer import import_file
 from engine.ingest import ingest_spool
 from engine.retrain import run_cycle
 from store.commands import get_command
-from store.log import count_rows
+from store.querylog import count_rows
 from tests.conftest import ROOT, labelled_frame
 from tests.test_store_busy import store_held
 

@@ -14,7 +14,7 @@ import pytest
 
 from engine.errors import InputError
 from engine.export import export_log
-from store.log import insert_labels, insert_queries
+from store.querylog import insert_labels, insert_queries
 from tests.conftest import run_cli
 
 # Rows per day, with the day's first and last instants among them (midnight belongs to the new day).

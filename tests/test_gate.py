@@ -24,7 +24,7 @@ def gate(candidate: Scores, champion: Scores | None = CHAMPION, baseline: Scores
 
 def test_improved_is_accepted():
     d = gate(Scores(0.92, 0.91, 500))
-    assert (d.accepted, d.word) == (True, "accepted")
+    assert (d.accepted, d.outcome) == (True, "accepted")
     assert d.rule == "accuracy and macro-F1 each >= champion's minus 0.01"
     assert d.reason == ("Accepted: no metric got worse. "
                         "(accuracy 92.0% vs 90.0% (+2.0 pts); macro-F1 91.0% vs 89.0% (+2.0 pts))")
@@ -33,7 +33,7 @@ def test_improved_is_accepted():
 
 def test_degraded_is_rejected():
     d = gate(Scores(0.85, 0.84, 500))
-    assert (d.accepted, d.word) == (False, "rejected")
+    assert (d.accepted, d.outcome) == (False, "rejected")
     assert d.reason == (
         "Rejected: accuracy fell 5.0 pts, more than the 1.0 pts tolerance; "
         "macro-F1 fell 5.0 pts, more than the 1.0 pts tolerance. "

@@ -25,7 +25,7 @@ from engine.context import Context
 from engine.errors import InputError
 from engine.importer import BATCH_ROWS, import_file
 from store.events import recent_events
-from store.log import count_rows
+from store.querylog import count_rows
 from tests.conftest import ROOT, run_cli
 
 CORPUS = Path(__file__).resolve().parent / "data" / "imports"

@@ -20,7 +20,7 @@ from engine.context import Context
 from engine.errors import InputError
 from engine.importer import import_file
 from store.events import recent_events
-from store.log import count_rows
+from store.querylog import count_rows
 from tests.conftest import labelled_frame
 
 CORPUS = Path(__file__).resolve().parent / "data" / "imports"

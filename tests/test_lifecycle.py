@@ -100,7 +100,7 @@ def test_each_transition_is_allowed_or_refused_with_a_clear_error(ctx, op, start
         with pytest.raises(RegistryError) as refused:
             with ctx.db.write() as con:
                 apply(models, con)
-        assert str(refused.value) == f"cannot {verb} v0001: it is {start}, and only a {needed} version can be"
+        assert str(refused.value) == f"cannot {verb} v0001: it is {start}, and {verb} needs a {needed} version"
         assert models.get("v0001").status == start  # nothing changed
 
 

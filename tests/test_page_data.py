@@ -18,8 +18,8 @@ from engine.dataset import build_training_set, normalize_label
 from engine.importer import import_file
 from engine.label_mix import training_mix
 from engine.retrain import run_cycle
-from store import log as querylog
-from store.log import insert_labels, insert_queries
+from store import querylog
+from store.querylog import insert_labels, insert_queries
 from store.retrains import finish_retrain, recent_retrains, start_retrain
 from store.views import data as views
 from tests.conftest import ROOT, values, vega_chart, labelled_frame

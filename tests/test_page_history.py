@@ -14,7 +14,7 @@ from engine.context import Context
 from engine.clock import ManualClock
 from engine.importer import import_file
 from engine.retrain import run_cycle
-from store.events import add_event, recent_events
+from store.events import record_event, recent_events
 from store.retrains import finish_retrain, start_retrain
 from store.views import history as views
 from pages import _charts_history as charts
@@ -229,9 +229,9 @@ def gated(tmp_path):
                                   "candidate_version": "v0003", "champion_version": "v0002",
                                   "candidate_accuracy": 0.91, "champion_accuracy": 0.90,
                                   "candidate_macro_f1": 0.905, "champion_macro_f1": 0.90})
-        add_event(con, ts=ctx.clock(), kind="gate", version="v0003",
-                  message=f"Candidate v0003 accepted (weekly retrain #{old}). {OLD_REASON}",
-                  details={"retrain_id": old, "trigger": "weekly", "candidate": "v0003", "champion": "v0002",
+        record_event(con, ts=ctx.clock(), kind="gate", version="v0003",
+                     message=f"Candidate v0003 accepted (weekly retrain #{old}). {OLD_REASON}",
+                     details={"retrain_id": old, "trigger": "weekly", "candidate": "v0003", "champion": "v0002",
                            "rule": "accuracy and macro-F1 each >= champion's minus 0.01",
                            "deltas": {"accuracy": 0.01, "macro_f1": 0.005}, "accepted": True,
                            "candidate_metrics": {"accuracy": 0.91, "macro_f1": 0.905},

@@ -16,7 +16,7 @@ from engine.context import Context
 from engine.importer import import_file
 from engine.worker import Worker
 from pages import _ui
-from store.commands import end_command, enqueue, get_command, mark_running, recent_commands, set_progress
+from store.commands import finish_command, enqueue, get_command, mark_running, recent_commands, set_progress
 from store.models import list_deployments, list_models
 from store.views import models as views
 from tests.conftest import ROOT, open_app
@@ -201,7 +201,7 @@ def test_a_running_command_shows_its_progress_then_its_result(open_page, tmp_pat
     assert [(p.value, p.proto.text) for p in at.progress] == [(40, f"#{cid} retrain: fitting the candidate")]
     assert (f":blue[:material/progress_activity:] #{cid} **retrain** · from cli · queued "
             f"{_ui.when(datetime(2026, 3, 4, 12, 0))} · fitting the candidate (40%)") in texts(at)
-    end_command(db, cid, ok=False, message="no labelled data: import some first", ts=datetime(2026, 3, 4, 12, 0, 9))
+    finish_command(db, cid, ok=False, message="no labelled data: import some first", ts=datetime(2026, 3, 4, 12, 0, 9))
     rerun(at)
     assert len(at.progress) == 0
     assert (f":orange[:material/warning:] #{cid} **retrain** · from cli · queued {_ui.when(datetime(2026, 3, 4, 12, 0))} · "

@@ -211,7 +211,7 @@ def test_live_accuracy_days_are_the_users_days(demo_home, demo_db, monkeypatch):
 
 
 def test_live_accuracy_counts_each_query_once_with_its_latest_label(ctx):
-    from store.log import insert_labels, insert_queries
+    from store.querylog import insert_labels, insert_queries
 
     t0 = datetime(2026, 3, 2, 10)
     queries = pd.DataFrame({

@@ -8,7 +8,7 @@ from streamlit.testing.v1 import AppTest
 
 from engine.config import load_settings
 from engine.context import Context
-from store.log import count_rows
+from store.querylog import count_rows
 from store.models import list_models
 from store.schema import LATEST
 from store.views import sql as views

@@ -26,7 +26,7 @@ from engine.repair import repair
 from engine.retrain import run_cycle
 from engine.training import build_pipeline
 from store import commands as queue
-from store import log as querylog
+from store import querylog
 from store.events import recent_events
 from store.models import get_model, list_deployments, list_models
 from store.retrains import get_retrain, recent_retrains

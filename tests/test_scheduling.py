@@ -19,7 +19,7 @@ import pytest
 from engine.clock import ManualClock, to_local, to_utc
 from engine.context import Context
 from engine.scheduling import AdaptiveStatus, Scheduler, adaptive_status, is_paused, next_monthly, set_paused
-from store.log import LABEL_COLUMNS, insert_labels
+from store.querylog import LABEL_COLUMNS, insert_labels
 from store.retrains import finish_retrain, start_retrain
 from store.state import read_jobs
 
@@ -87,7 +87,7 @@ def jobs(ctx) -> dict[str, dict]:
 
 
 def add_labels(ctx, n: int, *, ts: datetime, prefix: str = "text", repeat: int = 1) -> None:
-    """``n`` distinct human-labelled texts (each stored ``repeat`` times), through store.log.insert_labels."""
+    """``n`` distinct human-labelled texts (each stored ``repeat`` times), through store.querylog.insert_labels."""
     texts = [f"{prefix} number {i}" for i in range(n) for _ in range(repeat)]
     frame = pd.DataFrame({"id": [uuid.uuid4().hex for _ in texts], "ts": ts, "query_id": None, "text": texts,
                           "label": "track_order", "source": "import"}, columns=LABEL_COLUMNS)

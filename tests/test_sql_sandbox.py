@@ -24,7 +24,7 @@ from engine.context import Context
 from engine.errors import InputError
 from store import open_store
 from store.events import record_event
-from store.log import insert_labels, insert_queries
+from store.querylog import insert_labels, insert_queries
 from store.schema import LATEST  # one schema_version row per migration
 from store.views import sql as views
 from tests.conftest import ROOT

@@ -14,7 +14,7 @@ from engine.errors import StoreError
 from store import open_store
 from store.db import Database
 from store.events import record_event, recent_events
-from store.log import count_rows, insert_labels, insert_queries, known_labels, recent_texts, training_rows
+from store.querylog import count_rows, insert_labels, insert_queries, known_labels, recent_texts, training_rows
 from store.models import get_model, insert_model, list_models, set_model_status
 from store.schema import LATEST, current_version, migrate
 from store.vocabulary import ModelStatus
@@ -185,7 +185,7 @@ WRITER = textwrap.dedent("""
     import json, sys, time
     import pandas as pd
     from store.db import Database
-    from store.log import insert_labels, insert_queries
+    from store.querylog import insert_labels, insert_queries
     db = Database(sys.argv[1]); seconds = float(sys.argv[2])
     print("ready", flush=True); sys.stdin.readline()
     ids, errors, n = [], [], 0
@@ -352,7 +352,7 @@ def test_events_round_trip_newest_first(db):
 
 
 def test_event_severity_is_checked(db):
-    with pytest.raises(ValueError, match=r"severity 'fatal' is not one of \('info', 'warning', 'error'\)"):
+    with pytest.raises(ValueError, match=r"^severity 'fatal' is not one of info, warning, error$"):
         record_event(db, ts=T0, kind="x", message="m", severity="fatal")
     assert recent_events(db) == []
 

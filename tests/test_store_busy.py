@@ -18,7 +18,7 @@ import pytest
 from engine.context import Context
 from engine.errors import StoreBusyError
 from store.events import recent_events
-from store.log import count_rows
+from store.querylog import count_rows
 from tests.conftest import ROOT
 
 # Takes the store's write lock (so no write is cut in half), opens the file with DuckDB, lets the

@@ -25,7 +25,7 @@ from demo.intents import IntentGenerator
 from engine.retrain import run_cycle
 from engine.training import build_pipeline, fit
 from engine.tuning import SearchPlan, plan_from_settings, search_alpha
-from store import log as querylog
+from store import querylog
 from store.models import list_models
 from tests.conftest import labelled_frame
 

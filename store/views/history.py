@@ -15,6 +15,7 @@ import pandas as pd
 from store.db import Database
 from store.records import from_json
 from store.views.funnel import COLUMNS as FUNNEL
+from store.vocabulary import EventKind, GateOutcome, RetrainStatus
 
 REMOVED = tuple(key for key in FUNNEL if key not in ("rows_in", "train_rows", "eval_rows"))
 
@@ -32,15 +33,16 @@ SELECT id, started_at, finished_at, trigger, status, reason, champion_version, c
 FROM retrains""" + WHERE + "ORDER BY started_at DESC, id DESC"
 TOTALS = """
 SELECT count(*) AS retrains,
-       count(*) FILTER (WHERE status = 'accepted') AS accepted,
-       count(*) FILTER (WHERE status = 'rejected') AS rejected,
-       count(*) FILTER (WHERE status = 'failed') AS failed,
-       count(*) FILTER (WHERE status = 'running') AS running,
+       count(*) FILTER (WHERE status = $accepted) AS accepted,
+       count(*) FILTER (WHERE status = $rejected) AS rejected,
+       count(*) FILTER (WHERE status = $failed) AS failed,
+       count(*) FILTER (WHERE status = $running) AS running,
        sum(duration_s) AS total_duration_s,
        median(duration_s) AS median_duration_s,
        min(started_at) AS first_started_at,
        max(started_at) AS last_started_at
 FROM retrains""" + WHERE
+STATUS_WORDS = {s.value: s for s in RetrainStatus}  # $accepted, $rejected, $failed, $running in TOTALS
 OPTIONS = """
 SELECT list(DISTINCT status ORDER BY status) AS statuses,
        list(DISTINCT trigger ORDER BY trigger) AS triggers,
@@ -50,7 +52,7 @@ FROM retrains
 # The gate event of a retrain (engine/retrain.py writes one per decided candidate).
 GATE_EVENT = """
 SELECT id, ts, details FROM events
-WHERE kind = 'gate' AND TRY_CAST(json_extract_string(details, '$.retrain_id') AS BIGINT) = ?
+WHERE kind = ? AND TRY_CAST(json_extract_string(details, '$.retrain_id') AS BIGINT) = ?
 ORDER BY id DESC LIMIT 1
 """
 ONE_RETRAIN = "SELECT id, started_at, trigger, status, reason, duration_s, " + ", ".join(FUNNEL) + " FROM retrains WHERE id = ?"
@@ -82,7 +84,7 @@ def totals(db: Database, *, statuses: Sequence[str] | None = None, triggers: Seq
     """Over the matching retrains: how many, how many per outcome, the acceptance rate among decided
     ones, total and median duration, and the first and last start time."""
     with db.read() as con:
-        cursor = con.execute(TOTALS, _filters(statuses, triggers, start, end))
+        cursor = con.execute(TOTALS, {**_filters(statuses, triggers, start, end), **STATUS_WORDS})
         names = [d[0] for d in cursor.description]
         row = dict(zip(names, cursor.fetchone()))
     decided = row["accepted"] + row["rejected"]
@@ -121,7 +123,7 @@ def gate_decision(db: Database, retrain_id: int) -> dict[str, Any] | None:
     an inconclusive decision; None otherwise).
     """
     with db.read() as con:
-        row = con.execute(GATE_EVENT, [retrain_id]).fetchone()
+        row = con.execute(GATE_EVENT, [EventKind.GATE, retrain_id]).fetchone()
     if row is None:
         return None
     event_id, ts, raw = row
@@ -141,7 +143,7 @@ def gate_decision(db: Database, retrain_id: int) -> dict[str, Any] | None:
     accepted = d.get("accepted")
     return {
         "event_id": event_id, "ts": ts,
-        "outcome": d.get("outcome") or ("accepted" if accepted else "rejected"),
+        "outcome": d.get("outcome") or (GateOutcome.ACCEPTED if accepted else GateOutcome.REJECTED),
         "mode": evidence.get("mode"), "tolerance": evidence.get("tolerance"), "rule": d.get("rule"),
         "candidate": d.get("candidate"), "champion": d.get("champion"),
         "compared_with": "champion" if champion_metrics else "baseline",

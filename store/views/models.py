@@ -9,7 +9,7 @@ import pandas as pd
 
 from store.db import Database
 from store.records import rows_as_dicts
-from store.vocabulary import ModelStatus
+from store.vocabulary import AssignmentKind, ModelStatus
 
 # One row per version; ``history`` lists every deployment the version took part in, oldest first:
 # as the version switched to (role 'to') or as the version switched away from (role 'from').
@@ -46,18 +46,19 @@ ORDER BY m.version DESC
 DEPLOYMENTS = "SELECT id, ts, version, previous_version, kind, reason FROM deployments ORDER BY id DESC LIMIT ?"
 
 # What a deployment meant for one version, by (kind, role); ``{other}`` is the version on the other side.
+K = AssignmentKind
 WORDS = {
-    ("deploy", "to"): "deployed",
-    ("deploy", "from"): "replaced by {other}",
-    ("rollback", "to"): "restored by a rollback from {other}",
-    ("rollback", "from"): "rolled back to {other}",
-    ("auto_rollback", "to"): "restored automatically after {other} failed",
-    ("auto_rollback", "from"): "failed after deployment; rolled back automatically to {other}",
-    ("repair", "to"): "recorded as deployed by the start-up repair",
-    ("repair", "from"): "replaced by {other} (start-up repair)",
+    (K.DEPLOY, "to"): "deployed",
+    (K.DEPLOY, "from"): "replaced by {other}",
+    (K.ROLLBACK, "to"): "restored by a rollback from {other}",
+    (K.ROLLBACK, "from"): "rolled back to {other}",
+    (K.AUTO_ROLLBACK, "to"): "restored automatically after {other} failed",
+    (K.AUTO_ROLLBACK, "from"): "failed after deployment; rolled back automatically to {other}",
+    (K.REPAIR, "to"): "recorded as deployed by the start-up repair",
+    (K.REPAIR, "from"): "replaced by {other} (start-up repair)",
 }
-KIND_WORDS = {"deploy": "deployed", "rollback": "rolled back", "auto_rollback": "rolled back automatically",
-              "repair": "repaired at start-up"}
+KIND_WORDS = {K.DEPLOY: "deployed", K.ROLLBACK: "rolled back", K.AUTO_ROLLBACK: "rolled back automatically",
+              K.REPAIR: "repaired at start-up"}
 
 
 def describe(kind: str, role: str, other: str | None) -> str:

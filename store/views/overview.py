@@ -10,6 +10,7 @@ import pandas as pd
 
 from store.db import Database
 from store.events import recent_events
+from store.vocabulary import EventKind, GateOutcome, ModelStatus, RetrainStatus
 
 TRAFFIC = """
 SELECT
@@ -25,11 +26,11 @@ TIMELINE = """
 SELECT id AS retrain_id, coalesce(finished_at, started_at) AS ts, trigger, status,
        candidate_version, champion_version, candidate_accuracy, candidate_macro_f1,
        champion_accuracy, champion_macro_f1, reason
-FROM retrains WHERE status IN ('accepted', 'rejected') ORDER BY ts, id
+FROM retrains WHERE status IN (?, ?) ORDER BY ts, id
 """
 MARKERS = """
 SELECT ts, kind, severity, version, message FROM events
-WHERE kind IN ('rollback', 'fallback', 'drift') ORDER BY ts
+WHERE kind IN (?, ?, ?) ORDER BY ts
 """
 DEPLOYED_BEFORE = """
 SELECT d.previous_version, m.accuracy, m.macro_f1
@@ -55,13 +56,13 @@ def traffic(db: Database, *, now: datetime, day_start: datetime, min_confidence:
 def timeline(db: Database) -> pd.DataFrame:
     """Every decided retrain with both models' metrics, oldest first."""
     with db.read() as con:
-        return con.execute(TIMELINE).df()
+        return con.execute(TIMELINE, [RetrainStatus.ACCEPTED, RetrainStatus.REJECTED]).df()
 
 
 def markers(db: Database) -> pd.DataFrame:
     """Rollbacks, fallbacks and drift warnings, for markers on the timeline."""
     with db.read() as con:
-        return con.execute(MARKERS).df()
+        return con.execute(MARKERS, [EventKind.ROLLBACK, EventKind.FALLBACK, EventKind.DRIFT]).df()
 
 
 def previous_metrics(db: Database, version: str) -> dict[str, Any] | None:
@@ -95,22 +96,22 @@ def activity(db: Database, *, limit: int = 12) -> list[dict[str, Any]]:
     kind) and ``text``, newest first, at most ``limit``.
     """
     events = recent_events(db, limit=3 * limit)
-    deploys = {(e["version"], (e["details"] or {}).get("previous")): e for e in events if e["kind"] == "deploy"}
-    decided = {(e["details"] or {}).get("retrain_id") for e in events if e["kind"] == "gate"} - {None}
+    deploys = {(e["version"], (e["details"] or {}).get("previous")): e for e in events if e["kind"] == EventKind.DEPLOY}
+    decided = {(e["details"] or {}).get("retrain_id") for e in events if e["kind"] == EventKind.GATE} - {None}
     # A candidate's registration is part of its retrain's line too.
-    folded: set[int] = {e["id"] for e in events if e["kind"] == "registry" and (e["details"] or {}).get("status") == "candidate"
+    folded: set[int] = {e["id"] for e in events if e["kind"] == EventKind.REGISTRY and (e["details"] or {}).get("status") == ModelStatus.CANDIDATE
                         and (e["details"] or {}).get("retrain_id") in decided}
     lines = []
     for e in events:
         d = e["details"] or {}
-        if e["kind"] == "gate" and d.get("retrain_id") is not None:
+        if e["kind"] == EventKind.GATE and d.get("retrain_id") is not None:
             deployed = deploys.get((d.get("candidate"), d.get("champion")))
             if deployed is not None:
                 folded.add(deployed["id"])
-            outcome = d.get("outcome") or ("accepted" if d.get("accepted") else "rejected")
+            outcome = d.get("outcome") or (GateOutcome.ACCEPTED if d.get("accepted") else GateOutcome.REJECTED)
             done = f"{outcome} and deployed" if deployed is not None else outcome
             rest = e["message"].split(". ", 1)[1] if ". " in e["message"] else ""
-            lines.append({"id": e["id"], "ts": e["ts"], "severity": e["severity"], "kind": "retrain",
+            lines.append({"id": e["id"], "ts": e["ts"], "severity": e["severity"], "kind": EventKind.RETRAIN,
                           "text": f"#{d['retrain_id']} ({d.get('trigger') or 'unknown trigger'}): "
                                   f"{d.get('candidate')} {done}. {_capitalised(without_decision_word(rest))}".strip()})
         else:

@@ -15,6 +15,7 @@ import pandas as pd
 
 from store.db import Database
 from store.records import from_json
+from store.vocabulary import EventKind
 
 EVALUATIONS = """
 SELECT e.retrain_id, e.ts, e.version, e.role, e.accuracy, e.macro_f1, e.eval_rows,
@@ -59,7 +60,7 @@ HAVING count(DISTINCT e.version) = 2
 ORDER BY e.ts, e.retrain_id
 """
 
-DRIFT_EVENTS = "SELECT id, ts, message, details FROM events WHERE kind = 'drift' AND version = ? ORDER BY id"
+DRIFT_EVENTS = "SELECT id, ts, message, details FROM events WHERE kind = ? AND version = ? ORDER BY id"
 WARNING_COLUMNS = ["event_id", "ts", "day", "metric", "value", "reference", "threshold", "message"]
 
 CLASS_COLUMNS = ["label", "precision", "recall", "f1", "support"]
@@ -160,7 +161,7 @@ def drift_warnings(db: Database, version: str) -> pd.DataFrame:
     event_id, ts (when recorded), day (the UTC day judged, a Timestamp), metric (mean_confidence,
     low_share or js_distance), value, reference (the reference window's mean), threshold, message."""
     with db.read() as con:
-        events = con.execute(DRIFT_EVENTS, [version]).fetchall()
+        events = con.execute(DRIFT_EVENTS, [EventKind.DRIFT, version]).fetchall()
     rows = []
     for event_id, ts, message, details in events:
         for alarm in (from_json(details) or {}).get("alarms") or []:

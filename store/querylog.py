@@ -1,4 +1,4 @@
-"""The query log and the true labels people supply.
+"""The query log and the true labels people supply (``store.querylog``: not ``log``, the logger's name).
 
 Rows arrive in batches (DataFrames) and are inserted with one statement each;
 ids are chosen by the writer, so a batch written twice is stored once. The tables have
