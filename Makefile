@@ -18,15 +18,12 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 
 venv: $(VENV)/.installed
 
-## Build the demo when the data directory is empty, then run the worker, the HTTP API and the dashboard under
-## one supervisor (engine/supervisor.py): SIGTERM or Ctrl-C stops them all within seconds.
+## Run the worker, the HTTP API and the dashboard under one supervisor (engine/supervisor.py): SIGTERM or
+## Ctrl-C stops them all within seconds. With an empty data directory the dashboard starts first and the
+## 90-day demo is built beside it (its pages show the progress); the worker and the API start after it.
 run: venv
-	@if [ ! -f "$(HOME_DIR)/retrainer.duckdb" ]; then \
-		echo "[demo] Building the 90-day demo into $(HOME_DIR) (first run only; 30-80 seconds, progress by simulated day) ..."; \
-		RETRAINER_HOME="$(HOME_DIR)" $(PY) -m engine demo || exit 1; \
-	fi
-	@echo "[start] Starting the worker, the API on port $(API_PORT) and the dashboard on http://localhost:$(PORT) (Ctrl-C stops all three) ..."
-	@RETRAINER_HOME="$(HOME_DIR)" exec $(PY) -m engine run --port $(PORT) --api-port $(API_PORT)
+	@echo "[start] Starting the worker, the API on port $(API_PORT) and the dashboard on http://localhost:$(PORT) (Ctrl-C stops them all) ..."
+	@RETRAINER_HOME="$(HOME_DIR)" exec $(PY) -m engine run --port $(PORT) --api-port $(API_PORT) --demo-if-empty
 
 ## Create the environment and run every test.
 test: venv

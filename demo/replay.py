@@ -41,6 +41,7 @@ from engine.lock import WorkerLock
 from engine.retrain import run_cycle
 from engine.worker import Worker
 from store import querylog
+from store.db import Database
 from store.events import record_event
 from store.retrains import recent_retrains
 from store.vocabulary import AssignmentKind, CommandKind, EventKind, Severity, Trigger
@@ -88,7 +89,16 @@ def _clear(settings: Settings) -> None:
 
 
 def _has_data(settings: Settings) -> bool:
-    return settings.db_path.exists() or any(settings.registry_dir.glob("v*" + registry.MODEL_SUFFIX))
+    """Models on disk, or a store holding logged queries or labels.
+
+    A store that exists but holds neither counts as empty: ``make run`` starts the dashboard beside
+    the demo build, and a page opened first creates the store's empty tables.
+    """
+    if any(settings.registry_dir.glob("v*" + registry.MODEL_SUFFIX)):
+        return True
+    if not settings.db_path.exists():
+        return False
+    return any(querylog.count_rows(Database(settings.db_path)).values())
 
 
 def _daily_volume(day: int, days: int, moment: datetime, rng: random.Random) -> int:

@@ -16,7 +16,7 @@ import os
 import signal
 import sys
 import time
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -77,7 +77,12 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     from engine.supervisor import run_service
 
-    return run_service(port=args.port, api_port=args.api_port)
+    demo = args.demo_if_empty and not settings.db_path.exists()
+    if demo:
+        print(f"[demo] The data directory is empty: building the {args.demo_days}-day demo (30-80 seconds for 90). The dashboard on "
+              f"http://localhost:{args.port} shows its progress; the worker and the API start when it is done.",
+              file=sys.stderr)
+    return run_service(port=args.port, api_port=args.api_port, demo=demo, demo_days=args.demo_days)
 
 
 def _run_command(settings: Settings, kind: str, cargs: dict[str, Any], *, wait: bool, source: str = "cli") -> int:
@@ -269,15 +274,22 @@ def cmd_events(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from demo.replay import build_demo
+    from engine.demo_build import DemoBuild, clear_progress, write_progress
 
     started = time.perf_counter()
+    started_at = datetime.now(timezone.utc).isoformat()
 
     def progress(day: int, days: int, note: str) -> None:
         width = 30
         done = int(width * day / days)
         print(f"\r  [{'#' * done}{'.' * (width - done)}] day {day}/{days} {note:<60.60}", end="", file=sys.stderr, flush=True)
+        # The dashboard shows this while the build runs (make run starts it first: engine/supervisor.py).
+        write_progress(settings.home, DemoBuild(pid=os.getpid(), day=day, days=days, started_at=started_at, note=note))
 
-    summary = build_demo(settings, days=args.days, seed=args.seed, force=args.force, progress=progress)
+    try:
+        summary = build_demo(settings, days=args.days, seed=args.seed, force=args.force, progress=progress)
+    finally:
+        clear_progress(settings.home)
     print(file=sys.stderr)
     print(summary.text())
     print(f"demo built in {time.perf_counter() - started:.1f}s")
@@ -315,6 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run the worker, the HTTP API and the dashboard together until SIGTERM or Ctrl-C (make run)")
     p.add_argument("--port", type=int, default=8501, help="the dashboard's port (default 8501)")
     p.add_argument("--api-port", type=int, default=8000, help="the HTTP API's port (default 8000)")
+    p.add_argument("--demo-if-empty", action="store_true",
+                   help="with no store yet, build the demo first while the dashboard already shows its progress")
+    p.add_argument("--demo-days", type=int, default=90, help="days of demo history to build (with --demo-if-empty; default 90)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("demo", help="build the 90-day demo history into an empty data directory")

@@ -35,22 +35,34 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @dataclass(frozen=True)
 class Process:
-    """One child: a name for messages and its command line (``argv[0]`` is the program)."""
+    """One child: a name for messages and its command line (``argv[0]`` is the program).
+
+    A ``step`` is a one-off job (building the demo): the supervisor waits for it to exit before
+    starting the processes after it, and a step that exits with a non-zero code ends the run.
+    """
 
     name: str
     argv: tuple[str, ...]
+    step: bool = False
 
 
-def service_processes(*, port: int = 8501, api_port: int = 8000, python: str = sys.executable) -> list[Process]:
+def service_processes(*, port: int = 8501, api_port: int = 8000, demo: bool = False, demo_days: int = 90,
+                      python: str = sys.executable) -> list[Process]:
     """What ``make run`` starts, in start order: the worker, the HTTP API on ``api_port``, the dashboard on ``port``.
 
+    With ``demo``, the dashboard starts first and the demo is built (``python -m engine demo``) as a
+    step while it already answers (its pages show the build's progress, engine.status.demo_build);
+    the worker and the API start once the demo is built, since neither may run while history is written.
     Add a line here to run one more process with them (it is stopped with the others).
     """
-    return [
+    dashboard = Process("dashboard", (python, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port)))
+    service = [
         Process("worker", (python, "-m", "engine", "worker")),
         Process("api", (python, "-m", "engine", "serve", "--port", str(api_port))),
-        Process("dashboard", (python, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port))),
     ]
+    if demo:
+        return [dashboard, Process("demo", (python, "-m", "engine", "demo", "--days", str(demo_days)), step=True), *service]
+    return [*service, dashboard]
 
 
 class Supervisor:
@@ -83,19 +95,31 @@ class Supervisor:
 
     def run(self) -> int:
         previous = self._install_handlers()
+        ended: str | None = None
         try:
             for process in self.processes:
                 if self._stop.is_set():
                     break
                 self.children[process.name] = subprocess.Popen(process.argv, env=self.env, cwd=self.cwd)
                 log.info("started %s (pid %d)", process.name, self.children[process.name].pid)
-            ended = self._wait()
+                if process.step:
+                    ended = self._finish_step(process.name)
+                    if ended is not None:
+                        break
+            if ended is None and not self._stop.is_set():
+                ended = self._wait()
+            elif ended is None:
+                log.info("%s: stopping %s", self._why, ", ".join(self.children))
             clean = self._stop_all()
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
         if ended is not None:
-            log.error("%s exited by itself (code %s); the others were stopped", ended, self.children[ended].returncode)
+            code = self.children[ended].returncode
+            if any(p.step and p.name == ended for p in self.processes):
+                log.error("%s failed (exit code %s; its messages are above): the others were stopped", ended, code)
+            else:
+                log.error("%s exited by itself (code %s); the others were stopped", ended, code)
             return 1
         return 0 if clean else 1
 
@@ -107,6 +131,22 @@ class Supervisor:
             previous[signum] = signal.getsignal(signum)
             signal.signal(signum, lambda s, _f: self.stop(f"signal {signal.Signals(s).name}"))
         return previous
+
+    def _finish_step(self, name: str) -> str | None:
+        """Wait for the step ``name`` to exit: None when it succeeded (or a stop was asked), else the name
+        of the child that ended the run (the step, on a non-zero code, or another child that ended meanwhile)."""
+        step = self.children[name]
+        while not self._stop.wait(POLL_SECONDS):
+            if step.poll() is not None:
+                if step.returncode != 0:
+                    return name
+                del self.children[name]
+                log.info("%s finished", name)
+                return None
+            for other, child in self.children.items():
+                if other != name and child.poll() is not None:
+                    return other
+        return None
 
     def _wait(self) -> str | None:
         """Until a stop is asked (None) or a child ends by itself (its name)."""
@@ -138,7 +178,8 @@ class Supervisor:
         return clean
 
 
-def run_service(*, port: int = 8501, api_port: int = 8000, stop_seconds: float = STOP_SECONDS) -> int:
+def run_service(*, port: int = 8501, api_port: int = 8000, demo: bool = False, demo_days: int = 90,
+                stop_seconds: float = STOP_SECONDS) -> int:
     """Run :func:`service_processes` under a :class:`Supervisor` from this process's directory."""
-    return Supervisor(service_processes(port=port, api_port=api_port), stop_seconds=stop_seconds,
-                      env=os.environ.copy()).run()
+    processes = service_processes(port=port, api_port=api_port, demo=demo, demo_days=demo_days)
+    return Supervisor(processes, stop_seconds=stop_seconds, env=os.environ.copy()).run()

@@ -39,7 +39,10 @@ def metric_timeline(timeline: pd.DataFrame, markers: pd.DataFrame, *, title: str
     if not markers.empty:
         for r in markers[markers["kind"].isin(["rollback", "fallback", "drift"])].itertuples():
             marks.append({"when": local(r.ts), "series": r.kind, "value": max(0.0, low - 0.02), "message": r.message})
-    colour = {"field": "series", "type": "nominal", "title": None, "scale": _vega.colour_scale(SERIES)}
+    # The legend names only what the chart draws (no "fallback" entry on a store that never fell back).
+    drawn = {row["series"] for row in serving + candidates + marks}
+    colour = {"field": "series", "type": "nominal", "title": None,
+              "scale": _vega.colour_scale([pair for pair in SERIES if pair[0] in drawn] or SERIES)}
     x = {"field": "when", "type": "temporal", "title": None, "axis": {"format": "%b %d", "labelOverlap": True}}
     y = {"field": "value", "type": "quantitative", "title": None, "axis": {"format": ".0%"}, "scale": {"zero": False}}
     layers = [

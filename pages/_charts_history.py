@@ -11,6 +11,7 @@ from pages._charts_performance import percent, points
 from pages import _vega
 from pages._ui import COLORS, local
 from store.views.funnel import REMOVED
+from store.views.overview import without_decision_word
 
 REMOVED_COLOURS = ("#fca5a5", "#fdba74", "#fcd34d", "#cbd5e1", "#a5b4fc")
 
@@ -30,8 +31,9 @@ def versions_words(champion: Any, candidate: Any) -> str:
 
 def retrain_table(retrains: pd.DataFrame) -> Styler:
     """One row per retrain, newest first: when (local time), trigger, decision, champion → candidate, the
-    candidate's metrics and their changes against the champion, duration, reason; the decision in its colour.
-    Ten columns, so the table fits a 1440 px window."""
+    candidate's metrics and their changes against the champion, and the gate's reason without the decision
+    word the Decision column already shows; the decision in its colour. The duration is in the chosen
+    retrain's line below the table: without it the reason gets a third of a 1440 px window."""
     shown = pd.DataFrame({
         "#": retrains["id"],
         "Started": [local(x) for x in retrains["started_at"]],
@@ -39,16 +41,14 @@ def retrain_table(retrains: pd.DataFrame) -> Styler:
         "Decision": retrains["status"],
         "Versions": [versions_words(a, b) for a, b in zip(retrains["champion_version"], retrains["candidate_version"])],
         "Accuracy": retrains["candidate_accuracy"],
-        "Accuracy change": retrains["accuracy_change"],
+        "Δ accuracy": retrains["accuracy_change"],
         "Macro-F1": retrains["candidate_macro_f1"],
-        "Macro-F1 change": retrains["macro_f1_change"],
-        "Duration": retrains["duration_s"],
-        "Reason": retrains["reason"],
+        "Δ macro-F1": retrains["macro_f1_change"],
+        "Reason": [without_decision_word(r) if isinstance(r, str) else None for r in retrains["reason"]],
     })
-    changes = ["Accuracy change", "Macro-F1 change"]
+    changes = ["Δ accuracy", "Δ macro-F1"]
     return (shown.style
             .format(percent, subset=["Accuracy", "Macro-F1"]).format(points, subset=changes)
-            .format(seconds, subset=["Duration"])
             .format(lambda t: "–" if t is None or pd.isna(t) else f"{t:%Y-%m-%d %H:%M}", subset=["Started"])
             .map(_decision_colour, subset=["Decision"]))
 

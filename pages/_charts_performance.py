@@ -29,9 +29,8 @@ def evaluation_timeline(evaluations: pd.DataFrame, *, metric: str = "accuracy") 
     retrain_id, trigger, series, value)."""
     e = evaluations.copy()
     e["when"] = [local(x) for x in e["ts"]]
-    colour = {"field": "series", "type": "nominal", "title": None, "scale": _vega.colour_scale([
-        ("champion (serving)", COLORS["active"]), ("candidate accepted", COLORS["accepted"]),
-        ("candidate rejected", COLORS["rejected"]), ("candidate failed", COLORS["failed"])])}
+    series = [("champion (serving)", COLORS["active"]), ("candidate accepted", COLORS["accepted"]),
+              ("candidate rejected", COLORS["rejected"]), ("candidate failed", COLORS["failed"])]
     x = {"field": "when", "type": "temporal", "title": None, "axis": {"format": "%b %d", "labelOverlap": True}}
     y = {"field": "value", "type": "quantitative", "title": None, "axis": {"format": ".0%"}, "scale": {"zero": False}}
     tooltip = [{"field": "version"}, {"field": "role"}, {"field": "retrain_id", "title": "retrain"}, {"field": "trigger"},
@@ -45,6 +44,10 @@ def evaluation_timeline(evaluations: pd.DataFrame, *, metric: str = "accuracy") 
     candidates = candidates.assign(series=[f"candidate {s}" for s in candidates["status"]], decision=candidates["status"])
     champions = champions.assign(decision="champion")
     columns = ["when", "version", "role", "retrain_id", "trigger", "series", "decision"]
+    # The legend names only the series drawn (no "candidate failed" when no retrain failed).
+    drawn = set(champions["series"]) | set(candidates["series"])
+    colour = {"field": "series", "type": "nominal", "title": None,
+              "scale": _vega.colour_scale([pair for pair in series if pair[0] in drawn] or series)}
     return _vega.chart(METRIC_NAMES[metric], [
         _vega.layer("pairs", _vega.rows(pairs), {"type": "line", "color": "#cbd5e1", "strokeWidth": 1},
                     {"x": x, "y": y, "detail": {"field": "retrain_id", "type": "nominal"}}),
@@ -117,8 +120,10 @@ def drift_days(daily: pd.DataFrame, warnings: pd.DataFrame, *, version: str, min
         days = pd.to_datetime(daily["day"])
         first, last = days.min(), days.max()
         if len(daily) < 3:  # whole days on the axis, even with one or two points
-            first, last = first - pd.Timedelta(days=2), last + pd.Timedelta(days=2)
+            first, last = first - pd.Timedelta(days=3), last + pd.Timedelta(days=1)  # no empty future days
         x["scale"] = {"domain": [_vega.value(first), _vega.value(last)]}
+        if last - first <= pd.Timedelta(days=14):  # one tick per day: no "Nov 27, Nov 27" from half-day ticks
+            x["axis"]["tickCount"] = {"interval": "day", "step": 1}
     y = {"field": "value", "type": "quantitative", "title": None, "axis": {"format": fmt}, "scale": {"domain": [0, 1.05]}}
     values = [{"day": d, "value": v, "queries": q, "judged": "judged" if j else "not judged"}
               for d, v, q, j in zip(daily["day"], daily[metric], daily["queries"], judged)]

@@ -23,6 +23,7 @@ from engine.access import action_token
 from engine.commands import submit
 from engine.config import PROJECT_ROOT, load_settings
 from engine.context import Context
+from engine.demo_build import read_progress
 from engine.errors import RetrainerError
 from engine.status import system_status
 
@@ -196,7 +197,10 @@ def page_header(title: str, caption: str) -> dict[str, Any]:
     st.caption(caption)
     current = status()
     worker = current["worker"]
-    if not worker["alive"]:
+    building = read_progress(context().settings.home)
+    if building is not None:
+        demo_build_banner()
+    elif not worker["alive"]:
         st.warning(
             "**The worker is not running**: nothing is retrained, ingested or scheduled until it is. "
             "Start it with `python -m engine worker` (or `make run`). Buttons still queue their commands; "
@@ -206,6 +210,30 @@ def page_header(title: str, caption: str) -> dict[str, Any]:
     if current["fallback"]:
         st.error(f"**Fallback in use**: {current['fallback'].get('reason')}", icon=":material/support:")
     return current
+
+
+def demo_building() -> bool:
+    """Whether ``make run`` is building the demo now (engine.demo_build)."""
+    return read_progress(context().settings.home) is not None
+
+
+@st.fragment(run_every=3)
+def demo_build_banner() -> None:
+    """While ``make run`` builds the demo: its progress, refreshed every 3 s; the whole page reruns as days
+    are added (every 10 simulated days) and once the build ends, so its figures fill in."""
+    building = read_progress(context().settings.home)
+    shown = st.session_state.get("_demo_day_shown")
+    if building is None or (shown is not None and building.day - shown >= 10):
+        st.session_state["_demo_day_shown"] = None if building is None else building.day
+        status.clear()
+        st.rerun(scope="app")
+    if shown is None:
+        st.session_state["_demo_day_shown"] = building.day
+    left = building.remaining_s
+    eta = f", about {left:.0f} s left" if left is not None else ""
+    st.info(f"**Building the demo**: day {building.day} of {building.days}{eta}. The pages fill in as days are "
+            "replayed; the worker and the HTTP API start when the build is done.", icon=":material/hourglass_top:")
+    st.progress(building.day / max(1, building.days))
 
 
 # An absolute path in a message (not after a letter, digit or dot: "and/or", "MB/s" and "1/2" stay).

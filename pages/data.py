@@ -197,14 +197,17 @@ shown = results.assign(ts=[_ui.local(t) for t in results["ts"]], confidence=100 
 st.dataframe(
     shown, hide_index=True, key="results", placeholder="–",
     column_order=["ts", "text", "predicted_label", "confidence", "true_label", "model_version", "source", "id"],
+    # Widths that fit a 1440 px window up to the source; the query id (32 characters) comes last.
     column_config={
-        "ts": st.column_config.DatetimeColumn("time", format="YYYY-MM-DD HH:mm"),
-        "text": st.column_config.TextColumn("text", width="large"),
-        "predicted_label": "predicted",
-        "confidence": st.column_config.ProgressColumn("confidence", format="%.1f%%", min_value=0.0, max_value=100.0),
-        "true_label": "true label",
-        "model_version": "version",
-        "id": "query id",
+        "ts": st.column_config.DatetimeColumn("time", format="YYYY-MM-DD HH:mm", width=125),
+        "text": st.column_config.TextColumn("text", width=300),
+        "predicted_label": st.column_config.TextColumn("predicted", width=140),
+        "confidence": st.column_config.ProgressColumn("confidence", format="%.1f%%", min_value=0.0, max_value=100.0,
+                                                      width=105),
+        "true_label": st.column_config.TextColumn("true label", width=120),
+        "model_version": st.column_config.TextColumn("version", width=60),
+        "source": st.column_config.TextColumn("source", width=75),
+        "id": st.column_config.TextColumn("query id", width=90),
     },
 )
 

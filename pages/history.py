@@ -73,19 +73,26 @@ if totals["retrains"] == 0:
     _ui.empty("No retrain matches these filters: clear one of them to see more.")
 
 rows = matching(*chosen)
-st.dataframe(charts.retrain_table(rows), hide_index=True, key="retrains", placeholder="–",
+ids = rows["id"].tolist()
+clicked = st.dataframe(charts.retrain_table(rows), hide_index=True, key="retrains", placeholder="–",
+             on_select="rerun", selection_mode="single-row",
              height=min(35 * (len(rows) + 1) + 3, 560),
-             column_config={"#": st.column_config.NumberColumn(width=50), "Started": st.column_config.TextColumn(width=130),
-                            "Versions": st.column_config.TextColumn(width=125, help="champion → candidate"),
+             column_config={"#": st.column_config.NumberColumn(width=50), "Started": st.column_config.TextColumn(width=122),
+                            "Versions": st.column_config.TextColumn(width=115, help="champion → candidate"),
                             "Accuracy": st.column_config.TextColumn(width=75, help="The candidate's"),
                             "Macro-F1": st.column_config.TextColumn(width=75, help="The candidate's"),
-                            "Accuracy change": st.column_config.TextColumn(width=110, help="Candidate minus champion, same evaluation set"),
-                            "Macro-F1 change": st.column_config.TextColumn(width=115, help="Candidate minus champion, same evaluation set"),
-                            "Reason": st.column_config.TextColumn(help="The gate's reason; the whole text is below when you choose the retrain")})
+                            "Δ accuracy": st.column_config.TextColumn(width=85, help="Candidate minus champion, same evaluation set"),
+                            "Δ macro-F1": st.column_config.TextColumn(width=85, help="Candidate minus champion, same evaluation set"),
+                            "Reason": st.column_config.TextColumn(help="The gate's reason; click a row to read it whole below")})
+# A click on a row chooses the retrain shown below (the box still chooses one by its words).
+selected = clicked.selection.rows if clicked is not None else []
+if selected and selected[0] < len(ids) and st.session_state.get("_history_clicked") != ids[selected[0]]:
+    st.session_state["_history_clicked"] = st.session_state["retrain"] = ids[selected[0]]
 
 st.subheader("One retrain and its data")
-ids = rows["id"].tolist()
 described = {r.id: f"#{r.id} · {r.trigger} · {r.status} · {_ui.when(r.started_at)}" for r in rows.itertuples()}
+if st.session_state.get("retrain") not in described:
+    st.session_state.pop("retrain", None)
 pick = st.selectbox("Retrain", ids, index=0, format_func=described.get, key="retrain")
 one = one_retrain(pick)
 if one["status"] == "running":

@@ -38,6 +38,11 @@ def health() -> None:
     worker, active, sched = now["worker"], now["active"], now["scheduler"]
     cols = st.columns(5)
     quiet = {"delta_color": "off", "delta_arrow": "off"}
+    if _ui.demo_building():  # the replay's simulated clock and worker are not the service's: say what is true
+        cols[0].metric("Worker", "not started", "starts when the demo is built", **quiet)
+        cols[1].metric("Active model", active["version"] if active else "none", "of the demo so far", **quiet)
+        cols[4].metric("Next retrain", "–", "the worker schedules it", **quiet)
+        return
     cols[0].metric("Worker", "alive" if worker["alive"] else "down",
                    f"heartbeat {_ui.ago(worker['heartbeat_age_s'])}" if worker["heartbeat_age_s"] is not None else None,
                    **quiet)

@@ -201,6 +201,19 @@ def test_every_page_reads_clean_and_playground_feedback_belongs_to_the_query_on_
             page.get_by_role("button", name="Record true label").click()
             expect(page.get_by_text(f"Recorded {label} as the true label.")).to_be_visible()
 
+        # Retraining history: a click on a row chooses the retrain whose whole reason is shown below the table.
+        from store.views.history import retrains
+
+        third = int(retrains(Context.open(load_settings(env={}, home=home)).db)["id"].iloc[2])
+        page.locator('[data-testid="stSidebarNav"] a').filter(has_text="Retraining history").first.click()
+        _settled(page)
+        grid = page.locator('[data-testid="stDataFrame"]').first.bounding_box()
+        page.mouse.click(grid["x"] + 15, grid["y"] + 35 + 2 * 35 + 17)  # the third row's selection box
+        _settled(page)
+        expect(page.get_by_label("Retrain", exact=True)).to_have_value(re.compile(rf"^#{third} · "))
+        assert f"Retrain #{third} (" in _main_text(page)
+        _shot(page, "history-row-chosen")
+
         # Playground: the first query gets a label; the second starts with an empty box and gets its own.
         page.locator('[data-testid="stSidebarNav"] a').filter(has_text="Playground").first.click()
         first = classify("my parcel never arrived")

@@ -15,6 +15,7 @@ from store.commands import recent_commands
 from store.events import recent_events
 from store.retrains import recent_retrains
 from store.views import overview as views
+from pages._charts import SERIES
 from tests.conftest import ROOT, open_app, values, vega_chart, vega_charts
 
 
@@ -73,6 +74,11 @@ def test_demo_store_shows_the_store_numbers(open_overview, demo_copy):
     assert {c["series"] for c in candidates} == {"candidate accepted", "candidate rejected"}
     marked = views.markers(ctx.db)
     assert [m["series"] for m in values(chart, "markers")] == marked["kind"].tolist()
+    # The legend names exactly what is drawn: no "fallback" or "drift" entry for a store that has none.
+    legend = chart["layer"][0]["encoding"]["color"]["scale"]["domain"]
+    assert legend == [name for name, _ in SERIES if name in {"accuracy (serving)", "macro-F1 (serving)",
+                                                            "candidate accepted", "candidate rejected",
+                                                            *marked["kind"]}]
     assert "rollback" in marked["kind"].tolist()
     timeline = views.timeline(ctx.db)
     assert [c["version"] for c in candidates] == timeline["candidate_version"].tolist()

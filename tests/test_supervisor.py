@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -153,3 +154,40 @@ def test_a_stop_asked_for_ends_the_run_cleanly():
 def test_bad_arguments_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         Supervisor(**kwargs)
+
+
+def test_with_the_demo_the_dashboard_starts_first_and_the_demo_is_a_step():
+    processes = service_processes(port=8600, api_port=8700, demo=True, demo_days=7, python="py")
+    assert [(p.name, p.step) for p in processes] == [("dashboard", False), ("demo", True), ("worker", False),
+                                                     ("api", False)]
+    assert processes[1].argv == ("py", "-m", "engine", "demo", "--days", "7")
+
+
+def test_processes_after_a_step_start_only_once_it_has_succeeded(tmp_path):
+    done = tmp_path / "step-done"
+    step = Process("step", (sys.executable, "-c", f"import time, pathlib; time.sleep(0.5); pathlib.Path({str(done)!r}).touch()"),
+                   step=True)
+    # Exits 5 (ending the run) if it starts before the step's file exists.
+    after = Process("after", (sys.executable, "-c", f"import pathlib, sys, time\nif not pathlib.Path({str(done)!r}).exists(): sys.exit(5)\ntime.sleep(60)"))
+    supervisor = Supervisor([sleeper("dashboard"), step, after], stop_seconds=10)
+    threading.Timer(3.0, supervisor.stop).start()
+    assert supervisor.run() == 0
+    assert list(supervisor.children) == ["dashboard", "after"]  # the finished step is no longer a child
+    assert supervisor.children["after"].returncode == -signal.SIGTERM
+
+
+def test_a_failing_step_ends_the_run_and_nothing_after_it_starts():
+    supervisor = Supervisor([sleeper("dashboard"), replace(sleeper("demo", seconds=0.2, code=2), step=True),
+                             sleeper("worker")], stop_seconds=10)
+    assert supervisor.run() == 1
+    assert list(supervisor.children) == ["dashboard", "demo"]
+    assert supervisor.children["demo"].returncode == 2
+    assert supervisor.children["dashboard"].returncode == -signal.SIGTERM
+
+
+def test_a_stop_during_a_step_stops_it_and_starts_nothing_more():
+    supervisor = Supervisor([sleeper("dashboard"), replace(sleeper("demo"), step=True), sleeper("worker")], stop_seconds=10)
+    threading.Timer(0.5, supervisor.stop).start()
+    assert supervisor.run() == 0
+    assert list(supervisor.children) == ["dashboard", "demo"]
+    assert supervisor.children["demo"].returncode == -signal.SIGTERM
