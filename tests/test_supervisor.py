@@ -191,3 +191,58 @@ def test_a_stop_during_a_step_stops_it_and_starts_nothing_more():
     assert supervisor.run() == 0
     assert list(supervisor.children) == ["dashboard", "demo"]
     assert supervisor.children["demo"].returncode == -signal.SIGTERM
+
+
+def health_ok(port: int) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1) as answer:
+            return answer.read() == b"ok"
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+def test_on_an_empty_data_directory_the_dashboard_answers_while_the_demo_is_built(tmp_path):
+    from engine.config import load_settings
+    from engine.demo_build import read_progress
+    from store.retrains import recent_retrains
+
+    home = tmp_path / "empty-home"
+    port, api_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RETRAINER_")}
+    env.update({"RETRAINER_HOME": str(home), "RETRAINER_POLL_SECONDS": "0.1", "RETRAINER_HEARTBEAT_SECONDS": "0.5",
+                "STREAMLIT_SERVER_HEADLESS": "true", "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"})
+    out = tmp_path / "run.log"
+    with open(out, "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "engine", "run", "--port", str(port), "--api-port", str(api_port),
+                                 "--demo-if-empty", "--demo-days", "21"], cwd=ROOT, env=env, stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        answered_during_build = False
+        deadline = time.monotonic() + STARTUP_TIMEOUT * 2
+        while time.monotonic() < deadline and proc.poll() is None:
+            building = read_progress(home)
+            if building is not None and health_ok(port):
+                answered_during_build = True
+                assert not port_open(api_port), "the API started before the demo was built"
+            if (home / "retrainer.duckdb").exists() and read_progress(home) is None and port_open(api_port):
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, out.read_text()
+        assert answered_during_build, f"the dashboard did not answer while the demo was built:\n{out.read_text()}"
+        ctx = Context.open(load_settings(env={}, home=home))
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while not any(m.startswith("Worker started") for m in worker_messages(ctx)):
+            assert time.monotonic() < deadline, out.read_text()
+            time.sleep(0.2)
+        assert recent_retrains(ctx.db, limit=100)  # the demo's history is there
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=STOP_TIMEOUT) == 0, out.read_text()
+        assert not (home / "demo-build.json").exists()
+        assert "Traceback" not in out.read_text()
+    finally:
+        if group_alive(proc.pid):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
