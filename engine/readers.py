@@ -18,7 +18,9 @@ Libraries, and why:
   spreadsheet variant we tried where DuckDB's sniffer and Python's ``csv.Sniffer`` each got one
   wrong (a semicolon file whose texts hold commas; a pipe file). The header decides between
   candidates: the dialect must give a ``text`` column. Records are split by Python's ``csv``
-  module in strict mode, fed one physical line at a time.
+  module in strict mode, fed one physical line at a time. Lines end as the header line ends
+  (``\r\n`` or ``\n``); a ``\r`` anywhere else is a character of its field, quoted or not
+  (pandas writes it unquoted).
 - **Parquet**: ``pyarrow.parquet.ParquetFile.iter_batches`` (one row group in memory at a time).
 
 Memory: a physical line longer than ``max_record_bytes`` is never held (it is skipped in 1 MiB
@@ -253,6 +255,56 @@ class Lines:
         self.number = number
 
 
+_CR_MARK = "\ud800"  # a lone high surrogate: decoding never makes one (surrogateescape makes U+DC80-U+DCFF)
+
+
+class _CsvLines:
+    """Physical lines for the ``csv`` module, with every carriage return that does not end its line
+    kept as data.
+
+    Lines end the way the file's first line (the header) ends: at ``\r\n`` in a file whose
+    header ends so, otherwise at ``\n``. A ``\r`` anywhere else is a character of its field,
+    quoted or not: ``pandas.DataFrame.to_csv`` and Python's ``csv.writer`` (line terminator
+    ``\n``) write ``0\r,label`` and ``text,label\r`` unquoted, and the ``csv`` module alone
+    would refuse the first ("new-line character seen in unquoted field") and cut the ``\r``
+    off the second. Such a ``\r`` passes through the ``csv`` module as :data:`_CR_MARK` and
+    :meth:`restore` puts it back.
+    """
+
+    def __init__(self, lines: Lines):
+        self.lines = lines
+        self.crlf: bool | None = None  # the header's line ending, once read
+        self.marked = False  # a \r was replaced since the last restore()
+
+    def __iter__(self) -> "_CsvLines":
+        return self
+
+    def __next__(self) -> str:
+        line = next(self.lines)
+        if self.crlf is None:
+            self.crlf = line.endswith("\r\n")
+        if "\r" not in line:
+            return line
+        if self.crlf and line.endswith("\r\n"):
+            end = "\r\n"
+        elif line.endswith("\n"):
+            end = "\n"
+        else:  # the last line, without a line break
+            end = "\r" if self.crlf and line.endswith("\r") else ""
+        body = line[: len(line) - len(end)]
+        if "\r" not in body:
+            return line
+        self.marked = True
+        return body.replace("\r", _CR_MARK) + end
+
+    def restore(self, fields: list[str]) -> list[str]:
+        """A record's fields with their carriage returns back."""
+        if not self.marked:
+            return fields
+        self.marked = False
+        return [value.replace(_CR_MARK, "\r") for value in fields]
+
+
 # -- readers -----------------------------------------------------------------------------------
 
 
@@ -280,7 +332,8 @@ class CsvReader:
         self.lines = Lines(f, encoding=encoding, limit=limit)
         self.dialect = self._sniff(encoding)
         csv.field_size_limit(max(csv.field_size_limit(), limit))
-        self.reader = csv.reader(self.lines, dialect=self.dialect)
+        self.csv_lines = _CsvLines(self.lines)
+        self.reader = csv.reader(self.csv_lines, dialect=self.dialect)
         self.columns = self._header()
 
     def _sniff(self, encoding: str) -> type[csv.Dialect]:
@@ -336,6 +389,7 @@ class CsvReader:
                                  "the first line must name the columns, e.g. text,label") from exc
             if row:
                 break
+        row = self.csv_lines.restore(row)
         if any(_has_surrogates(name) for name in row):
             raise InputError(f"{self.path.name}: its header is not valid {self.source.encoding}: "
                              "save the file as UTF-8 or name its encoding with --encoding")
@@ -362,6 +416,7 @@ class CsvReader:
                 self.source.bytes_read = self.lines.offset
             if not record:
                 continue  # a blank line
+            record = self.csv_lines.restore(record)
             where = f"line {start_number + 1}"
             if len(record) != self.width:
                 if len(record) == 1 and not record[0].strip():
@@ -387,8 +442,6 @@ class CsvReader:
         elif "expected after" in message:
             reason = (f"text follows a closing quote on line {line}: put the whole field in quotes and double "
                       "every quote inside it (\"\")")
-        elif "new-line character" in message:
-            reason = "a carriage return (\\r) inside an unquoted field: put the field in quotes or remove the \\r"
         else:
             reason = f"not valid CSV ({message})"
         yield Row(f"line {line}", None, reason)

@@ -187,6 +187,41 @@ def test_case_4_other_broken_quoting(ctx, tmp_path, content, problem):
     assert stored(ctx) == [("ok", "b")]
 
 
+@pytest.mark.parametrize("content, pairs, problems", [
+    # Found by a random hypothesis draw: Python's csv.writer and pandas' to_csv (line terminator \n) leave a
+    # text's \r unquoted; the record is one line and was rejected whole ("new-line character seen").
+    ("text,label\n0\r,track_order\n", [("0", "track_order")], []),
+    ("text,label\nwhere is\rmy order,track_order\nfine,other\n", [("fine", "other"), ("where is my order", "track_order")], []),
+    # A label ending in \r in a file whose lines end in \n: the \r is the label's, and is stripped like a space.
+    ("text,label\nhello,greet\r\nbye,other\n", [("bye", "other"), ("hello", "greet")], []),
+    # A label holding \r is one record, rejected at its own line; its neighbours are stored.
+    ("text,label\nfirst,a\nsecond,b\rc\nthird,d\n", [("first", "a"), ("third", "d")],
+     [("line 3", "label holds a control character (a line break or a tab): a label is one line of text")]),
+    # In a file whose header ends in \r\n, \r\n ends every line.
+    ("text,label\r\nhello\r there,greet\r\nbye,other\r\n", [("bye", "other"), ("hello  there", "greet")], []),
+], ids=["pandas-minimal", "inside-a-text", "end-of-a-label", "inside-a-label", "crlf-file"])
+def test_case_4_a_carriage_return_inside_an_unquoted_field_is_data(ctx, tmp_path, content, pairs, problems):
+    path = tmp_path / "cr.csv"
+    path.write_bytes(content.encode())
+
+    report = import_file(ctx, path, labeled=True)
+
+    assert report.problems == problems
+    assert stored(ctx) == pairs
+
+
+def test_case_4_pandas_to_csv_of_texts_with_carriage_returns_round_trips(ctx, tmp_path):
+    texts = ["0\r", "a\rb", "\rleading", "ok"]
+    path = tmp_path / "pandas.csv"
+    pd.DataFrame({"text": texts, "label": ["x", "y", "z", "w"]}).to_csv(path, index=False)
+    assert b'0\r,x' in path.read_bytes()  # written unquoted
+
+    report = import_file(ctx, path, labeled=True)
+
+    assert (report.rows, report.labels, report.rejected) == (4, 4, 0)
+    assert stored(ctx) == [("0", "x"), ("a b", "y"), ("leading", "z"), ("ok", "w")]
+
+
 # -- 5, 6, 7. labels -----------------------------------------------------------------------------
 
 
