@@ -2,7 +2,16 @@
 
 An import writes its clean rows to Parquet files outside the store first (engine.importer);
 :func:`commit_staged` then inserts them all, and the import's event, inside one write, so a
-file is stored whole or not at all. Earlier imports are found by the SHA-256 of the file's
+file is stored whole or not at all.
+
+Memory: the insert streams the staged files (DuckDB writes full row groups to the database file
+as they fill, and the commit takes them by reference), but DuckDB keeps the pages it wrote in its
+buffer pool up to its ``memory_limit`` (80% of RAM by default), so the process's resident size grew
+with the file: 4M staged labels took it from 216 MB to 687 MB. The insert therefore runs under
+:data:`IMPORT_MEMORY_LIMIT` (4M rows: 314 MB peak, 1M rows about the same), and the default is
+restored before the commit. ``benchmarks/import_memory.py`` measures it at 100 MB and 1 GB of CSV.
+
+Earlier imports are found by the SHA-256 of the file's
 bytes, which every import event records.
 """
 
@@ -15,6 +24,11 @@ import duckdb
 
 from store.querylog import LABEL_COLUMNS, QUERY_COLUMNS
 from store.vocabulary import EventKind
+
+# DuckDB's buffer pool during the insert (what it may keep in memory; it writes and evicts beyond that).
+IMPORT_MEMORY_LIMIT = "128MB"
+LIMIT_MEMORY = "SET memory_limit = '128MB'"  # IMPORT_MEMORY_LIMIT
+RESET_MEMORY = "RESET memory_limit"
 
 INSERT_STAGED_QUERIES = f"""
 INSERT INTO queries ({', '.join(QUERY_COLUMNS)})
@@ -38,9 +52,17 @@ UNION SELECT predicted_label FROM queries WHERE predicted_label IS NOT NULL
 
 
 def commit_staged(con: duckdb.DuckDBPyConnection, *, queries: Path | None, labels: Path | None) -> tuple[int, int]:
-    """Insert the staged Parquet files inside an open write; return (queries added, labels added)."""
-    added_queries = con.execute(INSERT_STAGED_QUERIES, {"path": str(queries)}).fetchone()[0] if queries else 0
-    added_labels = con.execute(INSERT_STAGED_LABELS, {"path": str(labels)}).fetchone()[0] if labels else 0
+    """Insert the staged Parquet files inside an open write; return (queries added, labels added).
+
+    Runs with DuckDB's memory limit at :data:`IMPORT_MEMORY_LIMIT` and resets it to the default
+    after; the caller's transaction still decides whether anything is stored.
+    """
+    con.execute(LIMIT_MEMORY)
+    try:
+        added_queries = con.execute(INSERT_STAGED_QUERIES, {"path": str(queries)}).fetchone()[0] if queries else 0
+        added_labels = con.execute(INSERT_STAGED_LABELS, {"path": str(labels)}).fetchone()[0] if labels else 0
+    finally:
+        con.execute(RESET_MEMORY)
     return added_queries, added_labels
 
 
