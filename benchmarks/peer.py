@@ -24,7 +24,14 @@ and importing the libraries; both are reported. Times are the median of 3 runs (
 on a fresh store. MLflow is a benchmark-only dependency (``requirements-bench.txt``); without it
 the suite measures our side and says the peer was skipped.
 
-Run: ``python -m benchmarks.peer [--quick]``.
+Growth (issue 15): ``--growth 1000,30000`` makes a store holding each number of retrains
+(``prefill``) and an MLflow tracking store holding the first number of runs (logged through its
+API), untimed; then ``--rounds`` rounds (default 3) each write ``--more`` retrains (default 40)
+onto every store in turn, MLflow included: the write time of one retrain must be the same at
+every history size. Medians over rounds; the load average and this process's CPU time are
+printed beside each figure.
+
+Run: ``python -m benchmarks.peer [--quick] [--growth 1000,30000 [--more 40] [--rounds 3]]``.
 """
 
 from __future__ import annotations
@@ -244,40 +251,144 @@ def prefill(ctx: Any, retrains: list[Retrain], n: int) -> None:
     ctx.db.checkpoint()
 
 
-def growth(folder: Path, retrains: list[Retrain], *, history_sizes: tuple[int, ...], k: int) -> list[dict[str, Any]]:
-    """For each history size H: a store with H retrains (``prefill``), then ``k`` more written
-    through the store's functions (``_ours_write``); their mean write time in ms, and the chart's read."""
+def growth(folder: Path, retrains: list[Retrain], *, history_sizes: tuple[int, ...], k: int, rounds: int = 1,
+           peer_history: int | None = None) -> dict[str, Any]:
+    """Write time of one retrain as the history grows, ours beside MLflow's, in the same rounds.
+
+    For each history size H: a store holding H retrains (``prefill``); with ``peer_history`` and
+    MLflow installed, an MLflow tracking store holding that many runs (logged through its API).
+    Then ``rounds`` rounds, each writing ``k`` more retrains onto every store in turn (so load on
+    the machine falls on all of them alike). Per size: the median over rounds of the mean write
+    time (ms a retrain) and of this process's CPU time for it, and the chart's read after the
+    last round. Returns ``{"ours": [one dict per size], "mlflow": dict or None}``.
+    """
     from engine.config import load_settings
     from engine.context import Context
     from store.views.performance import evaluations
 
-    out = []
+    more = retrains[len(retrains) // 2:][:k]
+    stores = {}
     for h in history_sizes:
         home = folder / f"growth-{h}"
         shutil.rmtree(home, ignore_errors=True)
         ctx = Context.open(load_settings(env={}, path=None, home=home))
         started = time.perf_counter()
         prefill(ctx, retrains, h)
-        fill = time.perf_counter() - started
-        more = [Retrain(**{**r.__dict__, "number": h + j + 1, "version": f"v{h + j + 1:06d}",
-                           "champion": f"v{h + j:06d}" if r.champion else None})
-                for j, r in enumerate(retrains[len(retrains) // 2:][:k])]
-        say(f"peer: history {h:,} retrains (filled in {fill:.1f} s): writing {len(more)} more")
-        load = os.getloadavg()[0]
-        cpu = time.process_time()
+        say(f"peer: history of {h:,} retrains filled in {time.perf_counter() - started:.1f} s")
+        stores[h] = ctx
+    peer = _MlflowGrowth(folder / "mlflow", retrains, peer_history) if peer_history and mlflow_available() else None
+    written = {h: h for h in history_sizes}
+    samples: dict[Any, list[dict[str, float]]] = {h: [] for h in history_sizes}
+    samples["mlflow"] = []
+    for round_ in range(rounds):
+        for h in history_sizes:
+            batch = [Retrain(**{**r.__dict__, "number": written[h] + j + 1, "version": f"v{written[h] + j + 1:06d}",
+                                "champion": f"v{written[h] + j:06d}" if r.champion else None})
+                     for j, r in enumerate(more)]
+            load = os.getloadavg()[0]
+            cpu, started = time.process_time(), time.perf_counter()
+            for r in batch:
+                _ours_write(stores[h], r)
+            samples[h].append({"write_ms": 1000 * (time.perf_counter() - started) / len(batch),
+                               "cpu_ms": 1000 * (time.process_time() - cpu) / len(batch), "load": load})
+            written[h] += len(batch)
+        if peer is not None:
+            samples["mlflow"].append(peer.write(more))
+        say(f"peer: round {round_ + 1} of {rounds}: " + ", ".join(
+            f"{h:,} stored {samples[h][-1]['write_ms']:.0f} ms" for h in history_sizes)
+            + (f", MLflow {samples['mlflow'][-1]['write_ms']:.0f} ms" if peer is not None else ""))
+    out = []
+    for h in history_sizes:
         started = time.perf_counter()
-        for r in more:
-            _ours_write(ctx, r)
-        write = time.perf_counter() - started
-        cpu = time.process_time() - cpu
-        started = time.perf_counter()
-        frame = evaluations(ctx.db)
+        frame = evaluations(stores[h].db)
         read = time.perf_counter() - started
-        out.append({"history": h, "k": len(more), "write_ms": 1000 * write / len(more), "cpu_ms": 1000 * cpu / len(more),
-                    "read_ms": 1000 * read, "rows": len(frame), "load": load,
-                    "mb": ctx.settings.db_path.stat().st_size / 1e6})
-        shutil.rmtree(home, ignore_errors=True)
-    return out
+        out.append({"history": h, "k": len(more), "rounds": rounds,
+                    "write_ms": median([x["write_ms"] for x in samples[h]]),
+                    "cpu_ms": median([x["cpu_ms"] for x in samples[h]]),
+                    "runs_ms": [x["write_ms"] for x in samples[h]],
+                    "load": median([x["load"] for x in samples[h]]), "read_ms": 1000 * read, "rows": len(frame),
+                    "mb": stores[h].settings.db_path.stat().st_size / 1e6})
+        shutil.rmtree(folder / f"growth-{h}", ignore_errors=True)
+    theirs_ = None
+    if peer is not None:
+        theirs_ = {"history": peer_history, "k": len(more), "version": peer.version, "fill_s": peer.fill_s,
+                   "write_ms": median([x["write_ms"] for x in samples["mlflow"]]),
+                   "runs_ms": [x["write_ms"] for x in samples["mlflow"]],
+                   "load": median([x["load"] for x in samples["mlflow"]])}
+        shutil.rmtree(folder / "mlflow", ignore_errors=True)
+    return {"ours": out, "mlflow": theirs_}
+
+
+class _MlflowGrowth:
+    """An MLflow tracking store on SQLite holding ``history_size`` runs, to which rounds of runs are added."""
+
+    def __init__(self, folder: Path, retrains: list[Retrain], history_size: int):
+        _quiet_mlflow()
+        import mlflow
+
+        self.mlflow, self.version, self.number = mlflow, mlflow.__version__, 0
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        mlflow.set_tracking_uri(f"sqlite:///{folder / 'mlflow.db'}")
+        self.experiment = mlflow.create_experiment("retrains", artifact_location=(folder / "artifacts").as_uri())
+        started = time.perf_counter()
+        for i in range(history_size):
+            self._log(retrains[i % len(retrains)])
+        self.fill_s = time.perf_counter() - started
+        say(f"peer: MLflow history of {history_size:,} runs logged in {self.fill_s:.1f} s")
+
+    def _log(self, r: Retrain) -> None:
+        """One run, the way ``theirs`` logs a retrain."""
+        mlflow = self.mlflow
+        self.number += 1
+        with mlflow.start_run(experiment_id=self.experiment, run_name=f"retrain-{self.number:06d}"):
+            mlflow.log_params({**r.params, "trigger": r.trigger, "eval_rows": r.eval_rows,
+                               "champion": r.champion or "none"})
+            metrics = {"accuracy": r.accuracy, "macro_f1": r.macro_f1}
+            if r.champion is not None:
+                metrics.update(champion_accuracy=r.champion_accuracy, champion_macro_f1=r.champion_macro_f1)
+            mlflow.log_metrics(metrics, step=self.number)
+            mlflow.set_tag("decision", r.decision)
+
+    def write(self, batch: list[Retrain]) -> dict[str, float]:
+        """Log ``batch`` as runs: the mean ms a run, and the load average when it started."""
+        load = os.getloadavg()[0]
+        started = time.perf_counter()
+        for r in batch:
+            self._log(r)
+        return {"write_ms": 1000 * (time.perf_counter() - started) / len(batch), "load": load}
+
+
+def growth_report(measured: dict[str, Any]) -> SuiteResult:
+    """Rows: our write time per retrain at each history size, beside MLflow's per run in the same rounds."""
+    mine, theirs_ = measured["ours"], measured["mlflow"]
+    result = SuiteResult()
+    first = mine[0]
+    for g in mine:
+        result.rows.append(Row(
+            SUITE, f"write one retrain's history, {g['history']:,} stored", g["write_ms"], "ms",
+            baseline=theirs_["write_ms"] if theirs_ else None,
+            target=f"flat (same as at {first['history']:,})" if g is not first else "–",
+            passed=(g["write_ms"] <= 1.5 * first["write_ms"]) if g is not first else None,
+            note=(f"baseline: MLflow {theirs_['version']} on SQLite, one run, {theirs_['history']:,} stored, same rounds; "
+                  if theirs_ else f"MLflow: {INSTALL_HINT}; ") + f"load {g['load']:.1f}"))
+        result.rows.append(Row(SUITE, f"  the same, CPU time of this process, {g['history']:,} stored", g["cpu_ms"], "ms",
+                               baseline=first["cpu_ms"] if g is not first else None,
+                               note=f"baseline: the same at {first['history']:,} stored" if g is not first else ""))
+    runs = lambda xs: ", ".join(f"{x:.0f}" for x in xs)  # noqa: E731
+    lines = [f"### Peer: writing one retrain's history as the history grows ({first['k']} retrains a round, "
+             f"median of {first['rounds']} interleaved round{'s' * (first['rounds'] > 1)})", "",
+             "| stored | ms a retrain (each round) | CPU ms in this process | chart read | store | load |",
+             "|---|---|---|---|---|---|"]
+    lines += [f"| {g['history']:,} retrains | {g['write_ms']:.1f} ({runs(g['runs_ms'])}) | {g['cpu_ms']:.1f} | "
+              f"{g['read_ms']:.0f} ms ({g['rows']:,} rows) | {g['mb']:.1f} MB | {g['load']:.1f} |" for g in mine]
+    if theirs_:
+        lines.append(f"| MLflow {theirs_['version']}, {theirs_['history']:,} runs | {theirs_['write_ms']:.1f} "
+                     f"({runs(theirs_['runs_ms'])}) | – | – | – | {theirs_['load']:.1f} |")
+    lines += ["", "A retrain writes 4-5 short transactions (each attaches the file, commits and detaches); wall time "
+              "above CPU time is waiting for the disk's fsync and for a core on the shared machine."]
+    result.details.append("\n".join(lines))
+    return result
 
 
 def ours_points(frame: Any) -> Any:
@@ -415,8 +526,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.peer")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--work", type=Path, default=Path("/tmp/retrainer-bench"))
+    parser.add_argument("--growth", default="", help="history sizes, e.g. 1000,30000: write time per retrain at each")
+    parser.add_argument("--more", type=int, default=40, help="retrains written onto each history a round (--growth)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (--growth)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
+    if args.growth:
+        sizes = tuple(int(x) for x in args.growth.split(",") if x.strip())
+        retrains = history(max(200, 2 * args.more))
+        args.work.mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(prefix="peer-growth-", dir=args.work))
+        try:
+            measured = growth(folder, retrains, history_sizes=sizes, k=args.more, rounds=args.rounds,
+                              peer_history=sizes[0])
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        print_outcome("peer", growth_report(measured), started)
+        return 0
     outcome = run(args.work, quick=args.quick)
     print_outcome("peer", outcome, started)
     return 0

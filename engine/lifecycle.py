@@ -40,7 +40,7 @@ from engine.errors import ModelLoadError, RegistryError
 from store.db import Connection
 from store.events import record_event
 from store.models import (Assignment, ModelVersion, add_assignment, insert_model, read_assignments, read_version,
-                          read_versions, set_model_status)
+                          read_versions, set_model_status, versions_with_status)
 from store.vocabulary import Alias, AssignmentKind, EventKind, ModelStatus, Severity
 
 log = logging.getLogger(__name__)
@@ -205,9 +205,9 @@ class ModelRegistry:
         """
         operation = "promote" if kind == AssignmentKind.DEPLOY else "roll back to"
         check_transition(read_version(con, version), operation, name=version)
-        for other in read_versions(con):
-            if other.status == S.CHAMPION and other.version != version:
-                set_model_status(con, other.version, S.RETIRED)
+        for other in versions_with_status(con, S.CHAMPION):
+            if other != version:
+                set_model_status(con, other, S.RETIRED)
         set_model_status(con, version, S.CHAMPION)
         move = add_assignment(con, ts=ts, alias=Alias.CHAMPION, version=version, previous_version=previous,
                               kind=kind, actor=actor, reason=reason)

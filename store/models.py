@@ -29,6 +29,7 @@ INSERT_MODEL = f"INSERT INTO models ({MODEL_COLUMNS}) VALUES ({', '.join('?' * 1
 SELECT_MODEL = f"SELECT {MODEL_COLUMNS} FROM models WHERE version = ?"
 SELECT_MODELS = f"SELECT {MODEL_COLUMNS} FROM models ORDER BY created_at, version"
 SELECT_VERSIONS = "SELECT version FROM models"
+SELECT_WITH_STATUS = "SELECT version FROM models WHERE status = ? ORDER BY created_at, version"
 SET_STATUS = "UPDATE models SET status = ? WHERE version = ?"
 INSERT_ASSIGNMENT = """
 INSERT INTO alias_history (ts, alias, version, previous_version, kind, actor, reason)
@@ -130,6 +131,16 @@ def read_versions(con: duckdb.DuckDBPyConnection) -> list[ModelVersion]:
 
 def model_versions(con: duckdb.DuckDBPyConnection) -> list[str]:
     return [r[0] for r in con.execute(SELECT_VERSIONS).fetchall()]
+
+
+def versions_with_status(con: duckdb.DuckDBPyConnection, status: ModelStatus) -> list[str]:
+    """The names of the versions whose status is ``status``, oldest first, inside an open read or write.
+
+    Reads one column of the rows that match, so its cost does not grow with the other versions'
+    reports and parameters: a deploy's "which champion does it retire" no longer decodes every
+    model row (21 s at 30,000 versions, issue 15).
+    """
+    return [r[0] for r in con.execute(SELECT_WITH_STATUS, [ModelStatus(status)]).fetchall()]
 
 
 def set_model_status(con: duckdb.DuckDBPyConnection, version: str, status: ModelStatus) -> None:

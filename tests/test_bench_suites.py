@@ -136,6 +136,21 @@ def test_peer_prefill_leaves_the_rows_a_retrain_writes(tmp_path, small_history):
         assert con.execute("SELECT max(id), count(*) FROM retrains").fetchall()[0] == (61, 61)
 
 
+def test_peer_growth_writes_the_same_retrains_onto_each_history(tmp_path, small_history):
+    measured = peer.growth(tmp_path, small_history, history_sizes=(10, 30), k=3, rounds=2)
+    more = small_history[len(small_history) // 2:][:3]
+    points = sum(2 if r.champion else 1 for r in more)  # a candidate's point, and its champion's when it had one
+    assert [(g["history"], g["k"], g["rounds"], len(g["runs_ms"]), g["rows"]) for g in measured["ours"]] == [
+        (10, 3, 2, 2, 19 + 2 * points), (30, 3, 2, 2, 59 + 2 * points)]
+    assert measured["mlflow"] is None  # no peer_history asked for
+    result = peer.growth_report(measured)
+    assert [r.figure for r in result.rows] == [
+        "write one retrain's history, 10 stored", "  the same, CPU time of this process, 10 stored",
+        "write one retrain's history, 30 stored", "  the same, CPU time of this process, 30 stored"]
+    assert [r.target for r in result.rows[::2]] == ["–", "flat (same as at 10)"]
+    assert all(r.baseline is None and peer.INSTALL_HINT in r.note for r in result.rows[::2])
+
+
 def test_scale_import_file_goes_in_whole_both_ways(tmp_path):
     import pandas as pd
 

@@ -19,7 +19,7 @@ from engine.repair import repair
 from engine.training import fit
 from store.db import Database
 from store.events import recent_events
-from store.models import alias_history, list_deployments, list_models, set_model_status
+from store.models import alias_history, list_deployments, list_models, set_model_status, versions_with_status
 from store.schema import LATEST, MIGRATIONS, migrate
 from store.vocabulary import Alias, AssignmentKind, EventKind, ModelStatus
 from tests.conftest import labelled_frame
@@ -134,6 +134,21 @@ def test_promote_retires_the_previous_champion_and_records_one_alias_move_and_on
     [event] = recent_events(ctx.db, kind=EventKind.DEPLOY)
     assert (event["version"], event["message"], event["details"]) == (
         "v0002", "Deployed v0002.", {"version": "v0002", "previous": "v0001", "kind": "deploy", "actor": "worker"})
+
+
+def test_promote_retires_every_other_champion_found_by_status_alone(ctx):
+    for version, status in [("v0001", S.CHAMPION), ("v0002", S.REJECTED), ("v0003", S.CHAMPION), ("v0004", S.RETIRED)]:
+        register(ctx, version, status=status)  # two champions: what a crash between two writes could leave
+    register(ctx, "v0005")
+    with ctx.db.read() as con:
+        assert versions_with_status(con, S.CHAMPION) == ["v0001", "v0003"]
+        assert versions_with_status(con, S.CANDIDATE) == ["v0005"]
+        assert versions_with_status(con, S.FAILED) == []
+    with ctx.db.write() as con:
+        ModelRegistry(ctx).promote(con, "v0005", previous="v0003", kind=AssignmentKind.DEPLOY, actor="worker",
+                                   reason="Deployed v0005.", ts=T0)
+    assert statuses(ctx) == {"v0001": "retired", "v0002": "rejected", "v0003": "retired", "v0004": "retired",
+                             "v0005": "champion"}
 
 
 # --- the alias history and the pointer, through real deployments ------------------------------------
