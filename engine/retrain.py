@@ -33,7 +33,7 @@ from engine.training import FittedModel, fit
 from engine.tuning import plan_from_settings
 from store import querylog
 from store.events import record_event
-from store.models import get_model, list_deployments, list_models, model_versions, set_model_metrics
+from store.models import best_deployed, get_model, model_versions, set_model_metrics
 from store.vocabulary import (AssignmentKind, EventKind, GateOutcome, ModelStatus, RetrainStatus, Role, Severity,
                               Trigger)
 from store.retrains import add_evaluation, finish_retrain, start_retrain
@@ -194,15 +194,11 @@ def _best_deployed(ctx: Context, eval_set, *, champion_version: str | None, cham
     Their answers come from ``cache``: a version's model is loaded only for texts it has not
     answered before.
     """
-    deployed = {d["version"] for d in list_deployments(ctx.db)}
-    rows = {m["version"]: m for m in list_models(ctx.db)}
-    others = sorted((v for v in deployed if v in rows and v not in (champion_version, exclude)
-                     and rows[v]["status"] != ModelStatus.FAILED),
-                    key=lambda v: (-(rows[v]["macro_f1"] or 0.0), v))[:BEST_TO_RESCORE]
+    rows = {r["version"]: r for r in best_deployed(ctx.db, exclude={v for v in (champion_version, exclude) if v},
+                                                   limit=BEST_TO_RESCORE)}
     scored: list[tuple[str, Scores]] = [] if champion is None else [(champion_version, champion)]
     texts, truth = eval_set["text"].tolist(), eval_set["label"].tolist()
-    for version in others:
-        row = rows[version]
+    for version, row in rows.items():
         load = lambda row=row: registry.load_model(ctx.settings.registry_dir, row["version"], sha256=row["sha256"],  # noqa: E731
                                                    sklearn_version=row["sklearn_version"])
         try:

@@ -37,6 +37,13 @@ VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id
 """
 ASSIGNMENT_COLUMNS = "id, ts, alias, version, previous_version, kind, actor, reason"
 SELECT_ASSIGNMENTS = f"SELECT {ASSIGNMENT_COLUMNS} FROM alias_history WHERE alias = ? ORDER BY id"
+# Versions the champion alias ever pointed at, best stored macro-F1 first (the slow-decay guard's choice).
+SELECT_BEST_DEPLOYED = """
+SELECT version, sha256, sklearn_version, status, accuracy, macro_f1 FROM models
+WHERE status <> $failed AND version IN (SELECT version FROM alias_history WHERE alias = $alias)
+ORDER BY coalesce(macro_f1, 0) DESC, version
+LIMIT $limit
+"""
 SELECT_DEPLOYMENTS = "SELECT id, ts, version, previous_version, kind, reason FROM deployments ORDER BY id DESC LIMIT ?"
 
 
@@ -173,6 +180,20 @@ def alias_history(db: Database, *, alias: Alias = Alias.CHAMPION) -> list[Assign
     """Every move of ``alias``, oldest first."""
     with db.read() as con:
         return read_assignments(con, alias=alias)
+
+
+def best_deployed(db: Database, *, exclude: set[str] | frozenset[str] = frozenset(), limit: int) -> list[dict[str, Any]]:
+    """Up to ``limit`` versions the champion alias ever pointed at, not failed and not in ``exclude``,
+    best stored macro-F1 first (a version not yet scored counts as 0; ties by name).
+
+    Each is a dict of ``version, sha256, sklearn_version, status, accuracy, macro_f1``. One query,
+    whose cost does not grow with the versions' reports: the slow-decay guard used to read and
+    decode every model row at every retrain (issue 15).
+    """
+    with db.read() as con:
+        rows = rows_as_dicts(con.execute(SELECT_BEST_DEPLOYED, {"failed": ModelStatus.FAILED, "alias": Alias.CHAMPION,
+                                                                "limit": limit + len(exclude)}))
+    return [r for r in rows if r["version"] not in exclude][:limit]
 
 
 def list_deployments(db: Database, *, limit: int = 1000) -> list[dict[str, Any]]:

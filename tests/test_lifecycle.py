@@ -19,7 +19,8 @@ from engine.repair import repair
 from engine.training import fit
 from store.db import Database
 from store.events import recent_events
-from store.models import alias_history, list_deployments, list_models, set_model_status, versions_with_status
+from store.models import (alias_history, best_deployed, list_deployments, list_models, set_model_metrics,
+                          set_model_status, versions_with_status)
 from store.schema import LATEST, MIGRATIONS, migrate
 from store.vocabulary import Alias, AssignmentKind, EventKind, ModelStatus
 from tests.conftest import labelled_frame
@@ -149,6 +150,25 @@ def test_promote_retires_every_other_champion_found_by_status_alone(ctx):
                                    reason="Deployed v0005.", ts=T0)
     assert statuses(ctx) == {"v0001": "retired", "v0002": "rejected", "v0003": "retired", "v0004": "retired",
                              "v0005": "champion"}
+
+
+def test_best_deployed_ranks_versions_the_alias_pointed_at_by_stored_macro_f1(ctx):
+    scores = {"v0001": 0.70, "v0002": 0.90, "v0003": None, "v0004": 0.80, "v0005": 0.95, "v0006": 0.99}
+    models = ModelRegistry(ctx)
+    for version, f1 in scores.items():
+        register(ctx, version)
+        with ctx.db.write() as con:
+            if f1 is not None:
+                set_model_metrics(con, version, accuracy=f1, macro_f1=f1, eval_rows=100, report={"labels": []})
+            if version != "v0006":  # v0006 is never deployed
+                models.promote(con, version, previous=None, kind=AssignmentKind.DEPLOY, actor="test",
+                               reason=f"Deployed {version}.", ts=T0)
+    with ctx.db.write() as con:
+        set_model_status(con, "v0002", S.FAILED)  # a version that can no longer serve is never re-scored
+    assert [r["version"] for r in best_deployed(ctx.db, exclude={"v0005"}, limit=3)] == ["v0004", "v0001", "v0003"]
+    assert [(r["version"], r["status"], r["macro_f1"]) for r in best_deployed(ctx.db, limit=2)] == [
+        ("v0005", "champion", 0.95), ("v0004", "retired", 0.80)]
+    assert best_deployed(ctx.db, exclude={"v0001", "v0003", "v0004", "v0005"}, limit=3) == []
 
 
 # --- the alias history and the pointer, through real deployments ------------------------------------
