@@ -106,14 +106,16 @@ INSERT_SPOOL_QUERIES = f"""
 INSERT INTO queries ({', '.join(QUERY_COLUMNS)})
 SELECT id, ts::TIMESTAMP, text, predicted_label, confidence, model_version, source FROM spool_batch b
 WHERE k = 'q' AND NOT EXISTS (SELECT 1 FROM queries q WHERE q.ts BETWEEN $lo AND $hi AND q.id = b.id)
-QUALIFY row_number() OVER (PARTITION BY id) = 1
 """
 INSERT_SPOOL_LABELS = f"""
 INSERT INTO labels ({', '.join(LABEL_COLUMNS)})
 SELECT id, ts::TIMESTAMP, query_id, text, label, source FROM spool_batch b
 WHERE k = 'f' AND NOT EXISTS (SELECT 1 FROM labels l WHERE l.ts BETWEEN $lo AND $hi AND l.id = b.id)
-QUALIFY row_number() OVER (PARTITION BY id) = 1
 """
+# A batch that holds an id more than once (two spool files with the same record) keeps its first row.
+# The window costs about a third of the insert (issue 15), so it runs only when SPOOL_REPEATS finds one.
+ONE_ROW_PER_ID = "QUALIFY row_number() OVER (PARTITION BY id) = 1"
+SPOOL_REPEATS = "SELECT count(*) - count(DISTINCT id) FROM spool_batch WHERE k = ?"
 SPOOL_SPAN = "SELECT min(ts::TIMESTAMP), max(ts::TIMESTAMP) FROM spool_batch WHERE k = ?"
 SPOOL_INCOMPLETE = """
 SELECT count(*) FROM spool_batch
@@ -158,7 +160,12 @@ def insert_spool_batch(con: duckdb.DuckDBPyConnection, table) -> tuple[int, int,
         counts = []
         for kind, statement in (("q", INSERT_SPOOL_QUERIES), ("f", INSERT_SPOOL_LABELS)):
             lo, hi = con.execute(SPOOL_SPAN, [kind]).fetchall()[0]
-            counts.append(con.execute(statement, {"lo": lo, "hi": hi}).fetchall()[0][0] if lo is not None else 0)
+            if lo is None:
+                counts.append(0)
+                continue
+            if con.execute(SPOOL_REPEATS, [kind]).fetchone()[0]:
+                statement = statement + ONE_ROW_PER_ID
+            counts.append(con.execute(statement, {"lo": lo, "hi": hi}).fetchall()[0][0])
         queries, labels = counts
         cursor = con.execute(SPOOL_EVENTS)
         names = [d[0] for d in cursor.description]

@@ -224,6 +224,25 @@ def test_logged_queries_and_feedback_reach_the_store_once(make_classifier, train
     assert feedback == [(predictions[0].query_id, None, "delivery_delay", "feedback", clock())]
 
 
+def test_a_record_in_two_spool_files_of_one_batch_is_stored_once(make_classifier, trained, clock):
+    clf = make_classifier(background=False)
+    predictions = clf.predict_many(TEXTS[:3])
+    clf.feedback(predictions[2].query_id, "delivery_delay")
+    clf.flush()
+    [path] = spool.pending(trained.settings.spool_dir)
+    copy = path.with_name(path.name.replace(".jsonl", "-copy.jsonl"))
+    copy.write_bytes(path.read_bytes())  # the same records twice in one batch, alongside one new query
+    clf.predict(TEXTS[3])
+    clf.flush()
+    result = ingest_spool(trained.db, trained.settings.spool_dir, clock=clock)
+    assert (result.files, result.queries, result.labels) == (3, 4, 1)
+    with trained.db.read() as con:
+        counts = con.execute("SELECT (SELECT count(*) FROM queries WHERE source = 'classifier'), "
+                             "(SELECT count(DISTINCT id) FROM queries WHERE source = 'classifier'), "
+                             "(SELECT count(*) FROM labels WHERE source = 'feedback')").fetchall()[0]
+    assert counts == (4, 4, 1)
+
+
 def test_many_spool_files_go_in_together_and_a_bad_one_is_set_aside_alone(make_classifier, trained, clock):
     clf = make_classifier(background=False)
     first = clf.predict_many(TEXTS[:2])
