@@ -20,6 +20,11 @@ every version answered the previous retrain's evaluation set, and 1% of today's 
 costs what *without* costs plus writing the files; it is given in the details.
 Median of 3 runs.
 
+The same gate as the retrain cycle runs it: ``engine.retrain._judge`` on a real data directory
+in which v0001-v0004 were registered and deployed through the lifecycle (pointer, alias history),
+with the cache in the same steady state, against the same call with an empty cache; its steps
+(the candidate's prediction, loading the champion, the statistics, the guard) timed one by one.
+
 Baseline of the statistics (same run, same predictions): scikit-learn's metrics,
 ``accuracy_score`` and ``f1_score(average="macro")`` for both models, and a bootstrap that
 resamples the rows and calls both again for each resample. It is capped at
@@ -164,6 +169,133 @@ def gate_once(prep: dict[str, Any], *, cache=None, resamples: int = RESAMPLES) -
             "decisions": decisions}
 
 
+# -- the gate as the retrain cycle runs it (engine.retrain._judge), on a real data directory ---------------
+
+JUDGE_STEPS = {  # engine.retrain's names that _judge calls, timed one by one
+    "predict_and_calibrate": "candidate's labels and ECE",
+    "_champion": "loading the champion as predictors do",
+    "compare": "paired bootstrap and McNemar",
+    "_best_deployed": "slow-decay guard",
+}
+
+
+def judge_setup(prep: dict[str, Any]):
+    """A data directory in which v0001-v0003 (the older versions) and v0004 (the champion) were each
+    deployed through the lifecycle, the pointer names v0004, and the candidate is saved as v0005.
+
+    Returns (ctx, TrainingSet of the suite's train and evaluation rows, the candidate's SavedModel).
+    Untimed; the prediction cache starts empty (``prime_judge_cache`` fills it).
+    """
+    import hashlib
+    import shutil
+    from datetime import datetime
+
+    from engine import registry
+    from engine.config import load_settings
+    from engine.context import Context
+    from engine.dataset import Funnel, TrainingSet
+    from engine.lifecycle import ModelRegistry
+    from store.vocabulary import AssignmentKind
+
+    home = prep["folder"] / "judge-home"
+    shutil.rmtree(home, ignore_errors=True)
+    ctx = Context.open(load_settings(env={}, path=None, home=home))
+    models = ModelRegistry(ctx)
+    ts = datetime(2026, 11, 1)
+    saved_all = [*prep["older"], prep["champion_saved"]]
+    for saved in saved_all:
+        shutil.copy(registry.model_file(prep["folder"] / "models", saved.version), registry.model_file(ctx.settings.registry_dir, saved.version))
+        with ctx.db.write() as con:
+            models.register(con, {"version": saved.version, "created_at": ts, "file": saved.file, "sha256": saved.sha256,
+                                  "size_bytes": saved.size_bytes, "sklearn_version": saved.sklearn_version,
+                                  "labels": sorted(prep["train"]["label"].unique()), "params": {}, "train_rows": 0},
+                            ts=ts)
+        version = models.get(saved.version)
+        models.switch(version, kind=AssignmentKind.DEPLOY, ts=ts)
+        with ctx.db.write() as con:
+            models.promote(con, saved.version, previous=None, kind=AssignmentKind.DEPLOY, actor="benchmark",
+                           reason=f"Deployed {saved.version}.", ts=ts)
+    candidate = registry.save_model(ctx.settings.registry_dir, "v0005", prep["candidate"])
+    train, evaluation = prep["train"], prep["eval"]
+    data = TrainingSet(train=train, eval=evaluation,
+                       funnel=Funnel(len(train) + len(evaluation), 0, 0, 0, 0, len(evaluation), len(train), len(evaluation)),
+                       labels=tuple(sorted(train["label"].unique())),
+                       data_hash=hashlib.sha256(train.to_json().encode()).hexdigest())
+    return ctx, data, candidate
+
+
+def prime_judge_cache(ctx, prep: dict[str, Any], *, new_share: float = NEW_SHARE) -> None:
+    """The data directory's prediction cache in its steady state: every deployed version answered all
+    but the last ``new_share`` of the evaluation texts (untimed)."""
+    import shutil
+
+    from engine import registry
+    from engine.retrain import prediction_cache
+
+    cache = prediction_cache(ctx)
+    shutil.rmtree(cache.folder, ignore_errors=True)
+    texts = prep["eval"]["text"].tolist()
+    seen = texts[:len(texts) - int(round(new_share * len(texts)))]
+    for saved in [*prep["older"], prep["champion_saved"]]:
+        model = registry.load_model(ctx.settings.registry_dir, saved.version, sha256=saved.sha256,
+                                    sklearn_version=saved.sklearn_version)
+        cache.store(saved.version, saved.sha256, seen, model.predict(seen))
+
+
+def judge_once(ctx, data, candidate_saved, prep: dict[str, Any]) -> dict[str, Any]:
+    """``engine.retrain._judge`` once, as a retrain's scoring stage runs it: total and the steps of
+    ``JUDGE_STEPS`` in seconds (wall), and the whole call's CPU time of this process."""
+    from engine import retrain
+    from engine.training import FittedModel
+
+    fitted = FittedModel(prep["candidate"], {}, len(data.train), data.labels, 0.0, candidate_saved.sklearn_version)
+    t: dict[str, float] = {}
+    originals = {name: getattr(retrain, name) for name in JUDGE_STEPS}
+
+    def timed(name: str, fn):
+        def call(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                t[name] = t.get(name, 0.0) + time.perf_counter() - started
+        return call
+
+    for name, fn in originals.items():
+        setattr(retrain, name, timed(name, fn))
+    try:
+        cpu, started = time.process_time(), time.perf_counter()
+        judgement = retrain._judge(ctx, fitted, data, candidate_saved.version, candidate_saved.sha256)
+        t["total"] = time.perf_counter() - started
+        t["cpu"] = time.process_time() - cpu
+    finally:
+        for name, fn in originals.items():
+            setattr(retrain, name, fn)
+    t["rest"] = t["total"] - sum(t.get(name, 0.0) for name in JUDGE_STEPS)
+    return {"times": t, "judgement": judgement}
+
+
+def measure_judge(prep: dict[str, Any], *, runs: int = 3) -> dict[str, Any]:
+    """``judge_once`` ``runs`` times with the cache in its steady state and with an empty cache,
+    alternating; the run with the median total of each, and every total."""
+    import shutil
+
+    from engine.retrain import prediction_cache
+
+    ctx, data, candidate = judge_setup(prep)
+    prime_judge_cache(ctx, prep)
+    judge_once(ctx, data, candidate, prep)  # warm up (imports, first-call costs)
+    warm, cold = [], []
+    for _ in range(runs):
+        prime_judge_cache(ctx, prep)
+        warm.append(judge_once(ctx, data, candidate, prep)["times"])
+        shutil.rmtree(prediction_cache(ctx).folder, ignore_errors=True)
+        cold.append(judge_once(ctx, data, candidate, prep)["times"])
+    mid = lambda xs: sorted(xs, key=lambda t: t["total"])[len(xs) // 2]  # noqa: E731
+    return {"warm": mid(warm), "cold": mid(cold), "warm_runs": [t["total"] for t in warm],
+            "cold_runs": [t["total"] for t in cold], "load": _loadavg()}
+
+
 def naive_statistics(truth: list[str], cand: list[str], champ: list[str], *, resamples: int,
                      seed: int = 0) -> dict[str, Any]:
     """scikit-learn's metrics for both models, and a row-resampling bootstrap calling them per resample."""
@@ -221,6 +353,9 @@ def run(work: Path, *, quick: bool) -> SuiteResult:
     ours_point = {"candidate": (mid["candidate"].accuracy, mid["candidate"].macro_f1),
                   "champion": (mid["champion"].accuracy, mid["champion"].macro_f1)}
     agree = max(abs(x - y) for side in ours_point for x, y in zip(ours_point[side], naive["point"][side]))
+    say("gate_speed: engine.retrain._judge on a data directory with 4 deployed versions, 3 runs each with the "
+        "cache in its steady state and with an empty one")
+    judged = measure_judge(prep)
     load = _loadavg()
     result = SuiteResult()
     scaled = f"naive bootstrap: {naive_resamples} resamples timed, scaled to {RESAMPLES:,}"
@@ -238,6 +373,13 @@ def run(work: Path, *, quick: bool) -> SuiteResult:
             baseline=1000 * naive_stats, note=f"baseline: scikit-learn metrics; {scaled}"),
         Row(SUITE, f"paired bootstrap, {RESAMPLES:,} resamples", 1000 * t["compare"], "ms", baseline=1000 * naive_boot),
     ]
+    jw, jc = judged["warm"], judged["cold"]
+    result.rows += [
+        Row(SUITE, "gate as the retrain cycle runs it (engine.retrain._judge), prediction cache", 1000 * jw["total"], "ms",
+            baseline=1000 * jc["total"], target="< 1 s", passed=jw["total"] < TARGET_S,
+            note=f"baseline: the same call with an empty cache; load average {judged['load']}"),
+    ] + [Row(SUITE, f"  of which {what} ({name})", 1000 * jw.get(name, 0.0), "ms", baseline=1000 * jc.get(name, 0.0))
+         for name, what in JUDGE_STEPS.items()]
     p = mid["paired"]
     d = mid["decisions"]
     result.details.append("\n".join([
@@ -266,6 +408,14 @@ def run(work: Path, *, quick: bool) -> SuiteResult:
         f"{naive_resamples} resamples in {naive['bootstrap_s']:.2f} s = {1000 * naive['per_resample_s']:.0f} ms a "
         f"resample, so {naive_boot:.1f} s for {RESAMPLES:,} (scaled, not run). Its macro-F1 interval: "
         f"[{naive['macro_f1_interval'][0]:+.4f}, {naive['macro_f1_interval'][1]:+.4f}] (other draws than ours).",
+        f"- The same gate through `engine.retrain._judge` (what a retrain's scoring stage calls: the candidate's "
+        f"answers stored in the cache, the champion loaded as predictors load it and answered from the cache, the "
+        f"paired statistics, the slow-decay guard's ranked query and cached answers, `decide`), on a data directory "
+        f"where v0001-v0004 were deployed through the lifecycle: {1000 * jw['total']:.0f} ms (runs: "
+        + ", ".join(f"{1000 * x:.0f}" for x in judged["warm_runs"]) + " ms; CPU "
+        f"{1000 * jw['cpu']:.0f} ms) against {1000 * jc['total']:.0f} ms with an empty cache; "
+        + ", ".join(f"{name} {1000 * jw.get(name, 0.0):.0f} ms" for name in JUDGE_STEPS)
+        + f", the rest {1000 * jw['rest']:.0f} ms. Load average {judged['load']}.",
         "- Where the cache lives and when it is dropped: `engine/prediction_cache.py` (one Parquet file per version "
         "in `<home>/cache/predictions`, keyed by the model file's SHA-256, the scikit-learn version and a 64-bit hash "
         "of each text; a file for another model file or scikit-learn is never read and is deleted at the next store).",

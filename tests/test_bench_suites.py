@@ -116,6 +116,28 @@ def test_gate_speed_with_the_cache_scores_every_version_as_without_it(gate_prep)
     assert found.all()  # the guard kept the new answers
 
 
+def test_gate_speed_judge_through_the_retrain_cycle_decides_the_same_with_and_without_the_cache(gate_prep):
+    import shutil
+
+    from engine.retrain import prediction_cache
+
+    ctx, data, candidate = gate_speed.judge_setup(gate_prep)
+    gate_speed.prime_judge_cache(ctx, gate_prep)
+    warm = gate_speed.judge_once(ctx, data, candidate, gate_prep)
+    assert set(gate_speed.JUDGE_STEPS) | {"total", "cpu", "rest"} <= set(warm["times"])
+    assert warm["times"]["rest"] == pytest.approx(
+        warm["times"]["total"] - sum(warm["times"][name] for name in gate_speed.JUDGE_STEPS))
+    shutil.rmtree(prediction_cache(ctx).folder)
+    cold = gate_speed.judge_once(ctx, data, candidate, gate_prep)
+    w, c = warm["judgement"], cold["judgement"]
+    assert (w.champion_version, w.active_at_gate) == (c.champion_version, c.active_at_gate) == ("v0004", "v0004")
+    assert (w.champion.accuracy, w.champion.macro_f1, w.candidate.accuracy) == (
+        c.champion.accuracy, c.champion.macro_f1, c.candidate.accuracy)
+    assert (w.decision.outcome, w.decision.evidence) == (c.decision.outcome, c.decision.evidence)
+    cached = sorted(p.name.split("-")[0] for p in prediction_cache(ctx).folder.iterdir())
+    assert cached == ["v0001", "v0002", "v0003", "v0004", "v0005"]  # the guard and the candidate kept their answers
+
+
 def test_peer_prefill_leaves_the_rows_a_retrain_writes(tmp_path, small_history):
     from engine.config import load_settings
     from engine.context import Context
