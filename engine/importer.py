@@ -34,8 +34,8 @@ change nothing; good rows are kept.
 and labels that look like another one (Unicode TR39 skeletons, :mod:`engine.labels`) are
 named in pairs. A file with more than :data:`MAX_FILE_LABELS` distinct labels is refused.
 
-**Memory** is bounded whatever the file's size: a batch of at most :data:`BATCH_ROWS` rows or
-:data:`BATCH_CHARS` characters of text, the reader's line limit (``8 * max_text_length + 64 KiB``
+**Memory** is bounded whatever the file's size: a batch of :data:`BATCH_ROWS` rows (Parquet, JSON
+Lines) or :data:`~engine.readers.CHUNK_BYTES` bytes of CSV, the reader's line limit (``8 * max_text_length + 64 KiB``
 bytes), at most :data:`MAX_REPORTED` rejected rows kept for the report and the file's distinct
 labels. ``benchmarks/import_memory.py`` measures it on a 1 GB CSV.
 """
@@ -59,7 +59,8 @@ from engine.context import Context
 from engine.errors import InputError
 from engine.labels import confusable_pairs, describe_difference, read_label
 from engine.dataset import normalize_label
-from engine.readers import (FORMATS, CsvReader, JsonLinesReader, ParquetReader, Source, check_encoding,
+from engine.column_rules import sure_rows
+from engine.readers import (FORMATS, PARQUET_BATCH, CsvReader, JsonLinesReader, ParquetReader, RowBatch, Source, check_encoding,
                             detect_encoding, has_surrogates, needs_transcoding, transcode_to_utf8)
 from store.events import record_event
 from store.imports import all_labels, commit_staged, find_import
@@ -67,8 +68,7 @@ from store.vocabulary import EventKind, Severity
 
 log = logging.getLogger(__name__)
 
-BATCH_ROWS = 20_000
-BATCH_CHARS = 8_000_000
+BATCH_ROWS = PARQUET_BATCH  # rows of a Parquet or JSON Lines batch; a CSV batch is CHUNK_BYTES of the file
 MAX_REPORTED = 1000
 MAX_FILE_LABELS = 100_000
 TS_MIN = datetime(2000, 1, 1)
@@ -101,6 +101,7 @@ class ImportReport:
     confusable: list[tuple[str, str, str]] = field(default_factory=list)  # (label, looks like, difference)
     labels_in_store: int = 0
     again: bool = False
+    progress_shown: tuple[int, int, int] | None = None  # the last figures given to a progress callback
 
     def reject(self, where: str, reason: str) -> None:
         self.rejected += 1
@@ -265,53 +266,63 @@ class _Stage:
                                  ("text", pa.string()), ("label", pa.string()), ("source", pa.string())]),
         }
         self.writers: dict[str, Any] = {}
-        # Row ids: 16 random hex digits for this import, then a 16-digit counter (unique, and cheaper than uuid4).
+        # Row ids: 16 random hex digits for this import, then a 16-hex-digit counter (unique, and cheaper than uuid4).
         self.prefix = uuid.uuid4().hex[:16]
         self.count = 0
-        self.rows: dict[str, dict[str, list]] = {name: {c: [] for c in s.names} for name, s in self.schemas.items()}
-        self.pending = 0
-        self.chars = 0
 
-    def add(self, clean: dict[str, Any]) -> None:
-        query_id = None
-        if clean["predicted_label"] is not None:
-            query_id = self._next_id()
-            q = self.rows["queries"]
-            for key, value in (("id", query_id), ("ts", clean["ts"]), ("text", clean["text"]),
-                               ("predicted_label", clean["predicted_label"]), ("confidence", clean["confidence"]),
-                               ("model_version", None), ("source", self.source)):
-                q[key].append(value)
-        if clean["label"] is not None:
-            l = self.rows["labels"]
-            for key, value in (("id", self._next_id()), ("ts", clean["ts"]), ("query_id", query_id),
-                               ("text", clean["text"]), ("label", clean["label"]), ("source", self.source)):
-                l[key].append(value)
-        self.pending += 1
-        self.chars += len(clean["text"])
+    def add(self, clean: Any) -> None:
+        """Stage a batch of clean rows: a pyarrow table with the columns :func:`clean_row` returns.
 
-    def _next_id(self) -> str:
-        self.count += 1
-        return f"{self.prefix}{self.count:016x}"
+        A row with a predicted label is a logged query; a row with a label is a human label (of
+        that query, if both). Ids count up in row order, a row's query before its label.
+        """
+        import numpy as np
+        import pyarrow.compute as pc
 
-    def full(self) -> bool:
-        return self.pending >= BATCH_ROWS or self.chars >= BATCH_CHARS
+        pa = self.pa
+        n = clean.num_rows
+        if not n:
+            return
+        has_query = clean["predicted_label"].is_valid().to_numpy(zero_copy_only=False)
+        has_label = clean["label"].is_valid().to_numpy(zero_copy_only=False)
+        first = self.count + np.cumsum(has_query.astype(np.int64) + has_label) - has_query - has_label + 1
+        self.count += int(has_query.sum() + has_label.sum())
+        query_ids = self._ids(first)
+        label_ids = self._ids(first + has_query)
+        source = pa.array([self.source] * n, pa.string())
+        if has_query.any():
+            keep = pa.array(np.flatnonzero(has_query))
+            table = pa.table({"id": query_ids, "ts": clean["ts"], "text": clean["text"],
+                              "predicted_label": clean["predicted_label"], "confidence": clean["confidence"],
+                              "model_version": pa.nulls(n, pa.string()), "source": source},
+                             schema=self.schemas["queries"]).take(keep)
+            self._write("queries", table)
+        if has_label.any():
+            keep = pa.array(np.flatnonzero(has_label))
+            query_id = pc.if_else(pa.array(has_query), query_ids, pa.scalar(None, pa.string()))
+            table = pa.table({"id": label_ids, "ts": clean["ts"], "query_id": query_id, "text": clean["text"],
+                              "label": clean["label"], "source": source}, schema=self.schemas["labels"]).take(keep)
+            self._write("labels", table)
 
-    def flush(self) -> None:
+    def _ids(self, counters: Any) -> Any:
+        """``prefix`` + each counter as 16 hex digits, as a pyarrow string array."""
+        import numpy as np
+        import pyarrow.compute as pc
+
+        pa = self.pa
+        digits = counters.astype(">u8").tobytes().hex().encode()
+        offsets = np.arange(0, 16 * (len(counters) + 1), 16, dtype=np.int32)
+        hexes = pa.StringArray.from_buffers(len(counters), pa.py_buffer(offsets), pa.py_buffer(digits))
+        return pc.binary_join_element_wise(self.prefix, hexes, "")
+
+    def _write(self, name: str, table: Any) -> None:
         import pyarrow.parquet as pq
 
-        for name, columns in self.rows.items():
-            if not columns["id"]:
-                continue
-            table = self.pa.table(columns, schema=self.schemas[name])
-            if name not in self.writers:
-                self.writers[name] = pq.ParquetWriter(self.folder / f"{name}.parquet", self.schemas[name])
-            self.writers[name].write_table(table)
-            for values in columns.values():
-                values.clear()
-        self.pending = self.chars = 0
+        if name not in self.writers:
+            self.writers[name] = pq.ParquetWriter(self.folder / f"{name}.parquet", self.schemas[name])
+        self.writers[name].write_table(table)
 
     def close(self) -> dict[str, Path | None]:
-        self.flush()
         for writer in self.writers.values():
             writer.close()
         return {name: (self.folder / f"{name}.parquet" if name in self.writers else None) for name in self.schemas}
@@ -425,7 +436,7 @@ def _import(ctx: Context, path: Path, report: ImportReport, *, labeled: bool, so
                          details=_details(report, labeled=labeled))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    if progress:
+    if progress and report.progress_shown != (report.rows, size, size):
         progress(report.rows, size, size)
     return report
 
@@ -469,29 +480,15 @@ def _stage(ctx: Context, path: Path, report: ImportReport, folder: Path, *, kind
             reader = make(handle, path=path, encoding=read_encoding, limit=limit, source=info, max_text_length=max_len)
         report.dialect = info.dialect
         report.ignored_columns = info.ignored_columns
-        for row in reader:
-            report.rows += 1
-            if row.problem is not None:
-                report.reject(row.where, row.problem)
-            else:
-                try:
-                    clean = clean_row(row.values, labeled=labeled, max_len=max_len, now=now, encoding=report.encoding)
-                except _Reject as exc:
-                    report.reject(row.where, str(exc))
-                else:
-                    for label in (clean["label"], clean["predicted_label"]):
-                        if label is not None and label not in file_labels:
-                            file_labels.add(label)
-                            if len(file_labels) > MAX_FILE_LABELS:
-                                raise InputError(
-                                    f"{path.name} has more than {MAX_FILE_LABELS:,} distinct labels (at {row.where}): "
-                                    "a label names a class, so check that the label column does not hold ids or "
-                                    "free text")
-                    stage.add(clean)
-                    if stage.full():
-                        stage.flush()
-            if progress and report.rows % BATCH_ROWS == 0:
-                progress(report.rows, info.bytes_read, size)
+        for batch in reader.batches():
+            report.rows += len(batch)
+            clean = _clean_batch(batch, report, path=path, labeled=labeled, max_len=max_len, now=now,
+                                 encoding=report.encoding)
+            _count_labels(clean, file_labels, path=path, kind=batch.kind)
+            stage.add(clean)
+            if progress:
+                report.progress_shown = (report.rows, info.bytes_read, size)
+                progress(*report.progress_shown)
     finally:
         if handle is not None:
             handle.close()
@@ -504,6 +501,97 @@ def _stage(ctx: Context, path: Path, report: ImportReport, folder: Path, *, kind
     report.labels_in_store = len(known | file_labels)
     report.confusable = [(a, b, describe_difference(a, b)) for a, b in confusable_pairs(report.new_labels, known | file_labels)]
     return stage.close()
+
+
+CLEAN_SCHEMA_FIELDS = (("text", "string"), ("label", "string"), ("predicted_label", "string"),
+                       ("confidence", "float64"), ("ts", "timestamp[us]"))
+
+
+def _clean_batch(batch: RowBatch, report: ImportReport, *, path: Path, labeled: bool, max_len: int, now: datetime,
+                 encoding: str) -> Any:
+    """The batch's clean rows as a pyarrow table (columns of :func:`clean_row` and ``number``, in
+    file order); each rejected row is reported, in file order, with its place and reason.
+
+    Rows that :func:`engine.column_rules.sure_rows` passes are cleaned as columns; every other row
+    by :func:`clean_row`.
+    """
+    import numpy as np
+    import pyarrow as pa
+
+    schema = pa.schema([(name, pa.type_for_alias(kind)) for name, kind in CLEAN_SCHEMA_FIELDS] + [("number", pa.int64())])
+    rejected: list[tuple[int, str]] = []
+    one_by_one: list[tuple[int, dict[str, Any]]] = []
+    for row in batch.rows:
+        number = int(row.where.split()[1])
+        if row.problem is not None:
+            rejected.append((number, row.problem))
+        else:
+            one_by_one.append((number, row.values))
+    tables = []
+    if batch.numbers is not None and len(batch.numbers):
+        count = len(batch.numbers)
+        sure, values = sure_rows(batch.columns, count=count, labeled=labeled, max_len=max_len, now=now,
+                                 ts_min=TS_MIN, ts_max=TS_MAX)
+        if sure.any():
+            tables.append(pa.table({**values, "number": pa.array(batch.numbers[sure])}, schema=schema))
+        unsure = np.flatnonzero(~sure)
+        if len(unsure):
+            one_by_one += zip(batch.numbers[unsure].tolist(), _python_rows(batch, unsure, path=path))
+    cleaned: dict[str, list] = {name: [] for name in schema.names}
+    for number, values in one_by_one:
+        try:
+            clean = clean_row(values, labeled=labeled, max_len=max_len, now=now, encoding=encoding)
+        except _Reject as exc:
+            rejected.append((number, str(exc)))
+            continue
+        for name, value in clean.items():
+            cleaned[name].append(value)
+        cleaned["number"].append(number)
+    if cleaned["number"]:
+        tables.append(pa.table(cleaned, schema=schema))
+    for number, reason in sorted(rejected):
+        report.reject(f"{batch.kind} {number}", reason)
+    if not tables:
+        return schema.empty_table()
+    table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+    if len(tables) > 1:
+        table = table.sort_by("number")
+    return table
+
+
+def _python_rows(batch: RowBatch, indices: Any, *, path: Path) -> list[dict[str, Any]]:
+    """The values of some of a batch's columnar records as Python objects, for :func:`clean_row`."""
+    import pyarrow as pa
+
+    table = pa.table(batch.columns).take(pa.array(indices)) if batch.columns else None
+    if table is None:
+        return [{} for _ in indices]
+    try:
+        return table.to_pylist()
+    except (ValueError, ArithmeticError, OverflowError) as exc:  # a value Python cannot hold (a date past 9999)
+        raise InputError(f"{path.name}: {batch.kind} {int(batch.numbers[indices[0]])} onwards cannot be read "
+                         f"({type(exc).__name__}: {exc}); nothing was stored") from exc
+
+
+def _count_labels(clean: Any, file_labels: set[str], *, path: Path, kind: str) -> None:
+    """Add the batch's labels (true and predicted) to ``file_labels``; refuse the file past
+    :data:`MAX_FILE_LABELS`, naming the row where the count went over."""
+    import pyarrow.compute as pc
+
+    seen = set()
+    for column in ("label", "predicted_label"):
+        seen.update(pc.unique(clean[column]).drop_null().to_pylist())
+    if len(file_labels) + len(seen - file_labels) <= MAX_FILE_LABELS:
+        file_labels |= seen
+        return
+    for row in clean.select(["label", "predicted_label", "number"]).to_pylist():
+        for label in (row["label"], row["predicted_label"]):
+            if label is not None and label not in file_labels:
+                file_labels.add(label)
+                if len(file_labels) > MAX_FILE_LABELS:
+                    raise InputError(
+                        f"{path.name} has more than {MAX_FILE_LABELS:,} distinct labels (at {kind} {row['number']}): "
+                        "a label names a class, so check that the label column does not hold ids or free text")
 
 
 def _details(report: ImportReport, *, labeled: bool) -> dict[str, Any]:

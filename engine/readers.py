@@ -62,7 +62,8 @@ _BAD_RUN = re.compile("[\udc80-\udcff]+")
 SAMPLE_HEAD = 1 << 20
 SAMPLE_PIECE = 64 << 10
 SKIP_PIECE = 1 << 20
-PARQUET_BATCH = 10_000
+PARQUET_BATCH = 20_000
+JSON_BATCH = 20_000
 _BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
     (codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"),
@@ -320,6 +321,82 @@ class Source:
     bytes_read: int = 0
 
 
+CHUNK_BYTES = 4 << 20  # CsvReader.batches reads this many bytes at a time
+
+
+@dataclass
+class RowBatch:
+    """Records of a file in file order, in two parts.
+
+    ``numbers`` and ``columns``: records read as columns (``numbers[i]`` is the line, or Parquet row,
+    of the values ``columns[name][i]``, pyarrow arrays); ``rows``: records read one at a time
+    (:class:`Row`, problems included). ``kind`` names the places: ``"line"`` or ``"row"``.
+    """
+
+    kind: str = "line"
+    numbers: Any = None
+    columns: dict[str, Any] = field(default_factory=dict)
+    rows: list[Row] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return (0 if self.numbers is None else len(self.numbers)) + len(self.rows)
+
+
+def _record_pattern(delimiter: str, width: int) -> str:
+    """An RE2 pattern that matches a line holding exactly one well-formed record of ``width`` fields,
+    one capture group a field: unquoted (no quote, delimiter, \\r, \\n or NUL) or quoted and closed on
+    the line (quotes inside doubled). The ``csv`` module reads every such line to the same fields."""
+    d = re.escape(delimiter) if delimiter != "\t" else r"\t"
+    one = rf'[^"{d}\r\n\x00]*|"(?:[^"\r\n\x00]|"")*"'
+    return r"\A" + d.join(f"(?P<f{i}>{one})" for i in range(width)) + r"\z"
+
+
+def _mask(array: Any) -> Any:
+    """A pyarrow boolean array as numpy, null as False."""
+    import pyarrow.compute as pc
+
+    return pc.fill_null(array, False).to_numpy(zero_copy_only=False)
+
+
+def _unquote(values: Any) -> Any:
+    """Fields matched by :func:`_record_pattern`: a quoted one loses its quotes and its doubled quotes."""
+    import pyarrow.compute as pc
+
+    quoted = pc.starts_with(values, '"')
+    if not pc.any(quoted).as_py():
+        return values
+    inner = pc.replace_substring(pc.utf8_slice_codeunits(values, 1, -1), '""', '"')
+    return pc.if_else(quoted, inner, values)
+
+
+def _chunk_decodable(encoding: str) -> bool:
+    """True when decoding a chunk of lines at once gives the lines decoded one by one: UTF-8, and
+    single-byte code pages."""
+    name = codecs.lookup(encoding).name
+    if name in ("utf-8", "utf-8-sig"):
+        return True
+    return len(bytes(range(256)).decode(name, errors="replace")) == 256
+
+
+def _text_lines(raw: Any, chunk: bytes, encoding: str) -> Any:
+    """The lines ``raw`` (a pyarrow binary array split from ``chunk``) as text, or None when some of
+    their bytes are not valid in the encoding."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if codecs.lookup(encoding).name in ("utf-8", "utf-8-sig"):
+        try:
+            return raw.cast(pa.string())
+        except pa.ArrowInvalid:
+            return None
+    try:
+        text = chunk.decode(encoding)
+    except UnicodeDecodeError:
+        return None
+    lines = pc.list_flatten(pc.split_pattern(pa.array([text], pa.string()), "\n"))
+    return lines.slice(0, len(raw))
+
+
 class CsvReader:
     """Rows of a CSV file (see the module docstring for dialects, encodings and broken quotes)."""
 
@@ -400,30 +477,129 @@ class CsvReader:
         return used
 
     def __iter__(self) -> Iterator[Row]:
+        while (rows := self._next_record()) is not None:
+            yield from rows
+
+    def _next_record(self) -> list[Row] | None:
+        """The next record, read by the ``csv`` module: ``[]`` for a blank line, ``[row]``, or None at the end."""
+        start_number, start_offset = self.lines.number, self.lines.offset
+        try:
+            record = next(self.reader)
+        except StopIteration:
+            return None
+        except LineTooLong as exc:
+            return list(self._too_long(start_number, start_offset, int(str(exc))))
+        except csv.Error as exc:
+            return list(self._broken(start_number, start_offset, str(exc)))
+        finally:
+            self.source.bytes_read = self.lines.offset
+        if not record:
+            return []  # a blank line
+        record = self.csv_lines.restore(record)
+        where = f"line {start_number + 1}"
+        if len(record) != self.width:
+            if len(record) == 1 and not record[0].strip():
+                return []  # a line of spaces
+            return [Row(where, None, self._width_problem(len(record)))]
+        return [Row(where, {name: record[i] for i, name in self.columns.items()})]
+
+    def batches(self) -> Iterator[RowBatch]:
+        """The records, a chunk of about :data:`CHUNK_BYTES` at a time (the same rows and problems as
+        iterating the reader).
+
+        A line that is one well-formed record (the header's number of fields, each unquoted or
+        quoted and closed on the line, no ``\r`` or NUL inside, within the line limit) is split
+        with the others of its chunk at its delimiters (``pyarrow.compute.split_pattern``), or,
+        when it holds a quote, by one regular expression (:func:`_record_pattern`, RE2); every
+        other line starts a record read by the ``csv`` module, exactly as :meth:`__iter__`.
+        A chunk with bytes that are not valid in the encoding is read by the ``csv`` module whole.
+        """
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        pattern = _record_pattern(self.dialect.delimiter, self.width)
+        fast_codec = _chunk_decodable(self.lines.encoding)
         while True:
-            start_number, start_offset = self.lines.number, self.lines.offset
-            try:
-                record = next(self.reader)
-            except StopIteration:
+            offset, number = self.lines.offset, self.lines.number
+            self.f.seek(offset)
+            chunk = self.f.read(CHUNK_BYTES)
+            if not chunk:
                 return
-            except LineTooLong as exc:
-                yield from self._too_long(start_number, start_offset, int(str(exc)))
+            end = len(chunk) if len(chunk) < CHUNK_BYTES else chunk.rfind(b"\n") + 1  # whole lines only
+            if end == 0:  # one line longer than a chunk: far over the line limit, reported as such
+                self.lines.seek(offset=offset, number=number)
+                yield RowBatch(rows=self._next_record() or [])
                 continue
-            except csv.Error as exc:
-                yield from self._broken(start_number, start_offset, str(exc))
+            chunk = chunk[:end]
+            data = chunk if chunk.endswith(b"\n") else chunk + b"\n"  # the file's last line may lack its line break
+            ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
+            n = len(ends)
+            bounds = np.concatenate(([0], ends + 1)).astype(np.int32)
+            starts = bounds[:-1].astype(np.int64)
+            sizes = ends - starts  # bytes, without the line break
+            with_breaks = pa.BinaryArray.from_buffers(pa.binary(), n, [None, pa.py_buffer(bounds), pa.py_buffer(data)])
+            raw = pc.binary_slice(with_breaks, 0, -1)
+            lines = _text_lines(raw, chunk, self.lines.encoding) if fast_codec else None
+            if lines is None:
+                yield RowBatch(rows=self._slow_until(offset=offset, number=number, end=offset + end))
                 continue
-            finally:
-                self.source.bytes_read = self.lines.offset
-            if not record:
-                continue  # a blank line
-            record = self.csv_lines.restore(record)
-            where = f"line {start_number + 1}"
-            if len(record) != self.width:
-                if len(record) == 1 and not record[0].strip():
-                    continue  # a line of spaces
-                yield Row(where, None, self._width_problem(len(record)))
-                continue
-            yield Row(where, {name: record[i] for i, name in self.columns.items()})
+            starts += offset
+            body = pc.replace_substring_regex(lines, r"\r\z", "") if self.csv_lines.crlf else lines
+            blank = pc.equal(body, "").to_numpy(zero_copy_only=False)
+            quoted = pc.match_substring(body, '"').to_numpy(zero_copy_only=False)
+            delimiters = pc.count_substring(body, self.dialect.delimiter).to_numpy(zero_copy_only=False)
+            plain = ~quoted & (delimiters == self.width - 1) & ~_mask(pc.match_substring_regex(body, r"[\r\x00]"))
+            fast = plain & (sizes <= self.limit) & ~blank
+            fields = None
+            if quoted.any():
+                fields = pc.extract_regex(pc.if_else(pa.array(quoted), body, pa.scalar(None, pa.string())), pattern)
+                fast |= _mask(fields.is_valid()) & (sizes <= self.limit)
+            if self.lines.encoding == "utf-8-sig":  # the csv module's lines are decoded one by one: a BOM is cut
+                fast &= ~_mask(pc.starts_with(body, "\ufeff"))
+            rows: list[Row] = []
+            resume = 0  # the first line not read yet as part of a record read by the csv module
+            for i in np.flatnonzero(~fast & ~blank):
+                if i < resume:
+                    continue
+                self.lines.seek(offset=int(starts[i]), number=number + int(i))
+                got = self._next_record()
+                if got is None:
+                    break
+                rows += got
+                resume = self.lines.number - number
+                fast[i:resume] = False
+            if resume > n:  # a record that began in this chunk ended after it
+                next_offset, next_number = self.lines.offset, self.lines.number
+            else:
+                next_offset, next_number = offset + end, number + n
+            keep = np.flatnonzero(fast)
+            taken = pa.array(keep)
+            pieces = pc.split_pattern(body.take(taken), self.dialect.delimiter)
+            offsets = pieces.offsets.to_numpy()
+            flat = pc.list_flatten(pieces)
+            quoted_kept = quoted[keep]
+            inside = fields.take(taken) if fields is not None and quoted_kept.any() else None
+            columns = {}
+            for position, name in sorted(self.columns.items()):
+                values = flat.take(pa.array(offsets[:-1] - offsets[0] + position))
+                if inside is not None:
+                    values = pc.if_else(pa.array(quoted_kept), _unquote(pc.struct_field(inside, [position])), values)
+                columns[name] = values
+            self.lines.seek(offset=next_offset, number=next_number)
+            self.source.bytes_read = next_offset
+            yield RowBatch(numbers=number + 1 + keep, columns=columns, rows=rows)
+
+    def _slow_until(self, *, offset: int, number: int, end: int) -> list[Row]:
+        """Every record starting before byte ``end``, read by the csv module."""
+        self.lines.seek(offset=offset, number=number)
+        rows: list[Row] = []
+        while self.lines.offset < end:
+            got = self._next_record()
+            if got is None:
+                break
+            rows += got
+        return rows
 
     def _width_problem(self, got: int) -> str:
         delimiter = {",": "','", ";": "';'", "\t": "a tab", "|": "'|'"}[self.dialect.delimiter]
@@ -491,6 +667,17 @@ class JsonLinesReader:
                 continue
             yield _json_row(where, line.rstrip("\r\n"))
 
+    def batches(self) -> Iterator[RowBatch]:
+        """The rows in batches of :data:`JSON_BATCH` (each line is parsed by ``json``)."""
+        rows: list[Row] = []
+        for row in self:
+            rows.append(row)
+            if len(rows) >= JSON_BATCH:
+                yield RowBatch(rows=rows)
+                rows = []
+        if rows:
+            yield RowBatch(rows=rows)
+
 
 def _json_row(where: str, line: str) -> Row:
     if _has_surrogates(line):
@@ -549,17 +736,20 @@ class ParquetReader:
         self.names = {names[i]: used[i] for i in used}
         self.total_rows = self.file.metadata.num_rows
 
-    def __iter__(self) -> Iterator[Row]:
+    def batches(self) -> Iterator[RowBatch]:
+        """The rows as columns, :data:`PARQUET_BATCH` at a time (pyarrow arrays, as stored)."""
+        import numpy as np
+
         number = 0
         size = os.path.getsize(self.path)
         try:
             for batch in self.file.iter_batches(batch_size=PARQUET_BATCH, columns=self.columns):
-                records = batch.to_pylist()
-                for record in records:
-                    number += 1
-                    yield Row(f"row {number}", {self.names[k]: v for k, v in record.items()})
+                columns = {self.names[name]: batch.column(name) for name in batch.schema.names}
+                numbers = np.arange(number + 1, number + 1 + batch.num_rows, dtype=np.int64)
+                number += batch.num_rows
                 self.source.bytes_read = int(size * number / max(self.total_rows, 1))
-        except (OSError, ValueError, ArithmeticError) as exc:  # a damaged page, or a value Python cannot hold
+                yield RowBatch(kind="row", numbers=numbers, columns=columns)
+        except (OSError, ValueError, ArithmeticError) as exc:  # a damaged page
             raise InputError(f"{self.path.name}: row {number + 1} onwards cannot be read "
                              f"({type(exc).__name__}: {exc}); nothing was stored") from exc
 
