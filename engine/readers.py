@@ -22,10 +22,13 @@ Libraries, and why:
   (``\r\n`` or ``\n``); a ``\r`` anywhere else is a character of its field, quoted or not
   (pandas writes it unquoted).
 - **Parquet**: ``pyarrow.parquet.ParquetFile.iter_batches`` (one row group in memory at a time).
+- **Speed**: :meth:`CsvReader.batches` splits the well-formed lines of a 4 MiB chunk with
+  ``pyarrow.compute`` (``split_pattern``; ``extract_regex``, RE2, for lines with quotes) and
+  leaves every other line to the ``csv`` module; Parquet batches stay pyarrow columns.
 
 Memory: a physical line longer than ``max_record_bytes`` is never held (it is skipped in 1 MiB
-pieces and reported), a record spanning lines is bounded by the same limit, and Parquet is read
-in batches of :data:`PARQUET_BATCH` rows.
+pieces and reported), a record spanning lines is bounded by the same limit, CSV is read
+:data:`CHUNK_BYTES` at a time, and Parquet in batches of :data:`PARQUET_BATCH` rows.
 
 Broken CSV quoting: a quote that is never closed, or closed and followed by anything but a
 delimiter or the line's end, makes the record unreadable: it is reported at the line where it
