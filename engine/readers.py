@@ -381,23 +381,37 @@ def _chunk_decodable(encoding: str) -> bool:
     return len(bytes(range(256)).decode(name, errors="replace")) == 256
 
 
-def _text_lines(raw: Any, chunk: bytes, encoding: str) -> Any:
-    """The lines ``raw`` (a pyarrow binary array split from ``chunk``) as text, or None when some of
-    their bytes are not valid in the encoding."""
+def _split_lines(chunk: bytes) -> tuple[Any, Any]:
+    """(the chunk's lines without their line breaks as a pyarrow binary array, each line's byte offset
+    in the chunk as numpy int64). The last line may lack its line break."""
+    import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    if codecs.lookup(encoding).name in ("utf-8", "utf-8-sig"):
+    data = chunk if chunk.endswith(b"\n") else chunk + b"\n"
+    ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
+    bounds = np.concatenate(([0], ends + 1)).astype(np.int32)
+    with_breaks = pa.BinaryArray.from_buffers(pa.binary(), len(ends), [None, pa.py_buffer(bounds), pa.py_buffer(data)])
+    return pc.binary_slice(with_breaks, 0, -1), bounds[:-1].astype(np.int64)
+
+
+def _text_lines(raw: Any, chunk: bytes, encoding: str) -> Any:
+    """The lines ``raw`` (split from ``chunk`` by :func:`_split_lines`) as pyarrow text, or None when
+    some of their bytes are not valid in the encoding."""
+    import pyarrow as pa
+
+    if codecs.lookup(encoding).name not in ("utf-8", "utf-8-sig"):
         try:
-            return raw.cast(pa.string())
-        except pa.ArrowInvalid:
+            lines = _split_lines(chunk.decode(encoding).encode("utf-8"))[0]
+        except UnicodeDecodeError:
             return None
+        if len(lines) != len(raw):  # a code page whose line break is not the byte 0x0A (EBCDIC)
+            return None
+        raw = lines
     try:
-        text = chunk.decode(encoding)
-    except UnicodeDecodeError:
+        return raw.cast(pa.string())
+    except pa.ArrowInvalid:
         return None
-    lines = pc.list_flatten(pc.split_pattern(pa.array([text], pa.string()), "\n"))
-    return lines.slice(0, len(raw))
 
 
 class CsvReader:
@@ -535,14 +549,9 @@ class CsvReader:
                 yield RowBatch(rows=self._next_record() or [])
                 continue
             chunk = chunk[:end]
-            data = chunk if chunk.endswith(b"\n") else chunk + b"\n"  # the file's last line may lack its line break
-            ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
-            n = len(ends)
-            bounds = np.concatenate(([0], ends + 1)).astype(np.int32)
-            starts = bounds[:-1].astype(np.int64)
-            sizes = ends - starts  # bytes, without the line break
-            with_breaks = pa.BinaryArray.from_buffers(pa.binary(), n, [None, pa.py_buffer(bounds), pa.py_buffer(data)])
-            raw = pc.binary_slice(with_breaks, 0, -1)
+            raw, starts = _split_lines(chunk)
+            n = len(raw)
+            sizes = pc.binary_length(raw).to_numpy(zero_copy_only=False).astype(np.int64)  # bytes, without the line break
             lines = _text_lines(raw, chunk, self.lines.encoding) if fast_codec else None
             if lines is None:
                 yield RowBatch(rows=self._slow_until(offset=offset, number=number, end=offset + end))
