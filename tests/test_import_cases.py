@@ -192,6 +192,9 @@ def test_case_4_other_broken_quoting(ctx, tmp_path, content, problem):
     # text's \r unquoted; the record is one line and was rejected whole ("new-line character seen").
     ("text,label\n0\r,track_order\n", [("0", "track_order")], []),
     ("text,label\nwhere is\rmy order,track_order\nfine,other\n", [("fine", "other"), ("where is my order", "track_order")], []),
+    # The same draw's other face: next to a broken quote (line 2) the \r record (line 3) was rejected too.
+    ('text,label\n"quoted"then text,label\n0\r,a\n', [("0", "a")],
+     [("line 2", 'text follows a closing quote on line 2: put the whole field in quotes and double every quote inside it ("")')]),
     # A label ending in \r in a file whose lines end in \n: the \r is the label's, and is stripped like a space.
     ("text,label\nhello,greet\r\nbye,other\n", [("bye", "other"), ("hello", "greet")], []),
     # A label holding \r is one record, rejected at its own line; its neighbours are stored.
@@ -199,7 +202,7 @@ def test_case_4_other_broken_quoting(ctx, tmp_path, content, problem):
      [("line 3", "label holds a control character (a line break or a tab): a label is one line of text")]),
     # In a file whose header ends in \r\n, \r\n ends every line.
     ("text,label\r\nhello\r there,greet\r\nbye,other\r\n", [("bye", "other"), ("hello  there", "greet")], []),
-], ids=["pandas-minimal", "inside-a-text", "end-of-a-label", "inside-a-label", "crlf-file"])
+], ids=["pandas-minimal", "inside-a-text", "next-to-a-broken-quote", "end-of-a-label", "inside-a-label", "crlf-file"])
 def test_case_4_a_carriage_return_inside_an_unquoted_field_is_data(ctx, tmp_path, content, pairs, problems):
     path = tmp_path / "cr.csv"
     path.write_bytes(content.encode())
