@@ -22,7 +22,8 @@ imported before (and stored rows) is refused unless ``again=True`` (``--again``)
 
 **Rows** (rules in :func:`clean_row`): a row is rejected, with its line number and the reason,
 when its bytes are not valid in the file's encoding; its record cannot be read (broken quoting,
-a wrong number of fields, invalid JSON, nesting too deep, a number with thousands of digits);
+a wrong number of fields, invalid JSON, nesting too deep, a number with thousands of digits,
+a JSON ``\\ud800`` escape without its other half);
 text is missing, not a string, empty, holds a NUL byte, or is longer than ``max_text_length``
 characters (setting); a needed label is empty, or a label is not one text or number
 (:func:`engine.labels.read_label`); confidence is not a number in [0, 1]; ``ts`` is not a time

@@ -709,7 +709,14 @@ def _json_row(where: str, line: str) -> Row:
         return Row(where, None, f"not valid JSON here: {exc}")
     if not isinstance(value, dict):
         return Row(where, None, 'not a JSON object: each line must be like {"text": "...", "label": "..."}')
+    for key, item in value.items():  # a \\ud800 escape alone decodes to a lone surrogate, which no text can store
+        if isinstance(item, str) and (lone := _LONE_SURROGATE.search(item)):
+            return Row(where, None, f"{key} holds \\u{ord(lone.group()):04x}, half of a surrogate pair and not a "
+                                    "character: write the character itself, or both halves of its \\u escape")
     return Row(where, value)
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class _DuplicateKey(ValueError):

@@ -489,6 +489,24 @@ def test_case_11_a_confidence_with_5000_digits_in_a_csv(ctx):
                                           "outside [0, 1]")]
 
 
+def test_case_11_a_lone_surrogate_escape_in_json_is_a_rejected_line_not_a_traceback(ctx, tmp_path):
+    """``"\\ud800"`` alone decodes to half a character, which no text can be stored as (it was a UnicodeEncodeError)."""
+    path = tmp_path / "surrogates.jsonl"
+    path.write_text('{"text": "ok", "label": "a"}\n'
+                    '{"text": "bad \\ud800 x", "label": "a"}\n'
+                    '{"text": "a pair \\ud83d\\ude00 is one character", "label": "b"}\n'
+                    '{"text": "fine", "label": "b", "note": "\\udc80"}\n')
+
+    report = import_file(ctx, path, labeled=True)
+
+    assert report.problems == [
+        ("line 2", "text holds \\ud800, half of a surrogate pair and not a character: write the character itself, "
+                   "or both halves of its \\u escape"),
+        ("line 4", "note holds \\udc80, half of a surrogate pair and not a character: write the character itself, "
+                   "or both halves of its \\u escape")]
+    assert stored(ctx) == [("a pair \U0001f600 is one character", "b"), ("ok", "a")]
+
+
 # -- 12. timestamps ------------------------------------------------------------------------------------
 
 
