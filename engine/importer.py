@@ -33,10 +33,11 @@ change nothing; good rows are kept.
 
 **Speed.** Rows are read and checked a batch at a time, as columns: CSV lines that are one
 well-formed record each are split in pyarrow (:meth:`engine.readers.CsvReader.batches`), Parquet
-columns come as stored, and :func:`engine.column_rules.sure_rows` passes the rows that plainly
-meet every rule above (pyarrow compute, RE2). Every other row (JSON Lines, broken or odd CSV
-records, odd values) is read and checked one at a time (the ``csv`` module, :func:`clean_row`),
-which gives each rejection its reason. ``benchmarks/import_memory.py`` prints rows/s beside
+columns come as stored, parsed JSON Lines objects become columns when each column holds one kind
+of value, and :func:`engine.column_rules.sure_rows` passes the rows that plainly meet every rule
+above (pyarrow compute, RE2). Every other row (broken or odd CSV records, odd values, a JSON
+column mixing texts and numbers) is read and checked one at a time (the ``csv`` module,
+:func:`clean_row`), which gives each rejection its reason. ``benchmarks/import_memory.py`` prints rows/s beside
 DuckDB's own ``read_csv``/``read_parquet`` of the same file.
 
 **Labels.** New labels (never seen by the store, as a true or a predicted label) are listed,
@@ -69,7 +70,7 @@ from engine.errors import InputError
 from engine.labels import confusable_pairs, describe_difference, read_label
 from engine.dataset import normalize_label
 from engine.column_rules import sure_rows
-from engine.readers import (FORMATS, PARQUET_BATCH, CsvReader, JsonLinesReader, ParquetReader, RowBatch, Source, check_encoding,
+from engine.readers import (COLUMNS, FORMATS, PARQUET_BATCH, CsvReader, JsonLinesReader, ParquetReader, RowBatch, Source, check_encoding,
                             detect_encoding, has_surrogates, needs_transcoding, transcode_to_utf8)
 from store.events import record_event
 from store.imports import all_labels, commit_staged, find_import
@@ -79,6 +80,7 @@ log = logging.getLogger(__name__)
 
 BATCH_ROWS = PARQUET_BATCH  # rows of a Parquet or JSON Lines batch; a CSV batch is CHUNK_BYTES of the file
 MAX_REPORTED = 1000
+ROWS_AS_COLUMNS = 64  # a batch of rows read one by one (JSON Lines) is checked as columns from this many
 MAX_FILE_LABELS = 100_000
 TS_MIN = datetime(2000, 1, 1)
 TS_MAX = datetime(2100, 1, 1)
@@ -539,15 +541,21 @@ def _clean_batch(batch: RowBatch, report: ImportReport, *, path: Path, labeled: 
         else:
             one_by_one.append((number, row.values))
     tables = []
-    if batch.numbers is not None and len(batch.numbers):
-        count = len(batch.numbers)
-        sure, values = sure_rows(batch.columns, count=count, labeled=labeled, max_len=max_len, now=now,
+    numbers, columns = batch.numbers, batch.columns
+    if numbers is None and len(one_by_one) >= ROWS_AS_COLUMNS:  # JSON Lines: the parsed objects as columns
+        as_columns = _columns_of([values for _, values in one_by_one])
+        if as_columns is not None:
+            numbers, columns = np.array([number for number, _ in one_by_one], dtype=np.int64), as_columns
+            one_by_one = []
+    if numbers is not None and len(numbers):
+        sure, values = sure_rows(columns, count=len(numbers), labeled=labeled, max_len=max_len, now=now,
                                  ts_min=TS_MIN, ts_max=TS_MAX)
         if sure.any():
-            tables.append(pa.table({**values, "number": pa.array(batch.numbers[sure])}, schema=schema))
+            tables.append(pa.table({**values, "number": pa.array(numbers[sure])}, schema=schema))
         unsure = np.flatnonzero(~sure)
         if len(unsure):
-            one_by_one += zip(batch.numbers[unsure].tolist(), _python_rows(batch, unsure, path=path))
+            one_by_one += zip(numbers[unsure].tolist(), _python_rows(columns, unsure, path=path, kind=batch.kind,
+                                                                     numbers=numbers))
     cleaned: dict[str, list] = {name: [] for name in schema.names}
     for number, values in one_by_one:
         try:
@@ -570,18 +578,31 @@ def _clean_batch(batch: RowBatch, report: ImportReport, *, path: Path, labeled: 
     return table
 
 
-def _python_rows(batch: RowBatch, indices: Any, *, path: Path) -> list[dict[str, Any]]:
-    """The values of some of a batch's columnar records as Python objects, for :func:`clean_row`."""
+def _python_rows(columns: dict[str, Any], indices: Any, *, path: Path, kind: str, numbers: Any) -> list[dict[str, Any]]:
+    """The values of some columnar records as Python objects, for :func:`clean_row`."""
     import pyarrow as pa
 
-    table = pa.table(batch.columns).take(pa.array(indices)) if batch.columns else None
-    if table is None:
+    if not columns:
         return [{} for _ in indices]
     try:
-        return table.to_pylist()
+        return pa.table(columns).take(pa.array(indices)).to_pylist()
     except (ValueError, ArithmeticError, OverflowError) as exc:  # a value Python cannot hold (a date past 9999)
-        raise InputError(f"{path.name}: {batch.kind} {int(batch.numbers[indices[0]])} onwards cannot be read "
+        raise InputError(f"{path.name}: {kind} {int(numbers[indices[0]])} onwards cannot be read "
                          f"({type(exc).__name__}: {exc}); nothing was stored") from exc
+
+
+def _columns_of(records: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Parsed JSON objects as pyarrow columns (the importer's columns only), or None when a column
+    mixes kinds of value (text and numbers, say): then each row is checked by :func:`clean_row`."""
+    import pyarrow as pa
+
+    columns = {}
+    for name in COLUMNS:
+        try:
+            columns[name] = pa.array([record.get(name) for record in records])
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, UnicodeEncodeError):
+            return None
+    return columns
 
 
 def _count_labels(clean: Any, file_labels: set[str], *, path: Path, kind: str) -> None:

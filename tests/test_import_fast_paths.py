@@ -6,7 +6,9 @@
   that records cross chunk ends and lines over the line limit;
 - :func:`engine.column_rules.sure_rows` passes only rows that :func:`engine.importer.clean_row`
   stores, with the values ``clean_row`` returns, on generated string columns (CSV) and typed
-  columns (Parquet).
+  columns (Parquet);
+- parsed JSON Lines rows checked as columns give the rows and rejections that checking each one
+  gives.
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 
+import engine.importer as importer
 import engine.readers as readers
 from engine.column_rules import sure_rows
-from engine.importer import TS_MAX, TS_MIN, _Reject, clean_row
-from engine.readers import CsvReader, Source
+from engine.importer import TS_MAX, TS_MIN, ImportReport, _Reject, clean_row
+from engine.readers import CsvReader, Row, RowBatch, Source
 
 PROPERTY = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 NOW = datetime(2026, 3, 4, 12, 0, 0)
@@ -180,3 +183,39 @@ def test_parquet_timestamps_with_a_zone_are_read_in_utc():
 
     assert sure.tolist() == [True]
     assert values["ts"].to_pylist() == [datetime(2026, 1, 5, 9, 0)]
+
+
+# -- JSON Lines rows checked as columns ------------------------------------------------------------------
+
+JSON_VALUES = st.none() | st.booleans() | st.integers(-3, 3) | st.floats(allow_nan=True) | st.sampled_from([[1, 2], {"a": 1}])
+JSON_ROWS = st.fixed_dictionaries({"text": TEXTS | st.integers(0, 9)}, optional={
+    "label": LABELS | JSON_VALUES, "predicted_label": LABELS | JSON_VALUES, "confidence": CONFIDENCES | JSON_VALUES,
+    "ts": TIMES | st.integers(0, 5 * 10**9) | JSON_VALUES, "note": st.text(max_size=3)})
+
+
+PLAIN_JSON_ROWS = st.fixed_dictionaries({  # one kind of value a column, as most files have: read as columns
+    "text": st.sampled_from(["where is my order", "cancel it", " padded ", "", "x" * 41]),
+    "label": st.sampled_from(["Track_Order", "cancel", None, ""]),
+    "predicted_label": st.sampled_from(["track_order", None]),
+    "confidence": st.sampled_from([0.93, 0.5, 1.0, 1.5, -0.0]),
+    "ts": st.sampled_from([1761998400, 946684799, 4102444800, 1700000000])})
+
+
+@PROPERTY
+@given(records=st.lists(JSON_ROWS, min_size=1, max_size=30) | st.lists(PLAIN_JSON_ROWS, min_size=1, max_size=30),
+       labeled=st.booleans())
+def test_json_rows_checked_as_columns_are_checked_as_clean_row_checks_them(records, labeled):
+    batch = RowBatch(rows=[Row(f"line {i + 2}", record) for i, record in enumerate(records)])
+    outcomes = []
+    saved = importer.ROWS_AS_COLUMNS
+    try:
+        for threshold in (1, 10**9):
+            importer.ROWS_AS_COLUMNS = threshold
+            report = ImportReport("rows.jsonl")
+            table = importer._clean_batch(batch, report, path=Path("rows.jsonl"), labeled=labeled, max_len=40, now=NOW,
+                                          encoding="utf-8")
+            outcomes.append((table.to_pylist(), report.problems))
+    finally:
+        importer.ROWS_AS_COLUMNS = saved
+
+    assert outcomes[0] == outcomes[1]
