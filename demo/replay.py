@@ -166,11 +166,15 @@ def _replay(settings: Settings, *, days: int, seed: int, end: datetime, progress
             volume_today = _daily_volume(day, days, moment, rng)
             progress(day, days, _latest_note(ctx))
         share = DAY_SHAPE[min(moment.hour // BLOCK_HOURS, len(DAY_SHAPE) - 1)]
-        n = int(round(volume_today * share))
+        # The last block ends at ``end`` (now): its share of traffic, and no query stamped after it.
+        block_end = min(moment + block, end)
+        minutes = int((block_end - moment).total_seconds() // 60)
+        n = int(round(volume_today * share * min(1.0, minutes / (BLOCK_HOURS * 60))))
         examples = gen.sample(n, progress=min(1.0, day / days))
         # Clients use the classifier through the day; queries are stamped across the block.
         if examples:
-            clock.set(moment + timedelta(minutes=rng.randint(5, BLOCK_HOURS * 60 - 5)))
+            offset = rng.randint(5, minutes - 5) if minutes >= 10 else 0
+            clock.set(moment + timedelta(minutes=offset))
             classifier.reload()
             predictions = classifier.predict_many([e.text for e in examples])
             for example, prediction in zip(examples, predictions):
@@ -182,7 +186,6 @@ def _replay(settings: Settings, *, days: int, seed: int, end: datetime, progress
         if day == rollback_day and moment.hour == 12:
             _operator_rollback(ctx, worker)
         # Run the worker's loop up to the end of the block, stopping at every job's exact time.
-        block_end = min(moment + block, end)
         while True:
             due = worker.scheduler.next_due()
             if due > block_end:
@@ -212,7 +215,7 @@ def _store_labels(ctx: Context, rows: list[tuple[str, str]], *, source: str) -> 
     })
     frame["query_id"] = frame["query_id"].astype("object")
     with ctx.db.write() as con:
-        querylog.insert_labels(con, frame)
+        querylog.insert_labels(con, frame, arrived_at=ctx.clock())
 
 
 def _misconfigured_client(ctx: Context, gen: IntentGenerator, rng: random.Random, *, progress: float) -> None:

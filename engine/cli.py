@@ -204,7 +204,7 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
               file=sys.stderr, flush=True)
 
     report = import_file(ctx, Path(args.path), labeled=args.labeled, again=args.again, encoding=args.encoding,
-                         progress=progress)
+                         tz=args.tz, progress=progress)
     for where, reason in report.problems[:args.show]:
         print(f"  rejected {where}: {reason}")
     hidden = report.rejected - min(len(report.problems), args.show)

@@ -21,7 +21,10 @@ What "plainly passes" means, column by column:
   column, or a string of plain decimal digits (``0.93``, ``.5``, ``1e-3``), in [0, 1];
 - ``ts``: missing (the import's time), a timestamp column (any unit; with a zone, read in UTC),
   an integer column or a string of digits (seconds since 1970-01-01 UTC), or a string
-  ``YYYY-MM-DD[ T]HH:MM:SS[.ffffff]`` (read as UTC), within [TS_MIN, TS_MAX).
+  ``YYYY-MM-DD[ T]HH:MM:SS[.ffffff]`` (read as UTC), within [TS_MIN, TS_MAX) and not past
+  ``latest`` (a time in the future refuses the file: ``clean_row`` says so). With
+  ``naive_is_utc=False`` (``import --tz``) only times that carry their zone (epoch seconds, a
+  timestamp column with a zone) are sure; naive ones are read in the zone by ``clean_row``.
 """
 
 from __future__ import annotations
@@ -40,7 +43,8 @@ ISO_TIME = r"\A[0-9]{4}-[0-9]{2}-[0-9]{2}[T ](?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-
 
 
 def sure_rows(columns: dict[str, Any], *, count: int, labeled: bool, max_len: int, now: datetime,
-              ts_min: datetime, ts_max: datetime) -> tuple[Any, dict[str, Any]]:
+              ts_min: datetime, ts_max: datetime, latest: datetime | None = None,
+              naive_is_utc: bool = True) -> tuple[Any, dict[str, Any]]:
     """(mask, values): ``mask`` (numpy bool, one per row) marks the rows that pass every rule of
     :func:`engine.importer.clean_row`; ``values`` are the stored columns of those rows (pyarrow
     arrays ``text``, ``label``, ``predicted_label`` (strings), ``confidence`` (float64),
@@ -77,7 +81,8 @@ def sure_rows(columns: dict[str, Any], *, count: int, labeled: bool, max_len: in
     sure &= ok | ~needs_confidence
     confidence = pc.if_else(pa.array(needs_confidence), confidence, pa.scalar(None, pa.float64()))
 
-    ts, ok = _times(columns.get("ts"), count, now=now, ts_min=ts_min, ts_max=ts_max)
+    ts, ok = _times(columns.get("ts"), count, now=now, ts_min=ts_min, ts_max=ts_max, latest=latest,
+                    naive_is_utc=naive_is_utc)
     sure &= ok
 
     keep = pa.array(np.flatnonzero(sure))
@@ -155,7 +160,8 @@ def _confidence(array: Any, count: int) -> tuple[Any, Any]:
     return number, ok
 
 
-def _times(array: Any, count: int, *, now: datetime, ts_min: datetime, ts_max: datetime) -> tuple[Any, Any]:
+def _times(array: Any, count: int, *, now: datetime, ts_min: datetime, ts_max: datetime,
+           latest: datetime | None = None, naive_is_utc: bool = True) -> tuple[Any, Any]:
     """(ts as timestamp[us], rows whose time is surely read so); a missing time is ``now``."""
     import numpy as np
     import pyarrow as pa
@@ -177,6 +183,8 @@ def _times(array: Any, count: int, *, now: datetime, ts_min: datetime, ts_max: d
                 return nothing
             ok = np.ones(count, dtype=bool)
         ts = micro.cast(unit)
+        if array.type.tz is None and not naive_is_utc:
+            ok = np.zeros(count, dtype=bool)
     elif pa.types.is_integer(array.type):
         micro = _times_checked(array.cast(pa.int64()), 1_000_000)
         if micro is None:
@@ -192,10 +200,12 @@ def _times(array: Any, count: int, *, now: datetime, ts_min: datetime, ts_max: d
         seconds = pc.if_else(pa.array(epoch), strings, pa.scalar(None, pa.string())).cast(pa.int64())
         from_epoch = pc.multiply(seconds, 1_000_000).cast(unit)
         from_iso = _iso(strings, iso)
-        ok = epoch | (iso & _mask(pc.is_valid(from_iso)))
+        ok = epoch | (iso & _mask(pc.is_valid(from_iso)) & naive_is_utc)
         ts = pc.if_else(pa.array(epoch), from_epoch, from_iso)
     low, high = pa.scalar(ts_min, unit), pa.scalar(ts_max, unit)
     ok = ok & _mask(pc.and_(pc.greater_equal(ts, low), pc.less(ts, high)))
+    if latest is not None:
+        ok = ok & _mask(pc.less_equal(ts, pa.scalar(latest, unit)))
     ts = pc.if_else(pa.array(missing), pa.scalar(now, unit), ts)
     return ts, ok | missing
 

@@ -27,7 +27,9 @@ a JSON ``\\ud800`` escape without its other half);
 text is missing, not a string, empty, holds a NUL byte, or is longer than ``max_text_length``
 characters (setting); a needed label is empty, or a label is not one text or number
 (:func:`engine.labels.read_label`); confidence is not a number in [0, 1]; ``ts`` is not a time
-in [:data:`TS_MIN`, :data:`TS_MAX`). Text is kept as written, except that control characters
+in [:data:`TS_MIN`, :data:`TS_MAX`). A naive time is read as UTC, or in the zone given as ``tz``
+(``import --tz Asia/Tokyo``); a file with a time more than 5 minutes ahead of this machine's clock
+is refused whole, naming ``--tz`` (see :func:`read_ts`). Text is kept as written, except that control characters
 other than tab and newline become spaces and surrounding whitespace is stripped. Rejected rows
 change nothing; good rows are kept.
 
@@ -60,11 +62,12 @@ import re
 import shutil
 import uuid
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone, tzinfo
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable
 
+from engine.clock import FUTURE_TOLERANCE, describe_ahead, naive_to_utc, zone_named
 from engine.context import Context
 from engine.errors import InputError
 from engine.labels import confusable_pairs, describe_difference, read_label
@@ -144,8 +147,17 @@ class _Reject(Exception):
     """A row's reason for rejection."""
 
 
+class _Future(_Reject):
+    """A row's time is more than FUTURE_TOLERANCE past this machine's clock: the whole file is refused."""
+
+    def __init__(self, message: str, *, ahead: timedelta, shown: str):
+        super().__init__(message)
+        self.ahead = ahead
+        self.shown = shown
+
+
 def clean_row(values: dict[str, Any], *, labeled: bool, max_len: int, now: datetime,
-              encoding: str = "utf-8") -> dict[str, Any]:
+              encoding: str = "utf-8", zone: tzinfo | None = None) -> dict[str, Any]:
     """The stored values of one row (text, label, predicted_label, confidence, ts); raises _Reject."""
     for value in values.values():
         if isinstance(value, str) and has_surrogates(value):
@@ -161,7 +173,7 @@ def clean_row(values: dict[str, Any], *, labeled: bool, max_len: int, now: datet
         if predicted is None:
             raise _Reject("predicted_label is empty: logged queries need the model's label (or import with --labeled)")
         confidence = _confidence(values.get("confidence"))
-    ts = read_ts(values.get("ts"), now=now)
+    ts = read_ts(values.get("ts"), now=now, zone=zone)
     return {"text": text, "label": label, "predicted_label": predicted, "confidence": confidence, "ts": ts}
 
 
@@ -210,16 +222,19 @@ def _confidence(raw: Any) -> float:
     return confidence
 
 
-def read_ts(raw: Any, *, now: datetime) -> datetime:
+def read_ts(raw: Any, *, now: datetime, zone: tzinfo | None = None) -> datetime:
     """A row's time as naive UTC: ISO 8601 text, a date-time value, or seconds since 1970-01-01 UTC
     (a number, or digits in a text cell); a missing time is ``now``. Raises _Reject outside
-    [TS_MIN, TS_MAX) or for anything else.
+    [TS_MIN, TS_MAX), for a time more than :data:`engine.clock.FUTURE_TOLERANCE` (5 minutes) past
+    ``now``, or for anything else.
 
-    Naive times (no offset) are read as UTC.
+    Naive times (no offset) are read in ``zone`` (``import --tz ZONE``), or as UTC when it is None;
+    :func:`engine.clock.naive_to_utc` says how the hours around a daylight-saving change are read.
+    A time in the future raises _Future, and the import refuses the whole file (nothing stored) naming
+    the fix: it is almost always a naive local time east of UTC, and a file refused whole can be
+    imported again with ``--tz`` without storing its other rows twice. Logged queries from a client
+    whose clock is ahead are kept instead (engine.ingest stores them at their arrival time).
     """
-    # Issue 17 (ops) extends this function, and only this one:
-    #   - `import --tz ZONE`: naive times are read in ZONE (today: UTC), at the `naive` step below;
-    #   - times in the future are clamped to `now` and counted, after the range check.
     if _missing(raw):
         return now
     if isinstance(raw, bool):
@@ -230,7 +245,7 @@ def read_ts(raw: Any, *, now: datetime) -> datetime:
         low, high = (_epoch(TS_MIN), _epoch(TS_MAX))
         if not (low <= seconds < high):
             raise _Reject(f"ts {_shown(raw)} (read as seconds since 1970-01-01 UTC) is outside the accepted range: {_RANGE}")
-        return datetime.fromtimestamp(seconds, tz=timezone.utc).replace(tzinfo=None)
+        return _not_future(datetime.fromtimestamp(seconds, tz=timezone.utc).replace(tzinfo=None), raw, now=now)
     if isinstance(raw, datetime):
         ts = raw
     elif isinstance(raw, date):
@@ -247,9 +262,20 @@ def read_ts(raw: Any, *, now: datetime) -> datetime:
             ts = ts.astimezone(timezone.utc).replace(tzinfo=None)
         except OverflowError as exc:
             raise _Reject(f"ts {_shown(raw)} is outside the accepted range: {_RANGE}") from exc
-    # naive: read as UTC
+    elif zone is not None:
+        try:
+            ts = naive_to_utc(ts, zone)
+        except OverflowError as exc:
+            raise _Reject(f"ts {_shown(raw)} is outside the accepted range: {_RANGE}") from exc
     if not (TS_MIN <= ts < TS_MAX):
         raise _Reject(f"ts {_shown(raw)} is outside the accepted range: {_RANGE}")
+    return _not_future(ts, raw, now=now)
+
+
+def _not_future(ts: datetime, raw: Any, *, now: datetime) -> datetime:
+    if ts > now + FUTURE_TOLERANCE:
+        raise _Future(f"ts {_shown(raw)} is {describe_ahead(ts - now)} ahead of this machine's clock (at most "
+                      f"{FUTURE_TOLERANCE.total_seconds() / 60:.0f} minutes are allowed)", ahead=ts - now, shown=_shown(raw))
     return ts
 
 
@@ -384,18 +410,21 @@ def import_file(
     source: str = "import",
     again: bool = False,
     encoding: str | None = None,
+    tz: str | None = None,
     progress: Progress | None = None,
 ) -> ImportReport:
     """Read, check and store a file's rows (all of its good rows, or none); return what happened.
 
+    ``tz``: the IANA zone that naive ``ts`` values are in (None: UTC; see :func:`read_ts`).
     Raises :class:`~engine.errors.InputError` when the file is refused (nothing stored; an
-    ``import`` error event says why). Rules in the module docstring.
+    ``import`` error event says why) or ``tz`` is not a zone. Rules in the module docstring.
     """
     path = Path(path)
+    zone = zone_named(tz) if tz is not None else None
     report = ImportReport(str(path), again=again)
     try:
         return _import(ctx, path, report, labeled=labeled, source=source, again=again, encoding=encoding,
-                       progress=progress)
+                       zone=zone, progress=progress)
     except InputError as exc:
         _record_failure(ctx, path, report, severity=Severity.ERROR, message=f"Import of {path.name} refused: {exc} Nothing was stored.")
         raise
@@ -419,7 +448,7 @@ def _record_failure(ctx: Context, path: Path, report: ImportReport, *, severity:
 
 
 def _import(ctx: Context, path: Path, report: ImportReport, *, labeled: bool, source: str, again: bool,
-            encoding: str | None, progress: Progress | None) -> ImportReport:
+            encoding: str | None, zone: tzinfo | None, progress: Progress | None) -> ImportReport:
     kind = FORMATS.get(path.suffix.lower())
     if kind is None:
         raise InputError(f"{path.name}: unknown file type {path.suffix!r}: use .csv (or .tsv), .jsonl (or .ndjson) or .parquet")
@@ -438,11 +467,12 @@ def _import(ctx: Context, path: Path, report: ImportReport, *, labeled: bool, so
     folder = _staging_folder(ctx.settings.home)
     try:
         staged = _stage(ctx, path, report, folder, kind=kind, size=size, labeled=labeled, source=source,
-                        encoding=encoding, known=known, progress=progress)
+                        encoding=encoding, zone=zone, known=known, progress=progress)
         with ctx.db.write() as con:
             if not again:
                 _refuse_if_imported(path, con, report.sha256)
-            report.queries, report.labels = commit_staged(con, queries=staged["queries"], labels=staged["labels"])
+            report.queries, report.labels = commit_staged(con, queries=staged["queries"], labels=staged["labels"],
+                                                          arrived_at=ctx.clock())
             record_event(con, ts=ctx.clock(), kind=EventKind.IMPORT,
                          severity=Severity.WARNING if report.rejected else Severity.INFO,
                          message=f"Imported {path.name}: {report.summary().split(': ', 1)[1]}; {report.new_labels_line()}.",
@@ -466,12 +496,14 @@ def _refuse_if_imported(path: Path, con, sha256: str) -> None:
 
 
 def _stage(ctx: Context, path: Path, report: ImportReport, folder: Path, *, kind: str, size: int, labeled: bool,
-           source: str, encoding: str | None, known: set[str], progress: Progress | None) -> dict[str, Path | None]:
+           source: str, encoding: str | None, zone: tzinfo | None, known: set[str],
+           progress: Progress | None) -> dict[str, Path | None]:
     max_len = ctx.settings.max_text_length
     limit = 8 * max_len + (64 << 10)
     info = Source(kind)
     now = ctx.clock()
     stage = _Stage(folder, source=source)
+    future: list[tuple[int, str, _Future]] = []  # (number, where, why) of rows claiming a time in the future
     file_labels: set[str] = set()
     handle = None
     try:
@@ -496,7 +528,7 @@ def _stage(ctx: Context, path: Path, report: ImportReport, folder: Path, *, kind
         for batch in reader.batches():
             report.rows += len(batch)
             clean = _clean_batch(batch, report, path=path, labeled=labeled, max_len=max_len, now=now,
-                                 encoding=report.encoding)
+                                 encoding=report.encoding, zone=zone, future=future)
             _count_labels(clean, file_labels, path=path, kind=batch.kind)
             stage.add(clean)
             if progress:
@@ -510,6 +542,14 @@ def _stage(ctx: Context, path: Path, report: ImportReport, folder: Path, *, kind
             raise InputError(f"{path} is empty: it needs one JSON object per line, like "
                              "{\"text\": \"...\", \"label\": \"...\"}")
         raise InputError(f"{path} has a header but no rows")
+    if future:
+        _, where, first = min(future, key=lambda entry: entry[0])
+        most = max(exc.ahead for _, _, exc in future)
+        raise InputError(
+            f"{path.name}: {len(future):,} rows claim a time more than {FUTURE_TOLERANCE.total_seconds() / 60:.0f} "
+            f"minutes ahead of this machine's clock (up to {describe_ahead(most)}; the first at {where}: ts {first.shown}). "
+            "A time without an offset is read as UTC: if the file was written in another zone, name it with --tz ZONE "
+            "(e.g. --tz Asia/Tokyo); otherwise correct those times.")
     report.new_labels = sorted(file_labels - known)
     report.labels_in_store = len(known | file_labels)
     report.confusable = [(a, b, describe_difference(a, b)) for a, b in confusable_pairs(report.new_labels, known | file_labels)]
@@ -521,9 +561,10 @@ CLEAN_SCHEMA_FIELDS = (("text", "string"), ("label", "string"), ("predicted_labe
 
 
 def _clean_batch(batch: RowBatch, report: ImportReport, *, path: Path, labeled: bool, max_len: int, now: datetime,
-                 encoding: str) -> Any:
+                 encoding: str, zone: tzinfo | None = None, future: list | None = None) -> Any:
     """The batch's clean rows as a pyarrow table (columns of :func:`clean_row` and ``number``, in
-    file order); each rejected row is reported, in file order, with its place and reason.
+    file order); each rejected row is reported, in file order, with its place and reason. Rows whose
+    time is in the future are also added to ``future`` as (number, where, :class:`_Future`): they refuse the file.
 
     Rows that :func:`engine.column_rules.sure_rows` passes are cleaned as columns; every other row
     by :func:`clean_row`.
@@ -549,7 +590,8 @@ def _clean_batch(batch: RowBatch, report: ImportReport, *, path: Path, labeled: 
             one_by_one = []
     if numbers is not None and len(numbers):
         sure, values = sure_rows(columns, count=len(numbers), labeled=labeled, max_len=max_len, now=now,
-                                 ts_min=TS_MIN, ts_max=TS_MAX)
+                                 ts_min=TS_MIN, ts_max=TS_MAX, latest=now + FUTURE_TOLERANCE,
+                                 naive_is_utc=zone is None)
         if sure.any():
             tables.append(pa.table({**values, "number": pa.array(numbers[sure])}, schema=schema))
         unsure = np.flatnonzero(~sure)
@@ -559,9 +601,11 @@ def _clean_batch(batch: RowBatch, report: ImportReport, *, path: Path, labeled: 
     cleaned: dict[str, list] = {name: [] for name in schema.names}
     for number, values in one_by_one:
         try:
-            clean = clean_row(values, labeled=labeled, max_len=max_len, now=now, encoding=encoding)
+            clean = clean_row(values, labeled=labeled, max_len=max_len, now=now, encoding=encoding, zone=zone)
         except _Reject as exc:
             rejected.append((number, str(exc)))
+            if isinstance(exc, _Future) and future is not None:
+                future.append((number, f"{batch.kind} {number}", exc))
             continue
         for name, value in clean.items():
             cleaned[name].append(value)

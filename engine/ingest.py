@@ -3,7 +3,10 @@
 The waiting spool files (up to ``max_files``) are parsed together by DuckDB's JSON
 reader and go in with one transaction, then are deleted: one lock and one commit for
 many files (about 100 times the rows/s of an INSERT per row; benchmarks/RESULTS.md).
-Ids make a repeat harmless, so a crash between the commit and the deletes stores
+Every row is stamped with its arrival time (the ``clock`` passed in); a row claiming a time more
+than ``FUTURE_TOLERANCE`` past it (a client with a wrong clock or zone) is stored at its arrival
+time instead, its claim kept beside it, and an event counts them. Ids make a repeat harmless (a
+clamped one too, see store/querylog.py), so a crash between the commit and the deletes stores
 nothing twice. When the batch does not parse, the files are taken one at a time: a file
 that cannot be parsed is moved to ``spool/rejected`` and an event says so; nothing else
 in the store changes.
@@ -21,6 +24,7 @@ from typing import Any
 import pandas as pd
 
 from engine import faults, spool
+from engine.clock import FUTURE_TOLERANCE
 from store import Database
 from store.events import record_event
 from store.querylog import (LABEL_COLUMNS, QUERY_COLUMNS, SpoolParseError, insert_labels, insert_queries,
@@ -37,6 +41,7 @@ class IngestResult:
     labels: int = 0
     events: int = 0
     rejected_files: int = 0
+    future: int = 0          # queries and labels stamped past the allowed skew: stored at their arrival time
 
 
 def _parse_ts(value: Any) -> datetime:
@@ -71,10 +76,14 @@ def ingest_file(db: Database, path: Path, *, clock) -> IngestResult:
             record_event(con, ts=clock(), kind=EventKind.INGEST, severity=Severity.ERROR,
                          message=f"Spool file {path.name} could not be read and was moved to {rejected}: {exc}")
         return IngestResult(files=1, rejected_files=1)
+    arrived_at = clock()
+    latest = arrived_at + FUTURE_TOLERANCE
+    result.future = int((queries["ts"] > latest).sum() + (labels["ts"] > latest).sum())
     with db.write() as con:
-        result.queries = insert_queries(con, queries)
-        result.labels = insert_labels(con, labels)
+        result.queries = insert_queries(con, queries, arrived_at=arrived_at, latest=latest)
+        result.labels = insert_labels(con, labels, arrived_at=arrived_at, latest=latest)
         _record_events(con, events)
+        _note_future(con, result.future, arrived_at=arrived_at)
         result.events = len(events)
         faults.point("ingest_before_commit")
     faults.point("ingest_after_commit")
@@ -95,7 +104,16 @@ def _record_events(con, events: list[dict[str, Any]]) -> None:
                      version=e.get("version"), details=details if isinstance(details, dict) else None)
 
 
-def ingest_batch(db: Database, paths: list[Path]) -> IngestResult | None:
+def _note_future(con, future: int, *, arrived_at: datetime) -> None:
+    if future:
+        record_event(con, ts=arrived_at, kind=EventKind.INGEST, severity=Severity.WARNING,
+                     message=f"{future} logged queries or labels claimed a time more than "
+                             f"{FUTURE_TOLERANCE.total_seconds() / 60:.0f} minutes ahead of this machine's clock; they "
+                             "were stored at their arrival time instead (is a client's clock or time zone wrong?).",
+                     details={"future_rows": future})
+
+
+def ingest_batch(db: Database, paths: list[Path], *, clock) -> IngestResult | None:
     """Store many spool files with one parse and one transaction; None if they do not parse together."""
     try:
         batch = read_spool_files(paths)
@@ -104,9 +122,12 @@ def ingest_batch(db: Database, paths: list[Path]) -> IngestResult | None:
         return None
     faults.point("ingest_after_read")
     result = IngestResult(files=len(paths))
+    arrived_at = clock()
     with db.write() as con:
-        result.queries, result.labels, events = insert_spool_batch(con, batch)
+        result.queries, result.labels, events, result.future = insert_spool_batch(
+            con, batch, arrived_at=arrived_at, latest=arrived_at + FUTURE_TOLERANCE)
         _record_events(con, events)
+        _note_future(con, result.future, arrived_at=arrived_at)
         result.events = len(events)
         faults.point("ingest_before_commit")
     faults.point("ingest_after_commit")
@@ -119,7 +140,7 @@ def ingest_batch(db: Database, paths: list[Path]) -> IngestResult | None:
 def ingest_spool(db: Database, spool_dir: Path, *, clock, max_files: int = 200) -> IngestResult:
     """Store every waiting spool file (oldest first, at most ``max_files`` per call)."""
     paths = spool.pending(spool_dir)[:max_files]
-    total = ingest_batch(db, paths) if paths else None
+    total = ingest_batch(db, paths, clock=clock) if paths else None
     if total is None:
         total = IngestResult()
         for path in paths:
@@ -129,6 +150,7 @@ def ingest_spool(db: Database, spool_dir: Path, *, clock, max_files: int = 200) 
             total.labels += r.labels
             total.events += r.events
             total.rejected_files += r.rejected_files
+            total.future += r.future
     if total.queries or total.labels:
         log.debug("ingested %d queries, %d labels from %d files", total.queries, total.labels, total.files)
     return total

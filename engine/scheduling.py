@@ -9,6 +9,12 @@ Three jobs, from settings (local time of the worker):
   ``adaptive_min_samples`` new human-labelled texts arrived or ``adaptive_max_days``
   days passed since the last retrain.
 
+Weekly and monthly follow the wall clock (03:00 is 03:00 local time in summer and winter; a
+slot in the hour skipped when clocks go forward runs at the first moment after it, one in the
+repeated hour runs once, at its first occurrence); the adaptive check runs every N minutes of
+UTC, so a daylight saving change neither delays nor doubles it. tests/test_time.py walks both
+changes of America/New_York.
+
 What ``schedule`` lacks is added here (DESIGN.md): every job is wrapped, so one that
 raises is recorded as a failed run and rescheduled instead of looping; next and last
 runs live in the store, so a slot missed while the worker was down runs once at
@@ -127,7 +133,10 @@ class Scheduler:
     def __init__(self, ctx: Context, *, request_retrain: RequestRetrain):
         self.ctx = ctx
         self._request = request_retrain
+        # Calendar jobs keep the wall clock (local time); the interval job runs on UTC, so a daylight
+        # saving change neither delays it by an hour (clocks go back) nor runs it twice.
         self._schedule = schedule.Scheduler()
+        self._interval = schedule.Scheduler()
         self._jobs: dict[str, schedule.Job] = {}
         self._runs: list[tuple[str, _dt.datetime, str, str | None]] = []
         self._saved: dict[str, _dt.datetime] = {}
@@ -136,7 +145,8 @@ class Scheduler:
         with self._clock():
             self._jobs[Trigger.WEEKLY] = getattr(self._schedule.every(), s.weekly_day).at(s.weekly_time).do(self._wrapped, Trigger.WEEKLY)
             self._jobs[Trigger.MONTHLY] = self._schedule.every().day.at(s.monthly_time).do(self._wrapped, Trigger.MONTHLY)
-            self._jobs[Trigger.ADAPTIVE] = self._schedule.every(s.adaptive_every_minutes).minutes.do(self._wrapped, Trigger.ADAPTIVE)
+        with _clocked(self.ctx.clock):
+            self._jobs[Trigger.ADAPTIVE] = self._interval.every(s.adaptive_every_minutes).minutes.do(self._wrapped, Trigger.ADAPTIVE)
 
     def _local_now(self) -> _dt.datetime:
         return to_local(self.ctx.clock())
@@ -165,23 +175,30 @@ class Scheduler:
 
     def run_pending(self) -> None:
         """Run the jobs that are due now (by the context's clock)."""
+        # Both schedulers' due jobs, in the order of their due times (UTC), each under its own clock.
         with self._clock():
-            self._schedule.run_pending()
+            due = [(to_utc(job.next_run), job, self._clock) for job in self._schedule.jobs if job.should_run]
+        with _clocked(self.ctx.clock):
+            due += [(job.next_run, job, lambda: _clocked(self.ctx.clock)) for job in self._interval.jobs
+                    if job.should_run]
+        for _, job, clock in sorted(due, key=lambda entry: entry[0]):
+            with clock():
+                job.run()
         if self._runs:
             self._flush()
 
     def next_runs(self) -> dict[str, _dt.datetime]:
         """Each job's next run, as naive UTC."""
-        with self._clock():
-            runs = {name: job.next_run for name, job in self._jobs.items()}
         s = self.ctx.settings
-        runs[Trigger.MONTHLY] = next_monthly(self._local_now(), day=s.monthly_day, at=s.monthly_time)
-        return {name: to_utc(t) for name, t in runs.items()}
+        runs = {Trigger.WEEKLY: to_utc(self._jobs[Trigger.WEEKLY].next_run),
+                Trigger.MONTHLY: to_utc(next_monthly(self._local_now(), day=s.monthly_day, at=s.monthly_time)),
+                Trigger.ADAPTIVE: self._jobs[Trigger.ADAPTIVE].next_run}
+        return runs
 
     def next_due(self) -> _dt.datetime:
         """The earliest moment (naive UTC) at which ``schedule`` will run something."""
-        with self._clock():
-            return to_utc(min(job.next_run for job in self._jobs.values()))
+        return min(to_utc(self._jobs[Trigger.WEEKLY].next_run), to_utc(self._jobs[Trigger.MONTHLY].next_run),
+                   self._jobs[Trigger.ADAPTIVE].next_run)
 
     # -- jobs ---------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ bytes, which every import event records.
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
@@ -30,13 +31,15 @@ IMPORT_MEMORY_LIMIT = "128MB"
 LIMIT_MEMORY = "SET memory_limit = '128MB'"  # IMPORT_MEMORY_LIMIT
 RESET_MEMORY = "RESET memory_limit"
 
+# $arrived_at: this machine's clock when the import stores its rows (see store/querylog.py).
 INSERT_STAGED_QUERIES = f"""
-INSERT INTO queries ({', '.join(QUERY_COLUMNS)})
-SELECT id, ts::TIMESTAMP, text, predicted_label, confidence::DOUBLE, model_version, source FROM read_parquet($path)
+INSERT INTO queries ({', '.join(QUERY_COLUMNS)}, arrived_at)
+SELECT id, ts::TIMESTAMP, text, predicted_label, confidence::DOUBLE, model_version, source, $arrived_at::TIMESTAMP
+FROM read_parquet($path)
 """
 INSERT_STAGED_LABELS = f"""
-INSERT INTO labels ({', '.join(LABEL_COLUMNS)})
-SELECT id, ts::TIMESTAMP, query_id, text, label, source FROM read_parquet($path)
+INSERT INTO labels ({', '.join(LABEL_COLUMNS)}, arrived_at)
+SELECT id, ts::TIMESTAMP, query_id, text, label, source, $arrived_at::TIMESTAMP FROM read_parquet($path)
 """
 # The latest import of the same bytes that stored something.
 FIND_IMPORT = """
@@ -51,16 +54,21 @@ UNION SELECT predicted_label FROM queries WHERE predicted_label IS NOT NULL
 """
 
 
-def commit_staged(con: duckdb.DuckDBPyConnection, *, queries: Path | None, labels: Path | None) -> tuple[int, int]:
+def commit_staged(con: duckdb.DuckDBPyConnection, *, queries: Path | None, labels: Path | None,
+                  arrived_at: datetime) -> tuple[int, int]:
     """Insert the staged Parquet files inside an open write; return (queries added, labels added).
 
-    Runs with DuckDB's memory limit at :data:`IMPORT_MEMORY_LIMIT` and resets it to the default
-    after; the caller's transaction still decides whether anything is stored.
+    ``arrived_at`` (naive UTC, this machine's clock) is stored with every row: the adaptive
+    trigger counts new labels by it, whatever time the file's rows claim. Runs with DuckDB's memory
+    limit at :data:`IMPORT_MEMORY_LIMIT` and resets it to the default after; the caller's
+    transaction still decides whether anything is stored.
     """
     con.execute(LIMIT_MEMORY)
     try:
-        added_queries = con.execute(INSERT_STAGED_QUERIES, {"path": str(queries)}).fetchone()[0] if queries else 0
-        added_labels = con.execute(INSERT_STAGED_LABELS, {"path": str(labels)}).fetchone()[0] if labels else 0
+        added_queries = (con.execute(INSERT_STAGED_QUERIES, {"path": str(queries), "arrived_at": arrived_at}).fetchone()[0]
+                         if queries else 0)
+        added_labels = (con.execute(INSERT_STAGED_LABELS, {"path": str(labels), "arrived_at": arrived_at}).fetchone()[0]
+                        if labels else 0)
     finally:
         con.execute(RESET_MEMORY)
     return added_queries, added_labels

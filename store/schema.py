@@ -212,6 +212,24 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "ALTER TABLE labels_unindexed RENAME TO labels",
         ],
     ),
+    (
+        4,
+        "arrival times: when each logged query and label reached the store, and the claims clamped to it",
+        [
+            # ``ts`` is the time a row claims (a client's clock, an imported column); ``arrived_at`` is
+            # this machine's clock when the row was stored: "new since the last retrain" counts by it.
+            # A claim more than a few minutes past the arrival (a client's clock or zone is wrong) is
+            # stored with ts = arrived_at and kept in ``claimed_ts`` (NULL otherwise), where the repeat
+            # check of migration 3 finds it again (store/querylog.py).
+            "ALTER TABLE queries ADD COLUMN arrived_at TIMESTAMP",
+            "ALTER TABLE queries ADD COLUMN claimed_ts TIMESTAMP",
+            "ALTER TABLE labels ADD COLUMN arrived_at TIMESTAMP",
+            "ALTER TABLE labels ADD COLUMN claimed_ts TIMESTAMP",
+            # Rows stored before: their claimed time is all that is known.
+            "UPDATE queries SET arrived_at = ts",
+            "UPDATE labels SET arrived_at = ts",
+        ],
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]

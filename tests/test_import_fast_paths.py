@@ -16,6 +16,7 @@ from __future__ import annotations
 import tempfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pyarrow as pa
@@ -25,6 +26,7 @@ from hypothesis import HealthCheck, example, given, settings, strategies as st
 import engine.importer as importer
 import engine.readers as readers
 from engine.column_rules import sure_rows
+from engine.clock import FUTURE_TOLERANCE
 from engine.importer import TS_MAX, TS_MIN, ImportReport, _Reject, clean_row
 from engine.readers import CsvReader, Row, RowBatch, Source
 
@@ -116,12 +118,15 @@ ROWS = st.fixed_dictionaries({"text": TEXTS, "label": LABELS, "predicted_label":
                               "ts": TIMES})
 
 
-def check_agreement(columns: dict, rows: list[dict], *, labeled: bool) -> np.ndarray:
-    """Every row sure_rows passes is one clean_row stores, with the same values; returns the mask."""
-    sure, values = sure_rows(columns, count=len(rows), labeled=labeled, max_len=40, now=NOW, ts_min=TS_MIN, ts_max=TS_MAX)
+def check_agreement(columns: dict, rows: list[dict], *, labeled: bool, zone=None) -> np.ndarray:
+    """Every row sure_rows passes is one clean_row stores, with the same values; returns the mask.
+    As the importer calls it: times past NOW + FUTURE_TOLERANCE are never sure (they refuse the file), and
+    with a zone (import --tz) naive times are not either."""
+    sure, values = sure_rows(columns, count=len(rows), labeled=labeled, max_len=40, now=NOW, ts_min=TS_MIN, ts_max=TS_MAX,
+                             latest=NOW + FUTURE_TOLERANCE, naive_is_utc=zone is None)
     for i, index in enumerate(np.flatnonzero(sure)):
         try:
-            expected = clean_row(rows[index], labeled=labeled, max_len=40, now=NOW)
+            expected = clean_row(rows[index], labeled=labeled, max_len=40, now=NOW, zone=zone)
         except _Reject as exc:
             pytest.fail(f"row {rows[index]!r} passed the column rules but clean_row rejects it: {exc}")
         assert {name: values[name][i].as_py() for name in expected} == expected, rows[index]
@@ -134,6 +139,17 @@ def test_sure_rows_of_string_columns_are_what_clean_row_stores(rows, labeled):
     columns = {name: pa.array([row[name] for row in rows], pa.string()) for name in rows[0]}
 
     check_agreement(columns, rows, labeled=labeled)
+
+
+@PROPERTY
+@given(rows=st.lists(ROWS, min_size=1, max_size=20), labeled=st.booleans())
+def test_with_a_zone_only_times_that_carry_their_zone_are_sure(rows, labeled):
+    columns = {name: pa.array([row[name] for row in rows], pa.string()) for name in rows[0]}
+
+    sure = check_agreement(columns, rows, labeled=labeled, zone=ZoneInfo("Asia/Tokyo"))
+
+    naive = [isinstance(row["ts"], str) and "-" in row["ts"] for row in rows]  # ISO text without an offset
+    assert not any(s and n for s, n in zip(sure, naive))
 
 
 TYPED_TIMES = st.sampled_from(["s", "ms", "us", "ns"]).flatmap(lambda unit: st.tuples(
@@ -163,7 +179,7 @@ def test_sure_rows_of_typed_columns_are_what_clean_row_stores(texts, confidences
 def test_plain_rows_take_the_column_path():
     """Rows as logs and spreadsheets write them are all decided as columns; odd ones go to clean_row."""
     rows = [{"text": "where is my order", "label": "Track_Order", "predicted_label": "track_order", "confidence": "0.93",
-             "ts": "2026-11-01 12:00:00"},
+             "ts": "2026-01-01 12:00:00"},  # before NOW: a time in the future refuses the file
             {"text": "cancel it", "label": None, "predicted_label": "cancel", "confidence": ".5", "ts": "1761998400"},
             {"text": " padded ", "label": "a", "predicted_label": "a", "confidence": "1", "ts": ""},
             {"text": "fine", "label": "a", "predicted_label": "a", "confidence": "1.5", "ts": None}]

@@ -67,7 +67,8 @@ def test_the_schema_and_row_counts_are_listed_beside_the_editor(open_page, demo_
     assert labels == [f"{t} · {counts[t]:,} {'row' if counts[t] == 1 else 'rows'}" for t in TABLES]
     labels_columns = at.expander[TABLES.index("labels")].markdown[0].value
     assert labels_columns.splitlines() == ["- `id` varchar", "- `ts` timestamp", "- `query_id` varchar", "- `text` varchar",
-                                           "- `label` varchar", "- `source` varchar"]
+                                           "- `label` varchar", "- `source` varchar", "- `arrived_at` timestamp",
+                                           "- `claimed_ts` timestamp"]
     assert not [i for i in at.info if "store is empty" in i.value]
 
 

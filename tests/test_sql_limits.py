@@ -198,7 +198,7 @@ def test_the_store_s_own_tables_views_and_ctes_are_readable(db):
     tables = views.run_readonly(db, "SHOW TABLES").rows["name"].tolist()
     assert {"events", "queries", "labels", "models"} <= set(tables)
     described = views.run_readonly(db, "DESCRIBE labels").rows["column_name"].tolist()
-    assert described == ["id", "ts", "query_id", "text", "label", "source"]
+    assert described == ["id", "ts", "query_id", "text", "label", "source", "arrived_at", "claimed_ts"]
 
 
 # --- 4: a lone surrogate ---------------------------------------------------------------------------------------

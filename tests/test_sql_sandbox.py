@@ -149,7 +149,7 @@ def test_a_valid_query_returns_the_exact_rows(db):
         ("SELECT predicted_label, count(*) AS n FROM queries GROUP BY ALL ORDER BY n DESC, predicted_label",
          [["cancel_order", 2], ["refund_request", 2], ["delivery_delay", 1]]),
         ("SELECT kind FROM events UNION ALL SELECT 'extra' ORDER BY 1", [["extra"], ["fallback"], ["retrain"]]),
-        ("SELECT column_name, column_type FROM (DESCRIBE labels) ORDER BY column_name LIMIT 2", [["id", "VARCHAR"], ["label", "VARCHAR"]]),
+        ("SELECT column_name, column_type FROM (DESCRIBE labels) ORDER BY column_name LIMIT 2", [["arrived_at", "TIMESTAMP"], ["claimed_ts", "TIMESTAMP"]]),
         ("SELECT sum(range) AS total FROM range(5)", [[10]]),
         ("/* a note */ SELECT 1 AS one -- trailing comment", [[1]]),
     ],
@@ -285,7 +285,8 @@ def test_schema_lists_every_table_with_its_columns_and_counts(db):
     assert sorted(tables) == ["alias_history", "commands", "deployments", "evaluations", "events", "jobs", "labels",
                               "models", "queries", "retrains", "schema_version", "state"]
     assert tables["labels"] == [("id", "VARCHAR"), ("ts", "TIMESTAMP"), ("query_id", "VARCHAR"), ("text", "VARCHAR"),
-                                ("label", "VARCHAR"), ("source", "VARCHAR")]
+                                ("label", "VARCHAR"), ("source", "VARCHAR"), ("arrived_at", "TIMESTAMP"),
+                                ("claimed_ts", "TIMESTAMP")]
     assert views.row_counts(db) == {"alias_history": 0, "commands": 0, "deployments": 0, "evaluations": 0,
                                     "events": 2, "jobs": 0, "labels": 3, "models": 0, "queries": 5, "retrains": 0,
                                     "schema_version": LATEST, "state": 0}

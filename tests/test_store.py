@@ -60,16 +60,17 @@ def db(tmp_path):
 
 def test_migrations_create_every_table_and_are_idempotent(tmp_path):
     database = Database(tmp_path / "retrainer.duckdb")
-    assert migrate(database) == LATEST == 3
+    assert migrate(database) == LATEST == 4
     assert tables(database) == TABLES  # "deployments" is a view of alias_history since schema 2
-    assert migrate(database) == 3
+    assert migrate(database) == 4
     assert tables(database) == TABLES
-    assert current_version(database) == 3
+    assert current_version(database) == 4
     with database.read() as con:
         assert con.execute("SELECT version, name FROM schema_version ORDER BY version").fetchall() == [
             (1, "initial schema"),
             (2, "the champion alias with an append-only history; model statuses champion and inconclusive"),
-            (3, "the query log and the labels without a primary-key index")]
+            (3, "the query log and the labels without a primary-key index"),
+            (4, "arrival times: when each logged query and label reached the store, and the claims clamped to it")]
 
 
 def test_migration_3_keeps_every_logged_row_and_drops_the_log_index(tmp_path, monkeypatch):
@@ -79,11 +80,12 @@ def test_migration_3_keeps_every_logged_row_and_drops_the_log_index(tmp_path, mo
     monkeypatch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:2])
     monkeypatch.setattr(schema, "LATEST", 2)
     assert migrate(database) == 2  # a store written before migration 3
-    with database.write() as con:
-        insert_queries(con, query_frame(("q2", "track my parcel", "track_order", 0.9), ("q1", "refund please", "refund", 0.7)))
-        insert_labels(con, label_frame(("l1", "q1", None, "refund")))
+    with database.write() as con:  # the columns of schema 2 (the store's insert functions write today's)
+        con.execute("INSERT INTO queries VALUES ('q2', $t, 'track my parcel', 'track_order', 0.9, 'v0001', 'test'),"
+                    " ('q1', $t, 'refund please', 'refund', 0.7, 'v0001', 'test')", {"t": T0})
+        con.execute("INSERT INTO labels VALUES ('l1', $t, 'q1', NULL, 'refund', 'test')", {"t": T0})
     monkeypatch.undo()
-    assert migrate(database) == 3
+    assert migrate(database) == LATEST
     with database.read() as con:
         assert con.execute("SELECT id, text, predicted_label FROM queries ORDER BY id").fetchall() == [
             ("q1", "refund please", "refund"), ("q2", "track my parcel", "track_order")]
