@@ -20,11 +20,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
-from engine.clock import to_local
+from engine.clock import to_local, to_utc
 from engine.commands import submit, wait_for
 from engine.config import Settings, load_settings
 from engine.context import Context
-from engine.errors import RetrainerError, StoreError, WorkerLockedError
+from engine.errors import InputError, RetrainerError, StoreError, WorkerLockedError
 from engine.lock import worker_running
 from store.vocabulary import CommandKind, CommandStatus
 
@@ -258,6 +258,37 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_quarantine(settings: Settings, args: argparse.Namespace) -> int:
+    from engine.quarantine import Rule, list_rules, quarantine
+
+    ctx = Context.open(settings)
+    if args.list:
+        if any(v is not None for v in (args.source, args.version, args.since, args.until, args.reason)):
+            raise InputError("--list shows the rules: give it alone, or leave it out to add a rule")
+        found = list_rules(ctx)
+        if not found:
+            print("no quarantine rules")
+        for row in found:
+            state = "active" if row["lifted_at"] is None else f"lifted {_fmt_time(row['lifted_at'])}"
+            print(f"#{row['id']:<4} {state:<24} {Rule.from_row(row).describe()}: {row['queries']:,} logged queries, "
+                  f"{row['labels']:,} labels; added {_fmt_time(row['created_at'])}: {row['reason']}")
+        return 0
+    rule = Rule(source=args.source, version=args.version, since=args.since, until=args.until, reason=args.reason or "")
+    rule_id, counts = quarantine(ctx, rule, by="cli")
+    print(f"quarantine #{rule_id} ({rule.describe()}): {counts['queries']:,} logged queries and {counts['labels']:,} "
+          "labels are left out of training and evaluation from the next retrain; undo with "
+          f"`python -m engine unquarantine {rule_id}`")
+    return 0
+
+
+def cmd_unquarantine(settings: Settings, args: argparse.Namespace) -> int:
+    from engine.quarantine import unquarantine
+
+    rule = unquarantine(Context.open(settings), args.id, by="cli")
+    print(f"quarantine #{args.id} ({rule.describe()}) lifted: its rows count again from the next retrain")
+    return 0
+
+
 def cmd_events(settings: Settings, args: argparse.Namespace) -> int:
     from store.events import recent_events
 
@@ -304,6 +335,16 @@ def cmd_export_log(settings: Settings, args: argparse.Namespace) -> int:
     print(f"read it in place, e.g. in DuckDB: SELECT day, count(*) FROM read_parquet("
           f"'{Path(args.parquet) / 'queries'}/*/*.parquet', hive_partitioning = true) GROUP BY day ORDER BY day")
     return 0
+
+
+def _moment(text: str) -> datetime:
+    """A time on the command line as naive UTC: with an offset as given, without one in this machine's zone."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a time: use YYYY-MM-DD or YYYY-MM-DDTHH:MM (local time), or add an offset (+09:00, Z)") from None
+    return to_utc(moment) if moment.tzinfo is None else moment.astimezone(timezone.utc).replace(tzinfo=None)
 
 
 def _day(text: str):
@@ -389,6 +430,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000; 0: any free port)")
     p.add_argument("--no-access-log", action="store_true", help="do not log one line per request")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("quarantine", help="leave matching logged queries and labels out of training and evaluation "
+                       "(reversible), or --list the rules")
+    p.add_argument("--source", metavar="NAME", help="rows logged or imported with this source (e.g. a client's name)")
+    p.add_argument("--version", metavar="VERSION", help="queries answered by this model version, and their labels")
+    p.add_argument("--since", type=_moment, metavar="TIME", help="rows from this time on (local time unless an offset is given)")
+    p.add_argument("--until", type=_moment, metavar="TIME", help="rows before this time")
+    p.add_argument("--reason", metavar="TEXT", help="why (required to add a rule)")
+    p.add_argument("--list", action="store_true", help="show every rule, active and lifted, with what it matches")
+    p.set_defaults(func=cmd_quarantine)
+
+    p = sub.add_parser("unquarantine", help="lift a quarantine rule: its rows count again from the next retrain")
+    p.add_argument("id", type=int, help="the rule's number, from `quarantine --list`")
+    p.set_defaults(func=cmd_unquarantine)
 
     p = sub.add_parser("events", help="recent events, newest first")
     p.add_argument("--limit", type=int, default=20, help="how many (default 20)")

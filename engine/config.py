@@ -42,6 +42,7 @@ class Settings:
     home: Path = Path("./data")
     min_confidence: float = 0.5
     use_pseudo_labels: bool = True
+    pseudo_label_days: float = 0.0
     max_text_length: int = 100_000
     eval_percent: int = 20
     max_labels: int = 1000
@@ -118,6 +119,7 @@ class Settings:
 
 _RANGES: dict[str, tuple[float, float]] = {
     "min_confidence": (0.0, 1.0),
+    "pseudo_label_days": (0.0, 3650),
     "max_text_length": (1, 10_000_000),
     "eval_percent": (1, 50),
     "max_labels": (2, 100_000),

@@ -9,8 +9,13 @@ feedback: a person said so; ``confidence`` is ignored and may be NaN) or ``"pseu
 Rules, applied in this order; every input row is counted by exactly one step of the
 :class:`Funnel`, so ``rows_in`` equals the sum of all the other counts.
 
-0. **Pseudo labels off.** With ``use_pseudo_labels=False`` every pseudo row is dropped
-   before counting: ``rows_in`` counts only the rows considered.
+0. **Pseudo labels off, quarantine, untrusted pseudo labels.** With ``use_pseudo_labels=False``
+   every pseudo row is dropped before counting: ``rows_in`` counts only the rows considered.
+   Then rows flagged ``quarantined`` (an operator's quarantine rule matches them), pseudo rows
+   flagged ``deployed = False`` (answered by a version the registry never deployed) and pseudo
+   rows with ``ts`` before ``pseudo_since`` are left out, and counted as ``quarantined``,
+   ``pseudo_not_deployed`` and ``pseudo_too_old`` (a row in the first of these that applies),
+   also outside ``rows_in``.
 1. **Malformed** (``malformed``). Texts are normalised (:func:`normalize_text`: Unicode
    NFKC, case-folded, whitespace collapsed) and labels are normalised
    (:func:`normalize_label`: Unicode NFKC, format characters such as zero-width spaces
@@ -161,7 +166,9 @@ def eval_key(normalized_text: str) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class Funnel:
-    """How many input rows each step removed or kept; the counts add up to ``rows_in``."""
+    """How many input rows each step removed or kept; the counts from ``malformed`` to ``eval_rows``
+    add up to ``rows_in``; ``quarantined``, ``pseudo_not_deployed`` and ``pseudo_too_old`` count rows
+    left out before ``rows_in`` (step 0)."""
 
     rows_in: int
     malformed: int
@@ -171,6 +178,11 @@ class Funnel:
     reserved_for_eval: int
     train_rows: int
     eval_rows: int
+    # Left out before rows_in (step 0): under a quarantine rule, pseudo labels of versions never
+    # deployed, pseudo labels older than the age window.
+    quarantined: int = 0
+    pseudo_not_deployed: int = 0
+    pseudo_too_old: int = 0
 
     def as_dict(self) -> dict[str, int]:
         """The counts by name, in funnel order."""
@@ -205,11 +217,14 @@ def build_training_set(
     max_text_length: int = 2000,
     eval_percent: int = 20,
     use_pseudo_labels: bool = True,
+    pseudo_since: Any = None,
 ) -> TrainingSet:
     """Clean ``rows`` into a training set and a held-out evaluation set (rules in the module docstring).
 
-    ``rows`` has columns text, label, confidence, source, ts. ``known_labels``: if given,
-    a label outside it is malformed; None means any non-empty label is known.
+    ``rows`` has columns text, label, confidence, source, ts, and optionally ``quarantined``
+    (True: left out, counted) and ``deployed`` (False on a pseudo row: left out, counted).
+    ``known_labels``: if given, a label outside it is malformed; None means any non-empty label
+    is known. ``pseudo_since``: pseudo rows with ``ts`` before it are left out (None: no window).
     Raises :class:`~engine.errors.InputError` for an option out of range or a missing column.
     """
     _check_options(min_confidence=min_confidence, max_text_length=max_text_length, eval_percent=eval_percent)
@@ -221,6 +236,7 @@ def build_training_set(
         considered = ~source_is[PSEUDO]
         rows = rows.loc[considered]
         source_is = {name: mask[considered] for name, mask in source_is.items()}
+    rows, source_is, left_out = _leave_out(rows, source_is, pseudo_since=pseudo_since)
     human, pseudo = source_is[HUMAN], source_is[PSEUDO]
 
     # Per-row Python work happens only once per distinct raw text and label.
@@ -261,6 +277,7 @@ def build_training_set(
         reserved_for_eval=int((in_eval & ~from_humans).sum()),
         train_rows=len(train),
         eval_rows=len(evaluation),
+        **left_out,
     )
     log.debug("training set funnel: %s", funnel.as_dict())
     pairs = list(zip(train["text"].tolist(), train["label"].tolist()))
@@ -303,6 +320,36 @@ def _stratified_eval(winners: pd.Series, group_texts: list[str], *, from_humans:
         m = np.zeros_like(m)
     in_eval[human.index.to_numpy()] = rank < m
     return in_eval
+
+
+def _leave_out(rows: pd.DataFrame, source_is: dict[str, np.ndarray], *,
+               pseudo_since: Any) -> tuple[pd.DataFrame, dict[str, np.ndarray], dict[str, int]]:
+    """Step 0 of the funnel: drop quarantined rows, pseudo rows of versions never deployed and pseudo
+    rows older than ``pseudo_since``; return what is left and each count (in that order of precedence)."""
+    n = len(rows)
+    quarantined = (rows["quarantined"].fillna(False).to_numpy(dtype=bool) if "quarantined" in rows.columns
+                   else np.zeros(n, dtype=bool))
+    pseudo = source_is[PSEUDO]
+    not_deployed = pseudo & ~quarantined
+    if "deployed" in rows.columns:
+        not_deployed &= ~rows["deployed"].fillna(False).to_numpy(dtype=bool)
+    else:
+        not_deployed &= False
+    too_old = np.zeros(n, dtype=bool)
+    if pseudo_since is not None and n:
+        # Naive times are UTC (the store's convention); a missing or unreadable ts is not old.
+        stamps = pd.to_datetime(rows["ts"], errors="coerce", utc=True, format="mixed")
+        since = pd.Timestamp(pseudo_since)
+        since = since.tz_localize("UTC") if since.tzinfo is None else since
+        older = (stamps < since).fillna(False).to_numpy(dtype=bool)
+        too_old = pseudo & ~quarantined & ~not_deployed & older
+    dropped = quarantined | not_deployed | too_old
+    counts = {"quarantined": int(quarantined.sum()), "pseudo_not_deployed": int(not_deployed.sum()),
+              "pseudo_too_old": int(too_old.sum())}
+    if not dropped.any():
+        return rows, source_is, counts
+    kept = ~dropped
+    return rows.loc[kept], {name: mask[kept] for name, mask in source_is.items()}, counts
 
 
 def _check_options(*, min_confidence: Any, max_text_length: Any, eval_percent: Any) -> None:

@@ -16,6 +16,7 @@ import logging
 import time
 import traceback
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Callable
 
 from engine import faults, fingerprint, registry
@@ -352,9 +353,10 @@ def _training_set(ctx: Context, stage: Callable[[str, float], None], record: dic
     rows = querylog.training_rows(ctx.db, include_pseudo=s.use_pseudo_labels)
     known = known_labels(ctx.db)
     stage("cleaning the training set", 0.15)
+    pseudo_since = ctx.clock() - timedelta(days=s.pseudo_label_days) if s.pseudo_label_days else None
     data = build_training_set(rows, known_labels=known or None, min_confidence=s.min_confidence,
                               max_text_length=s.max_text_length, eval_percent=s.eval_percent,
-                              use_pseudo_labels=s.use_pseudo_labels)
+                              use_pseudo_labels=s.use_pseudo_labels, pseudo_since=pseudo_since)
     record.update({k: v for k, v in data.funnel.as_dict().items() if k != "eval_rows"})
     record["eval_rows"] = data.funnel.eval_rows
     if len(data.labels) > s.max_labels:

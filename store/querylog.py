@@ -25,6 +25,7 @@ import duckdb
 import pandas as pd
 
 from store.db import Database
+from store.quarantine import LABEL_QUARANTINED, QUERY_QUARANTINED
 
 QUERY_COLUMNS = ["id", "ts", "text", "predicted_label", "confidence", "model_version", "source"]
 LABEL_COLUMNS = ["id", "ts", "query_id", "text", "label", "source"]
@@ -56,14 +57,17 @@ SPAN = "SELECT min(ts::TIMESTAMP), max(ts::TIMESTAMP) FROM {name}"
 COUNT_QUERIES = "SELECT count(*) FROM queries"
 COUNT_LABELS = "SELECT count(*) FROM labels"
 
-HUMAN_ROWS = """
+# Training rows carry two flags: ``quarantined`` (an active quarantine rule matches the row) and,
+# for pseudo labels, ``deployed`` (the version that answered was deployed by the registry at some time).
+HUMAN_ROWS = f"""
 SELECT coalesce(l.text, q.text) AS text, l.label AS label, NULL::DOUBLE AS confidence,
-       'human' AS source, l.ts AS ts
+       'human' AS source, l.ts AS ts, {LABEL_QUARANTINED} AS quarantined, NULL::BOOLEAN AS deployed
 FROM labels l LEFT JOIN queries q ON q.id = l.query_id
 """
-PSEUDO_ROWS = """
-SELECT text, predicted_label AS label, confidence, 'pseudo' AS source, ts
-FROM queries WHERE predicted_label IS NOT NULL
+PSEUDO_ROWS = f"""
+SELECT q.text, q.predicted_label AS label, q.confidence, 'pseudo' AS source, q.ts, {QUERY_QUARANTINED} AS quarantined,
+       coalesce(q.model_version IN (SELECT version FROM deployments), false) AS deployed
+FROM queries q WHERE q.predicted_label IS NOT NULL
 """
 # Human-labelled texts that reached the store after a moment: the adaptive trigger's counter. By
 # arrival, not by the time a row claims: a label stamped in the future is new once, not at every check.
@@ -241,7 +245,9 @@ def count_rows(db: Database) -> dict[str, int]:
 def training_rows(db: Database, *, include_pseudo: bool = True) -> pd.DataFrame:
     """Human labels and (optionally) the model's own predictions, as one frame.
 
-    Columns: text, label, confidence, source ('human' or 'pseudo'), ts.
+    Columns: text, label, confidence, source ('human' or 'pseudo'), ts, quarantined (an active
+    quarantine rule matches the row), deployed (pseudo rows: the answering version was ever
+    deployed; None for human rows).
     """
     with db.read() as con:
         human = con.execute(HUMAN_ROWS).df()

@@ -230,6 +230,30 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "UPDATE labels SET arrived_at = ts",
         ],
     ),
+    (
+        5,
+        "quarantine rules, and what each retrain left out",
+        [
+            "CREATE SEQUENCE quarantine_ids START 1",
+            # A rule takes the logged queries and labels it matches out of training and evaluation
+            # until it is lifted. Every given condition must hold: source, model version, since <= ts < until.
+            """CREATE TABLE quarantine (
+                id BIGINT PRIMARY KEY DEFAULT nextval('quarantine_ids'),
+                created_at TIMESTAMP NOT NULL,
+                source VARCHAR,
+                model_version VARCHAR,
+                since TIMESTAMP,
+                until TIMESTAMP,
+                reason VARCHAR NOT NULL,
+                lifted_at TIMESTAMP
+            )""",
+            # Rows left out before the funnel's rows_in: under a quarantine rule, pseudo labels from
+            # versions never deployed, pseudo labels older than pseudo_label_days.
+            "ALTER TABLE retrains ADD COLUMN quarantined INTEGER",
+            "ALTER TABLE retrains ADD COLUMN pseudo_not_deployed INTEGER",
+            "ALTER TABLE retrains ADD COLUMN pseudo_too_old INTEGER",
+        ],
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]

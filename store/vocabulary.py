@@ -123,6 +123,7 @@ class EventKind(StrEnum):
     INGEST = "ingest"
     IMPORT = "import"
     DEMO = "demo"
+    QUARANTINE = "quarantine"
 
 
 class Severity(StrEnum):

@@ -56,6 +56,9 @@ def db(ctx):
     with ctx.db.write() as con:
         insert_queries(con, queries)
         insert_labels(con, labels)
+        # v0001 served: its answers may be pseudo labels (only deployed versions' answers are).
+        con.execute("INSERT INTO alias_history (ts, alias, version, kind, actor, reason) "
+                    "VALUES (?, 'champion', 'v0001', 'deploy', 'test', 'test')", [datetime(2026, 2, 1)])
     return ctx.db
 
 

@@ -14,8 +14,8 @@ from store.schema import LATEST
 from store.views import sql as views
 from tests.conftest import ROOT, open_app
 
-TABLES = ["alias_history", "commands", "deployments", "evaluations", "events", "jobs", "labels", "models", "queries", "retrains",
-          "schema_version", "state"]
+TABLES = ["alias_history", "commands", "deployments", "evaluations", "events", "jobs", "labels", "models", "quarantine",
+          "queries", "retrains", "schema_version", "state"]
 
 
 @pytest.fixture

@@ -32,7 +32,8 @@ from store.models import get_model, list_deployments, list_models
 from store.retrains import get_retrain, recent_retrains
 from tests.conftest import labelled_frame
 
-FUNNEL = ("rows_in", "malformed", "low_confidence", "conflicts", "duplicates", "reserved_for_eval", "train_rows", "eval_rows")
+FUNNEL = ("rows_in", "malformed", "low_confidence", "conflicts", "duplicates", "reserved_for_eval", "train_rows", "eval_rows",
+          "quarantined", "pseudo_not_deployed", "pseudo_too_old")
 
 
 @pytest.fixture

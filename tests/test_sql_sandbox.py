@@ -283,12 +283,12 @@ def test_schema_lists_every_table_with_its_columns_and_counts(db):
     tables = views.schema(db)
 
     assert sorted(tables) == ["alias_history", "commands", "deployments", "evaluations", "events", "jobs", "labels",
-                              "models", "queries", "retrains", "schema_version", "state"]
+                              "models", "quarantine", "queries", "retrains", "schema_version", "state"]
     assert tables["labels"] == [("id", "VARCHAR"), ("ts", "TIMESTAMP"), ("query_id", "VARCHAR"), ("text", "VARCHAR"),
                                 ("label", "VARCHAR"), ("source", "VARCHAR"), ("arrived_at", "TIMESTAMP"),
                                 ("claimed_ts", "TIMESTAMP")]
     assert views.row_counts(db) == {"alias_history": 0, "commands": 0, "deployments": 0, "evaluations": 0,
-                                    "events": 2, "jobs": 0, "labels": 3, "models": 0, "queries": 5, "retrains": 0,
+                                    "events": 2, "jobs": 0, "labels": 3, "models": 0, "quarantine": 0, "queries": 5, "retrains": 0,
                                     "schema_version": LATEST, "state": 0}
 
 

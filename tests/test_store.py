@@ -20,8 +20,8 @@ from store.schema import LATEST, current_version, migrate
 from store.vocabulary import ModelStatus
 from tests.conftest import ROOT
 
-TABLES = ["alias_history", "commands", "deployments", "evaluations", "events", "jobs", "labels", "models", "queries", "retrains",
-          "schema_version", "state"]
+TABLES = ["alias_history", "commands", "deployments", "evaluations", "events", "jobs", "labels", "models", "quarantine",
+          "queries", "retrains", "schema_version", "state"]
 T0 = datetime(2026, 3, 4, 12, 0, 0)
 
 
@@ -60,17 +60,18 @@ def db(tmp_path):
 
 def test_migrations_create_every_table_and_are_idempotent(tmp_path):
     database = Database(tmp_path / "retrainer.duckdb")
-    assert migrate(database) == LATEST == 4
+    assert migrate(database) == LATEST == 5
     assert tables(database) == TABLES  # "deployments" is a view of alias_history since schema 2
-    assert migrate(database) == 4
+    assert migrate(database) == 5
     assert tables(database) == TABLES
-    assert current_version(database) == 4
+    assert current_version(database) == 5
     with database.read() as con:
         assert con.execute("SELECT version, name FROM schema_version ORDER BY version").fetchall() == [
             (1, "initial schema"),
             (2, "the champion alias with an append-only history; model statuses champion and inconclusive"),
             (3, "the query log and the labels without a primary-key index"),
-            (4, "arrival times: when each logged query and label reached the store, and the claims clamped to it")]
+            (4, "arrival times: when each logged query and label reached the store, and the claims clamped to it"),
+            (5, "quarantine rules, and what each retrain left out")]
 
 
 def test_migration_3_keeps_every_logged_row_and_drops_the_log_index(tmp_path, monkeypatch):
@@ -310,7 +311,7 @@ def test_training_rows_joins_feedback_text_from_queries(db):
         insert_labels(con, label_frame(("l1", "q1", None, "delivery_delay"),           # feedback: text from q1
                                        ("l2", None, "reset my password", "reset_password")))  # imported
     rows = training_rows(db)
-    assert list(rows.columns) == ["text", "label", "confidence", "source", "ts"]
+    assert list(rows.columns) == ["text", "label", "confidence", "source", "ts", "quarantined", "deployed"]
     got = sorted(zip(rows["source"], rows["text"], rows["label"], rows["confidence"].fillna(-1)))
     assert got == [
         ("human", "reset my password", "reset_password", -1),
