@@ -168,7 +168,7 @@ def deploy_first_model(ctx: Any, *, seed: int) -> None:
     csv = ctx.settings.home / "seed.csv"
     pd.DataFrame({"text": [e.text for e in rows], "label": [e.label for e in rows]}).to_csv(csv, index=False)
     import_file(ctx, csv, labeled=True)
-    result = run_cycle(ctx, trigger="manual")
+    result = run_cycle(ctx, trigger="manual", force=True)
     if result.status != "accepted":
         raise RuntimeError(f"the benchmark's first model was not deployed: {result.summary()}")
 

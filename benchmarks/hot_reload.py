@@ -79,7 +79,7 @@ def build_home(home: Path, *, per_intent: int = 100) -> None:
     pd.DataFrame({"text": [e.text for e in rows], "label": [e.label for e in rows]}).to_csv(csv, index=False)
     import_file(ctx, csv, labeled=True)
     for version in VERSIONS:
-        result = run_cycle(ctx, trigger="manual")
+        result = run_cycle(ctx, trigger="manual", force=True)
         if result.status != "accepted" or result.candidate != version:
             raise RuntimeError(f"the benchmark's model {version} was not deployed: {result.summary()}")
 

@@ -119,7 +119,7 @@ def child_cycle(home: Path) -> dict[str, Any]:
     rss_before = _peak_rss_mb()
     ctx = Context.open(_settings(home))
     started = time.perf_counter()
-    result = run_cycle(ctx, trigger="manual")
+    result = run_cycle(ctx, trigger="manual", force=True)
     wall = time.perf_counter() - started
     row = get_retrain(ctx.db, result.retrain_id)
     return {"status": result.status, "reason": result.reason, "wall_s": wall, "stages": result.stages,

@@ -127,7 +127,7 @@ def _report(row: dict[str, Any]) -> int:
 
 
 def cmd_retrain(settings: Settings, args: argparse.Namespace) -> int:
-    return _run_command(settings, CommandKind.RETRAIN, {}, wait=args.wait)
+    return _run_command(settings, CommandKind.RETRAIN, {"force": True} if args.force else {}, wait=args.wait)
 
 
 def cmd_rollback(settings: Settings, args: argparse.Namespace) -> int:
@@ -381,6 +381,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("retrain", help="ask for a retrain (trigger 'manual')")
     p.add_argument("--wait", action="store_true", help="wait for the decision (runs it here if no worker runs)")
+    p.add_argument("--force", action="store_true",
+                   help="train even if the training set is unchanged since the champion (otherwise skipped)")
     p.set_defaults(func=cmd_retrain)
 
     p = sub.add_parser("rollback", help="go back to the previous deployed version, or to --to VERSION")

@@ -1,6 +1,7 @@
 """One retrain cycle: training set -> fit -> save -> score -> gate -> deploy -> record.
 
-``run_cycle`` never leaves a retrain 'running': it ends accepted, rejected or failed,
+``run_cycle`` never leaves a retrain 'running': it ends accepted, rejected, skipped (the training
+set is the champion's, unchanged) or failed,
 with the reason in words, the data-quality funnel, both models' metrics and the time
 of each stage written to the store.
 
@@ -18,6 +19,8 @@ import traceback
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Callable
+
+import sklearn
 
 from engine import faults, fingerprint, registry
 from engine.context import Context
@@ -51,7 +54,7 @@ BEST_TO_RESCORE = 3
 @dataclass
 class CycleResult:
     retrain_id: int
-    status: RetrainStatus       # accepted, rejected or failed
+    status: RetrainStatus       # accepted, rejected, skipped (training set unchanged) or failed
     reason: str
     candidate: str | None = None
     champion: str | None = None
@@ -118,12 +121,17 @@ class AdoptRequest:
 
 
 def run_cycle(ctx: Context, *, trigger: str, command_id: int | None = None, progress: Progress = _no_progress,
-              adopt: AdoptRequest | None = None) -> CycleResult:
+              adopt: AdoptRequest | None = None, force: bool = False) -> CycleResult:
     """Run one full retrain; return its outcome (never raises for a failed cycle).
 
     With ``adopt`` (trigger "adopt") the file's model takes the place of the fit: checked on the stored
     texts, saved as the next version, scored on the same evaluation rows, then made the first champion
     when nothing serves, or gated against the champion like any candidate.
+
+    When the clean training set's hash equals the champion's (``models.train_hash``), its :func:`recipe`
+    too, and the champion serves as it was pickled by this scikit-learn, nothing is fitted: the retrain
+    ends 'skipped' ("training set unchanged since v0034") and the champion stays. ``force=True``
+    (``retrain --force``) trains anyway.
     """
     if (trigger == Trigger.ADOPT) != (adopt is not None):
         raise ValueError("trigger 'adopt' goes with an AdoptRequest, and only it")
@@ -139,7 +147,7 @@ def run_cycle(ctx: Context, *, trigger: str, command_id: int | None = None, prog
         progress(fraction, name)
 
     try:
-        result = _cycle(ctx, retrain_id, trigger, stage, record, adopt)
+        result = _cycle(ctx, retrain_id, trigger, stage, record, adopt, force=force)
     except RetrainerError as exc:
         result = CycleResult(retrain_id, RetrainStatus.FAILED, str(exc))
     except Exception as exc:  # a bug or an environment fault: recorded, never silent
@@ -156,7 +164,7 @@ def run_cycle(ctx: Context, *, trigger: str, command_id: int | None = None, prog
     now = ctx.clock()
     record.update(status=result.status, reason=result.reason, finished_at=now, duration_s=result.duration_s,
                   stages=result.stages, candidate_version=result.candidate, champion_version=result.champion)
-    if result.status in (RetrainStatus.ACCEPTED, RetrainStatus.REJECTED):
+    if result.status in (RetrainStatus.ACCEPTED, RetrainStatus.REJECTED, RetrainStatus.SKIPPED):
         record["decision"] = result.decision or result.status
     with ctx.db.write() as con:
         finish_retrain(con, retrain_id, record)
@@ -166,6 +174,10 @@ def run_cycle(ctx: Context, *, trigger: str, command_id: int | None = None, prog
             record_event(con, ts=now, kind=EventKind.RETRAIN, severity=Severity.ERROR, version=result.candidate,
                          message=f"Retrain #{retrain_id} ({trigger}) failed: {result.reason}",
                          details={"retrain_id": retrain_id, "trigger": trigger})
+        if result.status == RetrainStatus.SKIPPED:
+            record_event(con, ts=now, kind=EventKind.RETRAIN, severity=Severity.INFO, version=result.champion,
+                         message=f"Retrain #{retrain_id} ({trigger}) skipped: {result.reason}",
+                         details={"retrain_id": retrain_id, "trigger": trigger, "decision": RetrainStatus.SKIPPED})
     progress(1.0, "done")
     log.info(result.summary())
     return result
@@ -254,6 +266,39 @@ def _first_champion(candidate: Scores, baseline: Scores, file: str) -> Decision:
                     evidence={"first_model": True, "adopted": file})
 
 
+def recipe(settings) -> dict:
+    """What decides a fit besides its training set, from the settings (JSON-ready): the pipeline, its
+    feature limits, the seed and the alpha search. Stored with each fitted version (``params["recipe"]``);
+    the same recipe on the same training set gives the same model. The executor of the search
+    (``search_jobs``, ``dask_scheduler``) is left out: it changes where the fits run, not their result.
+    A team factory is named, not read: a changed factory under the same name needs ``retrain --force``.
+    """
+    return {"pipeline": settings.pipeline, "max_features": settings.max_features, "min_df": settings.min_df,
+            "seed": settings.seed, "cv_folds": settings.cv_folds,
+            "search_alphas": list(settings.search_alpha_values) if settings.cv_folds else None}
+
+
+def _unchanged_since(ctx: Context, data_hash: str) -> str | None:
+    """The champion's version if it was fitted on exactly this training set with this :func:`recipe`,
+    was pickled by this scikit-learn and serves (it loads: no fallback), else None.
+
+    A champion pickled by another scikit-learn, one that cannot be loaded, one fitted with another
+    recipe (a new ``pipeline`` setting, say) or recorded without one, is retrained even on the same set.
+    """
+    try:
+        pointer = registry.read_active(ctx.settings.registry_dir)
+    except ModelLoadError:
+        return None
+    if pointer is None or pointer.active.sklearn_version != sklearn.__version__:
+        return None
+    row = get_model(ctx.db, pointer.active.version)
+    if (row is None or row["train_hash"] != data_hash or row["sklearn_version"] != sklearn.__version__
+            or (row["params"] or {}).get("recipe") != recipe(ctx.settings)):
+        return None
+    version, model, problem, _ = _champion(ctx)
+    return version if model is not None and problem is None and version == pointer.active.version else None
+
+
 @dataclass(frozen=True)
 class _Judgement:
     """The candidate scored beside the champion (or the baseline) and the gate's decision."""
@@ -269,9 +314,15 @@ class _Judgement:
 
 
 def _cycle(ctx: Context, retrain_id: int, trigger: str, stage: Callable[[str, float], None], record: dict,
-           adopt: AdoptRequest | None = None) -> CycleResult:
+           adopt: AdoptRequest | None = None, *, force: bool = False) -> CycleResult:
     s = ctx.settings
     data, known = _training_set(ctx, stage, record)
+    unchanged = None if force or adopt is not None else _unchanged_since(ctx, data.data_hash)
+    if unchanged is not None:
+        return CycleResult(retrain_id, RetrainStatus.SKIPPED,
+                           f"training set unchanged since {unchanged} ({data.funnel.train_rows:,} rows, the same "
+                           f"texts and labels): {unchanged} stays champion; `retrain --force` trains anyway",
+                           champion=unchanged, decision=RetrainStatus.SKIPPED)
     faults.point("cycle_before_fit")
     if adopt is not None:
         stage("checking the adopted model", 0.25)
@@ -294,7 +345,7 @@ def _cycle(ctx: Context, retrain_id: int, trigger: str, stage: Callable[[str, fl
         models.register(con, {
             "version": version, "created_at": now, "file": saved.file, "sha256": saved.sha256,
             "size_bytes": saved.size_bytes, "sklearn_version": saved.sklearn_version,
-            "params": fitted.params, "labels": list(fitted.labels),
+            "params": fitted.params if adopt else {**fitted.params, "recipe": recipe(s)}, "labels": list(fitted.labels),
             "train_rows": None if adopt else fitted.train_rows, "train_hash": None if adopt else data.data_hash,
             "retrain_id": retrain_id,
         }, ts=now, trigger=trigger)

@@ -354,7 +354,8 @@ class Worker:
             return
         if kind == CommandKind.RETRAIN:
             queue.mark_running(self.ctx.db, cid, ts=now, stage="queued behind the running task" if self._running else "starting")
-            self.request_retrain(Trigger.MANUAL, f"requested from {command['source']} (command #{cid})", command_id=cid)
+            self.request_retrain(Trigger.MANUAL, f"requested from {command['source']} (command #{cid})", command_id=cid,
+                                 force=bool((args or {}).get("force")))
             return
         if kind == CommandKind.ROLLBACK:
             queue.mark_running(self.ctx.db, cid, ts=now, stage="rolling back")
@@ -376,15 +377,20 @@ class Worker:
             return
         queue.finish_command(self.ctx.db, cid, ok=False, message=f"unknown command {kind!r}", ts=now)
 
-    def request_retrain(self, trigger: str, why: str, *, command_id: int | None = None) -> str:
-        """Start a retrain, or queue it behind the running one (joining a waiting one)."""
+    def request_retrain(self, trigger: str, why: str, *, command_id: int | None = None, force: bool = False) -> str:
+        """Start a retrain, or queue it behind the running one (joining a waiting one).
+
+        ``force``: train even when the training set equals the champion's (``retrain --force``).
+        """
         ids = [command_id] if command_id is not None else []
         with self._cond:
             waiting = next((t for t in self._tasks if t.kind == CommandKind.RETRAIN), None)
             if waiting is not None:
                 waiting.command_ids.extend(ids)
+                if force:
+                    waiting.args["force"] = True
                 return f"joined the retrain already waiting ({waiting.trigger})"
-            task = _Task(CommandKind.RETRAIN, trigger=trigger, why=why, command_ids=ids)
+            task = _Task(CommandKind.RETRAIN, trigger=trigger, why=why, command_ids=ids, args={"force": True} if force else {})
             if not self.synchronous:
                 busy = self._running is not None or bool(self._tasks)
                 self._tasks.append(task)
@@ -473,7 +479,7 @@ class Worker:
         faults.point("worker_before_cycle")
         adopt = AdoptRequest(task.args["path"], task.args.get("note") or "") if task.kind == CommandKind.ADOPT else None
         result = run_cycle(self.ctx, trigger=task.trigger, command_id=task.command_ids[0] if task.command_ids else None,
-                           progress=progress, adopt=adopt)
+                           progress=progress, adopt=adopt, force=bool(task.args.get("force")))
         self.last_result = result
         faults.point("worker_after_cycle")
         self.check_model(force=True)

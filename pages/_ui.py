@@ -44,7 +44,7 @@ COLORS = {
     "inconclusive": "#d97706",
     "drift": "#db2777",
 }
-STATUS_ICONS = {"accepted": ":green[:material/check_circle:]", "rejected": ":red[:material/block:]", "failed": ":orange[:material/warning:]", "running": ":blue[:material/progress_activity:]", "queued": ":gray[:material/schedule:]", "done": ":green[:material/check_circle:]"}
+STATUS_ICONS = {"accepted": ":green[:material/check_circle:]", "rejected": ":red[:material/block:]", "failed": ":orange[:material/warning:]", "skipped": ":gray[:material/skip_next:]", "running": ":blue[:material/progress_activity:]", "queued": ":gray[:material/schedule:]", "done": ":green[:material/check_circle:]"}
 
 
 @st.cache_resource

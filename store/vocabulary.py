@@ -69,6 +69,7 @@ class RetrainStatus(StrEnum):
     RUNNING = "running"
     ACCEPTED = "accepted"
     REJECTED = "rejected"
+    SKIPPED = "skipped"      # the training set was the champion's, unchanged: nothing was fitted
     FAILED = "failed"
 
 

@@ -40,7 +40,7 @@ def wait_until(condition, *, timeout: float = 5.0) -> bool:
 
 
 def retrain(ctx) -> str:
-    result = run_cycle(ctx, trigger="manual")
+    result = run_cycle(ctx, trigger="manual", force=True)
     assert (result.status, result.deployed) == ("accepted", True), result.reason
     return result.candidate
 

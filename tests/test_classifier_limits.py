@@ -80,7 +80,7 @@ def test_a_lone_surrogate_is_refused_and_logging_and_reload_go_on(make_classifie
     assert clf._thread.is_alive()
 
     # Hot reload still works: a new deployment is served without a restart.
-    assert run_cycle(trained, trigger="manual").candidate == "v0002"
+    assert run_cycle(trained, trigger="manual", force=True).candidate == "v0002"  # the same data: forced
     assert wait_until(lambda: clf.version == "v0002")
     assert clf.predict(TEXTS[0]).version == "v0002"
 

@@ -101,12 +101,12 @@ def templates(tmp_path_factory):
     trained = root / "trained"
     ctx = Context.open(load_settings(env={}, home=trained))
     import_file(ctx, labelled, labeled=True)
-    first = run_cycle(ctx, trigger="manual")
+    first = run_cycle(ctx, trigger="manual", force=True)
     assert (first.status, first.candidate) == ("accepted", "v0001")
     retrained = root / "retrained"
     shutil.copytree(trained, retrained)
     ctx = Context.open(load_settings(env={}, home=retrained))
-    second = run_cycle(ctx, trigger="manual")
+    second = run_cycle(ctx, trigger="manual", force=True)
     assert (second.status, second.candidate) == ("accepted", "v0002")
     return {"empty": None, "trained": trained, "retrained": retrained, "first": first}
 

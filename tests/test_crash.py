@@ -64,7 +64,7 @@ def base_home(tmp_path_factory) -> Path:
     labelled_frame(15).to_csv(csv, index=False)
     ctx = Context.open(load_settings(env={}, home=home), clock=ManualClock(datetime(2026, 3, 4, 12, 0)))
     assert import_file(ctx, csv, labeled=True).rejected == 0
-    assert [run_cycle(ctx, trigger="manual").status for _ in range(2)] == ["accepted", "accepted"]
+    assert [run_cycle(ctx, trigger="manual", force=True).status for _ in range(2)] == ["accepted", "accepted"]
     set_paused(ctx, True)
     assert {m["version"]: m["status"] for m in list_models(ctx.db)} == {"v0001": "retired", "v0002": "champion"}
     return home
@@ -221,7 +221,9 @@ def prepare_and_kill(case: Case, base: Path, root: Path) -> Killed:
     settings = load_settings(env={}, home=home, poll_seconds=0.05, heartbeat_seconds=0.5)
     ctx = Context.open(settings)
     ids = spool_queries(settings, "crash")
-    cid = submit(ctx, case.command, args=case.args, source="test")
+    # Every retrain here is on unchanged data: --force, so it trains rather than being skipped.
+    cid = submit(ctx, case.command, args={"force": True, **case.args} if case.command == "retrain" else case.args,
+                 source="test")
     if case.before:
         kill_at(home, case.before, root / "worker-before.log")
     kill_at(home, case.point, root / "worker.log")

@@ -93,7 +93,7 @@ def test_a_retrain_searches_on_the_scheduler_the_settings_name(cluster, ctx, tmp
     settings = ctx.settings.replace(cv_folds=FOLDS, search_alphas="1e-5, 1e-4, 1e-3",
                                     dask_scheduler=cluster.scheduler_address)
 
-    result = run_cycle(dataclasses.replace(ctx, settings=settings), trigger="manual")
+    result = run_cycle(dataclasses.replace(ctx, settings=settings), trigger="manual", force=True)
     assert (result.status, result.candidate) == ("accepted", "v0001")
     (model,) = list_models(ctx.db)
     assert model["params"]["search"]["ran_on"] == f"dask {cluster.scheduler_address} (2 workers, 2 threads)"

@@ -35,7 +35,7 @@ PER_DAY = 300
 def served(ctx, labelled_csv):
     """The store with a real v0001 trained on 40 labelled examples per intent, deployed."""
     assert import_file(ctx, labelled_csv, labeled=True).rejected == 0
-    assert run_cycle(ctx, trigger="manual").status == "accepted"
+    assert run_cycle(ctx, trigger="manual", force=True).status == "accepted"
     return ctx
 
 
@@ -96,7 +96,7 @@ def the_next_morning(ctx: Context) -> None:
 def warned_store(ctx: Context, labelled_csv) -> list:
     """A served v0001, its shifted synthetic log, judged by a worker the next morning (for page tests)."""
     assert import_file(ctx, labelled_csv, labeled=True).rejected == 0
-    assert run_cycle(ctx, trigger="manual").status == "accepted"
+    assert run_cycle(ctx, trigger="manual", force=True).status == "accepted"
     write_log(ctx, synthetic_log(training_mix(ctx), seed=11, shifted=True))
     the_next_morning(ctx)
     worker = Worker(ctx, synchronous=True)
@@ -228,7 +228,7 @@ def test_drift_retrain_asks_for_a_retrain_with_trigger_drift(served, workers, dr
 def test_a_version_that_no_longer_serves_asks_for_no_retrain(served, workers):
     write_log(served, synthetic_log(training_mix(served), seed=11, shifted=True))
     humans_only = Context(served.settings.replace(use_pseudo_labels=False), served.db, served.clock)
-    assert run_cycle(humans_only, trigger="manual").status == "accepted"  # v0002 now serves
+    assert run_cycle(humans_only, trigger="manual", force=True).status == "accepted"  # v0002 now serves
     the_next_morning(served)
     ctx = Context(served.settings.replace(drift_retrain=True), served.db, served.clock)
     workers(ctx).check_drift()

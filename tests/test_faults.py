@@ -40,7 +40,7 @@ def two_versions(tmp_path_factory) -> Path:
     labelled_frame(15).to_csv(csv, index=False)
     ctx = Context.open(load_settings(env={}, home=root / "home"), clock=ManualClock(datetime(2026, 3, 4, 12, 0)))
     import_file(ctx, csv, labeled=True)
-    assert [run_cycle(ctx, trigger="manual").status for _ in range(2)] == ["accepted", "accepted"]
+    assert [run_cycle(ctx, trigger="manual", force=True).status for _ in range(2)] == ["accepted", "accepted"]
     return root / "home"
 
 
@@ -68,7 +68,7 @@ def test_disk_full_while_saving_a_model_fails_the_cycle_and_deploys_nothing(stor
     pointer_before = (ctx.settings.registry_dir / registry.ACTIVE_FILE).read_bytes()
     armed("atomic_write_before_replace", disk_full)  # the temporary file is written, the rename never happens
 
-    result = run_cycle(ctx, trigger="manual")
+    result = run_cycle(ctx, trigger="manual", force=True)
 
     assert (result.status, result.reason, result.deployed) == (
         "failed", "unexpected error: OSError: [Errno 28] No space left on device", False)
@@ -92,7 +92,7 @@ def test_disk_full_while_deploying_keeps_the_previous_pointer(store, armed):
             disk_full()
 
     armed("atomic_write_before_replace", full_on_second_write)
-    result = run_cycle(ctx, trigger="manual")
+    result = run_cycle(ctx, trigger="manual", force=True)
 
     assert (result.status, result.candidate, result.deployed) == ("failed", "v0003", False)
     assert result.reason == "unexpected error: OSError: [Errno 28] No space left on device"
@@ -260,8 +260,8 @@ def test_a_model_from_another_scikit_learn_is_refused_and_a_retrain_is_requested
     path = tmp_path / "labelled.csv"
     labelled_frame().to_csv(path, index=False)
     import_file(ctx, path, labeled=True)
-    assert run_cycle(ctx, trigger="manual").status == "accepted"
-    assert run_cycle(ctx, trigger="manual").status in ("accepted", "rejected")
+    assert run_cycle(ctx, trigger="manual", force=True).status == "accepted"
+    assert run_cycle(ctx, trigger="manual", force=True).status in ("accepted", "rejected")
     pointer = registry.read_active(settings.registry_dir)
     if not pointer.history:  # the second cycle was rejected: deploy it by hand to get two versions
         pytest.skip("needs two deployed versions")

@@ -209,13 +209,13 @@ def reopen(ctx, **changes) -> Context:
 
 def test_noninferiority_cycle_is_inconclusive_on_too_few_rows_then_accepted(labelled):
     ctx = reopen(labelled, gate_mode="noninferiority")
-    first = run_cycle(ctx, trigger="manual")
+    first = run_cycle(ctx, trigger="manual", force=True)
     assert (first.status, first.decision) == ("accepted", None)  # the first model is judged against the baseline
     eval_rows = get_retrain(ctx.db, first.retrain_id)["eval_rows"]
     assert eval_rows < 200
 
     # The same data again: the candidate is the same model, so every difference is exactly 0.
-    second = run_cycle(ctx, trigger="manual")
+    second = run_cycle(ctx, trigger="manual", force=True)
     assert (second.status, second.decision, second.deployed) == ("rejected", "inconclusive", False)
     assert second.reason.startswith(f"Inconclusive: too little evidence ({eval_rows} evaluation rows, fewer than "
                                     "the 200 required")
@@ -232,14 +232,14 @@ def test_noninferiority_cycle_is_inconclusive_on_too_few_rows_then_accepted(labe
     assert evidence["paired"]["rows"] == eval_rows and evidence["paired"]["resamples"] == 1000
     assert [g["name"] for g in evidence["guards"]] == ["per_class", "slow_decay"]
 
-    third = run_cycle(reopen(ctx, min_eval_rows=100, min_class_support=1), trigger="manual")
+    third = run_cycle(reopen(ctx, min_eval_rows=100, min_class_support=1), trigger="manual", force=True)
     assert (third.status, third.decision, third.deployed) == ("accepted", None, True)
     assert third.reason.startswith("Accepted: each 95% interval lies above -1.0 pts.")
 
 
 def test_every_version_records_its_calibration_error(labelled):
     ctx = labelled
-    run_cycle(ctx, trigger="manual")
+    run_cycle(ctx, trigger="manual", force=True)
     model = get_model(ctx.db, "v0001")
     pipeline = registry.load_model(ctx.settings.registry_dir, "v0001", sha256=model["sha256"],
                                    sklearn_version=model["sklearn_version"])
@@ -254,7 +254,7 @@ def test_every_version_records_its_calibration_error(labelled):
 
 def test_slow_decay_guard_in_a_cycle_compares_with_the_best_version_ever_deployed(labelled, tmp_path):
     ctx = labelled
-    assert run_cycle(ctx, trigger="manual").status == "accepted"  # v0001, clean labels
+    assert run_cycle(ctx, trigger="manual", force=True).status == "accepted"  # v0001, clean labels
     # A third of the training texts relabelled wrongly (five times, so the wrong label wins).
     good = labelled_frame(40, seed=1)
     train_only = good[[eval_bucket(normalize_text(t)) >= ctx.settings.eval_percent for t in good["text"]]]
@@ -268,14 +268,14 @@ def test_slow_decay_guard_in_a_cycle_compares_with_the_best_version_ever_deploye
     import_file(ctx, path, labeled=True)
 
     loose = reopen(ctx, tolerance=0.5, cumulative_tolerance=1.0)  # lets the worse v0002 in
-    second = run_cycle(loose, trigger="manual")
+    second = run_cycle(loose, trigger="manual", force=True)
     assert (second.status, second.candidate) == ("accepted", "v0002")
     first_f1 = get_model(ctx.db, "v0001")["macro_f1"]
     second_f1 = get_model(ctx.db, "v0002")["macro_f1"]
     assert first_f1 - second_f1 > 0.05
 
     # Same data again: v0003 equals the champion v0002 (each step within tolerance) but is far below v0001.
-    third = run_cycle(reopen(ctx, tolerance=0.5), trigger="manual")
+    third = run_cycle(reopen(ctx, tolerance=0.5), trigger="manual", force=True)
     assert (third.status, third.decision, third.candidate, third.champion) == ("rejected", "rejected", "v0003", "v0002")
     assert third.reason.startswith("Rejected: slow decay: accuracy ")
     assert "below the best version ever deployed (v0001, " in third.reason

@@ -250,7 +250,7 @@ def test_a_store_with_labels_but_no_traffic(monkeypatch, tmp_path, labelled_csv)
     home = tmp_path / "first-day"
     ctx = Context.open(load_settings(env={}, home=home))
     import_file(ctx, labelled_csv, labeled=True)
-    assert run_cycle(ctx, trigger="manual").status == "accepted"
+    assert run_cycle(ctx, trigger="manual", force=True).status == "accepted"
     at = open_page(monkeypatch, home)
     assert [i.value.split(".")[0] for i in at.info] == ["No queries in the last 30 days",
                                                         "No queries logged yet: there is nothing to browse"]

@@ -186,7 +186,7 @@ def test_choosing_a_retrain_shows_its_funnel(demo_home, demo_db, monkeypatch):
 
 def test_failed_and_running_retrains(tmp_path, monkeypatch):
     ctx = Context.open(load_settings(env={}, home=tmp_path / "home"))
-    failed = run_cycle(ctx, trigger="manual")  # nothing to learn from
+    failed = run_cycle(ctx, trigger="manual", force=True)  # nothing to learn from
     assert failed.status == "failed"
     running = start_retrain(ctx.db, trigger="weekly", ts=datetime(2026, 3, 4, 12, 0))
 
@@ -224,7 +224,7 @@ def gated(tmp_path):
         csv = tmp_path / f"labelled-{seed}.csv"
         labelled_frame(20, seed=seed).to_csv(csv, index=False)
         import_file(ctx, csv, labeled=True)
-        assert run_cycle(ctx, trigger="manual").status == "accepted"
+        assert run_cycle(ctx, trigger="manual", force=True).status == "accepted"
         ctx.clock.advance(hours=1)
     old = start_retrain(ctx.db, trigger="weekly", ts=ctx.clock())
     with ctx.db.write() as con:
@@ -323,7 +323,7 @@ def test_a_first_deployment_was_judged_against_the_baseline(gated, monkeypatch):
 
 def test_a_failed_retrain_has_no_gate_decision(tmp_path, monkeypatch):
     ctx = Context.open(load_settings(env={}, home=tmp_path / "home"))
-    failed = run_cycle(ctx, trigger="manual")
+    failed = run_cycle(ctx, trigger="manual", force=True)
     at = open_page(ctx.settings.home, monkeypatch)
     assert cards(at) == {}
     assert at.caption[-1].value == f"Retrain #{failed.retrain_id} has no gate decision: it failed before the gate."
@@ -339,7 +339,7 @@ def test_an_inconclusive_decision_says_why_and_how_many_rows_might_settle_it(tmp
         labelled_frame(20, seed=seed).to_csv(csv, index=False)
         import_file(ctx, csv, labeled=True)
         strict = Context(ctx.settings.replace(gate_mode="noninferiority", tolerance=0.0, min_eval_rows=0), ctx.db, ctx.clock)
-        run_cycle(ctx if seed == 1 else strict, trigger="manual")
+        run_cycle(ctx if seed == 1 else strict, trigger="manual", force=True)
     d = gate_details(ctx, 2)
     thin = "class(es) invoice_request, payment_failed have fewer than 5 evaluation rows"
     assert (d["outcome"], d["evidence"]["too_little_evidence"], d["evidence"]["more_rows_needed"]) == (

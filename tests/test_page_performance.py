@@ -77,7 +77,7 @@ def test_one_model_without_feedback(tmp_path, monkeypatch):
     csv = tmp_path / "labelled.csv"
     labelled_frame(12).to_csv(csv, index=False)
     import_file(ctx, csv, labeled=True)
-    assert run_cycle(ctx, trigger="manual").status == "accepted"
+    assert run_cycle(ctx, trigger="manual", force=True).status == "accepted"
 
     at = open_page(settings.home, monkeypatch)
     report = views.class_report(ctx.db, "v0001")

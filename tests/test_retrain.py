@@ -79,7 +79,7 @@ def test_first_cycle_deploys_what_sklearn_fits_on_the_same_training_set(labelled
     assert (len(data.train), len(data.eval)) == (data.funnel.train_rows, data.funnel.eval_rows)
     assert data.funnel.eval_rows > 50 and data.funnel.train_rows > 300
 
-    result = run_cycle(ctx, trigger="manual")
+    result = run_cycle(ctx, trigger="manual", force=True)
     assert (result.status, result.candidate, result.champion, result.deployed) == ("accepted", "v0001", None, True)
     assert result.reason.startswith("Accepted as the first model: accuracy ")
     assert active_version(ctx) == "v0001"
@@ -143,7 +143,7 @@ def test_the_deploy_smoke_test_answers_the_newest_texts_of_the_store(ctx, tmp_pa
         return real_validate(ctx, ref, in_memory, smoke=smoke)
 
     monkeypatch.setattr(deployment, "validate", recording_validate)
-    result = run_cycle(ctx, trigger="manual")
+    result = run_cycle(ctx, trigger="manual", force=True)
     assert (result.status, result.deployed) == ("accepted", True)
     assert checked == [querylog.recent_texts(ctx.db, limit=deployment.SMOKE_SIZE)]
     assert len(checked[0]) == 20 and set(checked[0]) <= set(texts)
@@ -151,7 +151,7 @@ def test_the_deploy_smoke_test_answers_the_newest_texts_of_the_store(ctx, tmp_pa
 
 def test_a_worse_candidate_is_rejected_and_the_champion_keeps_serving(labelled, tmp_path):
     ctx = labelled
-    first = run_cycle(ctx, trigger="manual")
+    first = run_cycle(ctx, trigger="manual", force=True)
     assert first.status == "accepted"
     champion_row = get_retrain(ctx.db, first.retrain_id)
     before = training_set(ctx)
@@ -168,7 +168,7 @@ def test_a_worse_candidate_is_rejected_and_the_champion_keeps_serving(labelled, 
     assert after.eval.equals(before.eval)  # the gate judges both models on the same rows as before
     assert (after.train["label"] == before.train["label"].map(rotate)).all()
 
-    result = run_cycle(ctx, trigger="weekly")
+    result = run_cycle(ctx, trigger="weekly", force=True)
     assert (result.status, result.candidate, result.champion, result.deployed) == ("rejected", "v0002", "v0001", False)
     assert active_version(ctx) == "v0001"
     assert statuses(ctx) == {"v0001": "champion", "v0002": "rejected"}
@@ -202,7 +202,7 @@ def test_a_worse_candidate_is_rejected_and_the_champion_keeps_serving(labelled, 
 
 def test_a_deployment_that_cannot_serve_is_rolled_back_automatically(labelled, armed):
     ctx = labelled
-    assert run_cycle(ctx, trigger="manual").status == "accepted"
+    assert run_cycle(ctx, trigger="manual", force=True).status == "accepted"
     reg = ctx.settings.registry_dir
     pointer_before = registry.read_active(reg)
 
@@ -211,7 +211,7 @@ def test_a_deployment_that_cannot_serve_is_rolled_back_automatically(labelled, a
         registry.model_file(reg, pointer.active.version).write_bytes(b"not a model any more")
 
     armed("deploy_after_switch", corrupt_the_new_file)
-    result = run_cycle(ctx, trigger="manual")
+    result = run_cycle(ctx, trigger="manual", force=True)
 
     assert (result.status, result.candidate, result.champion, result.deployed) == ("failed", "v0002", "v0001", False)
     assert result.reason.startswith("Deployment of v0002 failed after the switch: active model v0002 cannot be loaded (model v0002: checksum mismatch")
@@ -281,7 +281,7 @@ def test_a_failing_cycle_ends_failed_with_its_reason(ctx, tmp_path, armed, setup
     data = training_set(ctx)
     expected_reason = expected_reason.format(train=data.funnel.train_rows)
 
-    result = run_cycle(ctx, trigger="adaptive")
+    result = run_cycle(ctx, trigger="adaptive", force=True)
 
     assert (result.status, result.reason, result.deployed, result.candidate) == ("failed", expected_reason, False, candidate)
     assert statuses(ctx) == ({} if candidate is None else {candidate: "failed"})
@@ -298,7 +298,7 @@ def test_a_failing_cycle_ends_failed_with_its_reason(ctx, tmp_path, armed, setup
 
 def test_unknown_trigger_is_refused_before_anything_is_recorded(ctx):
     with pytest.raises(ValueError, match=r"unknown trigger 'nightly': use one of weekly, monthly, adaptive, manual"):
-        run_cycle(ctx, trigger="nightly")
+        run_cycle(ctx, trigger="nightly", force=True)
     assert recent_retrains(ctx.db) == []
 
 
@@ -312,7 +312,7 @@ class Death(BaseException):
 def test_repair_after_a_crash_makes_the_store_agree_with_the_pointer(labelled, armed):
     ctx = labelled
     reg = ctx.settings.registry_dir
-    assert run_cycle(ctx, trigger="manual").status == "accepted"
+    assert run_cycle(ctx, trigger="manual", force=True).status == "accepted"
 
     def die():
         raise Death()
@@ -323,7 +323,7 @@ def test_repair_after_a_crash_makes_the_store_agree_with_the_pointer(labelled, a
     command = queue.enqueue(ctx.db, kind="retrain", args={}, source="test", ts=ctx.clock())
     queue.mark_running(ctx.db, command, ts=ctx.clock())
     with pytest.raises(Death):
-        run_cycle(ctx, trigger="manual", command_id=command)
+        run_cycle(ctx, trigger="manual", command_id=command, force=True)
     assert statuses(ctx) == {"v0001": "champion", "v0002": "candidate"}
     running_retrain = recent_retrains(ctx.db, limit=1)[0]["id"]
     assert get_retrain(ctx.db, running_retrain)["status"] == "running"
@@ -363,21 +363,21 @@ def test_repair_after_a_crash_makes_the_store_agree_with_the_pointer(labelled, a
     assert repair(ctx) == []
     # And the next cycle works from the repaired state (the orphan, moved aside, takes no number).
     faults.arm("deploy_after_validate", None)
-    after = run_cycle(ctx, trigger="manual")
+    after = run_cycle(ctx, trigger="manual", force=True)
     assert (after.status, after.candidate, after.champion) == ("accepted", "v0003", "v0002")
     assert statuses(ctx) == {"v0001": "retired", "v0002": "retired", "v0003": "champion"}
 
 
 def test_repair_fails_a_candidate_left_by_a_cycle_that_died(labelled, armed):
     ctx = labelled
-    assert run_cycle(ctx, trigger="manual").status == "accepted"
+    assert run_cycle(ctx, trigger="manual", force=True).status == "accepted"
 
     def die():
         raise Death()
 
     armed("cycle_after_save", die)  # saved and recorded as a candidate, never scored nor deployed
     with pytest.raises(Death):
-        run_cycle(ctx, trigger="adaptive")
+        run_cycle(ctx, trigger="adaptive", force=True)
     assert statuses(ctx) == {"v0001": "champion", "v0002": "candidate"}
 
     assert repair(ctx) == [

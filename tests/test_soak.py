@@ -119,7 +119,7 @@ def soak_home(tmp_path) -> Path:
     labelled_frame(15).to_csv(csv, index=False)
     ctx = Context.open(load_settings(env={}, home=home), clock=ManualClock(datetime(2026, 3, 4, 12, 0)))
     import_file(ctx, csv, labeled=True)
-    assert run_cycle(ctx, trigger="manual").status == "accepted"
+    assert run_cycle(ctx, trigger="manual", force=True).status == "accepted"
     return home
 
 

@@ -120,14 +120,14 @@ def test_retrain_with_the_extra_missing_fails_with_the_reason_and_loses_nothing(
     before = querylog.training_rows(ctx.db, include_pseudo=True)
     searching = dataclasses.replace(ctx, settings=ctx.settings.replace(cv_folds=3, dask_scheduler="tcp://127.0.0.1:8786"))
 
-    result = run_cycle(searching, trigger="manual")
+    result = run_cycle(searching, trigger="manual", force=True)
     assert (result.status, result.candidate, result.deployed) == ("failed", None, False)
     assert "needs the optional Dask extra" in result.reason and "pip install -r requirements-dask.txt" in result.reason
     assert list_models(ctx.db) == [] and not list(ctx.settings.registry_dir.glob("v*"))
     assert querylog.training_rows(ctx.db, include_pseudo=True).equals(before)
 
     # The same data, searched on this machine: the retrain succeeds and the model says what the search chose.
-    again = run_cycle(dataclasses.replace(ctx, settings=ctx.settings.replace(cv_folds=3)), trigger="manual")
+    again = run_cycle(dataclasses.replace(ctx, settings=ctx.settings.replace(cv_folds=3)), trigger="manual", force=True)
     assert (again.status, again.candidate) == ("accepted", "v0001")
     (model,) = list_models(ctx.db)
     assert model["params"]["search"]["chosen_alpha"] == model["params"]["alpha"]

@@ -54,7 +54,7 @@ def two_versions(ctx, labelled_csv):
     import_file(ctx, labelled_csv, labeled=True)
     assert run_cycle(ctx, trigger="manual").candidate == "v0001"
     ctx.clock.advance(hours=1)
-    second = run_cycle(ctx, trigger="manual")
+    second = run_cycle(ctx, trigger="manual", force=True)  # the same data: skipped unless forced
     assert (second.status, second.candidate) == ("accepted", "v0002")
     return ctx
 

@@ -154,7 +154,7 @@ def test_sigint_stops_the_worker_cleanly(ctx, workers):
 def test_commands_end_in_final_states(labelled, workers):
     ctx = labelled
     # Queued while no worker runs: it waits, it is not lost.
-    first_retrain = submit(ctx, "retrain", source="test")
+    first_retrain = submit(ctx, "retrain", args={"force": True}, source="test")
     time.sleep(0.3)
     assert get_command(ctx.db, first_retrain)["status"] == "queued"
 
@@ -179,8 +179,9 @@ def test_commands_end_in_final_states(labelled, workers):
     assert run("rollback", to="v0099") == (
         "failed", "rollback refused: version v0099 does not exist: deployable versions are v0001")
 
-    # The same data again: an identical candidate, accepted since nothing got worse.
-    status, message = run("retrain")
+    # The same data again, forced (otherwise skipped as unchanged): an identical candidate, accepted since
+    # nothing got worse.
+    status, message = run("retrain", force=True)
     reason = get_retrain(ctx.db, 2)["reason"]
     assert reason.startswith("Accepted: ")  # the summary leaves out the decision word it already says
     assert (status, message) == ("done", f"retrain #2 accepted: {reason.removeprefix('Accepted: ')}")
@@ -220,7 +221,8 @@ def test_never_two_retrains_at_once(settings, labelled_csv, hold_first_cycle):
     try:
         assert worker.request_retrain("manual", "first") == "retrain started"
         assert reached.wait(timeout=30)
-        assert worker.request_retrain("weekly", "second") == "queued behind the running task"
+        # The same data: forced, so the second trains rather than being skipped as unchanged.
+        assert worker.request_retrain("weekly", "second", force=True) == "queued behind the running task"
         assert worker.request_retrain("adaptive", "third") == "joined the retrain already waiting (weekly)"
         release.set()
         deadline = time.monotonic() + 90
@@ -250,7 +252,7 @@ def test_a_crashing_retrain_fails_its_command_and_the_worker_goes_on(labelled):
 
     faults.arm("worker_before_cycle", out_of_memory)
     try:
-        crashed = submit(ctx, "retrain", source="test")
+        crashed = submit(ctx, "retrain", args={"force": True}, source="test")
         worker.process_commands()
     finally:
         faults.arm("worker_before_cycle", None)
@@ -260,7 +262,7 @@ def test_a_crashing_retrain_fails_its_command_and_the_worker_goes_on(labelled):
     assert (event["severity"], event["message"]) == (
         "error", f"The retrain (requested from test (command #{crashed})) crashed: RuntimeError: out of memory.")
 
-    again = submit(ctx, "retrain", source="test")
+    again = submit(ctx, "retrain", args={"force": True}, source="test")
     worker.process_commands()
     assert get_command(ctx.db, again)["status"] == "done"
     assert [(r["id"], r["status"]) for r in recent_retrains(ctx.db)] == [(1, "accepted")]
@@ -275,7 +277,7 @@ def test_a_command_running_when_the_worker_is_killed_is_failed_at_the_next_start
     ctx = labelled
     doomed = workers.start(RETRAINER_KILL_AT="cycle_before_fit")
     wait_started(ctx, doomed)
-    command = submit(ctx, "retrain", source="test")
+    command = submit(ctx, "retrain", args={"force": True}, source="test")
     assert wait_exit(doomed, timeout=90) == -signal.SIGKILL
     assert get_command(ctx.db, command)["status"] == "running"
     assert get_retrain(ctx.db, 1)["status"] == "running"

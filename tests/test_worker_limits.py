@@ -86,7 +86,7 @@ def test_the_lock_is_on_the_directory_in_process(settings):
 def two_versions(ctx, labelled_csv):
     import_file(ctx, labelled_csv, labeled=True)
     assert run_cycle(ctx, trigger="manual").candidate == "v0001"
-    assert run_cycle(ctx, trigger="manual").candidate == "v0002"
+    assert run_cycle(ctx, trigger="manual", force=True).candidate == "v0002"  # the same data: forced
     return ctx
 
 
@@ -111,7 +111,7 @@ def test_rollback_and_pause_run_at_once_during_a_retrain_which_then_does_not_dep
     worker = Worker(ctx, synchronous=False)
     worker.start(schedule=False)
     try:
-        retrain_id = submit(ctx, "retrain", source="test")
+        retrain_id = submit(ctx, "retrain", args={"force": True}, source="test")  # the same data: forced
         worker.process_commands()
         assert reached.wait(timeout=60), "the retrain did not reach its gate"
         rollback_id = submit(ctx, "rollback", source="test")
@@ -146,7 +146,7 @@ def test_with_no_worker_a_cli_retrain_takes_control_commands_while_it_runs(two_v
     reached, release = held_after_gate
     outcome = {}
     runner = threading.Thread(target=lambda: outcome.setdefault(
-        "code", cli._run_command(ctx.settings, "retrain", {}, wait=True, source="test")))
+        "code", cli._run_command(ctx.settings, "retrain", {"force": True}, wait=True, source="test")))
     runner.start()
     try:
         assert reached.wait(timeout=60), "the CLI's retrain did not reach its gate"

@@ -36,13 +36,14 @@ SELECT count(*) AS retrains,
        count(*) FILTER (WHERE status = $accepted) AS accepted,
        count(*) FILTER (WHERE status = $rejected) AS rejected,
        count(*) FILTER (WHERE status = $failed) AS failed,
+       count(*) FILTER (WHERE status = $skipped) AS skipped,
        count(*) FILTER (WHERE status = $running) AS running,
        sum(duration_s) AS total_duration_s,
        median(duration_s) AS median_duration_s,
        min(started_at) AS first_started_at,
        max(started_at) AS last_started_at
 FROM retrains""" + WHERE
-STATUS_WORDS = {s.value: s for s in RetrainStatus}  # $accepted, $rejected, $failed, $running in TOTALS
+STATUS_WORDS = {s.value: s for s in RetrainStatus}  # $accepted, $rejected, $failed, $skipped, $running in TOTALS
 OPTIONS = """
 SELECT list(DISTINCT status ORDER BY status) AS statuses,
        list(DISTINCT trigger ORDER BY trigger) AS triggers,
