@@ -8,9 +8,12 @@ its ``Scheduler`` runs the weekly, monthly and adaptive jobs at their simulated 
 each retrain goes through the real gate and registry. Two incidents make the history
 worth looking at:
 
-- around day 50 a misconfigured client (serving a broken model) logs a day of
-  confidently wrong predictions, which become pseudo labels; the candidates trained on
-  them score worse on the human-labelled evaluation set, and the gate keeps them out;
+- around day 50 a misconfigured client (the ``kiosk``, serving a broken model file while
+  reporting the deployed version) logs a day of confidently wrong predictions, which
+  become pseudo labels; the candidates trained on them score worse on the human-labelled
+  evaluation set, and the gate keeps them out. A week later the operator quarantines the
+  kiosk's rows (``engine.quarantine``) and asks for a retrain, which is accepted: the
+  recovery;
 - an operator rolls back the model that the week-10 retrain deployed, through the real
   command queue, after a (simulated) complaint.
 
@@ -38,6 +41,7 @@ from engine.context import Context
 from engine.errors import InputError
 from demo.intents import INTENTS, IntentGenerator
 from engine.lock import WorkerLock
+from engine.quarantine import Rule, quarantine
 from engine.retrain import run_cycle
 from engine.worker import Worker
 from store import querylog
@@ -116,9 +120,15 @@ def build_demo(
     seed: int = 7,
     force: bool = False,
     end: datetime | None = None,
+    recovery: bool = True,
     progress: Progress | None = None,
 ) -> DemoSummary:
-    """Replay ``days`` days ending at ``end`` (default now) into ``settings.home``."""
+    """Replay ``days`` days ending at ``end`` (default now) into ``settings.home``.
+
+    ``recovery=False`` leaves out the operator's quarantine after the kiosk incident (the gate then
+    keeps rejecting poisoned candidates until clean data outweighs them): the store that tests of
+    the pages and the API were written against.
+    """
     if not 7 <= days <= 365:
         raise InputError(f"--days {days} is out of range: use 7 to 365 days")
     if _has_data(settings) and not force:
@@ -128,12 +138,13 @@ def build_demo(
     try:
         if force:
             _clear(settings)
-        return _replay(settings, days=days, seed=seed, end=end or utcnow(), progress=progress or (lambda *a: None))
+        return _replay(settings, days=days, seed=seed, end=end or utcnow(), recovery=recovery,
+                       progress=progress or (lambda *a: None))
     finally:
         lock.release()
 
 
-def _replay(settings: Settings, *, days: int, seed: int, end: datetime, progress: Progress) -> DemoSummary:
+def _replay(settings: Settings, *, days: int, seed: int, end: datetime, recovery: bool, progress: Progress) -> DemoSummary:
     start = (end - timedelta(days=days)).replace(hour=0, minute=0, second=0, microsecond=0)
     clock = ManualClock(start)
     # The replay trains with the "word" preset, the pipeline its story (the poisoned candidates the gate
@@ -155,7 +166,9 @@ def _replay(settings: Settings, *, days: int, seed: int, end: datetime, progress
     worker.start()
     classifier = Classifier(settings=demo_settings, clock=clock, source="demo", background=False)
     incident_day = int(days * 0.55)
+    quarantine_day = incident_day + max(1, round(days * 0.08))
     rollback_day = int(days * 0.75)
+    incident: tuple[datetime, datetime] | None = None
     block = timedelta(hours=BLOCK_HOURS)
     moment = start
     day = 0
@@ -182,7 +195,9 @@ def _replay(settings: Settings, *, days: int, seed: int, end: datetime, progress
                     classifier.feedback(prediction.query_id, example.label)
             classifier.flush()
         if day == incident_day and moment.hour == 12:
-            _misconfigured_client(ctx, gen, rng, progress=min(1.0, day / days))
+            incident = _misconfigured_client(ctx, gen, rng, progress=min(1.0, day / days))
+        if recovery and day == quarantine_day and moment.hour == 12 and incident is not None:
+            _operator_quarantine(ctx, worker, incident)
         if day == rollback_day and moment.hour == 12:
             _operator_rollback(ctx, worker)
         # Run the worker's loop up to the end of the block, stopping at every job's exact time.
@@ -218,8 +233,18 @@ def _store_labels(ctx: Context, rows: list[tuple[str, str]], *, source: str) -> 
         querylog.insert_labels(con, frame, arrived_at=ctx.clock())
 
 
-def _misconfigured_client(ctx: Context, gen: IntentGenerator, rng: random.Random, *, progress: float) -> None:
-    """A client serving a broken model logs a day of confident, wrong answers (through the spool, like any client)."""
+KIOSK = "kiosk"  # the misconfigured client's source name
+
+
+def _misconfigured_client(ctx: Context, gen: IntentGenerator, rng: random.Random, *,
+                          progress: float) -> tuple[datetime, datetime]:
+    """A client serving a broken model logs a day of confident, wrong answers (through the spool, like any client).
+
+    It reports the deployed version (its pointer file says so; its model file is another), so its
+    answers pass the pseudo-label rule. Returns the span of time its rows claim.
+    """
+    pointer = registry.read_active(ctx.settings.registry_dir)
+    version = pointer.active.version if pointer else None
     import uuid
 
     from engine import spool
@@ -230,11 +255,22 @@ def _misconfigured_client(ctx: Context, gen: IntentGenerator, rng: random.Random
         moment = ctx.clock() - timedelta(minutes=rng.randint(0, 24 * 60))
         records.append({"k": "q", "id": uuid.uuid4().hex, "ts": moment.isoformat(), "text": e.text,
                         "predicted_label": shift[e.label], "confidence": round(rng.uniform(0.9, 0.99), 3),
-                        "model_version": "broken-client", "source": "demo"})
+                        "model_version": version, "source": KIOSK})
     spool.write_batch(ctx.settings.spool_dir, records)
     record_event(ctx.db, ts=ctx.clock(), kind=EventKind.DEMO, severity=Severity.WARNING,
-                 message=f"Demo incident: a misconfigured client logged {len(records)} confidently wrong predictions "
-                         "over the last day (they become pseudo labels).")
+                 message=f"Demo incident: a misconfigured client ({KIOSK}) logged {len(records)} confidently wrong "
+                         f"predictions as {version} over the last day (they become pseudo labels).")
+    return ctx.clock() - timedelta(days=1), ctx.clock()
+
+
+def _operator_quarantine(ctx: Context, worker: Worker, incident: tuple[datetime, datetime]) -> None:
+    """The operator spots the run of rejections, quarantines the kiosk's rows of that day and asks for a retrain."""
+    since, until = incident
+    quarantine(ctx, Rule(source=KIOSK, since=since, until=until + timedelta(minutes=1),
+                         reason="the kiosk served a broken model file and logged its wrong answers"), by="demo operator")
+    command_id = submit(ctx, CommandKind.RETRAIN, source="demo operator")
+    worker.process_commands()
+    log.info("operator quarantine and retrain: command #%d", command_id)
 
 
 def _operator_rollback(ctx: Context, worker: Worker) -> None:

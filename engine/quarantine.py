@@ -118,6 +118,11 @@ def unquarantine(ctx: Context, rule_id: int, *, by: str = "cli") -> Rule:
     return rule
 
 
+def choices(ctx: Context) -> dict[str, list[tuple[str, int]]]:
+    """The sources and model versions in the log with their row counts: ``{"sources": [...], "versions": [...]}``."""
+    return rules.log_choices(ctx.db)
+
+
 def list_rules(ctx: Context, *, include_lifted: bool = True) -> list[dict[str, Any]]:
     """Every rule, oldest first, each with what it matches now (``queries``, ``labels``)."""
     found = rules.list_rules(ctx.db, include_lifted=include_lifted)

@@ -6,7 +6,9 @@ import streamlit as st
 
 from engine.classifier import Classifier
 from engine.clock import utcnow
+from engine.errors import InputError
 from engine.label_mix import EXACT_MIX_LIMIT, known_labels, training_mix
+from engine.quarantine import Rule, choices, list_rules, preview, quarantine, unquarantine
 from pages import _charts_data as charts
 from pages import _charts_history as history_charts
 from pages import _ui
@@ -65,6 +67,21 @@ def quality():
 def search(text, chosen, low, high, has_feedback, since, until, limit):
     return views.search_queries(_ui.context().db, text=text, labels=chosen, low=low, high=high,
                                 has_feedback=has_feedback, since=since, until=until, limit=limit)
+
+
+@_ui.cached(ttl=10)
+def quarantine_choices():
+    return choices(_ui.context())
+
+
+@_ui.cached(ttl=5)
+def quarantine_preview(rule: Rule):
+    return preview(_ui.context(), rule)
+
+
+@_ui.cached(ttl=5)
+def quarantine_rules():
+    return list_rules(_ui.context())
 
 
 def utc_offset_minutes() -> int:
@@ -164,6 +181,64 @@ else:
     )
     with right:
         _ui.chart(history_charts.funnel, steps, title=f"Where the rows of retrain #{last['id']} went", key="funnel")
+
+# -- quarantine ---------------------------------------------------------------------------------------
+st.subheader("Quarantine")
+st.caption("Take a client's or a model version's rows out of training and evaluation, for example after a "
+           "misconfigured client logged confidently wrong answers (the gate then rejects retrain after retrain). "
+           "Nothing is deleted: lift the rule and the rows count again from the next retrain.")
+picks = quarantine_choices()
+ANY = "any"
+r = st.columns([3, 3, 4])
+q_source = r[0].selectbox("Source", [ANY] + [name for name, _ in picks["sources"]], key="q_source",
+                          format_func=lambda x: x if x == ANY else f"{x} ({dict(picks['sources'])[x]:,} rows)")
+q_version = r[1].selectbox("Model version", [ANY] + [name for name, _ in picks["versions"]], key="q_version",
+                           format_func=lambda x: x if x == ANY else f"{x} ({dict(picks['versions'])[x]:,} queries)")
+q_dates = r[2].date_input("Dates (leave empty for any time)", (), key="q_dates")
+q_reason = st.text_input("Reason", key="q_reason", placeholder="e.g. the kiosk served a broken model file")
+q_since = views.local_day_start(q_dates[0], offset_minutes=offset) if len(q_dates) > 0 else None
+q_until = (views.local_day_start((q_dates[1] if len(q_dates) > 1 else q_dates[0]) + timedelta(days=1),
+                                 offset_minutes=offset) if len(q_dates) > 0 else None)
+try:
+    rule = Rule(source=None if q_source == ANY else q_source, version=None if q_version == ANY else q_version,
+                since=q_since, until=q_until, reason=q_reason or "(preview)")
+except InputError as exc:
+    rule = None
+    st.caption(f"Choose what to take out: {exc}.")
+if rule is not None:
+    would = quarantine_preview(rule)
+    st.caption(f"This rule would leave out **{would['queries']:,}** logged queries and **{would['labels']:,}** labels.")
+if st.button("Quarantine these rows", key="q_add", disabled=rule is None) and _ui.action_allowed():
+    try:
+        rule_id, counts = quarantine(_ui.context(), Rule(source=rule.source, version=rule.version, since=rule.since,
+                                                         until=rule.until, reason=q_reason), by="dashboard")
+    except InputError as exc:
+        st.error(f"Not quarantined: {exc}.")
+    else:
+        st.cache_data.clear()
+        st.success(f"Quarantine #{rule_id}: {counts['queries']:,} logged queries and {counts['labels']:,} labels are "
+                   "left out from the next retrain.", icon=":material/block:")
+rules_now = quarantine_rules()
+if rules_now:
+    st.dataframe(
+        [{"rule": f"#{x['id']}", "what": Rule.from_row(x).describe(), "queries": x["queries"], "labels": x["labels"],
+          "reason": x["reason"], "added": _ui.local(x["created_at"]),
+          "lifted": _ui.local(x["lifted_at"]) if x["lifted_at"] is not None else None} for x in rules_now],
+        hide_index=True, key="q_rules",
+        column_config={"added": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
+                       "lifted": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")})
+    active = [x["id"] for x in rules_now if x["lifted_at"] is None]
+    if active:
+        a, b = st.columns([3, 2], vertical_alignment="bottom")
+        lift_id = a.selectbox("Active rule", active, key="q_lift_id", format_func=lambda i: f"#{i}")
+        if b.button("Lift the rule", key="q_lift") and _ui.action_allowed():
+            try:
+                unquarantine(_ui.context(), lift_id, by="dashboard")
+            except InputError as exc:
+                st.error(f"Not lifted: {exc}.")
+            else:
+                st.cache_data.clear()
+                st.success(f"Quarantine #{lift_id} lifted: its rows count again from the next retrain.")
 
 # -- query browser ------------------------------------------------------------------------------------
 st.subheader("Query browser")

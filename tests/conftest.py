@@ -72,12 +72,13 @@ def run_cli(*args: str, home: Path, env: dict | None = None, timeout: float = 12
 
 @pytest.fixture(scope="session")
 def demo_home(tmp_path_factory):
-    """A demo store (21 days, seed 3), built once per test session. Copy it before writing to it."""
+    """A demo store (21 days, seed 3, the kiosk incident without the operator's quarantine), built once per
+    test session. Copy it before writing to it."""
     from demo.replay import build_demo
 
     home = tmp_path_factory.mktemp("demo") / "home"
     settings = load_settings(env={}, home=home)
-    build_demo(settings, days=21, seed=3)
+    build_demo(settings, days=21, seed=3, recovery=False)
     return home
 
 

@@ -255,7 +255,7 @@ def test_the_adaptive_check_keeps_its_interval_across_a_daylight_saving_change(s
 
 
 @pytest.mark.slow
-def test_the_demo_writes_no_history_after_its_end(settings):
+def test_the_demo_ends_at_its_end_after_an_incident_and_its_recovery(settings):
     from demo.replay import build_demo
 
     end = datetime(2026, 3, 4, 0, 30)  # 30 minutes into a 12-hour block: the last block is cut short
@@ -269,6 +269,14 @@ def test_the_demo_writes_no_history_after_its_end(settings):
             "deployments": "SELECT max(ts) FROM deployments", "models": "SELECT max(created_at) FROM models",
         }.items()}
         last_event = con.execute("SELECT ts, message FROM events WHERE kind = 'demo' ORDER BY id DESC LIMIT 1").fetchone()
+        retrains = con.execute("SELECT trigger, status, quarantined FROM retrains ORDER BY id").fetchall()
+        quarantines = con.execute("SELECT message FROM events WHERE kind = 'quarantine'").fetchall()
     assert {name: moment <= end for name, moment in latest.items()} == dict.fromkeys(latest, True), latest
     assert latest["queries"] > end - timedelta(hours=12)  # traffic up to the end, not stopped a block early
     assert last_event == (end, "Demo: replayed 7 days of traffic.")
+    # The incident and its recovery: the kiosk's rows poison the scheduled retrains; the operator's
+    # quarantine and retrain get a model in again.
+    assert retrains == [("demo", "accepted", 0), ("monthly", "rejected", 0), ("weekly", "rejected", 0),
+                        ("manual", "accepted", 5000)]
+    assert len(quarantines) == 1 and quarantines[0][0].startswith("Quarantine #1 (source kiosk, from ")
+    assert ": 5,000 logged queries and 0 labels are left out of training and evaluation." in quarantines[0][0]
