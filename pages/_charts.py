@@ -43,7 +43,7 @@ def metric_timeline(timeline: pd.DataFrame, markers: pd.DataFrame, *, title: str
     drawn = {row["series"] for row in serving + candidates + marks}
     colour = {"field": "series", "type": "nominal", "title": None,
               "scale": _vega.colour_scale([pair for pair in SERIES if pair[0] in drawn] or SERIES)}
-    x = {"field": "when", "type": "temporal", "title": None, "axis": {"format": "%b %d", "labelOverlap": True}}
+    x = _vega.time_axis("when", [row["when"] for row in serving + candidates + marks])
     y = {"field": "value", "type": "quantitative", "title": None, "axis": {"format": ".0%"}, "scale": {"zero": False}}
     layers = [
         _vega.layer("serving", _vega.rows(serving), {"type": "line", "interpolate": "step-after", "strokeWidth": 2},

@@ -32,8 +32,7 @@ def volume_by_label(frame: pd.DataFrame) -> dict:
     colors = label_colors(frame["label"])
     return _vega.chart("Queries per day by predicted label", [_vega.layer(
         "bars", _vega.rows(frame, ["day", "label", "queries"]), {"type": "bar"},
-        {"x": {"field": "day", "type": "temporal", "timeUnit": "yearmonthdate", "title": None,
-               "axis": {"format": "%b %d"}},
+        {"x": _vega.time_axis("day", frame["day"], hours=False, timeUnit="yearmonthdate"),
          "y": {"field": "queries", "type": "quantitative", "aggregate": "sum", "title": "queries"},
          "color": {"field": "label", "type": "nominal", "title": None,
                    "scale": _vega.colour_scale(sorted(colors.items())),
@@ -69,7 +68,7 @@ def low_confidence_share(frame: pd.DataFrame, *, min_confidence: float) -> dict:
     return _vega.chart(f"Share of predictions below {min_confidence:g} per day", [_vega.layer(
         "share", _vega.rows(frame, ["day", "queries", "low_confidence", "share"]),
         {"type": "line", "point": True, "color": LOW, "strokeWidth": 2},
-        {"x": {"field": "day", "type": "temporal", "title": None, "axis": {"format": "%b %d"}},
+        {"x": _vega.time_axis("day", frame["day"], hours=False),
          "y": {"field": "share", "type": "quantitative", "title": "share", "axis": {"format": ".0%"}},
          "tooltip": [{"field": "day", "type": "temporal", "format": "%Y-%m-%d"}, {"field": "share", "format": ".1%"},
                      {"field": "low_confidence", "title": "below", "format": ","}, {"field": "queries", "format": ","}]})])

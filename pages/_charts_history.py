@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 from pandas.io.formats.style import Styler
 
-from pages._charts_performance import percent, points
+from pages._charts_performance import percent, points, shown_change
 from pages import _vega
 from pages._ui import COLORS, local
 from store.views.funnel import REMOVED
@@ -41,9 +41,9 @@ def retrain_table(retrains: pd.DataFrame) -> Styler:
         "Decision": retrains["status"],
         "Versions": [versions_words(a, b) for a, b in zip(retrains["champion_version"], retrains["candidate_version"])],
         "Accuracy": retrains["candidate_accuracy"],
-        "Δ accuracy": retrains["accuracy_change"],
+        "Δ accuracy": shown_change(retrains["candidate_accuracy"], retrains["champion_accuracy"]),
         "Macro-F1": retrains["candidate_macro_f1"],
-        "Δ macro-F1": retrains["macro_f1_change"],
+        "Δ macro-F1": shown_change(retrains["candidate_macro_f1"], retrains["champion_macro_f1"]),
         "Reason": [without_decision_word(r) if isinstance(r, str) else None for r in retrains["reason"]],
     })
     changes = ["Δ accuracy", "Δ macro-F1"]

@@ -21,6 +21,13 @@ def points(value: float | None) -> str:
     return "–" if value is None or pd.isna(value) else f"{100 * value:+.1f} pts"
 
 
+def shown_change(new: Sequence[float | None], old: Sequence[float | None]) -> list[float | None]:
+    """``new - old`` as the page shows them: each share rounded to one decimal of a percent first, so
+    86.0% after 85.7% reads +0.3 pts on every page (the Overview's metric cards do the same, pages/_ui.change)."""
+    return [None if n is None or o is None or pd.isna(n) or pd.isna(o)
+            else (float(f"{100 * n:.1f}") - float(f"{100 * o:.1f}")) / 100 for n, o in zip(new, old)]
+
+
 def evaluation_timeline(evaluations: pd.DataFrame, *, metric: str = "accuracy") -> dict:
     """``metric`` (accuracy or macro_f1) of the champion and the candidate at every retrain, the candidate
     coloured by the decision, a thin line joining the two scored on the same set.
@@ -31,7 +38,7 @@ def evaluation_timeline(evaluations: pd.DataFrame, *, metric: str = "accuracy") 
     e["when"] = [local(x) for x in e["ts"]]
     series = [("champion (serving)", COLORS["active"]), ("candidate accepted", COLORS["accepted"]),
               ("candidate rejected", COLORS["rejected"]), ("candidate failed", COLORS["failed"])]
-    x = {"field": "when", "type": "temporal", "title": None, "axis": {"format": "%b %d", "labelOverlap": True}}
+    x = _vega.time_axis("when", e["when"])
     y = {"field": "value", "type": "quantitative", "title": None, "axis": {"format": ".0%"}, "scale": {"zero": False}}
     tooltip = [{"field": "version"}, {"field": "role"}, {"field": "retrain_id", "title": "retrain"}, {"field": "trigger"},
                {"field": "value", "format": ".1%"}]
@@ -69,7 +76,7 @@ def live_accuracy(daily: pd.DataFrame, *, reference: float | None = None, refere
     right axis); ``reference``, if given, is drawn as a dashed line (the serving model's offline accuracy)
     over the days from ``reference_since`` (the day it was deployed; all days if None), named in the legend.
     Layers ``labelled`` (day, labelled), ``accuracy`` (day, accuracy, correct, labelled) and ``reference``."""
-    x = {"field": "day", "type": "temporal", "title": None, "axis": {"format": "%b %d"}}
+    x = _vega.time_axis("day", daily["day"], hours=False)
     colour = {"field": "series", "type": "nominal", "title": None, "scale": _vega.colour_scale(
         [("queries with feedback", "#cbd5e1"), ("live accuracy", COLORS["active"])]
         + ([(reference_name, COLORS["accepted"])] if reference is not None else []))}
@@ -92,7 +99,7 @@ def live_accuracy(daily: pd.DataFrame, *, reference: float | None = None, refere
     bars = _vega.layer("labelled", _vega.rows(daily.assign(series="queries with feedback"), ["day", "labelled", "series"]),
                        {"type": "bar"}, {"x": x, "color": colour,
                                          "y": {"field": "labelled", "type": "quantitative", "title": "queries with feedback",
-                                               "axis": {"orient": "right", "grid": False, "format": ",d"}},
+                                               "axis": {"orient": "right", "grid": False, "format": ",d", "tickMinStep": 1}},
                                          "tooltip": [{"field": "day", "type": "temporal", "format": "%Y-%m-%d"},
                                                      {"field": "labelled", "title": "with feedback"}]})
     spec = _vega.chart("Live accuracy per day (from feedback)", [bars, {"layer": lines}], height=300)
@@ -115,15 +122,11 @@ def drift_days(daily: pd.DataFrame, warnings: pd.DataFrame, *, version: str, min
     judged = daily["queries"] >= min_queries
     if today is not None:
         judged &= pd.to_datetime(daily["day"]) < pd.Timestamp(today)
-    x = {"field": "day", "type": "temporal", "title": None, "axis": {"format": "%b %d", "labelOverlap": True}}
-    if len(daily):
+    x = _vega.time_axis("day", daily["day"], hours=False)
+    if len(daily) and len(daily) < 3:  # whole days on the axis, even with one or two points
         days = pd.to_datetime(daily["day"])
-        first, last = days.min(), days.max()
-        if len(daily) < 3:  # whole days on the axis, even with one or two points
-            first, last = first - pd.Timedelta(days=3), last + pd.Timedelta(days=1)  # no empty future days
-        x["scale"] = {"domain": [_vega.value(first), _vega.value(last)]}
-        if last - first <= pd.Timedelta(days=14):  # one tick per day: no "Nov 27, Nov 27" from half-day ticks
-            x["axis"]["tickCount"] = {"interval": "day", "step": 1}
+        first, last = days.min() - pd.Timedelta(days=3), days.max() + pd.Timedelta(days=1)  # no empty future days
+        x = _vega.time_axis("day", [first, last], hours=False, scale={"domain": [_vega.value(first), _vega.value(last)]})
     y = {"field": "value", "type": "quantitative", "title": None, "axis": {"format": fmt}, "scale": {"domain": [0, 1.05]}}
     values = [{"day": d, "value": v, "queries": q, "judged": "judged" if j else "not judged"}
               for d, v, q, j in zip(daily["day"], daily[metric], daily["queries"], judged)]
@@ -142,7 +145,7 @@ def drift_days(daily: pd.DataFrame, warnings: pd.DataFrame, *, version: str, min
         _vega.layer("warnings", _vega.rows(moved, ["day", "value", "message"]),
                     {"type": "point", "shape": "cross", "angle": 45, "filled": True, "size": 160, "color": COLORS["drift"]},
                     {"x": x, "y": y, "tooltip": [{"field": "message"}]}),
-    ], height=130)
+    ], height=220)  # the whole chart's height in Streamlit (title, axis and legend included): 130 left a 25 px plot
 
 
 def confusion_heatmap(labels: Sequence[str], confusion: Sequence[Sequence[int]], *, title: str) -> dict:
@@ -202,7 +205,7 @@ def class_table(per_class: pd.DataFrame) -> Styler:
 
 
 def overall_table(overall: pd.DataFrame, *, a: str, b: str) -> Styler:
-    shown = overall.assign(metric=overall["metric"].map(METRIC_NAMES)).rename(
+    shown = overall.assign(metric=overall["metric"].map(METRIC_NAMES), change=shown_change(overall["b"], overall["a"])).rename(
         columns={"metric": "Metric", "basis": "Measured on", "a": a, "b": b, "change": "Change"})
     return shown.style.format(percent, subset=[a, b]).format(points, subset=["Change"]).map(
         _change_colour, subset=["Change"])
@@ -213,6 +216,8 @@ def comparison_table(per_class: pd.DataFrame, *, a: str, b: str) -> Styler:
     support in ``b``'s evaluation set; biggest losses first. Seven columns, so every header fits."""
     names = {"label": "Label", "f1_a": f"F1 {a}", "f1_b": f"F1 {b}", "f1_change": "F1 change",
              "precision_change": "Precision change", "recall_change": "Recall change", "support_b": f"Support {b}"}
+    per_class = per_class.assign(**{f"{m}_change": shown_change(per_class[f"{m}_b"], per_class[f"{m}_a"])
+                                    for m in ("f1", "precision", "recall")})
     shown = per_class[list(names)].rename(columns=names)
     changes = ["F1 change", "Precision change", "Recall change"]
     return (shown.style.format(percent, subset=[f"F1 {a}", f"F1 {b}"]).format(points, subset=changes)

@@ -291,6 +291,8 @@ def actions_refused() -> str | None:
     ``dashboard_private``): the address the server listens on proves nothing, since behind a
     reverse proxy or a port forward every visitor arrives from 127.0.0.1.
     """
+    if demo_building():
+        return "The demo is being built: buttons work once it is done and the worker has started."
     token = _action_token()
     if token:
         given = st.session_state.get("action_token_input") or ""
@@ -302,6 +304,21 @@ def actions_refused() -> str | None:
     return ("Actions are disabled: no action_token is set in .streamlit/secrets.toml and the dashboard is not "
             "declared private. Set a token (see the README, \"Exposing the dashboard\"), or set "
             "dashboard_private = true if only trusted people can reach this dashboard.")
+
+
+def guarded(help: str | None = None) -> dict[str, Any]:
+    """Keyword arguments for a button that writes: disabled, with the reason as its help, while
+    :func:`actions_refused` refuses; else enabled with ``help``. The click handler still checks
+    (:func:`action_allowed`), since a page can sit open while the token or the setting changes."""
+    reason = actions_refused()
+    return {"disabled": True, "help": reason} if reason else {"disabled": False, "help": help}
+
+
+def actions_notice() -> None:
+    """One line above a page's buttons saying why they are disabled, when they are."""
+    reason = actions_refused()
+    if reason:
+        st.caption(f":material/lock: {reason}")
 
 
 def action_allowed() -> bool:

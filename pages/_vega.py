@@ -61,6 +61,27 @@ def chart(title: str, layers: list[dict[str, Any]], *, height: int = 320, **extr
     return spec
 
 
+def time_axis(field: str, moments: Iterable[Any], *, hours: bool = True, **extra: Any) -> dict[str, Any]:
+    """A temporal x encoding on ``field`` whose ticks never repeat a label.
+
+    Vega-Lite picks ticks by time, not by the label format: data within a few days got a tick every
+    6-12 hours, each labelled with its day ("Nov 30, Nov 30, Nov 30"). Up to 14 days: one tick per day;
+    within one day: hours ("14:00") and the day in the axis title, unless ``hours`` is False (one value
+    per day). Longer spans: Vega-Lite's own ticks. ``extra`` keys go into the encoding (e.g. ``scale``).
+    """
+    stamps = pd.to_datetime(pd.Series(list(moments)), errors="coerce").dropna()
+    axis: dict[str, Any] = {"format": "%b %d", "labelOverlap": True}
+    title = None
+    if len(stamps):
+        first, last = stamps.min(), stamps.max()
+        if hours and first.normalize() == last.normalize():
+            axis = {"format": "%H:%M", "labelOverlap": True}
+            title = f"{first:%b %d}"
+        elif last - first <= pd.Timedelta(days=14):
+            axis["tickCount"] = {"interval": "day", "step": 1}
+    return {"field": field, "type": "temporal", "title": title, "axis": axis, **extra}
+
+
 def colour_scale(pairs: Sequence[tuple[str, str]]) -> dict[str, Any]:
     """A colour scale naming each series once (the legend) with its colour."""
     return {"domain": [name for name, _ in pairs], "range": [colour for _, colour in pairs]}

@@ -299,5 +299,6 @@ query_id = a.selectbox("Query", list(texts), index=None, key="label_query", plac
                        format_func=lambda i: f"{texts[i][:80]} · predicted {predictions[i]} · {i[:8]}")
 label = b.selectbox("True label", choices, index=None, key="label_value", placeholder="choose a label",
                     format_func=lambda x: x if not serving or x in serving else f"{x} (unknown to the serving model)")
-if c.button("Record true label", type="primary", key="label_record"):
+_ui.actions_notice()
+if c.button("Record true label", type="primary", key="label_record", **_ui.guarded()):
     record_true_label(query_id, label)

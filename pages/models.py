@@ -64,11 +64,12 @@ def history_words(history: list[dict]) -> str:
 table = versions()
 targets = {t["version"]: t for t in rollback_targets()}
 
+_ui.actions_notice()
 retrain, back = st.columns(2, gap="large")
 with retrain:
     st.subheader("Retrain")
     st.caption("Train a candidate on all clean labelled data now. It is deployed only if the quality gate accepts it.")
-    if st.button("Retrain now", key="retrain_now", type="primary", help="Queue a manual retrain for the worker"):
+    if st.button("Retrain now", key="retrain_now", type="primary", **_ui.guarded("Queue a manual retrain for the worker")):
         queued("retrain", label="Retrain")
 with back:
     st.subheader("Roll back")
@@ -85,13 +86,16 @@ with back:
             st.session_state.pop("pending_rollback")
             pending = None
         if pending is None:
-            st.button("Roll back", key="rollback", disabled=active is None, on_click=ask_rollback,
-                      help="Asks for confirmation first" if active else "Nothing is deployed, so there is nothing to roll back from")
+            guard = _ui.guarded("Asks for confirmation first" if active else
+                                "Nothing is deployed, so there is nothing to roll back from")
+            st.button("Roll back", key="rollback", disabled=guard["disabled"] or active is None, on_click=ask_rollback,
+                      help=guard["help"])
         else:
             st.warning(f"**Roll back from {pending['from']} to {pending['to']}?** The worker validates {pending['to']} "
                        f"and switches every predictor to it; {pending['from']} stays in the registry.", icon=":material/undo:")
             yes, no = st.columns(2)
-            yes.button("Confirm", key="rollback_confirm", type="primary", on_click=confirm_rollback, width="stretch")
+            yes.button("Confirm", key="rollback_confirm", type="primary", on_click=confirm_rollback, width="stretch",
+                       **_ui.guarded())
             no.button("Cancel", key="rollback_cancel", on_click=cancel_rollback, width="stretch")
 
 
@@ -167,8 +171,8 @@ st.dataframe(
         "Deployed": st.column_config.TextColumn(help="How many times the version started serving, and when last"),
     },
 )
-st.caption(f"{len(table)} versions · {active or 'no version'} serves now. Every file is kept under "
-           f"`{_ui.context().settings.registry_dir}`.")
+st.caption(f"{len(table)} versions · {active or 'no version'} serves now. Every version's file is kept in the "
+           "data directory's `models/` folder.")
 
 _ui.chart(_charts_models.version_metrics,
           table[["version", "status", "created_at", "accuracy", "macro_f1", "trigger", "train_rows"]], key="version_metrics")

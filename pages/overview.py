@@ -106,5 +106,6 @@ with left:
     st.markdown("  \n".join(lines))
 with right:
     st.subheader("Actions")
-    if st.button("Retrain now", type="primary", key="retrain", help="Queue a manual retrain for the worker"):
+    _ui.actions_notice()
+    if st.button("Retrain now", type="primary", key="retrain", **_ui.guarded("Queue a manual retrain for the worker")):
         _ui.queue_command("retrain", label="Retrain")

@@ -10,8 +10,8 @@ from pages import _ui
 
 _ui.page_header("Playground", "Type a query and see what the model in production answers. This is the same "
                               "`engine.Classifier` every client uses, so a new deployment answers here within a second. "
-                              "Queries typed here are logged like any other (source `playground`), so asking needs the "
-                              "action token when one is set.")
+                              "Queries typed here are logged like any other (source `playground`), so asking is an action: "
+                              "it needs the action token, or a dashboard declared private.")
 settings = _ui.context().settings
 
 
@@ -30,7 +30,7 @@ def ask(clf: Classifier, text: str) -> None:
     try:
         p = clf.predict(text)
     except NoModelError as exc:
-        st.info(f"No model can answer: {exc}.", icon="ℹ️")
+        st.info(f"No model can answer: {_ui.redact(str(exc))}.", icon="ℹ️")
         return
     except RetrainerError as exc:
         st.error(f"Not classified: {_ui.redact(str(exc))}.")
@@ -56,12 +56,13 @@ clf = classifier()
 try:
     clf.predict_many([])  # answers [] when a model is loaded, raises NoModelError otherwise; logs nothing
 except NoModelError as exc:
-    _ui.empty(f"No model can answer yet: {exc}.")
+    _ui.empty(f"No model can answer yet: {_ui.redact(str(exc))}.")
 
+_ui.actions_notice()
 with st.form("ask", border=False):
     text = st.text_area("Query", key="playground_text", height=90, placeholder="e.g. where is my parcel?",
                         max_chars=settings.max_text_length)
-    asked = st.form_submit_button("Classify", type="primary", key="playground_ask")
+    asked = st.form_submit_button("Classify", type="primary", key="playground_ask", **_ui.guarded())
 if asked:
     ask(clf, text)
 
@@ -93,6 +94,6 @@ with right:
     # recorded for the next.
     true_label = st.selectbox("True label", clf.labels(), index=None, key=f"playground_true_label_{answer['query_id']}",
                               placeholder="choose the right label")
-    if st.button("Record true label", key=f"playground_feedback_{answer['query_id']}"):
+    if st.button("Record true label", key=f"playground_feedback_{answer['query_id']}", **_ui.guarded()):
         correct(clf, answer, true_label)
     st.caption(f"Query id `{answer['query_id']}`")

@@ -94,10 +94,11 @@ def state() -> None:
     with right:
         if paused:
             st.button("Resume", key="resume", type="primary", on_click=toggle, args=("resume",),
-                      help="Queue a 'resume' command: scheduled retrains start again")
+                      **_ui.guarded("Queue a 'resume' command: scheduled retrains start again"))
         else:
             st.button("Pause", key="pause", on_click=toggle, args=("pause",),
-                      help="Queue a 'pause' command: scheduled jobs stop starting retrains until resumed")
+                      **_ui.guarded("Queue a 'pause' command: scheduled jobs stop starting retrains until resumed"))
+        _ui.actions_notice()
         asked = pending()
         if asked:
             st.caption(f"{asked['kind'].capitalize()} requested (command #{asked['id']}, {_ui.when(asked['created_at'])}): "

@@ -58,11 +58,13 @@ def test_a_private_dashboard_without_token_allows_actions(monkeypatch, demo_copy
 def test_an_undeclared_dashboard_without_token_refuses_actions_whatever_its_address(monkeypatch, demo_copy, address):
     monkeypatch.delenv("RETRAINER_DASHBOARD_PRIVATE")
     at = open_overview(monkeypatch, demo_copy, address=address)
-    at.button(key="retrain").click().run()
-    assert at.error[0].value == (
-        "Actions are disabled: no action_token is set in .streamlit/secrets.toml and the dashboard is not declared "
-        "private. Set a token (see the README, \"Exposing the dashboard\"), or set dashboard_private = true if only "
-        "trusted people can reach this dashboard.")
+    why = ("Actions are disabled: no action_token is set in .streamlit/secrets.toml and the dashboard is not declared "
+           "private. Set a token (see the README, \"Exposing the dashboard\"), or set dashboard_private = true if only "
+           "trusted people can reach this dashboard.")
+    # The button is disabled before anyone clicks, with the reason beside it and as its help.
+    button = at.button(key="retrain")
+    assert button.disabled and button.help == why
+    assert f":material/lock: {why}" in [c.value for c in at.caption]
     assert "retrain" not in queued(demo_copy)
 
 
@@ -71,16 +73,18 @@ def test_an_undeclared_dashboard_without_token_refuses_actions_whatever_its_addr
 def test_a_configured_token_must_be_typed(monkeypatch, demo_copy, typed, allowed):
     at = open_overview(monkeypatch, demo_copy, secrets={"action_token": "s3cret-token"}, address="0.0.0.0")
     at.sidebar.text_input(key="action_token_input").set_value(typed).run()
-    at.button(key="retrain").click().run()
+    assert at.button(key="retrain").disabled is not allowed
+    if allowed:
+        at.button(key="retrain").click().run()
+    else:
+        assert at.button(key="retrain").help == "Enter the action token in the sidebar to use this button."
     assert ("retrain" in queued(demo_copy)) is allowed
-    if not allowed:
-        assert at.error[0].value == "Enter the action token in the sidebar to use this button."
 
 
 def test_a_token_is_needed_even_on_a_private_dashboard_once_set(monkeypatch, demo_copy):
     at = open_overview(monkeypatch, demo_copy, secrets={"action_token": "s3cret-token"})
-    at.button(key="retrain").click().run()
-    assert at.error[0].value == "Enter the action token in the sidebar to use this button."
+    assert at.button(key="retrain").disabled
+    assert ":material/lock: Enter the action token in the sidebar to use this button." in [c.value for c in at.caption]
     assert "retrain" not in queued(demo_copy)
 
 
@@ -106,8 +110,9 @@ def logged(home) -> list[str]:
 
 
 def test_an_anonymous_visitor_cannot_log_queries_through_the_playground(monkeypatch, demo_copy):
-    at = ask(open_playground(monkeypatch, demo_copy, secrets={"action_token": "s3cret-token"}), "where is my parcel")
-    assert [e.value for e in at.error] == ["Enter the action token in the sidebar to use this button."]
+    at = open_playground(monkeypatch, demo_copy, secrets={"action_token": "s3cret-token"})
+    assert at.button(key="playground_ask").disabled
+    assert ":material/lock: Enter the action token in the sidebar to use this button." in [c.value for c in at.caption]
     assert not at.metric and logged(demo_copy) == []
 
     at.sidebar.text_input(key="action_token_input").set_value("s3cret-token").run()

@@ -97,9 +97,13 @@ def test_demo_shows_every_retrain_as_stored(demo_home, demo_db, monkeypatch):
     assert "Duration" not in table.columns  # in the chosen retrain's line below the table
     assert table["Versions"].tolist() == [f"{'–' if pd.isna(a) else a} → {'–' if pd.isna(b) else b}" for a, b in
                                           zip(stored["champion_version"], stored["candidate_version"])]
-    for column, source in (("Δ accuracy", "accuracy_change"), ("Accuracy", "candidate_accuracy"),
-                           ("Δ macro-F1", "macro_f1_change")):
+    for column, source in (("Accuracy", "candidate_accuracy"), ("Macro-F1", "candidate_macro_f1")):
         assert table[column].tolist() == pytest.approx(stored[source].tolist(), nan_ok=True), column
+    # A change is the difference of the two percentages as shown (one decimal each), as on every page.
+    for column, metric in (("Δ accuracy", "accuracy"), ("Δ macro-F1", "macro_f1")):
+        expected = [None if pd.isna(a) or pd.isna(b) else round(float(f"{100 * a:.1f}") - float(f"{100 * b:.1f}"), 1)
+                    for a, b in zip(stored[f"candidate_{metric}"], stored[f"champion_{metric}"])]
+        assert [None if pd.isna(v) else round(100 * v, 1) for v in table[column]] == expected, column
     first = stored.iloc[-1]
     assert first["trigger"] == "demo" and table["Versions"].iloc[-1] == f"– → {first['candidate_version']}"  # no champion yet
 

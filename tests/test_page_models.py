@@ -110,8 +110,8 @@ def test_versions_table_equals_the_registry(open_page, demo_home):
     active = registry.read_active(load_settings(env={}, home=demo_home).registry_dir).active.version
     assert table.loc[table["Status"] == "champion", "Version"].tolist() == [active]
     assert [c.value for c in at.caption if " serves now." in c.value] == [
-        f"{len(models)} versions · {active} serves now. Every file is kept under "
-        f"`{load_settings(env={}, home=demo_home).registry_dir}`."]
+        f"{len(models)} versions · {active} serves now. Every version's file is kept in the data directory's "
+        "`models/` folder."]
 
 
 def test_each_versions_deployment_history_is_its_deployments_in_words(open_page, demo_home):

@@ -131,3 +131,18 @@ def test_a_drift_warning_is_in_recent_activity_and_on_the_timeline(ctx, labelled
     assert lines == [f":orange[:material/warning:] `{event['ts']:%Y-%m-%d %H:%M}` **drift** · {verdict.message()}"]
     [marker] = [m for m in values(vega_chart(at, "Accuracy and macro-F1 over time"), "markers") if m["series"] == "drift"]
     assert marker["message"] == verdict.message()
+
+
+def test_a_refused_rollback_is_no_marker_on_the_timeline(ctx, labelled_csv):
+    from engine.importer import import_file
+    from engine.retrain import run_cycle
+    from tests.conftest import run_cli
+
+    assert import_file(ctx, labelled_csv, labeled=True).rejected == 0
+    assert run_cycle(ctx, trigger="manual").status == "accepted"
+    # One version only: there is nothing to roll back to, so the worker refuses (exit 1) and records why.
+    refused = run_cli("rollback", "--wait", home=ctx.settings.home)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    [event] = recent_events(ctx.db, kind="rollback")
+    assert event["message"].startswith("Rollback refused") and event["version"] is None
+    assert views.markers(ctx.db).empty

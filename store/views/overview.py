@@ -30,7 +30,7 @@ FROM retrains WHERE status IN (?, ?) ORDER BY ts, id
 """
 MARKERS = """
 SELECT ts, kind, severity, version, message FROM events
-WHERE kind IN (?, ?, ?) ORDER BY ts
+WHERE kind IN (?, ?, ?) AND NOT (kind = ? AND version IS NULL) ORDER BY ts
 """
 DEPLOYED_BEFORE = """
 SELECT d.previous_version, m.accuracy, m.macro_f1
@@ -60,9 +60,12 @@ def timeline(db: Database) -> pd.DataFrame:
 
 
 def markers(db: Database) -> pd.DataFrame:
-    """Rollbacks, fallbacks and drift warnings, for markers on the timeline."""
+    """Rollbacks that moved the champion, fallbacks and drift warnings, for markers on the timeline.
+
+    A refused rollback is recorded as a rollback event without a version (nothing moved): not a marker.
+    """
     with db.read() as con:
-        return con.execute(MARKERS, [EventKind.ROLLBACK, EventKind.FALLBACK, EventKind.DRIFT]).df()
+        return con.execute(MARKERS, [EventKind.ROLLBACK, EventKind.FALLBACK, EventKind.DRIFT, EventKind.ROLLBACK]).df()
 
 
 def previous_metrics(db: Database, version: str) -> dict[str, Any] | None:
