@@ -52,7 +52,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from engine import registry
 from engine.access import action_token, is_loopback
 from engine.classifier import Classifier
-from engine.commands import submit
+from engine.commands import check_rollback, submit
 from engine.config import PROJECT_ROOT, Settings
 from engine.context import Context
 from engine.dataset import normalize_label
@@ -74,7 +74,6 @@ from store.events import recent_events
 from store.models import get_model, list_models
 from store.querylog import query_logged
 from store.retrains import recent_retrains
-from store.views.models import rollback_targets
 from store.vocabulary import CommandKind
 
 log = logging.getLogger(__name__)
@@ -612,20 +611,10 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every endpoin
               response_model=CommandOut, summary="Roll back to the version before, or to one that served before")
     def rollback(service: ServiceDep, body: RollbackRequest | None = None) -> JSONResponse:
         to = body.to.strip() if body is not None and body.to is not None else None
-        targets = [t["version"] for t in rollback_targets(service.ctx.db)]
-        if to is not None:
-            try:
-                registry.check_version(to)
-            except InputError as exc:
-                raise ApiError(422, f"to: {exc}", field="to") from None
-            if to not in targets:
-                active = (system_status(service.ctx)["active"] or {}).get("version")
-                why = "is the active version" if to == active else "never served"
-                choices = ", ".join(targets) or "none yet"
-                raise ApiError(422, f"to: {to} {why}: roll back to a version that served before ({choices})",
-                               field="to")
-        elif not targets:
-            raise ApiError(409, "nothing to roll back to: no version has served before the active one")
+        try:
+            to = check_rollback(service.ctx, to=to)  # the CLI's check too (engine.commands)
+        except InputError as exc:
+            raise ApiError(422, f"to: {exc}", field="to") from None
         return _queue(service, CommandKind.ROLLBACK, {"to": to} if to else {})
 
     @app.get("/models", tags=["model"], summary="The model registry: the champion, the champion alias's history, "

@@ -131,7 +131,11 @@ def cmd_retrain(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(settings: Settings, args: argparse.Namespace) -> int:
-    return _run_command(settings, CommandKind.ROLLBACK, {"to": args.to} if args.to else {}, wait=args.wait)
+    from engine.commands import check_rollback
+
+    # Refused here (exit 2) when it cannot succeed, rather than queued to fail later.
+    to = check_rollback(Context.open(settings), to=args.to)
+    return _run_command(settings, CommandKind.ROLLBACK, {"to": to} if to else {}, wait=args.wait)
 
 
 def cmd_adopt(settings: Settings, args: argparse.Namespace) -> int:

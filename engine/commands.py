@@ -12,9 +12,11 @@ from typing import Any, Callable
 
 from engine import registry
 from engine.context import Context
-from engine.errors import InputError
+from engine.errors import InputError, RegistryError
 from store import commands as queue
-from store.vocabulary import CommandKind
+from store.models import versions_with_status
+from store.views.models import rollback_targets
+from store.vocabulary import CommandKind, ModelStatus
 
 KINDS = tuple(CommandKind)
 
@@ -32,6 +34,30 @@ def submit(ctx: Context, kind: str, *, args: dict[str, Any] | None = None, sourc
             raise InputError(f"adopt needs the path of a model file: {str(path)!r} is not a file")
         args = {"path": str(path.resolve()), "note": str(args.get("note") or "")}
     return queue.enqueue(ctx.db, kind=kind, args=args, source=source, ts=ctx.clock())
+
+
+def check_rollback(ctx: Context, *, to: str | None) -> str | None:
+    """The rollback target ``to`` checked before the CLI or the API queues a rollback (None: the version
+    before); returns it trimmed. :func:`submit` does not call it: a queued command is judged by the worker.
+
+    Raises InputError when ``to`` is not a version name, is the champion, or never served (the message
+    lists the versions that can be restored), and RegistryError when no version has served before the
+    champion (nothing to roll back to). The worker checks again when it runs the command, since a retrain
+    may move the champion in between.
+    """
+    targets = [t["version"] for t in rollback_targets(ctx.db)]
+    if to is not None:
+        to = registry.check_version(str(to).strip())
+        if to not in targets:
+            with ctx.db.read() as con:
+                champions = versions_with_status(con, ModelStatus.CHAMPION)
+            why = "is the active version" if to in champions else "never served"
+            raise InputError(f"{to} {why}: roll back to a version that served before "
+                             f"({', '.join(targets) or 'none yet'})")
+        return to
+    if not targets:
+        raise RegistryError("nothing to roll back to: no version has served before the active one")
+    return None
 
 
 def wait_for(

@@ -282,19 +282,17 @@ def test_events_limit_json_returns_the_newest_first(cli):
 # -- rollback ---------------------------------------------------------------------------------------------
 
 
-def test_rollback_with_only_one_version_fails_with_the_reason(cli):
+def test_rollback_with_only_one_version_is_refused_before_it_is_queued(cli):
     run = cli["rollback_only_version"]
     result = run.results[0]
 
-    assert result.returncode == 1
-    assert lines(result.stdout) == [
-        "command #1 rollback: failed",
-        "rollback refused: v0001 is the only version ever deployed: there is no earlier version to roll back to",
-    ]
+    # A state that prevents the work: exit 2 with the reason, nothing queued, nothing changed.
+    assert result.returncode == 2
+    assert (result.stdout, result.stderr) == (
+        "", "error: nothing to roll back to: no version has served before the active one\n")
     ctx = run.ctx()
     assert registry.read_active(ctx.settings.registry_dir).active.version == "v0001"
-    assert recent_events(ctx.db, kind="rollback")[0]["message"] == (
-        "Rollback refused: v0001 is the only version ever deployed: there is no earlier version to roll back to.")
+    assert recent_commands(ctx.db) == [] and recent_events(ctx.db, kind="rollback") == []
 
 
 def test_rollback_after_a_second_retrain_returns_to_v0001(cli):
@@ -397,10 +395,9 @@ def test_rollback_to_an_unknown_version_names_the_deployable_ones(cli_here, temp
 
     code, out, err = cli_here("rollback", "--to", "v0099", "--wait")
 
-    assert code == 1
-    assert lines(out) == ["command #1 rollback: failed",
-                          "rollback refused: version v0099 does not exist: deployable versions are v0001"]
-    assert err == "command #1 (rollback): no worker is running, so it runs here\n"
+    # Checked before it is queued: a state that prevents the work, exit 2, with the versions that could serve.
+    assert code == 2 and out == ""
+    assert err == "error: v0099 never served: roll back to a version that served before (none yet)\n"
 
 
 @pytest.mark.parametrize("args, message", [

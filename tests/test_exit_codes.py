@@ -2,7 +2,8 @@
 
 The audit, command by command (the other codes are covered in test_cli.py):
 worker 0 stopped / 2 another worker; run 0 stopped / 1 a child died; demo 0 / 2 not empty;
-retrain --wait 0 accepted, rejected or skipped / 1 failed; rollback --wait 0 / 1 refused;
+retrain --wait 0 accepted, rejected or skipped / 1 failed; rollback 0 / 1 refused by the worker / 2 nothing to
+roll back to or a target that never served (checked before it is queued);
 pause, resume 0; status, events 0 (also when the reader closes the pipe); import 0 / 1 nothing stored /
 2 unreadable; predict 0 (also when the store is busy: the queries wait in the spool) / 2 no model;
 export-log 0 / 2 bad day.

@@ -136,13 +136,23 @@ def test_a_drift_warning_is_in_recent_activity_and_on_the_timeline(ctx, labelled
 def test_a_refused_rollback_is_no_marker_on_the_timeline(ctx, labelled_csv):
     from engine.importer import import_file
     from engine.retrain import run_cycle
+    from engine.worker import Worker
+    from store import commands as queue
+    from store.vocabulary import CommandKind
     from tests.conftest import run_cli
 
     assert import_file(ctx, labelled_csv, labeled=True).rejected == 0
     assert run_cycle(ctx, trigger="manual").status == "accepted"
-    # One version only: there is nothing to roll back to, so the worker refuses (exit 1) and records why.
+    # One version only: there is nothing to roll back to. The CLI refuses before queuing (exit 2); a
+    # rollback queued earlier (by a client that did not check) is refused by the worker, which records why.
     refused = run_cli("rollback", "--wait", home=ctx.settings.home)
-    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert refused.returncode == 2 and "nothing to roll back to" in refused.stderr, refused.stdout + refused.stderr
+    queue.enqueue(ctx.db, kind=CommandKind.ROLLBACK, args={}, source="cli", ts=ctx.clock())
+    worker = Worker(ctx, synchronous=True)
+    try:
+        worker.process_commands()
+    finally:
+        worker.predictor.close()
     [event] = recent_events(ctx.db, kind="rollback")
     assert event["message"].startswith("Rollback refused") and event["version"] is None
     assert views.markers(ctx.db).empty
