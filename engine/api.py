@@ -74,7 +74,7 @@ from store.events import recent_events
 from store.models import get_model, list_models
 from store.querylog import query_logged
 from store.retrains import recent_retrains
-from store.vocabulary import CommandKind
+from store.vocabulary import CommandKind, EventKind
 
 log = logging.getLogger(__name__)
 
@@ -643,7 +643,7 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every endpoin
     @app.get("/events", tags=["model"], summary="Recent events (decisions, deployments, drift, fallbacks), newest first")
     def events(service: ServiceDep,
                limit: Annotated[int, Query(ge=1, le=1000, description="how many events")] = 50,
-               kind: Annotated[str | None, Query(max_length=40, description="only this kind, e.g. gate")] = None,
+               kind: Annotated[EventKind | None, Query(description="only this kind, e.g. gate")] = None,
                ) -> dict[str, Any]:
         return plain({"events": recent_events(service.ctx.db, limit=limit, kind=kind)})
 

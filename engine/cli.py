@@ -74,8 +74,23 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _port_in_use(port: int) -> bool:
+    """Whether something already listens on ``port`` (connecting to it on loopback succeeds)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     from engine.supervisor import run_service
+
+    for name, port, option in (("dashboard", args.port, "--port N (make run PORT=N)"),
+                               ("API", args.api_port, "--api-port N (make run API_PORT=N)")):
+        if _port_in_use(port):
+            raise InputError(f"port {port} for the {name} is already in use (another Retrainer or another program): "
+                             f"stop it, or choose a free port with {option}")
 
     demo = args.demo_if_empty and not settings.db_path.exists()
     if demo:
@@ -172,15 +187,18 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     else:
         print("worker           DOWN: start it with `python -m engine worker` (or `make run`)")
     sched = status["scheduler"]
-    print(f"scheduler        {'PAUSED' if sched['paused'] else 'running'}")
+    state = "PAUSED" if sched["paused"] else "running"
+    print(f"scheduler        {state}" + ("" if w["alive"] else " (as set; no job runs until a worker does)"))
     for job in sched["jobs"]:
         print(f"  {job['name']:<9} next {_fmt_time(job['next_run'])}   last run {_fmt_time(job['last_run'])}: "
               f"{job['last_result'] or '-'}")
     a = status["adaptive"]
     days = ("no retrain yet" if a["days_since_last_retrain"] is None
             else f"{a['days_since_last_retrain']:.1f} of {a['max_days']:g} days since the last retrain")
+    adaptive_ran = any(job["name"] == "adaptive" and job["last_run"] for job in sched["jobs"])
     print(f"adaptive now     {a['new_samples']} of {a['min_samples']} new labelled samples; {days} "
-          f"({'due: the next check retrains' if a['due'] else 'not due'}; the job line above is its last check)")
+          f"({'due: the next check retrains' if a['due'] else 'not due'}"
+          + ("; the adaptive line above is its last check)" if adaptive_ran else ")"))
     plan = next_retrain(sched["jobs"], a, paused=sched["paused"], every_minutes=settings.adaptive_every_minutes)
     if plan.at is not None:
         print(f"next retrain     {_fmt_time(plan.at)} ({plan.job}), unless the adaptive job retrains sooner")

@@ -64,10 +64,15 @@ with editor:
 
     outcome = st.session_state.get("sql_outcome")
     if isinstance(outcome, Exception):
-        st.error(f"**Not run:** {outcome}", icon=":material/block:")
+        # Refused before it ran, or stopped at a limit while it ran: either way, no result.
+        st.error(f"**No result:** {outcome}", icon=":material/block:")
     elif outcome is not None:
-        shown = (f"first {len(outcome.rows):,} rows (the query returned more)" if outcome.truncated
-                 else f"{len(outcome.rows):,} {'row' if len(outcome.rows) == 1 else 'rows'}")
+        if outcome.cut_by == "bytes" and len(outcome.rows) == 0:
+            shown = f"no row shown: the first row alone is larger than {views.BYTE_LIMIT // 2**20} MB"
+        elif outcome.truncated:
+            shown = f"first {len(outcome.rows):,} rows (the query returned more)"
+        else:
+            shown = f"{len(outcome.rows):,} {'row' if len(outcome.rows) == 1 else 'rows'}"
         st.markdown(f"**Result:** {shown} in {outcome.elapsed_s:.2f} s, from data {outcome.snapshot_age_s:.0f} s old")
         if outcome.cut_by == "bytes":
             st.warning(f"Only the first {views.BYTE_LIMIT // 2**20} MB of the result ({len(outcome.rows):,} rows) are "

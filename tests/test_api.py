@@ -152,6 +152,9 @@ def test_events_newest_first_and_by_kind(client, demo_ctx):
     assert [e["id"] for e in body["events"]] == [e["id"] for e in recent_events(demo_ctx.db, limit=4)]
     gates = client.get("/events", params={"kind": "gate", "limit": 100}).json()["events"]
     assert len(gates) == 7 and {e["kind"] for e in gates} == {"gate"}
+    # An unknown kind is a mistake to name, not an empty list.
+    wrong = client.get("/events", params={"kind": "nope"})
+    assert wrong.status_code == 422 and "kind" in wrong.json()["detail"] and "gate" in wrong.json()["detail"]
 
 
 def test_models_is_the_registry_with_the_champion_and_its_history(client, demo_ctx):

@@ -200,9 +200,8 @@ def test_status_shows_the_active_model_worker_scheduler_and_adaptive_counters(cl
     assert out[2:] == [
         "fallback         no",
         "worker           DOWN: start it with `python -m engine worker` (or `make run`)",
-        "scheduler        running",
-        "adaptive now     0 of 100 new labelled samples; 0.0 of 7 days since the last retrain "
-        "(not due; the job line above is its last check)",
+        "scheduler        running (as set; no job runs until a worker does)",
+        "adaptive now     0 of 100 new labelled samples; 0.0 of 7 days since the last retrain (not due)",
     ]
 
 
@@ -376,8 +375,8 @@ def test_status_of_an_empty_data_directory(cli_here):
         "active model     none yet (import labelled data and run `python -m engine retrain --wait`, or `python -m engine demo`)",
         "fallback         no",
         "worker           DOWN: start it with `python -m engine worker` (or `make run`)",
-        "scheduler        running",
-        "adaptive now     0 of 100 new labelled samples; no retrain yet (not due; the job line above is its last check)",
+        "scheduler        running (as set; no job runs until a worker does)",
+        "adaptive now     0 of 100 new labelled samples; no retrain yet (not due)",
     ]
 
 
@@ -452,3 +451,16 @@ def test_import_that_stores_nothing_exits_1(cli_here):
     assert code == 1
     assert lines(out)[-1] == f"{CORPUS}/labels_case.csv: 3 rows read, nothing stored, 3 rejected"
     assert "Traceback" not in err
+
+
+def test_status_names_the_adaptive_jobs_last_check_only_when_it_is_listed(demo_copy):
+    from tests.conftest import run_cli
+
+    result = run_cli("status", home=demo_copy)
+    out = lines(result.stdout)
+    assert result.returncode == 0, result.stderr
+    [job] = [line for line in out if line.startswith("  adaptive ")]
+    assert re.fullmatch(r"  adaptive  next \d{4}-\d\d-\d\d \d\d:\d\d:\d\d   last run \d{4}-\d\d-\d\d \d\d:\d\d:\d\d: .+", job)
+    [now] = [line for line in out if line.startswith("adaptive now ")]
+    assert now.endswith("; the adaptive line above is its last check)")
+    assert "scheduler        running (as set; no job runs until a worker does)" in out

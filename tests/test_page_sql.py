@@ -112,7 +112,7 @@ def test_each_forbidden_kind_shows_its_refusal_and_no_rows(open_page, demo_copy)
 
     assert {sql: len(errors) for sql, errors in shown.items()} == {sql: 1 for sql, _ in REFUSED}
     for sql, message in REFUSED:
-        assert shown[sql][0].startswith("**Not run:** ") and message in shown[sql][0], (sql, shown[sql][0])
+        assert shown[sql][0].startswith("**No result:** ") and message in shown[sql][0], (sql, shown[sql][0])
     assert views.row_counts(db) == before
 
 
@@ -158,3 +158,9 @@ def test_a_long_result_is_cut_at_the_row_limit_with_a_warning(open_page, demo_co
     assert [w.value for w in at.warning if "row" in w.value] == [
         "Only the first 1,000 rows are shown and downloaded: add a LIMIT or aggregate."
     ]
+
+
+def test_a_first_row_larger_than_the_byte_limit_says_so_rather_than_first_0_rows(open_page, demo_copy):
+    at = run_query(open_page(demo_copy), "SELECT repeat('x', 30000000) AS big")  # 30 MB > the 20 MB limit
+    assert result_line(at).startswith(
+        f"**Result:** no row shown: the first row alone is larger than {views.BYTE_LIMIT // 2**20} MB in ")

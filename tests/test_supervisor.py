@@ -246,3 +246,17 @@ def test_on_an_empty_data_directory_the_dashboard_answers_while_the_demo_is_buil
         if group_alive(proc.pid):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+def test_run_refuses_a_port_in_use_and_names_the_option_to_change_it(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RETRAINER_")}
+        env["RETRAINER_HOME"] = str(tmp_path / "home")
+        done = subprocess.run([sys.executable, "-m", "engine", "run", "--port", str(port), "--api-port", str(free_port())],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == (f"error: port {port} for the dashboard is already in use (another Retrainer or another "
+                           "program): stop it, or choose a free port with --port N (make run PORT=N)\n")
