@@ -195,6 +195,7 @@ def page_header(title: str, caption: str) -> dict[str, Any]:
                               help="Buttons that change something need the token set in .streamlit/secrets.toml")
     st.title(title)
     st.caption(caption)
+    show_notices()
     current = status()
     worker = current["worker"]
     building = read_progress(context().settings.home)
@@ -349,19 +350,42 @@ def send_feedback(clf: Any, query_id: str, label: str) -> bool:
     return True
 
 
-def queue_command(kind: str, *, args: dict[str, Any] | None = None, label: str) -> int | None:
-    """Queue a command for the worker and say so; a refused command shows why."""
-    if not action_allowed():
+def queue_command(kind: str, *, args: dict[str, Any] | None = None, label: str, in_callback: bool = False) -> int | None:
+    """Queue a command for the worker and say so; a refused command shows why.
+
+    From a widget's ``on_click`` callback pass ``in_callback=True``: what it says is then shown by the
+    run the click starts (:func:`show_notices`, from :func:`page_header`), since a callback of a button in
+    a fragment must not draw elements itself (Streamlit warns, and the element may land out of place).
+    """
+    def say(level: str, text: str) -> None:
+        if in_callback:
+            st.session_state.setdefault("_notices", []).append((level, text))
+        else:
+            _NOTICE[level](text)
+
+    reason = actions_refused()
+    if reason:
+        say("error", reason)
         return None
     try:
         command_id = submit(context(), kind, args=args, source="dashboard")
     except RetrainerError as exc:
-        st.error(f"{label} was not queued: {redact(str(exc))}")
+        say("error", f"{label} was not queued: {redact(str(exc))}")
         return None
     st.session_state.setdefault("commands", []).append(command_id)
     status.clear()
-    st.toast(f"{label}: command #{command_id} queued")
+    say("toast", f"{label}: command #{command_id} queued")
     return command_id
+
+
+_NOTICE: dict[str, Callable[[str], Any]] = {"error": lambda text: st.error(text, icon=":material/error:"),
+                                            "toast": lambda text: st.toast(text)}
+
+
+def show_notices() -> None:
+    """Show, once, what callbacks had to say since the last run (see :func:`queue_command`)."""
+    for level, text in st.session_state.pop("_notices", []):
+        _NOTICE[level](text)
 
 
 def empty(message: str) -> None:

@@ -38,8 +38,8 @@ def commands_now(limit: int = 6) -> list[dict]:
     return recent_commands(_ui.context().db, limit=limit)
 
 
-def queued(kind: str, *, args: dict | None = None, label: str) -> None:
-    _ui.queue_command(kind, args=args, label=label)
+def queued(kind: str, *, args: dict | None = None, label: str, in_callback: bool = False) -> None:
+    _ui.queue_command(kind, args=args, label=label, in_callback=in_callback)
     commands_now.clear()
 
 
@@ -50,7 +50,8 @@ def ask_rollback() -> None:
 def confirm_rollback() -> None:
     pending = st.session_state.pop("pending_rollback", None)
     if pending:
-        queued("rollback", args={"to": pending["to"]}, label=f"Roll back from {pending['from']} to {pending['to']}")
+        queued("rollback", args={"to": pending["to"]}, label=f"Roll back from {pending['from']} to {pending['to']}",
+               in_callback=True)
 
 
 def cancel_rollback() -> None:

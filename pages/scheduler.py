@@ -79,12 +79,13 @@ def zones() -> str:
 
 
 def toggle(kind: str) -> None:
-    _ui.queue_command(kind, label="Pause the scheduler" if kind == "pause" else "Resume the scheduler")
+    _ui.queue_command(kind, label="Pause the scheduler" if kind == "pause" else "Resume the scheduler", in_callback=True)
     pending.clear()
 
 
 @st.fragment(run_every=5)
 def state() -> None:
+    _ui.show_notices()  # what the Pause/Resume callback said: this fragment's rerun is the one the click starts
     now = _ui.status()
     paused = now["scheduler"]["paused"]
     left, right = st.columns([1, 3], vertical_alignment="center")
