@@ -94,8 +94,9 @@ def funnels_over_time(retrains: pd.DataFrame) -> dict:
         {"x": {"field": "retrain", "type": "ordinal", "sort": [f"#{i}" for i in r["id"]], "title": "retrain",
                "axis": {"labelAngle": 0, "labelOverlap": True}},
          "y": {"field": "rows", "type": "quantitative", "aggregate": "sum", "title": "rows"},
+         # Two columns: the chart is half the page wide, and a fourth column fell off its right edge.
          "color": {"field": "part", "type": "nominal", "title": None,
-                   "scale": _vega.colour_scale([(w, c) for _, w, c in parts])},
+                   "scale": _vega.colour_scale([(w, c) for _, w, c in parts]), "legend": {"columns": 2}},
          "order": {"field": "order"},
          "tooltip": [{"field": "retrain"}, {"field": "trigger"}, {"field": "started", "type": "temporal", "format": "%Y-%m-%d %H:%M"},
                      {"field": "part"}, {"field": "rows", "format": ","}]})], height=300)

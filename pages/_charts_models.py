@@ -11,7 +11,8 @@ from store.vocabulary import ModelStatus
 STATUS_ORDER = tuple(ModelStatus)  # champion first
 
 
-def version_metrics(versions: pd.DataFrame, *, title: str = "Accuracy and macro-F1 of every version, when it was trained") -> dict:
+def version_metrics(versions: pd.DataFrame, *,
+                    title: str = "Accuracy (● filled) and macro-F1 (◇ hollow) of every version, when it was trained") -> dict:
     """One column per version (oldest left): accuracy as a dot, macro-F1 as a hollow diamond, coloured by status.
     One layer, ``metrics``: version, status, metric (accuracy or macro-F1), value, trigger, train_rows."""
     frame = versions.sort_values(["created_at", "version"])
@@ -28,7 +29,8 @@ def version_metrics(versions: pd.DataFrame, *, title: str = "Accuracy and macro-
         "y": {"field": "value", "type": "quantitative", "title": None, "axis": {"format": ".0%"}, "scale": {"zero": False}},
         "color": {"field": "status", "type": "nominal", "title": "status",
                   "scale": _vega.colour_scale([(s, COLORS.get(s, COLORS["candidate"])) for s in statuses])},
-        "shape": {"field": "metric", "type": "nominal", "title": None,
+        # The title says which shape is which: Vega-Lite drew this legend's labels without their symbols.
+        "shape": {"field": "metric", "type": "nominal", "title": None, "legend": None,
                   "scale": {"domain": ["accuracy", "macro-F1"], "range": ["circle", "diamond"]}},
         "fill": {"condition": {"test": "datum.metric == 'accuracy'", "field": "filled_status", "type": "nominal",
                                "scale": _vega.colour_scale([(s, COLORS.get(s, COLORS["candidate"])) for s in statuses]),
