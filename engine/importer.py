@@ -449,6 +449,8 @@ def _record_failure(ctx: Context, path: Path, report: ImportReport, *, severity:
 
 def _import(ctx: Context, path: Path, report: ImportReport, *, labeled: bool, source: str, again: bool,
             encoding: str | None, zone: tzinfo | None, progress: Progress | None) -> ImportReport:
+    if path.is_dir():
+        raise InputError(f"{path.name} is a folder: import its files one by one (.csv, .tsv, .jsonl, .ndjson or .parquet)")
     kind = FORMATS.get(path.suffix.lower())
     if kind is None:
         raise InputError(f"{path.name}: unknown file type {path.suffix!r}: use .csv (or .tsv), .jsonl (or .ndjson) or .parquet")

@@ -188,20 +188,37 @@ def detect_encoding(path: Path, *, size: int) -> tuple[str, str]:
 
 
 def check_encoding(name: str) -> str:
-    """A codec name Python knows, or InputError."""
+    """A text encoding Python knows, or InputError.
+
+    Python also knows codecs that are not text encodings (rot13, base64, zlib: bytes to bytes or str to
+    str); they are refused here, as the ones it does not know.
+    """
     try:
-        return codecs.lookup(name).name
+        info = codecs.lookup(name)
     except LookupError as exc:
         raise InputError(f"unknown encoding {name!r}: use a name Python knows, e.g. utf-8, cp1252, latin-1, "
                          "utf-16, shift_jis") from exc
+    if not getattr(info, "_is_text_encoding", True):  # codecs.CodecInfo marks the non-text codecs so
+        raise InputError(f"{name!r} is a codec for other transformations, not a text encoding: use a text encoding, e.g. "
+                         "utf-8, cp1252, latin-1, utf-16, shift_jis")
+    return info.name
 
 
 def transcode_to_utf8(path: Path, encoding: str, target: Path) -> Path:
-    """Copy a UTF-16/32 file as UTF-8 (streamed), for the line-based readers."""
-    with open(path, "r", encoding=encoding, errors="surrogateescape", newline="") as src, \
-            open(target, "w", encoding="utf-8", errors="surrogateescape", newline="") as dst:
-        while chunk := src.read(1 << 20):
-            dst.write(chunk)
+    """Copy a UTF-16/32 file as UTF-8 (streamed), for the line-based readers.
+
+    Raises InputError when the file cannot be read in ``encoding`` at all (plain "utf-16" needs a byte
+    order mark; a file without one is utf-16-le or utf-16-be).
+    """
+    try:
+        with open(path, "r", encoding=encoding, errors="surrogateescape", newline="") as src, \
+                open(target, "w", encoding="utf-8", errors="surrogateescape", newline="") as dst:
+            while chunk := src.read(1 << 20):
+                dst.write(chunk)
+    except UnicodeError as exc:
+        raise InputError(f"{path.name} cannot be read as {encoding} ({exc}): name its real encoding with --encoding "
+                         "(utf-16-le or utf-16-be for UTF-16 without a byte order mark), or leave --encoding out "
+                         "to have it detected") from exc
     return target
 
 

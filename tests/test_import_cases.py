@@ -103,6 +103,30 @@ def test_case_2_encoding_can_be_named(ctx):
     assert "price in   please" in [text for text, _ in stored(ctx)]
 
 
+@pytest.mark.parametrize("encoding, message", [
+    ("utf-16", "cp1252.csv cannot be read as utf-16 (UTF-16 stream does not start with BOM): name its real encoding "
+               "with --encoding (utf-16-le or utf-16-be for UTF-16 without a byte order mark), or leave --encoding out "
+               "to have it detected"),
+    ("rot13", "'rot13' is a codec for other transformations, not a text encoding: use a text encoding, e.g. utf-8, "
+              "cp1252, latin-1, utf-16, shift_jis"),
+    ("base64", "'base64' is a codec for other transformations, not a text encoding: use a text encoding, e.g. utf-8, "
+               "cp1252, latin-1, utf-16, shift_jis"),
+], ids=["utf-16 without a byte order mark", "rot13", "base64"])
+def test_case_2_an_encoding_that_cannot_read_the_file_is_refused_with_exit_2(tmp_path, encoding, message):
+    # Codecs Python knows that fail on this file, or are no text encodings at all: refused, no traceback.
+    done = run_cli("import", str(CORPUS / "cp1252.csv"), "--labeled", "--encoding", encoding, home=tmp_path / "home")
+
+    assert (done.returncode, done.stderr) == (2, f"error: {message}\n")
+
+
+def test_a_folder_is_refused_as_a_folder(tmp_path):
+    (tmp_path / "exports").mkdir()
+    done = run_cli("import", str(tmp_path / "exports"), "--labeled", home=tmp_path / "home")
+
+    assert (done.returncode, done.stderr) == (
+        2, "error: exports is a folder: import its files one by one (.csv, .tsv, .jsonl, .ndjson or .parquet)\n")
+
+
 def test_case_2_a_utf8_file_with_one_damaged_line_rejects_that_line_and_exits_1(tmp_path):
     done = run_cli("import", str(CORPUS / "utf8_one_bad_line.csv"), "--labeled", home=tmp_path / "home")
 
