@@ -331,7 +331,7 @@ BAD_FILES = {
                                            r"has no 'text' column \(columns found: query, intent\)"),
     "unknown-encoding": (lambda tmp: CORPUS / "semicolon.csv", r"^unknown encoding 'klingon': use a name Python knows"),
     "missing-file": (lambda tmp: tmp / "missing.csv", r"missing\.csv does not exist or is not a file"),
-    "directory": (lambda tmp: (tmp / "folder.csv").mkdir() or tmp / "folder.csv", r"folder\.csv does not exist or is not a file"),
+    "directory": (lambda tmp: (tmp / "folder.csv").mkdir() or tmp / "folder.csv", r"folder\.csv is a folder: import its files one by one"),
     # A file the OS refuses to read (EIO): root ignores permissions, so a link to /proc/self/mem stands in for them.
     "unreadable-csv": (lambda tmp: (tmp / "mem.csv").symlink_to("/proc/self/mem") or tmp / "mem.csv",
                        r"mem\.csv cannot be read \(Input/output error\): check that it is a readable file"),
