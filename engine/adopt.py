@@ -120,6 +120,21 @@ def check_model(model: Any, *, name: str, texts: list[str], known_labels: set[st
     return labels
 
 
+def precheck(path: Path | str, *, texts: list[str], known_labels: set[str]) -> None:
+    """The checks of :func:`prepare` made before an adopt command is queued (the CLI), so a file that cannot
+    be adopted is refused at once (InputError: exit 2) rather than recorded as a failed retrain.
+
+    ``texts``: a few stored texts (``store.querylog.recent_texts``); none means no labelled data yet.
+    The worker checks again on the whole training set when it runs the command.
+    """
+    path = Path(path)
+    if not texts or not known_labels:
+        raise InputError("there are no labelled texts to check and score an adopted model on: import labelled "
+                         "examples first (`python -m engine import FILE --labeled`)")
+    model, _ = load_file(path)
+    check_model(model, name=path.name, texts=texts[:SMOKE_ROWS], known_labels=known_labels)
+
+
 def prepare(path: Path | str, *, texts: list[str], known_labels: set[str], note: str | None = None) -> Adopted:
     """Load and check ``path``; the model and its record (params) for :func:`engine.retrain.run_cycle`."""
     from engine.pipelines import json_params

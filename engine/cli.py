@@ -154,6 +154,12 @@ def cmd_rollback(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_adopt(settings: Settings, args: argparse.Namespace) -> int:
+    from engine.adopt import SMOKE_ROWS, precheck
+    from store.querylog import known_labels, recent_texts
+
+    # A file that cannot be adopted is refused here (exit 2), not recorded as a failed retrain by the worker.
+    db = Context.open(settings).db
+    precheck(Path(args.path).expanduser(), texts=recent_texts(db, limit=SMOKE_ROWS), known_labels=set(known_labels(db)))
     return _run_command(settings, CommandKind.ADOPT, {"path": args.path, "note": args.note or ""}, wait=True)
 
 

@@ -17,6 +17,7 @@ from engine import registry
 from engine.classifier import Classifier
 from engine.importer import import_file
 from engine.retrain import AdoptRequest, run_cycle
+from store.commands import recent_commands
 from store.events import recent_events
 from store.models import get_model, list_models
 from store.retrains import get_retrain
@@ -119,6 +120,22 @@ def test_files_that_are_not_fitted_classifiers_are_refused(labelled, tmp_path, c
     assert list_models(labelled.db) == []
 
 
+@pytest.mark.parametrize("content, message", [
+    (b"not a pickle at all", "bad.joblib could not be loaded as a joblib or pickle file (KeyError: 110); save the "
+                            "fitted model with joblib.dump(model, path)"),
+    (pickle.dumps({"weights": [1, 2]}), "bad.joblib holds a dict, which has no predict: adopt a fitted classifier"),
+], ids=["garbage", "not-a-model"])
+def test_the_cli_refuses_such_files_before_queuing_them(labelled, tmp_path, content, message):
+    # Bad input: exit 2 with the reason, and no failed retrain or command in the history.
+    path = tmp_path / "bad.joblib"
+    path.write_bytes(content)
+    done = run_cli("adopt", str(path), home=labelled.settings.home)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == f"error: {message}\n"
+    assert list_models(labelled.db) == [] and get_retrain(labelled.db, 1) is None
+    assert recent_commands(labelled.db) == []
+
+
 def test_a_model_that_cannot_read_text_is_refused(labelled, tmp_path):
     numeric = LogisticRegression().fit([[0.0], [1.0]], ["track_order", "request_refund"])
     path = tmp_path / "numeric.joblib"
@@ -146,4 +163,5 @@ def test_cli_adopt_then_status_json_shows_the_adopted_champion(tmp_path, labelle
     assert active["adopted"]["sha256"] == sha and active["adopted"]["note"] == "from the old service"
     missing = run_cli("adopt", str(tmp_path / "nope.joblib"), home=home)
     assert missing.returncode == 2
-    assert missing.stderr.strip() == f"error: adopt needs the path of a model file: '{tmp_path / 'nope.joblib'}' is not a file"
+    assert missing.stderr.strip() == (f"error: {tmp_path / 'nope.joblib'} is not a file: give the path of a model saved "
+                                      "with joblib.dump or pickle.dump")
