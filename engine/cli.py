@@ -26,7 +26,7 @@ from engine.config import Settings, load_settings
 from engine.context import Context
 from engine.errors import InputError, RetrainerError, StoreError, WorkerLockedError
 from engine.lock import worker_running
-from store.vocabulary import CommandKind, CommandStatus
+from store.vocabulary import CommandKind, CommandStatus, Trigger
 
 log = logging.getLogger("engine")
 
@@ -201,7 +201,7 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     a = status["adaptive"]
     days = ("no retrain yet" if a["days_since_last_retrain"] is None
             else f"{a['days_since_last_retrain']:.1f} of {a['max_days']:g} days since the last retrain")
-    adaptive_ran = any(job["name"] == "adaptive" and job["last_run"] for job in sched["jobs"])
+    adaptive_ran = any(job["name"] == Trigger.ADAPTIVE and job["last_run"] for job in sched["jobs"])
     print(f"adaptive now     {a['new_samples']} of {a['min_samples']} new labelled samples; {days} "
           f"({'due: the next check retrains' if a['due'] else 'not due'}"
           + ("; the adaptive line above is its last check)" if adaptive_ran else ")"))
