@@ -64,7 +64,10 @@ k = st.columns(6)
 k[0].metric("Retrains", f"{totals['retrains']:,}")
 k[1].metric("Accepted", f"{totals['accepted']:,}")
 k[2].metric("Rejected", f"{totals['rejected']:,}")
-k[3].metric("Failed", f"{totals['failed']:,}")
+k[3].metric("Failed", f"{totals['failed']:,}",
+            f"{totals['skipped']:,} skipped (nothing new)" if totals.get("skipped") else None, delta_color="off",
+            delta_arrow="off", help="Skipped: the training set had not changed since the champion was trained, so "
+                                    "no version was made (python -m engine retrain --force trains anyway)")
 k[4].metric("Acceptance rate", _ui.pct(totals["acceptance_rate"]), help="Accepted among accepted and rejected")
 k[5].metric("Training time", charts.seconds(totals["total_duration_s"]),
             f"median {charts.seconds(totals['median_duration_s'])} each" if totals["retrains"] else None,

@@ -84,6 +84,10 @@ def test_demo_shows_every_retrain_as_stored(demo_home, demo_db, monkeypatch):
     totals = views.totals(demo_db)
     assert totals["retrains"] == len(stored) >= 5
     assert {k: v for k, v in metrics(at).items() if k != "Training time"} == expected_metrics(totals)
+    # A retrain on an unchanged training set makes no version: counted beside the failures, not hidden.
+    [failed] = [m for m in at.metric if m.label == "Failed"]
+    assert failed.delta == (f"{totals['skipped']:,} skipped (nothing new)" if totals["skipped"] else "")
+
     total = totals["total_duration_s"]
     assert metrics(at)["Training time"] == (f"{total:.1f} s" if total < 90 else f"{total / 60:.1f} min")
 
@@ -362,3 +366,16 @@ def test_an_inconclusive_decision_says_why_and_how_many_rows_might_settle_it(tmp
     on_the_line = {**decision, "paired": {**decision["paired"], "more_rows_needed": None, "too_little_evidence": None}}
     assert charts.gate_note(on_the_line).endswith(
         "No number of extra rows is likely to settle it: the difference sits on the tolerance line.")
+
+
+def test_a_skipped_retrain_is_counted_beside_the_failures(ctx, labelled_csv, monkeypatch):
+    from engine.importer import import_file
+    from engine.retrain import run_cycle
+
+    assert import_file(ctx, labelled_csv, labeled=True).rejected == 0
+    assert run_cycle(ctx, trigger="manual").status == "accepted"
+    assert run_cycle(ctx, trigger="manual").status == "skipped"  # the same training set: no new version
+    at = open_page(ctx.settings.home, monkeypatch)
+    [failed] = [m for m in at.metric if m.label == "Failed"]
+    assert (failed.value, failed.delta) == ("0", "1 skipped (nothing new)")
+    assert metrics(at)["Retrains"] == "2" and at.dataframe[0].value["Decision"].tolist() == ["skipped", "accepted"]
