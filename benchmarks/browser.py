@@ -200,6 +200,7 @@ def open_by_url(browser: Any, url: str, *, shot: Path | None = None) -> dict[str
     ended = tab.wait_for_function(ENDED_JS, arg=0, timeout=120_000, polling=10).json_value()
     server_cpu = cpu_seconds(pid) - cpu
     drawn = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
+    tab.wait_for_timeout(1500)  # not timed: charts mount after the run ends; count them once they are there
     found = {"seconds": ended / 1000, "bytes": received[0], "server_cpu": server_cpu,
              "browser_cpu": drawn.get("TaskDuration", 0.0), "script_cpu": drawn.get("ScriptDuration", 0.0),
              **_counts(tab)}

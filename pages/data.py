@@ -208,12 +208,14 @@ except InputError as exc:
 if rule is not None:
     would = quarantine_preview(rule)
     st.caption(f"This rule would leave out **{would['queries']:,}** logged queries and **{would['labels']:,}** labels.")
-if st.button("Quarantine these rows", key="q_add", disabled=rule is None) and _ui.action_allowed():
+guard = _ui.guarded("Leave these rows out of every retrain until the rule is lifted")
+if st.button("Quarantine these rows", key="q_add", disabled=rule is None or guard["disabled"], help=guard["help"]) \
+        and _ui.action_allowed():
     try:
         rule_id, counts = quarantine(_ui.context(), Rule(source=rule.source, version=rule.version, since=rule.since,
                                                          until=rule.until, reason=q_reason), by="dashboard")
     except InputError as exc:
-        st.error(f"Not quarantined: {exc}.")
+        st.error(f"Not quarantined: {_ui.redact(str(exc))}.")
     else:
         st.cache_data.clear()
         st.success(f"Quarantine #{rule_id}: {counts['queries']:,} logged queries and {counts['labels']:,} labels are "
@@ -225,17 +227,24 @@ if rules_now:
           "reason": x["reason"], "added": _ui.local(x["created_at"]),
           "lifted": _ui.local(x["lifted_at"]) if x["lifted_at"] is not None else None} for x in rules_now],
         hide_index=True, key="q_rules",
-        column_config={"added": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
-                       "lifted": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")})
+        # Widths that fit a 1440 px window: the description and the reason share what the dates leave.
+        column_config={"rule": st.column_config.TextColumn(width=45),
+                       "what": st.column_config.TextColumn(width=260),
+                       "queries": st.column_config.NumberColumn(width=65),
+                       "labels": st.column_config.NumberColumn(width=55),
+                       "reason": st.column_config.TextColumn(width=250),
+                       "added": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm", width=125),
+                       "lifted": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm", width=125)})
     active = [x["id"] for x in rules_now if x["lifted_at"] is None]
     if active:
         a, b = st.columns([3, 2], vertical_alignment="bottom")
         lift_id = a.selectbox("Active rule", active, key="q_lift_id", format_func=lambda i: f"#{i}")
-        if b.button("Lift the rule", key="q_lift") and _ui.action_allowed():
+        if b.button("Lift the rule", key="q_lift", **_ui.guarded("Let these rows back into the next retrain")) \
+                and _ui.action_allowed():
             try:
                 unquarantine(_ui.context(), lift_id, by="dashboard")
             except InputError as exc:
-                st.error(f"Not lifted: {exc}.")
+                st.error(f"Not lifted: {_ui.redact(str(exc))}.")
             else:
                 st.cache_data.clear()
                 st.success(f"Quarantine #{lift_id} lifted: its rows count again from the next retrain.")
