@@ -120,6 +120,10 @@ def check_model(model: Any, *, name: str, texts: list[str], known_labels: set[st
     return labels
 
 
+NO_TEXTS = ("there are no labelled texts to check and score an adopted model on: import labelled examples first "
+            "(`python -m engine import FILE --labeled`)")
+
+
 def precheck(path: Path | str, *, texts: list[str], known_labels: set[str]) -> None:
     """The checks of :func:`prepare` made before an adopt command is queued (the CLI), so a file that cannot
     be adopted is refused at once (InputError: exit 2) rather than recorded as a failed retrain.
@@ -129,8 +133,7 @@ def precheck(path: Path | str, *, texts: list[str], known_labels: set[str]) -> N
     """
     path = Path(path)
     if not texts or not known_labels:
-        raise InputError("there are no labelled texts to check and score an adopted model on: import labelled "
-                         "examples first (`python -m engine import FILE --labeled`)")
+        raise InputError(NO_TEXTS)
     model, _ = load_file(path)
     check_model(model, name=path.name, texts=texts[:SMOKE_ROWS], known_labels=known_labels)
 
@@ -142,8 +145,7 @@ def prepare(path: Path | str, *, texts: list[str], known_labels: set[str], note:
 
     path = Path(path)
     if not texts:
-        raise InputError("there are no labelled texts to check and score an adopted model on: import labelled "
-                         "examples first (`python -m engine import FILE --labeled`)")
+        raise InputError(NO_TEXTS)
     model, sha256 = load_file(path)
     labels = check_model(model, name=path.name, texts=texts[:SMOKE_ROWS], known_labels=known_labels)
     try:
