@@ -341,8 +341,9 @@ class Classifier:
             self._thread.join(timeout=5)
         try:
             self.flush()
-        except OSError:
-            pass
+        except OSError as exc:  # closing must not raise; flush logged the error, say what it means now
+            log.error("closing with %d logged records unwritten (%s): they are lost when this process ends",
+                      len(self._buffer), exc)
 
     def __enter__(self) -> "Classifier":
         return self

@@ -72,7 +72,7 @@ class CycleResult:
 
 
 def _no_progress(fraction: float, stage: str) -> None:
-    pass
+    """The progress callback when the caller wants none: ignores ``fraction`` (0-1) and ``stage``."""
 
 
 def _next_version(ctx: Context) -> str:
