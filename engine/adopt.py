@@ -131,11 +131,17 @@ def precheck(path: Path | str, *, texts: list[str], known_labels: set[str]) -> N
     ``texts``: a few stored texts (``store.querylog.recent_texts``); none means no labelled data yet.
     The worker checks again on the whole training set when it runs the command.
     """
-    path = Path(path)
-    if not texts or not known_labels:
+    if not known_labels:
         raise InputError(NO_TEXTS)
-    model, _ = load_file(path)
-    check_model(model, name=path.name, texts=texts[:SMOKE_ROWS], known_labels=known_labels)
+    _load_checked(Path(path), texts=texts, known_labels=known_labels)
+
+
+def _load_checked(path: Path, *, texts: list[str], known_labels: set[str]) -> tuple[Any, str, tuple[str, ...]]:
+    """Load ``path`` and check it on the first SMOKE_ROWS ``texts``: (model, sha256, its classes as labels)."""
+    if not texts:
+        raise InputError(NO_TEXTS)
+    model, sha256 = load_file(path)
+    return model, sha256, check_model(model, name=path.name, texts=texts[:SMOKE_ROWS], known_labels=known_labels)
 
 
 def prepare(path: Path | str, *, texts: list[str], known_labels: set[str], note: str | None = None) -> Adopted:
@@ -144,10 +150,7 @@ def prepare(path: Path | str, *, texts: list[str], known_labels: set[str], note:
     from engine.registry import SKLEARN_VERSION
 
     path = Path(path)
-    if not texts:
-        raise InputError(NO_TEXTS)
-    model, sha256 = load_file(path)
-    labels = check_model(model, name=path.name, texts=texts[:SMOKE_ROWS], known_labels=known_labels)
+    model, sha256, labels = _load_checked(path, texts=texts, known_labels=known_labels)
     try:
         params = json_params(model)
     except Exception as exc:  # get_params of a custom estimator may fail; the record says so

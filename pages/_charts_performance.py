@@ -8,7 +8,7 @@ import pandas as pd
 from pandas.io.formats.style import Styler
 
 from pages import _vega
-from pages._ui import COLORS, local
+from pages._ui import COLORS, local, shown_points
 
 METRIC_NAMES = {"accuracy": "Accuracy", "macro_f1": "Macro-F1"}
 
@@ -22,10 +22,9 @@ def points(value: float | None) -> str:
 
 
 def shown_change(new: Sequence[float | None], old: Sequence[float | None]) -> list[float | None]:
-    """``new - old`` as the page shows them: each share rounded to one decimal of a percent first, so
-    86.0% after 85.7% reads +0.3 pts on every page (the Overview's metric cards do the same, pages/_ui.change)."""
-    return [None if n is None or o is None or pd.isna(n) or pd.isna(o)
-            else (float(f"{100 * n:.1f}") - float(f"{100 * o:.1f}")) / 100 for n, o in zip(new, old)]
+    """``new - old`` per row as shares, as the page shows them (:func:`pages._ui.shown_points`)."""
+    changes = [shown_points(None if pd.isna(n) else n, None if pd.isna(o) else o) for n, o in zip(new, old)]
+    return [None if c is None else c / 100 for c in changes]
 
 
 def evaluation_timeline(evaluations: pd.DataFrame, *, metric: str = "accuracy") -> dict:
@@ -122,11 +121,12 @@ def drift_days(daily: pd.DataFrame, warnings: pd.DataFrame, *, version: str, min
     judged = daily["queries"] >= min_queries
     if today is not None:
         judged &= pd.to_datetime(daily["day"]) < pd.Timestamp(today)
-    x = _vega.time_axis("day", daily["day"], hours=False)
     if len(daily) and len(daily) < 3:  # whole days on the axis, even with one or two points
         days = pd.to_datetime(daily["day"])
         first, last = days.min() - pd.Timedelta(days=3), days.max() + pd.Timedelta(days=1)  # no empty future days
         x = _vega.time_axis("day", [first, last], hours=False, scale={"domain": [_vega.value(first), _vega.value(last)]})
+    else:
+        x = _vega.time_axis("day", daily["day"], hours=False)
     y = {"field": "value", "type": "quantitative", "title": None, "axis": {"format": fmt}, "scale": {"domain": [0, 1.05]}}
     values = [{"day": d, "value": v, "queries": q, "judged": "judged" if j else "not judged"}
               for d, v, q, j in zip(daily["day"], daily[metric], daily["queries"], judged)]

@@ -155,12 +155,21 @@ def day_time(value: Any) -> str:
     return f"{moment:%b %d}"
 
 
-def change(new: float | None, old: float | None, *, against: str) -> dict[str, Any]:
-    """``st.metric`` keyword arguments for the change between two shares, in points of the percentages shown
-    (both rounded to one decimal first, so 85.7% -> 86.0% reads +0.3 pts). No change is grey, without an arrow."""
+def shown_points(new: float | None, old: float | None) -> float | None:
+    """The change between two shares in points of the percentages as shown, each rounded to one decimal
+    first (85.7% -> 86.0% is +0.3, whatever the digits behind them); None when either is missing.
+    Every page's changes use it, so one pair reads the same everywhere."""
     if new is None or old is None or any(isinstance(v, float) and math.isnan(v) for v in (new, old)):
+        return None
+    return float(f"{100 * new:.1f}") - float(f"{100 * old:.1f}")
+
+
+def change(new: float | None, old: float | None, *, against: str) -> dict[str, Any]:
+    """``st.metric`` keyword arguments for the change between two shares (:func:`shown_points`).
+    No change is grey, without an arrow."""
+    points = shown_points(new, old)
+    if points is None:
         return {"delta": None}
-    points = float(f"{100 * new:.1f}") - float(f"{100 * old:.1f}")
     if abs(points) < 0.05:
         return {"delta": f"±0.0 pts vs {against}", "delta_color": "off", "delta_arrow": "off"}
     return {"delta": f"{points:+.1f} pts vs {against}"}
