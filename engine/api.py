@@ -645,7 +645,10 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every endpoin
                limit: Annotated[int, Query(ge=1, le=1000, description="how many events")] = 50,
                kind: Annotated[EventKind | None, Query(description="only this kind, e.g. gate")] = None,
                ) -> dict[str, Any]:
-        return plain({"events": recent_events(service.ctx.db, limit=limit, kind=kind)})
+        # Stored messages keep the operator's paths (the CLI's `events` shows them); an API client sees none.
+        events = recent_events(service.ctx.db, limit=limit, kind=kind)
+        return plain({"events": [{**e, "message": service.public(e["message"]) if e["message"] else e["message"]}
+                                      for e in events]})
 
 
 def _predict_one(service: Service, clf: Classifier, text: str) -> JSONResponse:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from pages import _vega
-from pages._ui import COLORS, local
+from pages._ui import COLORS, local, redact
 
 SERIES = (("accuracy (serving)", COLORS["active"]), ("macro-F1 (serving)", COLORS["active"]),
           ("candidate accepted", COLORS["accepted"]), ("candidate rejected", COLORS["rejected"]),
@@ -38,7 +38,7 @@ def metric_timeline(timeline: pd.DataFrame, markers: pd.DataFrame, *, title: str
         low = float(min(acc.min(), f1.min(), t["candidate_accuracy"].min()))
     if not markers.empty:
         for r in markers[markers["kind"].isin(["rollback", "fallback", "drift"])].itertuples():
-            marks.append({"when": local(r.ts), "series": r.kind, "value": max(0.0, low - 0.02), "message": r.message})
+            marks.append({"when": local(r.ts), "series": r.kind, "value": max(0.0, low - 0.02), "message": redact(r.message)})
     # The legend names only what the chart draws (no "fallback" entry on a store that never fell back).
     drawn = {row["series"] for row in serving + candidates + marks}
     colour = {"field": "series", "type": "nominal", "title": None,

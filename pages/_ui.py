@@ -261,9 +261,12 @@ def redact(message: str) -> str:
     'cannot open the store <path>: and/or 5 MB/s'
     """
     try:
-        home = str(load_settings().home.resolve())
-    except RetrainerError:  # settings that cannot load: every path below becomes <path>
-        home = None
+        home = str(context().settings.home.resolve())  # the cached context: no settings file read per message
+    except RetrainerError:  # the store cannot be opened: the settings alone may still name the data directory
+        try:
+            home = str(load_settings().home.resolve())
+        except RetrainerError:  # settings that cannot load: every path below becomes <path>
+            home = None
     if home and home != "/":
         message = message.replace(home, "<data directory>")
     root = str(PROJECT_ROOT)

@@ -121,9 +121,9 @@ def commands() -> None:
             wait = "waiting for the worker" if worker_alive else "waiting: the worker is not running, it will run this when it starts"
             lines.append(f"{icon} {title} · {wait}")
         elif c["status"] == "failed":
-            lines.append(f"{icon} {title} · :red[failed {_ui.when(c['finished_at'])}: {views.command_result(c['message'])}]")
+            lines.append(f"{icon} {title} · :red[failed {_ui.when(c['finished_at'])}: {_ui.redact(views.command_result(c['message']))}]")
         else:
-            lines.append(f"{icon} {title} · done {_ui.when(c['finished_at'])}: {views.command_result(c['message'])}")
+            lines.append(f"{icon} {title} · done {_ui.when(c['finished_at'])}: {_ui.redact(views.command_result(c['message']))}")
     st.markdown("  \n".join(lines))
     running = next((c for c in rows if c["status"] == "running"), None)
     if running:  # last in the fragment, so its coming and going moves nothing above it

@@ -102,7 +102,8 @@ with left:
     lines = []
     for event in activity():
         icon = {"error": ":red[:material/error:]", "warning": ":orange[:material/warning:]"}.get(event["severity"], ":green[:material/check_circle:]")
-        lines.append(f"{icon} `{_ui.when(event['ts'])}` **{event['kind']}** · {event['text']}")
+        # Stored messages keep the operator's paths (the CLI's `events` shows them); a visitor sees none.
+        lines.append(f"{icon} `{_ui.when(event['ts'])}` **{event['kind']}** · {_ui.redact(event['text'])}")
     st.markdown("  \n".join(lines))
 with right:
     st.subheader("Actions")

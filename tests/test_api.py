@@ -157,6 +157,17 @@ def test_events_newest_first_and_by_kind(client, demo_ctx):
     assert wrong.status_code == 422 and "kind" in wrong.json()["detail"] and "gate" in wrong.json()["detail"]
 
 
+def test_event_messages_carry_no_server_path(client, demo_ctx, tmp_path):
+    from engine.errors import InputError
+    from engine.importer import import_file
+
+    missing = tmp_path / "exports" / "nope.csv"
+    with pytest.raises(InputError):
+        import_file(demo_ctx, missing, labeled=True)
+    [event] = [e for e in client.get("/events", params={"kind": "import"}).json()["events"] if "nope.csv" in e["message"]]
+    assert event["message"] == "Import of nope.csv refused: <path> does not exist or is not a file Nothing was stored."
+
+
 def test_models_is_the_registry_with_the_champion_and_its_history(client, demo_ctx):
     body = client.get("/models").json()
     pointer = registry.read_active(demo_ctx.settings.registry_dir)

@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 from engine.clock import utcnow
 from engine.config import load_settings
 from engine.context import Context
+from engine.errors import InputError
 from engine.status import system_status
 from store.commands import recent_commands
 from store.events import recent_events
@@ -156,3 +157,19 @@ def test_a_refused_rollback_is_no_marker_on_the_timeline(ctx, labelled_csv):
     [event] = recent_events(ctx.db, kind="rollback")
     assert event["message"].startswith("Rollback refused") and event["version"] is None
     assert views.markers(ctx.db).empty
+
+
+def test_recent_activity_shows_no_server_path(ctx, tmp_path, monkeypatch, labelled_csv):
+    from engine.importer import import_file
+    from engine.retrain import run_cycle
+
+    assert import_file(ctx, labelled_csv, labeled=True).rejected == 0
+    assert run_cycle(ctx, trigger="manual").status == "accepted"  # a model, so the page shows its activity
+    missing = tmp_path / "exports" / "nope.csv"
+    with pytest.raises(InputError):
+        import_file(ctx, missing, labeled=True)
+    event = recent_events(ctx.db, kind="import")[0]
+    assert str(missing) in event["message"]  # the operator's record keeps the path (the CLI's `events` shows it)
+    at = open_app(monkeypatch, ctx.settings.home, timezone="UTC")
+    [line] = [line for line in activity_lines(at) if "nope.csv" in line]
+    assert str(tmp_path) not in line and "Import of nope.csv refused: <path> does not exist or is not a file" in line
