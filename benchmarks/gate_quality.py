@@ -23,8 +23,10 @@
    - *interval*: neither: the mode's rule alone (in noninferiority mode, the intervals alone).
    The table shows *engine* and *interval*; the details show all three, and which guard
    made each rejection that the rule alone would not have made.
-   The paired bootstrap is ``engine.stats.compare``'s, computed for all pairs of a sample at
-   once (see :func:`paired_for_sample`); every run checks it against ``compare`` itself.
+   The paired bootstrap is ``engine.stats.compare``'s with ``draw="rows"`` (row indices; the gate
+   may draw per cell instead, the same distribution: engine/stats.py), computed for all pairs of a
+   sample at once, one draw of rows shared by all pairs (see :func:`paired_for_sample`); every run
+   checks it against ``compare`` itself.
 5. The intervals' premise, measured: how often the pool difference lies below the 95%
    interval's lower end (nominal 2.5%), per size: what noninferiority's promise rests on.
 """
@@ -202,7 +204,7 @@ def resample_weights(rows: int, resamples: int, seed: int) -> np.ndarray:
 
 def paired_for_sample(weights: np.ndarray, truth: np.ndarray, champion: np.ndarray, candidates: Sequence[np.ndarray],
                       k: int, *, seed: int, confidence: float = 0.95) -> list[Any]:
-    """``engine.stats.compare(truth, candidate, champion, resamples, seed)`` for every candidate.
+    """``engine.stats.compare(truth, candidate, champion, resamples, seed, draw="rows")`` for every candidate.
 
     Inputs are integer label codes (< ``k``). Same resampled rows (``weights``), same formulas
     (``engine.stats._macro_f1``), same percentile intervals and McNemar test; only the matrix
@@ -249,7 +251,7 @@ def paired_for_sample(weights: np.ndarray, truth: np.ndarray, champion: np.ndarr
             intervals[name] = Interval(point, float(low), float(high))
         out.append(Paired(rows=n, accuracy=intervals["accuracy"], macro_f1=intervals["macro_f1"],
                           mcnemar=mcnemar(models[i] == truth, champion == truth), resamples=resamples,
-                          confidence=confidence, seed=seed))
+                          confidence=confidence, seed=seed, draw="rows"))
     return out
 
 
@@ -259,7 +261,7 @@ def check_against_compare(fast: Sequence[Any], truth: Sequence[str], champion: S
     from engine.stats import compare
 
     for paired, candidate in zip(fast, candidates):
-        slow = compare(list(truth), list(candidate), list(champion), resamples=resamples, seed=seed)
+        slow = compare(list(truth), list(candidate), list(champion), resamples=resamples, seed=seed, draw="rows")
         for metric in ("accuracy", "macro_f1"):
             a, b = paired.interval(metric), slow.interval(metric)
             if max(abs(a.difference - b.difference), abs(a.low - b.low), abs(a.high - b.high)) > 1e-12:

@@ -97,11 +97,12 @@ def test_batched_bootstrap_equals_compare_even_with_a_label_missing_from_the_sam
     weights = gq.resample_weights(n, 300, 11)
     fast = gq.paired_for_sample(weights, truth, champion, candidates, k, seed=11)
     for paired, candidate in zip(fast, candidates):
-        slow = compare(truth.tolist(), candidate.tolist(), champion.tolist(), resamples=300, seed=11)
+        slow = compare(truth.tolist(), candidate.tolist(), champion.tolist(), resamples=300, seed=11, draw="rows")
         assert paired.accuracy == slow.accuracy  # whole-number counts: bit for bit
         for a, b in zip(dataclasses.astuple(paired.macro_f1), dataclasses.astuple(slow.macro_f1)):
             assert a == pytest.approx(b, abs=1e-12)
-        assert (paired.mcnemar, paired.rows, paired.resamples, paired.seed) == (slow.mcnemar, n, 300, 11)
+        assert (paired.mcnemar, paired.rows, paired.resamples, paired.seed, paired.draw) == (slow.mcnemar, n, 300, 11,
+                                                                                             "rows")
 
 
 def test_the_check_against_compare_fails_on_a_wrong_interval():

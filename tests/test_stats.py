@@ -1,6 +1,8 @@
 """Tests for engine.stats: McNemar's exact test and mid-p on hand-checked counts (and against
 scipy), the paired bootstrap checked resample by resample against score_predictions and
-scikit-learn, its interval against the analytic standard error, and rows_to_settle."""
+scikit-learn (both ways of drawing: row indices and counts per cell), the two ways' intervals
+against each other within Monte-Carlo error, the interval against the analytic standard error,
+and rows_to_settle."""
 
 from __future__ import annotations
 
@@ -8,12 +10,12 @@ import math
 
 import numpy as np
 import pytest
-from scipy.stats import binom, binomtest
+from scipy.stats import binom, binomtest, ks_2samp, norm
 from sklearn.metrics import f1_score
 
 from engine.evaluation import score_predictions
-from engine.stats import (Interval, compare, encode, mcnemar, mcnemar_counts, paired_bootstrap, resample_indices,
-                          rows_to_settle)
+from engine.stats import (CELLS_PER_ROW, Interval, choose_draw, compare, encode, mcnemar, mcnemar_counts,
+                          paired_bootstrap, resample_cell_counts, resample_indices, rows_to_settle)
 
 # --- McNemar ------------------------------------------------------------------------------------------
 
@@ -99,7 +101,9 @@ def _random_case(n: int, seed: int, k: int = 5):
 
 def test_every_resample_matches_score_predictions_and_sklearn_on_the_same_rows():
     y, cand, champ = _random_case(60, seed=4)
-    boot = paired_bootstrap(y, cand, champ, resamples=50, seed=11, samples=True)
+    boot = paired_bootstrap(y, cand, champ, resamples=50, seed=11, samples=True, draw="rows")
+    assert boot["draw"] == "rows" and paired_bootstrap(y, cand, champ, resamples=50, seed=11) == {
+        k: v for k, v in boot.items() if k != "samples"}  # "auto" draws rows here: 60 rows, more than 6 cells
     indices = resample_indices(60, 50, 11)
     for r, rows in enumerate(indices):
         yt, a, b = y[rows], cand[rows], champ[rows]
@@ -116,6 +120,54 @@ def test_every_resample_matches_score_predictions_and_sklearn_on_the_same_rows()
         assert (boot[metric].low, boot[metric].high) == (low, high)
 
 
+def test_every_cell_draw_matches_score_predictions_on_the_rows_it_stands_for():
+    y, cand, champ = _random_case(3000, seed=8, k=4)
+    boot = paired_bootstrap(y, cand, champ, resamples=40, seed=2, samples=True)
+    assert boot["draw"] == "cells"  # at most 64 cells, 10 x 64 <= 3,000 rows
+    k = 4
+    cells, cell_of = np.unique((y * k + cand) * k + champ, return_inverse=True)
+    counts = resample_cell_counts(np.bincount(cell_of), 40, 2)
+    assert counts.shape == (40, cells.size) and (counts.sum(axis=1) == 3000).all()
+    for r, drawn in enumerate(counts):
+        # The resample: each cell's (truth, candidate, champion) repeated as often as it was drawn.
+        yt, a, b = (np.repeat(part, drawn) for part in (cells // (k * k), cells // k % k, cells % k))
+        s_a, s_b = score_predictions(yt.tolist(), a.tolist()), score_predictions(yt.tolist(), b.tolist())
+        assert boot["samples"]["accuracy"][r] == pytest.approx(s_a.accuracy - s_b.accuracy, abs=1e-12)
+        assert boot["samples"]["macro_f1"][r] == pytest.approx(s_a.macro_f1 - s_b.macro_f1, abs=1e-12)
+
+
+def test_drawing_cells_keeps_the_row_bootstraps_intervals_within_monte_carlo_error():
+    # A gate-like case: 1,000 rows, 6 labels, candidate 84.5% right, champion 76.1%; 10,000 resamples each way.
+    y, cand, champ = _random_case(1000, seed=12, k=6)
+    resamples = 10_000
+    cells = paired_bootstrap(y, cand, champ, resamples=resamples, seed=1, samples=True, draw="cells")
+    rows = paired_bootstrap(y, cand, champ, resamples=resamples, seed=2, samples=True, draw="rows")
+    for metric in ("accuracy", "macro_f1"):
+        a, b = cells["samples"][metric], rows["samples"][metric]
+        assert cells[metric].difference == rows[metric].difference  # the point estimate does not depend on draws
+        sd = b.std()
+        # Standard error of a 2.5% quantile from R draws: sqrt(p(1-p)/R) / density there (normal: phi(1.96)/sd).
+        quantile_se = math.sqrt(0.025 * 0.975 / resamples) * sd / norm.pdf(norm.ppf(0.025))
+        for end in ("low", "high"):
+            gap = abs(getattr(cells[metric], end) - getattr(rows[metric], end))
+            assert gap < 4 * math.sqrt(2) * quantile_se, (metric, end, gap, quantile_se)
+        assert abs(a.mean() - b.mean()) < 4 * math.sqrt(2 / resamples) * sd
+        assert abs(a.std() / sd - 1) < 0.05
+        assert ks_2samp(a, b).pvalue > 0.01  # one distribution, as far as 2 x 10,000 draws can tell
+
+
+def test_auto_draws_cells_only_when_they_are_few_against_the_rows():
+    assert CELLS_PER_ROW == 10
+    assert (choose_draw(2000, 20_000), choose_draw(2001, 20_000), choose_draw(1, 9)) == ("cells", "rows", "rows")
+    y, cand, champ = _random_case(200, seed=5)
+    cells = np.unique((y * 5 + cand) * 5 + champ).size
+    assert paired_bootstrap(y, cand, champ, resamples=10)["draw"] == ("cells" if cells * 10 <= 200 else "rows")
+    with pytest.raises(ValueError, match="unknown draw 'indices': use one of auto, cells, rows"):
+        paired_bootstrap(y, cand, champ, draw="indices")
+    p = compare(y.tolist(), cand.tolist(), champ.tolist(), resamples=10, draw="cells")
+    assert (p.draw, p.as_dict()["draw"]) == ("cells", "cells")
+
+
 def test_the_bootstrap_is_seeded():
     y, cand, champ = _random_case(200, seed=5)
     first = paired_bootstrap(y, cand, champ, resamples=1000, seed=3)
@@ -123,9 +175,10 @@ def test_the_bootstrap_is_seeded():
     assert paired_bootstrap(y, cand, champ, resamples=1000, seed=4)["accuracy"] != first["accuracy"]
 
 
-def test_the_accuracy_interval_matches_the_analytic_paired_standard_error():
+@pytest.mark.parametrize("draw", ["cells", "rows"])
+def test_the_accuracy_interval_matches_the_analytic_paired_standard_error(draw):
     y, cand, champ = _random_case(2000, seed=6)
-    boot = paired_bootstrap(y, cand, champ, resamples=2000, seed=0)
+    boot = paired_bootstrap(y, cand, champ, resamples=2000, seed=0, draw=draw)
     d = (cand == y).astype(float) - (champ == y).astype(float)
     se = d.std() / math.sqrt(d.size)
     assert boot["accuracy"].difference == d.mean()
