@@ -64,9 +64,13 @@ class PredictionCache:
         digest = "".join(c for c in sha256.lower()[:16] if c in "0123456789abcdef")
         return self.folder / f"{check_version(version)}-{digest}-sklearn{SKLEARN_VERSION}{SUFFIX}"
 
-    def lookup(self, version: str, sha256: str, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(labels, found): an object array of the known labels (None where unknown) and a bool mask."""
-        keys = text_keys(texts)
+    def lookup(self, version: str, sha256: str, texts: Sequence[str], *,
+               keys: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(labels, found): an object array of the known labels (None where unknown) and a bool mask.
+
+        ``keys``: ``text_keys(texts)`` when the caller has them already (one hash pass per evaluation set).
+        """
+        keys = text_keys(texts) if keys is None else keys
         labels = np.full(len(keys), None, dtype=object)
         known = self._read(self.path(version, sha256))
         if known is None or known.empty:
@@ -76,10 +80,15 @@ class PredictionCache:
         labels[found] = known["label"].to_numpy(dtype=object)[where[found]]
         return labels, found
 
-    def store(self, version: str, sha256: str, texts: Sequence[str], labels: Sequence[Any]) -> None:
-        """Keep ``version``'s answers to ``texts`` (replacing what was kept), atomically; never raises for I/O."""
+    def store(self, version: str, sha256: str, texts: Sequence[str], labels: Sequence[Any], *,
+              keys: np.ndarray | None = None) -> None:
+        """Keep ``version``'s answers to ``texts`` (replacing what was kept), atomically; never raises for I/O.
+
+        ``keys``: ``text_keys(texts)`` when the caller has them already.
+        """
         path = self.path(version, sha256)
-        frame = pd.DataFrame({"key": text_keys(texts), "label": pd.array([str(x) for x in labels], dtype="string")})
+        keys = text_keys(texts) if keys is None else keys
+        frame = pd.DataFrame({"key": keys, "label": pd.array([str(x) for x in labels], dtype="string")})
         frame = frame.drop_duplicates("key")
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
@@ -94,19 +103,27 @@ class PredictionCache:
                 tmp.unlink(missing_ok=True)
             log.warning("prediction cache: could not keep %s's answers in %s: %s", version, self.folder, exc)
 
-    def predict(self, version: str, sha256: str, texts: Sequence[str], *, load: Callable[[], Any]) -> list[str]:
+    def predict(self, version: str, sha256: str, texts: Sequence[str], *, load: Callable[[], Any],
+                predict: Callable[[Any, list[str]], Sequence[Any]] | None = None,
+                keys: np.ndarray | None = None) -> list[str]:
         """``version``'s label for each text: kept answers, and ``load()``'s model for the rest.
 
         ``load`` is called only when a text is new to this version; whatever it raises
-        (ModelLoadError, say) reaches the caller. The answers are then stored.
+        (ModelLoadError, say) reaches the caller. The new texts are answered by
+        ``predict(model, texts)`` (default ``model.predict(texts)``; the gate passes
+        ``EvaluationCounts.predict``, which returns the same labels), and the answers stored.
+        ``keys``: ``text_keys(texts)`` when the caller has them already.
         """
         texts = list(texts)
-        labels, found = self.lookup(version, sha256, texts)
+        keys = text_keys(texts) if keys is None else keys
+        labels, found = self.lookup(version, sha256, texts, keys=keys)
         if not found.all():
             missing = np.flatnonzero(~found)
             model = load()
-            labels[missing] = np.asarray(model.predict([texts[i] for i in missing]), dtype=object)
-            self.store(version, sha256, texts, labels)
+            asked = [texts[i] for i in missing]
+            answers = model.predict(asked) if predict is None else predict(model, asked)
+            labels[missing] = np.asarray(answers, dtype=object)
+            self.store(version, sha256, texts, labels, keys=keys)
         return [str(x) for x in labels]
 
     def _read(self, path: Path) -> pd.DataFrame | None:

@@ -28,10 +28,11 @@ from engine.dataset import TrainingSet, build_training_set
 from engine.deployment import deploy, switching
 from engine.errors import ModelLoadError, RetrainerError, TrainingError
 from engine.evaluation import Scores, majority_baseline, predict_and_calibrate, score_predictions
+from engine.evaluation_counts import EvaluationCounts
 from engine.gate import Decision, decide
 from engine.label_mix import known_labels
 from engine.lifecycle import ModelRegistry
-from engine.prediction_cache import PredictionCache
+from engine.prediction_cache import PredictionCache, text_keys
 from engine.stats import compare
 from engine.training import FittedModel, fit
 from engine.tuning import plan_from_settings
@@ -87,6 +88,12 @@ def _next_version(ctx: Context) -> str:
 def prediction_cache(ctx: Context) -> PredictionCache:
     """Where each version's answers on evaluation texts are kept between retrains (engine/prediction_cache.py)."""
     return PredictionCache(ctx.settings.home / "cache" / "predictions")
+
+
+def evaluation_counts(ctx: Context, texts: list[str], *, keys=None) -> EvaluationCounts:
+    """The evaluation texts' n-gram counts, kept between retrains in ``<home>/cache/counts``
+    (engine/evaluation_counts.py): each model's TF-IDF features without re-analysing the texts."""
+    return EvaluationCounts(texts, folder=ctx.settings.home / "cache" / "counts", keys=keys)
 
 
 def _champion(ctx: Context) -> tuple[str | None, object | None, str | None, str | None]:
@@ -199,13 +206,15 @@ def _durations(stages: dict[str, float], started: float) -> dict[str, float]:
 
 
 def _best_deployed(ctx: Context, eval_set, *, champion_version: str | None, champion: Scores | None,
-                   exclude: str, cache: PredictionCache) -> tuple[str | None, Scores | None]:
+                   exclude: str, cache: PredictionCache, counts: EvaluationCounts | None = None,
+                   keys=None) -> tuple[str | None, Scores | None]:
     """The best version ever deployed, judged by re-scoring on today's evaluation set.
 
     The champion (already scored) and up to BEST_TO_RESCORE other deployed versions, the ones
     with the best stored macro-F1, are compared; a version that no longer loads is skipped.
     Their answers come from ``cache``: a version's model is loaded only for texts it has not
-    answered before.
+    answered before, through ``counts`` when given (the same labels, without re-analysing the texts);
+    ``keys``: the texts' ``text_keys``.
     """
     rows = {r["version"]: r for r in best_deployed(ctx.db, exclude={v for v in (champion_version, exclude) if v},
                                                    limit=BEST_TO_RESCORE)}
@@ -215,7 +224,8 @@ def _best_deployed(ctx: Context, eval_set, *, champion_version: str | None, cham
         load = lambda row=row: registry.load_model(ctx.settings.registry_dir, row["version"], sha256=row["sha256"],  # noqa: E731
                                                    sklearn_version=row["sklearn_version"])
         try:
-            predicted = cache.predict(version, row["sha256"], texts, load=load)
+            predicted = cache.predict(version, row["sha256"], texts, load=load,
+                                      predict=None if counts is None else counts.predict, keys=keys)
         except ModelLoadError as exc:
             log.warning("slow-decay guard: skipping %s: %s", version, exc)
             continue
@@ -438,9 +448,10 @@ def _judge(ctx: Context, fitted: FittedModel, data: TrainingSet, version: str, s
     cannot be scored makes the decision inconclusive, never a 'first model'."""
     s = ctx.settings
     truth, texts = data.eval["label"].tolist(), data.eval["text"].tolist()
-    cache = prediction_cache(ctx)
-    candidate_pred, candidate_ece = predict_and_calibrate(fitted.pipeline, data.eval)
-    cache.store(version, sha256, texts, candidate_pred)  # the next cycles re-score it from here
+    cache, keys = prediction_cache(ctx), text_keys(texts)
+    counts = evaluation_counts(ctx, texts, keys=keys)  # every model's features from the texts' kept n-gram counts
+    candidate_pred, candidate_ece = predict_and_calibrate(fitted.pipeline, data.eval, counts=counts)
+    cache.store(version, sha256, texts, candidate_pred, keys=keys)  # the next cycles re-score it from here
     candidate = score_predictions(truth, candidate_pred)
     baseline = majority_baseline(data.train, data.eval)
     champion_version, champion_model, champion_problem, champion_sha = _champion(ctx)
@@ -453,11 +464,12 @@ def _judge(ctx: Context, fitted: FittedModel, data: TrainingSet, version: str, s
     champion: Scores | None = None
     paired = best = best_version = None
     if champion_model is not None:
-        champion_pred = cache.predict(champion_version, champion_sha, texts, load=lambda: champion_model)
+        champion_pred = cache.predict(champion_version, champion_sha, texts, load=lambda: champion_model,
+                                      predict=counts.predict, keys=keys)
         champion = score_predictions(truth, champion_pred)
         paired = compare(truth, candidate_pred, champion_pred, resamples=s.bootstrap_resamples, seed=s.seed)
         best_version, best = _best_deployed(ctx, data.eval, champion_version=champion_version, champion=champion,
-                                            exclude=version, cache=cache)
+                                            exclude=version, cache=cache, counts=counts, keys=keys)
     decision = decide(candidate=candidate, champion=champion, baseline=baseline if champion is None else None,
                       tolerance=s.tolerance, mode=s.gate_mode, paired=paired, min_eval_rows=s.min_eval_rows,
                       min_class_support=s.min_class_support, per_class_tolerance=s.per_class_tolerance,

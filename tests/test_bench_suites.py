@@ -6,6 +6,7 @@ import pytest
 
 from benchmarks import gate_speed, hot_reload, peer
 from engine.gate import OUTCOMES
+from engine.stats import choose_draw
 
 
 @pytest.mark.slow
@@ -127,13 +128,25 @@ def test_gate_speed_judge_through_the_retrain_cycle_decides_the_same_with_and_wi
     assert set(gate_speed.JUDGE_STEPS) | {"total", "cpu", "rest"} <= set(warm["times"])
     assert warm["times"]["rest"] == pytest.approx(
         warm["times"]["total"] - sum(warm["times"][name] for name in gate_speed.JUDGE_STEPS))
-    shutil.rmtree(prediction_cache(ctx).folder)
+    gate_speed.prime_judge_cache(ctx, gate_prep)
+    before = gate_speed.judge_once(ctx, data, candidate, gate_prep, before=True)["judgement"]
+    gate_speed.empty_judge_caches(ctx)
     cold = gate_speed.judge_once(ctx, data, candidate, gate_prep)
     w, c = warm["judgement"], cold["judgement"]
     assert (w.champion_version, w.active_at_gate) == (c.champion_version, c.active_at_gate) == ("v0004", "v0004")
     assert (w.champion.accuracy, w.champion.macro_f1, w.candidate.accuracy) == (
         c.champion.accuracy, c.champion.macro_f1, c.candidate.accuracy)
     assert (w.decision.outcome, w.decision.evidence) == (c.decision.outcome, c.decision.evidence)
+    # The code path before the evaluation counts and the per-cell bootstrap: the same scores and ECE; only
+    # the bootstrap's draws differ.
+    assert (before.candidate, before.champion, before.candidate_ece) == (w.candidate, w.champion, w.candidate_ece)
+    texts = data.eval["text"].tolist()
+    proba = gate_prep["candidate"].predict_proba(texts)
+    cells = len(set(zip(data.eval["label"], gate_prep["candidate"].classes_[proba.argmax(axis=1)],
+                        gate_prep["champion"].predict(texts))))
+    assert (before.decision.evidence["paired"]["draw"], w.decision.evidence["paired"]["draw"]) == (
+        "rows", choose_draw(cells, len(texts)))
+    assert before.decision.evidence["paired"]["mcnemar"] == w.decision.evidence["paired"]["mcnemar"]
     cached = sorted(p.name.split("-")[0] for p in prediction_cache(ctx).folder.iterdir())
     assert cached == ["v0001", "v0002", "v0003", "v0004", "v0005"]  # the guard and the candidate kept their answers
 
