@@ -10,7 +10,7 @@ of every n-gram the texts contain, and kept. A model's features are then its own
 looked up once per evaluation term (not per n-gram occurrence), the count matrix's columns
 remapped, and the model's own fitted ``TfidfTransformer`` and classifier applied:
 **bit-identical** to ``pipeline.predict_proba(texts)`` (tests/test_evaluation_counts.py asserts
-``np.array_equal`` for every preset on real multilingual text), about ten times faster.
+``np.array_equal`` for every preset on real multilingual text), 5 to 15 times faster.
 
 What it serves: a scikit-learn ``Pipeline`` whose first step is a ``TfidfVectorizer`` or a
 ``FeatureUnion`` of them (each of the presets in engine/pipelines.py, and a team's pipeline of
@@ -39,8 +39,10 @@ Files, keys and invalidation (like engine/prediction_cache.py):
 - a file that cannot be read counts as empty (a warning), one that cannot be written is skipped
   (a warning): the counts can be lost, never change an answer.
 
-Size: about 120 stored n-grams per short text (``char`` preset), 5 to 8 bytes each: ~20 MB for
-20,000 evaluation texts, read in ~20 ms.
+Size (measured 2026-11-30 on the demo's 20,000 evaluation rows, 14,111 distinct texts, ``char``
+preset): 133 stored n-grams a text, 5 bytes each (int32 column, uint8 count), 9.8 MB, read in
+~7 ms; the candidate's probabilities from it in 70-230 ms (load 5) against 1.15 s for
+``predict_proba`` on the texts. It grows with the evaluation set: ~100 MB at 200,000 texts.
 
 >>> from sklearn.feature_extraction.text import TfidfVectorizer
 >>> analyzer_fingerprint(TfidfVectorizer(analyzer="char_wb")) == analyzer_fingerprint(TfidfVectorizer(analyzer="char_wb", min_df=3))
@@ -241,8 +243,9 @@ def _merge(old: _Counts, keep: np.ndarray, new_keys: np.ndarray, new: sp.csr_arr
         renumber = np.cumsum(used) - 1
         terms = [t for t, u in zip(terms, used.tolist()) if u]
         both = sp.csr_array((both.data, renumber[both.indices], both.indptr), shape=(both.shape[0], len(terms)))
-    matrix = sp.csr_array((both.data.astype(_count_dtype(both.data), copy=False), both.indices.astype(np.int32),
-                           both.indptr.astype(np.int64)), shape=both.shape)
+    index = np.int32 if both.nnz < np.iinfo(np.int32).max else np.int64  # scipy keeps indices and indptr alike
+    matrix = sp.csr_array((both.data.astype(_count_dtype(both.data), copy=False), both.indices.astype(index),
+                           both.indptr.astype(index)), shape=both.shape)
     matrix.has_sorted_indices = True
     keys = np.concatenate([old.keys[keep], new_keys])[order]
     return _Counts(keys, matrix, terms)

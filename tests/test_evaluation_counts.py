@@ -181,6 +181,7 @@ def test_the_kept_counts_follow_the_evaluation_set(char_model, corpus, tmp_path)
     assert counts.counted == 200
     (path,) = folder.iterdir()
     with np.load(path) as f:
+        assert (f["indices"].dtype, f["indptr"].dtype, f["data"].dtype) == (np.int32, np.int32, np.uint8)
         assert sorted(f["keys"].tolist()) == sorted(text_keys(after).tolist())
         joined, ends = f["terms"].tobytes().decode(), f["term_ends"].tolist()  # UTF-8, ends in characters
         terms = [joined[a:b] for a, b in zip([0] + ends[:-1], ends)]
