@@ -30,7 +30,7 @@ a crash, and rewrites a damaged pointer from the store.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Callable, Sequence, TypeVar
 
@@ -39,8 +39,9 @@ from engine.context import Context
 from engine.errors import ModelLoadError, RegistryError
 from store.db import Connection
 from store.events import record_event
-from store.models import (Assignment, ModelVersion, add_assignment, insert_model, read_assignments, read_version,
-                          read_versions, set_model_status, versions_with_status)
+from store.models import (Assignment, ModelVersion, add_assignment, insert_model, model_status, read_assignments,
+                          read_version, read_versions, set_champion, set_model_status)
+from store.records import from_json, to_json
 from store.vocabulary import Alias, AssignmentKind, EventKind, ModelStatus, Severity
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,9 @@ ALLOWED: dict[str, frozenset[ModelStatus]] = {
 
 T = TypeVar("T")
 
+# What ModelRegistry.register returns of the row it stored.
+MODEL_FIELDS = tuple(f.name for f in fields(ModelVersion))
+
 
 def check_transition(version: ModelVersion | None, operation: str, *, name: str | None = None) -> ModelVersion:
     """Return ``version`` if ``operation`` may be applied to it; raise RegistryError saying why not.
@@ -67,14 +71,26 @@ def check_transition(version: ModelVersion | None, operation: str, *, name: str 
     ...
     store.errors.RegistryError: cannot promote v0009: it is not in the registry (see `python -m engine status`)
     """
-    allowed = ALLOWED[operation]
-    if version is None:
-        raise RegistryError(f"cannot {operation} {name}: it is not in the registry (see `python -m engine status`)")
-    if version.status not in allowed:
-        needed = " or ".join(sorted(allowed))
-        raise RegistryError(f"cannot {operation} {version.version}: it is {version.status}, and {operation} needs "
-                            f"a {needed} version")
+    check_status(None if version is None else version.status, operation, name=version.version if version else name)
     return version
+
+
+def check_status(status: ModelStatus | None, operation: str, *, name: str) -> None:
+    """Raise RegistryError unless a version ``name`` whose status is ``status`` (None: not in the
+    registry) may undergo ``operation``; the message names the version, its status and the statuses
+    ``operation`` needs.
+
+    >>> check_status(ModelStatus.REJECTED, "promote", name="v0004")
+    Traceback (most recent call last):
+    ...
+    store.errors.RegistryError: cannot promote v0004: it is rejected, and promote needs a candidate version
+    """
+    allowed = ALLOWED[operation]
+    if status is None:
+        raise RegistryError(f"cannot {operation} {name}: it is not in the registry (see `python -m engine status`)")
+    if status not in allowed:
+        needed = " or ".join(sorted(allowed))
+        raise RegistryError(f"cannot {operation} {name}: it is {status}, and {operation} needs a {needed} version")
 
 
 def next_stack(stack: Sequence[T], target: T, *, kind: AssignmentKind, version_of: Callable[[T], str] = str) -> list[T]:
@@ -169,18 +185,21 @@ class ModelRegistry:
     # -- transitions (inside the caller's write) -----------------------------------------------
 
     def register(self, con: Connection, row: dict, *, ts: datetime, trigger: str | None = None) -> ModelVersion:
-        """Record a saved version as a candidate (``row`` has every model column but status)."""
+        """Record a saved version as a candidate (``row`` has every model column but status); return it
+        as stored (its JSON documents as they read back), without reading it again."""
         insert_model(con, {**row, "status": S.CANDIDATE})
         retrain = f" by {trigger} retrain #{row['retrain_id']}" if row.get("retrain_id") is not None else ""
         record_event(con, ts=ts, kind=EventKind.REGISTRY, version=row["version"],
                      message=f"Candidate {row['version']} registered{retrain} ({row.get('train_rows')} training rows).",
                      details={"version": row["version"], "status": S.CANDIDATE, "retrain_id": row.get("retrain_id")})
-        return read_version(con, row["version"])
+        stored = {name: row.get(name) for name in MODEL_FIELDS}
+        stored.update(status=S.CANDIDATE, **{k: from_json(to_json(row.get(k))) for k in ("params", "labels", "report")})
+        return ModelVersion.from_row(stored)
 
     def reject(self, con: Connection, version: str, *, inconclusive: bool, ts: datetime,
                message: str, details: dict) -> ModelStatus:
         """The gate refused the candidate (or could not tell): status rejected or inconclusive, and the gate event."""
-        check_transition(read_version(con, version), "reject", name=version)
+        check_status(model_status(con, version), "reject", name=version)
         status = S.INCONCLUSIVE if inconclusive else S.REJECTED
         set_model_status(con, version, status)
         record_event(con, ts=ts, kind=EventKind.GATE, severity=Severity.WARNING, version=version, message=message,
@@ -190,7 +209,7 @@ class ModelRegistry:
     def fail(self, con: Connection, version: str, *, ts: datetime, why: str,
              event: bool = True) -> None:
         """Mark a candidate (or a rollback target) failed; with ``event``, record why as an error event."""
-        check_transition(read_version(con, version), "fail", name=version)
+        check_status(model_status(con, version), "fail", name=version)
         set_model_status(con, version, S.FAILED)
         if event:
             record_event(con, ts=ts, kind=EventKind.REGISTRY, severity=Severity.ERROR, version=version,
@@ -204,11 +223,8 @@ class ModelRegistry:
         deploy or rollback event recorded, all in ``con``'s transaction.
         """
         operation = "promote" if kind == AssignmentKind.DEPLOY else "roll back to"
-        check_transition(read_version(con, version), operation, name=version)
-        for other in versions_with_status(con, S.CHAMPION):
-            if other != version:
-                set_model_status(con, other, S.RETIRED)
-        set_model_status(con, version, S.CHAMPION)
+        check_status(model_status(con, version), operation, name=version)
+        set_champion(con, version)  # and every other champion retired
         move = add_assignment(con, ts=ts, alias=Alias.CHAMPION, version=version, previous_version=previous,
                               kind=kind, actor=actor, reason=reason)
         faults.point("deploy_before_event")
@@ -231,7 +247,7 @@ class ModelRegistry:
 
     def retire(self, con: Connection, version: str, *, ts: datetime, why: str) -> None:
         """A champion that no longer serves becomes retired (only repair needs this on its own)."""
-        check_transition(read_version(con, version), "retire", name=version)
+        check_status(model_status(con, version), "retire", name=version)
         set_model_status(con, version, S.RETIRED)
         record_event(con, ts=ts, kind=EventKind.REPAIR, severity=Severity.WARNING, version=version,
                      message=f"Start-up repair: {version} {why}: now retired.")

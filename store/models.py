@@ -30,7 +30,13 @@ SELECT_MODEL = f"SELECT {MODEL_COLUMNS} FROM models WHERE version = ?"
 SELECT_MODELS = f"SELECT {MODEL_COLUMNS} FROM models ORDER BY created_at, version"
 SELECT_VERSIONS = "SELECT version FROM models"
 SELECT_WITH_STATUS = "SELECT version FROM models WHERE status = ? ORDER BY created_at, version"
+SELECT_STATUS = "SELECT status FROM models WHERE version = ?"
 SET_STATUS = "UPDATE models SET status = ? WHERE version = ?"
+# The new champion and every other champion retired, in one statement.
+SET_CHAMPION = """
+UPDATE models SET status = CASE WHEN version = $version THEN $champion ELSE $retired END
+WHERE version = $version OR status = $champion
+"""
 INSERT_ASSIGNMENT = """
 INSERT INTO alias_history (ts, alias, version, previous_version, kind, actor, reason)
 VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id
@@ -148,6 +154,22 @@ def versions_with_status(con: duckdb.DuckDBPyConnection, status: ModelStatus) ->
     model row (21 s at 30,000 versions, issue 15).
     """
     return [r[0] for r in con.execute(SELECT_WITH_STATUS, [ModelStatus(status)]).fetchall()]
+
+
+def model_status(con: duckdb.DuckDBPyConnection, version: str) -> ModelStatus | None:
+    """``version``'s status inside an open read or write, or None when there is no such version.
+
+    One column of one row: a transition's check needs no more (``read_version`` decodes the
+    parameters and the per-class report too).
+    """
+    row = con.execute(SELECT_STATUS, [version]).fetchone()
+    return None if row is None else ModelStatus(row[0])
+
+
+def set_champion(con: duckdb.DuckDBPyConnection, version: str) -> None:
+    """Store ``version`` as the champion and every other champion as retired (inside an open write),
+    in one statement. Only ``engine.lifecycle`` calls this, after checking the transition."""
+    con.execute(SET_CHAMPION, {"version": version, "champion": ModelStatus.CHAMPION, "retired": ModelStatus.RETIRED})
 
 
 def set_model_status(con: duckdb.DuckDBPyConnection, version: str, status: ModelStatus) -> None:

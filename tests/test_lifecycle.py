@@ -68,6 +68,19 @@ def test_register_records_a_typed_candidate_and_its_event(ctx):
     assert (event["version"], event["message"]) == ("v0001", "Candidate v0001 registered (10 training rows).")
 
 
+def test_register_returns_the_version_exactly_as_a_read_of_the_store_gives_it(ctx):
+    row = {"version": "v0007", "created_at": T0, "file": "v0007.pkl", "sha256": "ab" * 32, "size_bytes": 1234,
+           "sklearn_version": registry.SKLEARN_VERSION, "labels": ["refund", "delivery"], "train_rows": 99,
+           "params": {"alphas": (1e-5, 1e-4), "recipe": {"pipeline": "char", "min_df": 2}}, "train_hash": "f" * 32,
+           "retrain_id": 12}
+    with ctx.db.write() as con:
+        returned = ModelRegistry(ctx).register(con, row, ts=T0)
+    stored = ModelRegistry(ctx).get("v0007")
+    assert returned == stored
+    assert (returned.status, returned.params["alphas"], returned.labels) == (
+        S.CANDIDATE, [1e-5, 1e-4], ("refund", "delivery"))  # the tuple reads back as a JSON list, as stored
+
+
 # --- each transition, allowed or refused ------------------------------------------------------------
 
 # operation name in ALLOWED -> (how to apply it, the status it leads to)
