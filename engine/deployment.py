@@ -22,7 +22,7 @@ import functools
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -32,6 +32,7 @@ from engine.context import Context
 from engine.errors import InputError, ModelLoadError, RegistryError
 from engine.lifecycle import ModelRegistry, check_transition, ref_of
 from store import querylog
+from store.db import Connection
 from store.vocabulary import AssignmentKind, ModelStatus
 
 log = logging.getLogger(__name__)
@@ -106,11 +107,13 @@ def _check_serving(ctx: Context, version: str, text: str) -> str | None:
 
 @_one_switch_at_a_time
 def deploy(ctx: Context, version: str, *, kind: AssignmentKind, reason: str, in_memory: Any = None,
-           actor: str = "worker") -> DeployResult:
+           actor: str = "worker", record: Callable[[Connection], None] | None = None) -> DeployResult:
     """Make ``version`` the champion after validating it; restore the previous one if serving fails.
 
     ``kind`` is DEPLOY for a candidate that passed the gate, ROLLBACK for a retired version;
-    ``actor`` says who asked (worker, dashboard, cli, demo). Raises RegistryError when the
+    ``actor`` says who asked (worker, dashboard, cli, demo). ``record(con)``, when given, writes more
+    in the transaction that records a successful deployment (a retrain's outcome: one commit for
+    both); it is not called when the deployment fails. Raises RegistryError when the
     version is unknown or its status does not allow the move (``engine.lifecycle``), and
     ModelLoadError when the saved file fails validation (nothing is switched then).
     """
@@ -140,6 +143,8 @@ def deploy(ctx: Context, version: str, *, kind: AssignmentKind, reason: str, in_
         return DeployResult(False, version, previous, message)
     with ctx.db.write() as con:
         models.promote(con, version, previous=previous, kind=kind, actor=actor, reason=reason, ts=now)
+        if record is not None:
+            record(con)
     log.info("deployed %s (previous %s)", version, previous)
     return DeployResult(True, version, previous, reason)
 

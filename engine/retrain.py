@@ -153,30 +153,67 @@ def run_cycle(ctx: Context, *, trigger: str, command_id: int | None = None, prog
         stages[name] = time.perf_counter()
         progress(fraction, name)
 
+    outcome = _Outcome(ctx, retrain_id, trigger, started=started, stages=stages, record=record)
     try:
-        result = _cycle(ctx, retrain_id, trigger, stage, record, adopt, force=force)
+        result = _cycle(ctx, retrain_id, trigger, stage, record, adopt, force=force, outcome=outcome)
     except RetrainerError as exc:
         result = CycleResult(retrain_id, RetrainStatus.FAILED, str(exc))
     except Exception as exc:  # a bug or an environment fault: recorded, never silent
         log.error("retrain #%d crashed:\n%s", retrain_id, traceback.format_exc())
         result = CycleResult(retrain_id, RetrainStatus.FAILED, f"unexpected error: {type(exc).__name__}: {exc}")
-    saved = record.pop("saved_version", None)
-    if result.status == RetrainStatus.FAILED and result.candidate is None:
-        result.candidate = saved  # the version was saved before the failure: name it
-    # A failed cycle leaves no version waiting as a 'candidate' (the dashboard would show it pending).
-    left_candidate = (result.status == RetrainStatus.FAILED and saved is not None
-                      and _status_of(ctx, saved) == ModelStatus.CANDIDATE)
-    result.duration_s = time.perf_counter() - started
-    result.stages = _durations(stages, started)
-    now = ctx.clock()
-    record.update(status=result.status, reason=result.reason, finished_at=now, duration_s=result.duration_s,
-                  stages=result.stages, candidate_version=result.candidate, champion_version=result.champion)
-    if result.status in (RetrainStatus.ACCEPTED, RetrainStatus.REJECTED, RetrainStatus.SKIPPED):
-        record["decision"] = result.decision or result.status
-    with ctx.db.write() as con:
-        finish_retrain(con, retrain_id, record)
+    if result is not outcome.written:  # not yet recorded with the cycle's last write (see _Outcome)
+        saved = record.get("saved_version")
+        if result.status == RetrainStatus.FAILED and result.candidate is None:
+            result.candidate = saved  # the version was saved before the failure: name it
+        # A failed cycle leaves no version waiting as a 'candidate' (the dashboard would show it pending).
+        left_candidate = (result.status == RetrainStatus.FAILED and saved is not None
+                          and _status_of(ctx, saved) == ModelStatus.CANDIDATE)
+        with ctx.db.write() as con:
+            outcome.write(con, result, left_candidate=left_candidate)
+        outcome.written = result
+    progress(1.0, "done")
+    log.info(result.summary())
+    return result
+
+
+class _Outcome:
+    """Writes a retrain's outcome (its ``retrains`` row finished, and for a failed or skipped cycle
+    the event saying why) inside a given write transaction.
+
+    A cycle that ends with a write of its own records its outcome in that same transaction: a
+    rejected candidate with the gate's decision (``_record_decision``), an accepted one with its
+    deployment (``engine.deployment.deploy``'s ``record``). One attach, replay and commit of the
+    store fewer per retrain (issue 15), and a crash can no longer leave a decided or deployed
+    candidate beside a retrain still 'running'; what a crash before that commit leaves (a candidate
+    registered, the pointer perhaps switched, the retrain running) is what start-up repair already
+    handles (engine/repair.py, tests/test_crash.py). Every other ending (failed, skipped) is
+    recorded by ``run_cycle`` in a write of its own, as before.
+    """
+
+    def __init__(self, ctx: Context, retrain_id: int, trigger: str, *, started: float, stages: dict[str, float],
+                 record: dict):
+        self.ctx, self.retrain_id, self.trigger = ctx, retrain_id, trigger
+        self.started, self.stages, self.record = started, stages, record
+        self.written: CycleResult | None = None  # the result once its transaction committed
+
+    def write(self, con, result: CycleResult, *, left_candidate: bool = False) -> None:
+        """Record ``result`` in ``con``'s open transaction; ``left_candidate``: also fail the version it saved.
+
+        The caller sets :attr:`written` to ``result`` once the transaction has committed.
+        """
+        record, retrain_id, trigger = self.record, self.retrain_id, self.trigger
+        saved = record.get("saved_version")
+        result.duration_s = time.perf_counter() - self.started
+        result.stages = _durations(self.stages, self.started)
+        now = self.ctx.clock()
+        row = {k: v for k, v in record.items() if k != "saved_version"}
+        row.update(status=result.status, reason=result.reason, finished_at=now, duration_s=result.duration_s,
+                   stages=result.stages, candidate_version=result.candidate, champion_version=result.champion)
+        if result.status in (RetrainStatus.ACCEPTED, RetrainStatus.REJECTED, RetrainStatus.SKIPPED):
+            row["decision"] = result.decision or result.status
+        finish_retrain(con, retrain_id, row)
         if left_candidate:
-            ModelRegistry(ctx).fail(con, saved, ts=now, why=result.reason, event=False)  # the retrain event says why
+            ModelRegistry(self.ctx).fail(con, saved, ts=now, why=result.reason, event=False)  # the retrain event says why
         if result.status == RetrainStatus.FAILED:
             record_event(con, ts=now, kind=EventKind.RETRAIN, severity=Severity.ERROR, version=result.candidate,
                          message=f"Retrain #{retrain_id} ({trigger}) failed: {result.reason}",
@@ -185,9 +222,6 @@ def run_cycle(ctx: Context, *, trigger: str, command_id: int | None = None, prog
             record_event(con, ts=now, kind=EventKind.RETRAIN, severity=Severity.INFO, version=result.champion,
                          message=f"Retrain #{retrain_id} ({trigger}) skipped: {result.reason}",
                          details={"retrain_id": retrain_id, "trigger": trigger, "decision": RetrainStatus.SKIPPED})
-    progress(1.0, "done")
-    log.info(result.summary())
-    return result
 
 
 def _status_of(ctx: Context, version: str) -> str | None:
@@ -324,7 +358,7 @@ class _Judgement:
 
 
 def _cycle(ctx: Context, retrain_id: int, trigger: str, stage: Callable[[str, float], None], record: dict,
-           adopt: AdoptRequest | None = None, *, force: bool = False) -> CycleResult:
+           adopt: AdoptRequest | None = None, *, force: bool = False, outcome: _Outcome) -> CycleResult:
     s = ctx.settings
     data, known = _training_set(ctx, stage, record)
     unchanged = None if force or adopt is not None else _unchanged_since(ctx, data.data_hash)
@@ -370,31 +404,40 @@ def _cycle(ctx: Context, retrain_id: int, trigger: str, stage: Callable[[str, fl
         champion_macro_f1=j.champion.macro_f1 if j.champion else None,
         baseline_accuracy=j.baseline.accuracy, baseline_macro_f1=j.baseline.macro_f1, eval_rows=j.candidate.rows,
     )
+    rejected = None if j.decision.accepted else CycleResult(retrain_id, RetrainStatus.REJECTED, j.reason, version,
+                                                            j.champion_version, decision=j.decision.outcome)
     _record_decision(ctx, models, j, retrain_id=retrain_id, trigger=trigger, version=version,
-                     funnel=data.funnel.as_dict(), ts=now)
-    if not j.decision.accepted:
-        return CycleResult(retrain_id, RetrainStatus.REJECTED, j.reason, version, j.champion_version,
-                           decision=j.decision.outcome)
-    return _deploy(ctx, models, j, fitted, retrain_id=retrain_id, trigger=trigger, version=version, stage=stage)
+                     funnel=data.funnel.as_dict(), ts=now, outcome=outcome, rejected=rejected)
+    if rejected is not None:
+        return rejected
+    return _deploy(ctx, models, j, fitted, retrain_id=retrain_id, trigger=trigger, version=version, stage=stage,
+                   outcome=outcome)
 
 
 def _deploy(ctx: Context, models: ModelRegistry, j: _Judgement, fitted: FittedModel, *, retrain_id: int,
-            trigger: str, version: str, stage: Callable[[str, float], None]) -> CycleResult:
-    """Deploy a candidate the gate accepted, unless a rollback overtook its judgement (then it is rejected)."""
+            trigger: str, version: str, stage: Callable[[str, float], None], outcome: _Outcome) -> CycleResult:
+    """Deploy a candidate the gate accepted, unless a rollback overtook its judgement (then it is rejected).
+
+    The retrain's outcome is recorded in the transaction that records the deployment (or the rejection)."""
     with switching():  # a rollback on the worker's control thread cannot slip between this check and the deploy
         overtaken = _champion_changed(ctx, j.active_at_gate)
         if overtaken:  # a rollback ran while this cycle fitted and scored: never deploy over it
+            result = CycleResult(retrain_id, RetrainStatus.REJECTED, overtaken, version, j.champion_version,
+                                 decision=j.decision.outcome)
             with ctx.db.write() as con:
                 models.reject(con, version, inconclusive=False, ts=ctx.clock(),
                               message=f"Candidate {version} not deployed ({trigger} retrain #{retrain_id}): {overtaken}.",
                               details={"retrain_id": retrain_id, "candidate": version,
                                        "judged_against": j.champion_version, "overtaken": True})
-            return CycleResult(retrain_id, RetrainStatus.REJECTED, overtaken, version, j.champion_version,
-                               decision=j.decision.outcome)
+                outcome.write(con, result)
+            outcome.written = result
+            return result
         stage("validating and deploying", 0.85)
+        accepted = CycleResult(retrain_id, RetrainStatus.ACCEPTED, j.reason, version, j.champion_version, deployed=True)
         try:
             deployed = deploy(ctx, version, kind=AssignmentKind.DEPLOY, in_memory=fitted.pipeline,
-                              reason=f"Deployed {version} ({trigger} retrain #{retrain_id}). {j.reason}")
+                              reason=f"Deployed {version} ({trigger} retrain #{retrain_id}). {j.reason}",
+                              record=lambda con: outcome.write(con, accepted))
         except ModelLoadError as exc:
             why = f"candidate {version} passed the gate but failed validation: {exc}"
             with ctx.db.write() as con:
@@ -402,7 +445,8 @@ def _deploy(ctx: Context, models: ModelRegistry, j: _Judgement, fitted: FittedMo
             return CycleResult(retrain_id, RetrainStatus.FAILED, why, version, j.champion_version)
     if not deployed.deployed:
         return CycleResult(retrain_id, RetrainStatus.FAILED, deployed.message, version, j.champion_version)
-    return CycleResult(retrain_id, RetrainStatus.ACCEPTED, j.reason, version, j.champion_version, deployed=True)
+    outcome.written = accepted  # recorded with the deployment, which committed
+    return accepted
 
 
 def _training_set(ctx: Context, stage: Callable[[str, float], None], record: dict) -> tuple[TrainingSet, list[str]]:
@@ -496,9 +540,11 @@ def _judge(ctx: Context, fitted: FittedModel, data: TrainingSet, version: str, s
 
 
 def _record_decision(ctx: Context, models: ModelRegistry, j: _Judgement, *, retrain_id: int, trigger: str,
-                     version: str, funnel: dict, ts) -> None:
+                     version: str, funnel: dict, ts, outcome: _Outcome | None = None,
+                     rejected: CycleResult | None = None) -> None:
     """In one transaction: the candidate's metrics, both evaluations, and the gate event (through
-    ``ModelRegistry.reject`` when the candidate was refused or the gate could not tell)."""
+    ``ModelRegistry.reject`` when the candidate was refused or the gate could not tell); with
+    ``rejected``, the retrain's outcome too (``outcome.write``: nothing is left to do after a rejection)."""
     candidate, champion, decision = j.candidate, j.champion, j.decision
     with ctx.db.write() as con:
         set_model_metrics(con, version, accuracy=candidate.accuracy, macro_f1=candidate.macro_f1,
@@ -524,3 +570,7 @@ def _record_decision(ctx: Context, models: ModelRegistry, j: _Judgement, *, retr
         else:
             models.reject(con, version, inconclusive=decision.outcome == GateOutcome.INCONCLUSIVE, ts=ts,
                           message=message, details=details)
+        if rejected is not None and outcome is not None:
+            outcome.write(con, rejected)
+    if rejected is not None and outcome is not None:
+        outcome.written = rejected

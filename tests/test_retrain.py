@@ -149,10 +149,27 @@ def test_the_deploy_smoke_test_answers_the_newest_texts_of_the_store(ctx, tmp_pa
     assert len(checked[0]) == 20 and set(checked[0]) <= set(texts)
 
 
-def test_a_worse_candidate_is_rejected_and_the_champion_keeps_serving(labelled, tmp_path):
+def count_writes(monkeypatch) -> list[int]:
+    """The number of write transactions opened on any store from now on (one element, incremented)."""
+    from store.db import Database
+
+    opened, writes = Database.write, [0]
+
+    def counted(self):
+        writes[0] += 1
+        return opened(self)
+
+    monkeypatch.setattr(Database, "write", counted)
+    return writes
+
+
+def test_a_worse_candidate_is_rejected_and_the_champion_keeps_serving(labelled, tmp_path, monkeypatch):
     ctx = labelled
+    writes = count_writes(monkeypatch)
     first = run_cycle(ctx, trigger="manual", force=True)
     assert first.status == "accepted"
+    # start; register; scores and the gate's decision; the deployment with the retrain's outcome (issue 15)
+    assert writes[0] == 4
     champion_row = get_retrain(ctx.db, first.retrain_id)
     before = training_set(ctx)
 
@@ -168,8 +185,10 @@ def test_a_worse_candidate_is_rejected_and_the_champion_keeps_serving(labelled, 
     assert after.eval.equals(before.eval)  # the gate judges both models on the same rows as before
     assert (after.train["label"] == before.train["label"].map(rotate)).all()
 
+    writes[0] = 0
     result = run_cycle(ctx, trigger="weekly", force=True)
     assert (result.status, result.candidate, result.champion, result.deployed) == ("rejected", "v0002", "v0001", False)
+    assert writes[0] == 3  # start; register; the decision with the retrain's outcome
     assert active_version(ctx) == "v0001"
     assert statuses(ctx) == {"v0001": "champion", "v0002": "rejected"}
     assert len(list_deployments(ctx.db)) == 1
