@@ -171,6 +171,64 @@ def test_peer_prefill_leaves_the_rows_a_retrain_writes(tmp_path, small_history):
         assert con.execute("SELECT max(id), count(*) FROM retrains").fetchall()[0] == (61, 61)
 
 
+def test_peer_prefill_in_chunks_stores_the_same_rows_as_in_one_go(tmp_path, small_history):
+    from engine.config import load_settings
+    from engine.context import Context
+
+    tables = ("retrains", "models", "evaluations", "events", "alias_history")
+    contents = []
+    for chunk in (None, 7):
+        ctx = Context.open(load_settings(env={}, path=None, home=tmp_path / f"home-{chunk}"))
+        peer.prefill(ctx, small_history, 30, chunk=chunk)
+        with ctx.db.read() as con:
+            contents.append({t: con.execute(f"SELECT * EXCLUDE (ts) FROM {t} ORDER BY ALL").fetchall()
+                             if t in ("events", "evaluations", "alias_history")
+                             else con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall() for t in tables})
+    assert contents[0] == contents[1]
+    assert len(contents[0]["retrains"]) == 30
+
+
+def _count_writes(monkeypatch) -> list[int]:
+    from store.db import Database
+
+    writes = [0]
+    opened = Database.write
+
+    def counted(self):
+        writes[0] += 1
+        return opened(self)
+
+    monkeypatch.setattr(Database, "write", counted)
+    return writes
+
+
+def test_peer_writes_a_retrain_through_the_cycles_own_recording_in_three_or_four_transactions(
+        tmp_path, small_history, monkeypatch):
+    from engine.config import load_settings
+    from engine.context import Context
+    from store.models import get_model
+    from store.retrains import get_retrain
+
+    ctx = Context.open(load_settings(env={}, path=None, home=tmp_path / "home"))
+    peer.prefill(ctx, small_history, 10, chunk=4)
+    writes = _count_writes(monkeypatch)
+    rejected = next(r for r in small_history if r.decision == "rejected" and r.champion)
+    accepted = next(r for r in small_history if r.decision == "accepted" and r.champion)
+    for number, r in ((11, rejected), (12, accepted)):
+        before = writes[0]
+        peer._ours_write(ctx, peer.Retrain(**{**r.__dict__, "number": number, "version": f"v{number:06d}",
+                                              "champion": "v000010"}))
+        assert writes[0] - before == (4 if r is accepted else 3)
+    first, second = get_retrain(ctx.db, 11), get_retrain(ctx.db, 12)
+    assert (first["status"], first["decision"], first["candidate_version"], first["champion_version"]) == (
+        "rejected", "rejected", "v000011", "v000010")
+    assert (second["status"], second["decision"], second["candidate_version"]) == ("accepted", "accepted", "v000012")
+    assert first["finished_at"] is not None and second["candidate_macro_f1"] == accepted.macro_f1
+    assert [get_model(ctx.db, v)["status"] for v in ("v000010", "v000011", "v000012")] == [
+        "retired", "rejected", "champion"]
+    assert get_model(ctx.db, "v000012")["report"] == {**accepted.scores.report(), "ece": accepted.report["ece"]}
+
+
 def test_peer_growth_writes_the_same_retrains_onto_each_history(tmp_path, small_history):
     measured = peer.growth(tmp_path, small_history, history_sizes=(10, 30), k=3, rounds=2)
     more = small_history[len(small_history) // 2:][:3]
