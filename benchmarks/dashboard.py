@@ -35,7 +35,7 @@ from benchmarks.common import ROOT, Row, SuiteResult, deploy_first_model, median
 
 PAGE_NAMES = ("overview", "performance", "history", "models", "scheduler", "data", "playground", "sql")
 TARGET_MS = 300.0
-BUILD_TAG = "dashboard-store v1"
+BUILD_TAG = "dashboard-store v2"   # v2: the rollups (store/rollups.py) built with the log
 MAX_AGE = timedelta(hours=24)   # "timestamps ending now": rebuild a stale store
 
 N_QUERIES = 1_000_000
@@ -83,6 +83,7 @@ def _build(home: Path) -> None:
     from engine.context import Context
     from engine.evaluation import score_predictions
     from demo.intents import INTENTS, IntentGenerator
+    from store import rollups
     from store.vocabulary import Alias, ModelStatus
     from store.models import get_model
 
@@ -198,7 +199,7 @@ def _build(home: Path) -> None:
         # 1M queries in time order (as ingestion writes them): text from a pool of demo queries, 88% predicted
         # right, confidence 0.2-1.0 skewed high, the version serving at the time.
         con.execute(f"""
-            INSERT INTO queries
+            INSERT INTO queries (id, ts, text, predicted_label, confidence, model_version, source)
             SELECT md5('q' || r.range::VARCHAR) AS id,
                    CAST($now AS TIMESTAMP) - to_milliseconds(CAST(hash(r.range * 5 + 1) % {DAYS * 86_400_000} AS BIGINT)) AS ts,
                    a.text,
@@ -216,7 +217,7 @@ def _build(home: Path) -> None:
         """, {"start": start, "span": DAYS * 86400.0})
         # ~60k feedback labels (a person's true label, minutes after the query) and 40k imported labelled texts.
         con.execute(f"""
-            INSERT INTO labels
+            INSERT INTO labels (id, ts, query_id, text, label, source)
             SELECT md5('f' || r.range::VARCHAR),
                    least(CAST($now AS TIMESTAMP),
                          CAST($now AS TIMESTAMP) - to_milliseconds(CAST(hash(r.range * 5 + 1) % {DAYS * 86_400_000} AS BIGINT))
@@ -227,7 +228,7 @@ def _build(home: Path) -> None:
             ORDER BY 2
         """, p)
         con.execute(f"""
-            INSERT INTO labels
+            INSERT INTO labels (id, ts, query_id, text, label, source)
             SELECT md5('l' || r.range::VARCHAR),
                    CAST($now AS TIMESTAMP) - to_milliseconds(CAST(hash(r.range * 3 + 1) % {DAYS * 86_400_000} AS BIGINT)),
                    NULL, a.text, a.label, 'import'
@@ -260,6 +261,7 @@ def _build(home: Path) -> None:
         """, p)
         for name in frames:
             con.unregister(name)
+        rollups.rebuild(con)  # the log was written with SQL of its own: count it into the rollups
     ref = registry.ModelRef(f"v{N_VERSIONS:04d}", real.sha256, real.sklearn_version, tuple(INTENTS))
     registry.point_to(settings.registry_dir, ref, deployed_at=last_deploy.isoformat())
     (home / "seed.csv").unlink()
@@ -297,12 +299,13 @@ def _page_performance(ctx, t: Timer) -> None:
     from engine.clock import utcnow
     from engine.drift import version_figures
     from engine.status import system_status
+    from store.rollups import bucket_floor
     from store.views import performance as views
 
     current = t("system_status", system_status, ctx)
     t("evaluations", views.evaluations, ctx.db)
     t("live_accuracy", views.live_accuracy, ctx.db, offset_minutes=_utc_offset_minutes(),
-      since=utcnow().replace(second=0, microsecond=0) - timedelta(days=7))
+      since=bucket_floor(utcnow() - timedelta(days=7)))
     catalogue = t("versions_with_metrics", views.versions_with_metrics, ctx.db)
     names = catalogue["version"].tolist()
     active = current["active"]["version"] if current["active"] else None
@@ -610,14 +613,109 @@ def run(work: Path, *, quick: bool) -> SuiteResult:
     return result
 
 
+# -- before and after in the same run ------------------------------------------------------------------------
+
+def _load() -> str:
+    return " / ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def _child_in(root: Path, *args: str, timeout: float = 600) -> Any:
+    """``python -m benchmarks.dashboard args`` with the code at ``root`` (its own checkout), in a fresh process."""
+    import subprocess
+
+    env = dict(os.environ, PYTHONPATH=str(root))
+    done = subprocess.run([sys.executable, "-m", "benchmarks.dashboard", *args], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        raise RuntimeError(f"child in {root} `{' '.join(args)}` failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return json.loads([line for line in done.stdout.splitlines() if line.strip()][-1])
+
+
+def before_copy(home: Path, dest: Path, *, before_root: Path) -> Path:
+    """A copy of the store at ``home`` as the code at ``before_root`` knows it: the same rows, without the
+    rollup tables (store/rollups.py) and the schema versions that code lacks (its ``open_store`` refuses a
+    newer store). Made once; the SQL page's snapshots are left behind."""
+    import duckdb
+
+    from store import rollups
+
+    marker = dest / "BENCH_READY"
+    if marker.exists() and marker.read_text() == (home / "BENCH_READY").read_text():
+        return dest
+    latest = int(subprocess_output(before_root, "import store.schema as s; print(s.LATEST)"))
+    shutil.rmtree(dest, ignore_errors=True)
+    shutil.copytree(home, dest, ignore=shutil.ignore_patterns("*.lock", "sql-snapshots"))
+    con = duckdb.connect(str(dest / "retrainer.duckdb"))
+    try:
+        for table in rollups.TABLES:
+            con.execute(f"DROP TABLE IF EXISTS {table}")
+        con.execute("DELETE FROM schema_version WHERE version > ?", [latest])
+        con.execute("CHECKPOINT")
+    finally:
+        con.close()
+    return dest
+
+
+def subprocess_output(root: Path, code: str) -> str:
+    import subprocess
+
+    return subprocess.run([sys.executable, "-c", code], cwd=root, env=dict(os.environ, PYTHONPATH=str(root)),
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+def compare(home: Path, before_home: Path, *, before_root: Path, runs: int,
+            pages: tuple[str, ...] = PAGE_NAMES) -> dict[str, dict[str, Any]]:
+    """Every page's first-render reads with this code on ``home`` and with the code at ``before_root`` on
+    ``before_home`` (the same rows), alternating fresh processes, ``runs`` of each: medians in ms, each
+    function's median, and the load average when the page started."""
+    out = {}
+    for page in pages:
+        load = _load()
+        before, after = [], []
+        for _ in range(runs):
+            before.append(_child_in(before_root, "--child", "functions", "--home", str(before_home), "--page", page))
+            after.append(run_child("benchmarks.dashboard", "--child", "functions", "--home", str(home), "--page", page))
+        out[page] = {"before": median([r["total_ms"] for r in before]), "after": median([r["total_ms"] for r in after]),
+                     "before_functions": {n: median([r["functions"][n] for r in before]) for n in before[0]["functions"]},
+                     "after_functions": {n: median([r["functions"][n] for r in after]) for n in after[0]["functions"]},
+                     "load": load, "load_after": _load()}
+        say(f"dashboard: {page}: before {out[page]['before']:.0f} ms, after {out[page]['after']:.0f} ms "
+            f"(load {load} -> {out[page]['load_after']})")
+    return out
+
+
+def compare_table(results: dict[str, dict[str, Any]], *, title: str) -> str:
+    """A Markdown table of :func:`compare`'s figures, slowest functions named."""
+    lines = [title, "", "| page | before (ms) | after (ms) | slowest before | slowest after | load (1/5/15 min) |",
+             "|---|---|---|---|---|---|"]
+    for page, r in results.items():
+        slow_b = max(r["before_functions"].items(), key=lambda kv: kv[1])
+        slow_a = max(r["after_functions"].items(), key=lambda kv: kv[1])
+        lines.append(f"| {page} | {r['before']:.0f} | {r['after']:.0f} | {slow_b[0]} {slow_b[1]:.0f} | "
+                     f"{slow_a[0]} {slow_a[1]:.0f} | {r['load']} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.dashboard")
-    parser.add_argument("--child", choices=["functions", "record", "baseline", "apptest", "build"], required=True)
+    parser.add_argument("--child", choices=["functions", "record", "baseline", "apptest", "build"])
+    parser.add_argument("--before", type=Path, help="compare: a checkout of the code to compare with (e.g. main)")
+    parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--home", type=Path)
     parser.add_argument("--page", choices=PAGE_NAMES)
     parser.add_argument("--out", type=Path)
     parser.add_argument("--work", type=Path)
     args = parser.parse_args(argv)
+    if args.before is not None:  # before and after in one run, on the same rows
+        work = args.work or Path("/tmp/retrainer-bench")
+        home = build_store(work)
+        before_home = before_copy(home, work / "dashboard-store-before", before_root=args.before)
+        results = compare(home, before_home, before_root=args.before, runs=args.runs)
+        print(compare_table(results, title=f"### Page reads at {N_QUERIES:,} logged queries, median of {args.runs} "
+                                           f"fresh processes each (before: {args.before})"))
+        return 0
+    if args.child is None:
+        parser.error("give --child, or --before to compare")
     if args.child == "functions":
         out = child_functions(args.home, args.page)
     elif args.child == "record":

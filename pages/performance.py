@@ -7,6 +7,7 @@ import streamlit as st
 from engine import drift
 from engine.clock import utcnow
 from pages import _charts_performance as charts, _ui
+from store.rollups import bucket_floor
 from store.views import performance as views
 
 current = _ui.page_header(
@@ -68,7 +69,8 @@ _ui.chart(charts.evaluation_timeline, evals, metric="macro_f1", key="evaluations
 
 st.subheader("Live accuracy")
 offset = int(datetime.now(_ui.user_zone()).utcoffset().total_seconds() // 60)
-daily, week = live(offset, utcnow().replace(second=0, microsecond=0) - timedelta(days=7))
+# The last 7 days in whole 15-minute buckets (the rollup's; see store/rollups.py).
+daily, week = live(offset, bucket_floor(utcnow() - timedelta(days=7)))
 if daily.empty:
     st.info("No feedback yet: live accuracy needs people to give the true label of answered queries "
             "(the Playground, the Data page, or `Classifier.feedback` in your client).", icon="ℹ️")

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import duckdb
 
+from store import rollups
 from store.querylog import LABEL_COLUMNS, QUERY_COLUMNS
 from store.vocabulary import EventKind
 
@@ -40,6 +41,15 @@ FROM read_parquet($path)
 INSERT_STAGED_LABELS = f"""
 INSERT INTO labels ({', '.join(LABEL_COLUMNS)}, arrived_at)
 SELECT id, ts::TIMESTAMP, query_id, text, label, source, $arrived_at::TIMESTAMP FROM read_parquet($path)
+"""
+# What the rollups (store/rollups.py) need of the staged rows, as stored.
+STAGED = "staged_rows"
+STAGED_QUERY_KEYS = f"""
+CREATE OR REPLACE TEMP TABLE {STAGED} AS
+SELECT id, ts::TIMESTAMP AS ts, predicted_label, confidence::DOUBLE AS confidence FROM read_parquet($path)
+"""
+STAGED_LABEL_KEYS = f"""
+CREATE OR REPLACE TEMP TABLE {STAGED} AS SELECT id, ts::TIMESTAMP AS ts, query_id, label FROM read_parquet($path)
 """
 # The latest import of the same bytes that stored something.
 FIND_IMPORT = """
@@ -65,13 +75,25 @@ def commit_staged(con: duckdb.DuckDBPyConnection, *, queries: Path | None, label
     """
     con.execute(LIMIT_MEMORY)
     try:
-        added_queries = (con.execute(INSERT_STAGED_QUERIES, {"path": str(queries), "arrived_at": arrived_at}).fetchone()[0]
-                         if queries else 0)
-        added_labels = (con.execute(INSERT_STAGED_LABELS, {"path": str(labels), "arrived_at": arrived_at}).fetchone()[0]
-                        if labels else 0)
+        added_queries = added_labels = 0
+        if queries:
+            added_queries = con.execute(INSERT_STAGED_QUERIES, {"path": str(queries), "arrived_at": arrived_at}).fetchone()[0]
+            _add_to_rollups(con, STAGED_QUERY_KEYS, queries, rollups.add_queries)
+        if labels:
+            added_labels = con.execute(INSERT_STAGED_LABELS, {"path": str(labels), "arrived_at": arrived_at}).fetchone()[0]
+            _add_to_rollups(con, STAGED_LABEL_KEYS, labels, rollups.add_labels)
     finally:
         con.execute(RESET_MEMORY)
     return added_queries, added_labels
+
+
+def _add_to_rollups(con: duckdb.DuckDBPyConnection, statement: str, path: Path, add) -> None:
+    """Every staged row was stored (an import has no repeat check): the rollups count them all."""
+    con.execute(statement, {"path": str(path)})
+    try:
+        add(con, f"temp.{STAGED}")
+    finally:
+        con.execute(f"DROP TABLE IF EXISTS temp.{STAGED}")
 
 
 def find_import(con: duckdb.DuckDBPyConnection, sha256: str) -> dict | None:

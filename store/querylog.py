@@ -24,6 +24,7 @@ from datetime import datetime
 import duckdb
 import pandas as pd
 
+from store import rollups
 from store.db import Database
 from store.quarantine import LABEL_QUARANTINED, QUERY_QUARANTINED
 
@@ -43,17 +44,18 @@ CLAMPED_IN_SPAN = {table: f"SELECT count(*) > 0 FROM {table} WHERE claimed_ts BE
                    for table in ("queries", "labels")}
 INSERT_QUERIES = f"""
 INSERT INTO queries ({', '.join(QUERY_COLUMNS)}, arrived_at, claimed_ts)
-SELECT id, {_STORED_TS}, text, predicted_label, confidence::DOUBLE, model_version, source, {_TIMES}
+SELECT id, {_STORED_TS} AS ts, text, predicted_label, confidence::DOUBLE AS confidence, model_version, source, {_TIMES}
 FROM batch_queries b
 WHERE {_NOT_STORED.format(table="queries")}{{also}}
 """
 INSERT_LABELS = f"""
 INSERT INTO labels ({', '.join(LABEL_COLUMNS)}, arrived_at, claimed_ts)
-SELECT id, {_STORED_TS}, query_id, text, label, source, {_TIMES}
+SELECT id, {_STORED_TS} AS ts, query_id, text, label, source, {_TIMES}
 FROM batch_labels b
 WHERE {_NOT_STORED.format(table="labels")}{{also}}
 """
 SPAN = "SELECT min(ts::TIMESTAMP), max(ts::TIMESTAMP) FROM {name}"
+_FRESH = "fresh_rows"  # a temporary table: the rows an insert is about to store
 COUNT_QUERIES = "SELECT count(*) FROM queries"
 COUNT_LABELS = "SELECT count(*) FROM labels"
 
@@ -75,6 +77,28 @@ NEW_LABELLED_SINCE = """
 SELECT count(DISTINCT lower(trim(coalesce(l.text, q.text))))
 FROM labels l LEFT JOIN queries q ON q.id = l.query_id
 WHERE coalesce(l.arrived_at, l.ts) > ? AND length(trim(coalesce(l.text, q.text, ''))) > 0
+"""
+# The same count without reading every logged query's id (440 ms at 10M logged queries, issue 15): a
+# label without a text takes it from its query, looked up among the queries logged within
+# store.rollups.LOOKUP_WINDOW of the new labels' claimed times ($lo, $hi); when a label's query is
+# neither there nor known to be missing from the log (store.rollups' orphan_labels), the whole log.
+_NEW_LABELS = "coalesce(l.arrived_at, l.ts) > $since"
+NEW_LABELS_SPAN = f"""
+SELECT min(l.ts), max(l.ts), count(*) FILTER (WHERE l.text IS NULL AND l.query_id IS NOT NULL) FROM labels l
+WHERE {_NEW_LABELS}
+"""
+NEAR_QUERIES = f"""
+CREATE OR REPLACE TEMP TABLE near_queries AS SELECT id, text FROM queries
+WHERE ts BETWEEN $lo AND $hi AND id IN (SELECT query_id FROM labels l WHERE {_NEW_LABELS} AND l.text IS NULL)
+"""
+FAR_QUERIES = f"""
+SELECT count(*) FROM labels l WHERE {_NEW_LABELS} AND l.text IS NULL AND l.query_id IS NOT NULL
+  AND l.query_id NOT IN (SELECT id FROM temp.near_queries) AND l.query_id NOT IN (SELECT query_id FROM orphan_labels)
+"""
+NEW_LABELLED_NEAR = f"""
+SELECT count(DISTINCT lower(trim(coalesce(l.text, q.text))))
+FROM labels l LEFT JOIN temp.near_queries q ON q.id = l.query_id
+WHERE {_NEW_LABELS} AND length(trim(coalesce(l.text, q.text, ''))) > 0
 """
 KNOWN_LABELS = "SELECT DISTINCT label FROM labels ORDER BY label"
 # The newest texts people sent and labelled: the deploy smoke test's sample (top-N scans, no sort of the log).
@@ -100,10 +124,20 @@ WHERE ts >= ? AND ts < ? AND model_version IS NOT NULL ORDER BY model_version
 
 
 def _not_stored_again(con: duckdb.DuckDBPyConnection, statement: str, *, table: str, params: dict) -> int:
-    """Run an insert template: its repeat check looks in claimed_ts too when a clamped claim is in the span."""
+    """Run an insert template: its repeat check looks in claimed_ts too when a clamped claim is in the span.
+
+    The rows to store are gathered first, so the rollups (store/rollups.py) count exactly them.
+    """
     clamped = con.execute(CLAMPED_IN_SPAN[table], {"lo": params["lo"], "hi": params["hi"]}).fetchone()[0]
     also = "\n  AND " + _NOT_STORED_CLAMPED.format(table=table) if clamped else ""
-    return con.execute(statement.format(also=also), params).fetchall()[0][0]
+    insert, select = statement.format(also=also).split("\nSELECT ", 1)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {_FRESH} AS SELECT {select}", params)
+    try:
+        added = con.execute(f"{insert}\nSELECT * FROM temp.{_FRESH}").fetchall()[0][0]
+        (rollups.add_queries if table == "queries" else rollups.add_labels)(con, f"temp.{_FRESH}")
+    finally:
+        con.execute(f"DROP TABLE IF EXISTS temp.{_FRESH}")
+    return added
 
 
 def _insert(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame, *, name: str, table: str, statement: str,
@@ -151,13 +185,13 @@ SPOOL_COLUMNS = (
 READ_SPOOL = f"SELECT * FROM read_json($paths, format = 'newline_delimited', columns = {SPOOL_COLUMNS})"
 INSERT_SPOOL_QUERIES = f"""
 INSERT INTO queries ({', '.join(QUERY_COLUMNS)}, arrived_at, claimed_ts)
-SELECT id, {_STORED_TS}, text, predicted_label, confidence, model_version, source, {_TIMES}
+SELECT id, {_STORED_TS} AS ts, text, predicted_label, confidence, model_version, source, {_TIMES}
 FROM spool_batch b
 WHERE k = 'q' AND {_NOT_STORED.format(table="queries")}{{also}}
 """
 INSERT_SPOOL_LABELS = f"""
 INSERT INTO labels ({', '.join(LABEL_COLUMNS)}, arrived_at, claimed_ts)
-SELECT id, {_STORED_TS}, query_id, text, label, source, {_TIMES}
+SELECT id, {_STORED_TS} AS ts, query_id, text, label, source, {_TIMES}
 FROM spool_batch b
 WHERE k = 'f' AND {_NOT_STORED.format(table="labels")}{{also}}
 """
@@ -253,6 +287,25 @@ def training_rows(db: Database, *, include_pseudo: bool = True) -> pd.DataFrame:
         human = con.execute(HUMAN_ROWS).df()
         pseudo = con.execute(PSEUDO_ROWS).df() if include_pseudo else human.iloc[0:0]
     return pd.concat([human, pseudo], ignore_index=True)
+
+
+def new_labelled_since(con: duckdb.DuckDBPyConnection, since: datetime) -> int:
+    """How many distinct human-labelled texts (lower-cased, trimmed, not empty) arrived after ``since``
+    (naive UTC; by arrival), inside an open read: the adaptive trigger's counter (NEW_LABELLED_SINCE)."""
+    params = {"since": since}
+    lo, hi, without_text = con.execute(NEW_LABELS_SPAN, params).fetchone()
+    if lo is None:
+        return 0
+    if without_text:
+        con.execute(NEAR_QUERIES, {**params, "lo": lo - rollups.LOOKUP_WINDOW, "hi": hi + rollups.LOOKUP_WINDOW})
+        try:
+            if con.execute(FAR_QUERIES, params).fetchone()[0]:
+                return con.execute(NEW_LABELLED_SINCE, [since]).fetchone()[0]
+            return con.execute(NEW_LABELLED_NEAR, params).fetchone()[0]
+        finally:
+            con.execute("DROP TABLE IF EXISTS temp.near_queries")
+    return con.execute(NEW_LABELLED_NEAR.replace("temp.near_queries", "(SELECT NULL::VARCHAR AS id, NULL::VARCHAR AS text)"),
+                       params).fetchone()[0]
 
 
 def recent_texts(db: Database, *, limit: int) -> list[str]:

@@ -10,6 +10,7 @@ import logging
 import threading
 from pathlib import Path
 
+from store import rollups
 from store.db import Database
 from store.errors import StoreError
 
@@ -253,6 +254,12 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "ALTER TABLE retrains ADD COLUMN pseudo_not_deployed INTEGER",
             "ALTER TABLE retrains ADD COLUMN pseudo_too_old INTEGER",
         ],
+    ),
+    (
+        6,
+        "rollups the dashboard reads: counts per 15-minute bucket, confidence bins, live-accuracy feedback",
+        # Kept current by every writer of the log (store/rollups.py); built here from the log already stored.
+        rollups.CREATE + rollups.FILL,
     ),
 ]
 

@@ -14,8 +14,9 @@ from store.schema import LATEST
 from store.views import sql as views
 from tests.conftest import ROOT, open_app
 
-TABLES = ["alias_history", "commands", "deployments", "evaluations", "events", "jobs", "labels", "models", "quarantine",
-          "queries", "retrains", "schema_version", "state"]
+TABLES = ["alias_history", "commands", "confidence_counts", "deployments", "evaluations", "events", "feedback_counts", "jobs",
+          "label_confidence_counts", "labels", "models", "orphan_labels", "quarantine", "queries", "query_counts", "retrains",
+          "schema_version", "state"]
 
 
 @pytest.fixture

@@ -267,7 +267,7 @@ def test_a_too_long_query_is_refused(db):
 
 def test_a_mistake_in_a_select_is_a_message_not_a_crash(db):
     with pytest.raises(InputError, match=r"^the query reads 'nope', which is not one of the store's tables or views "
-                                         r"\(.*commands, deployments, .*, queries, retrains, schema_version, state\)\. "):
+                                         r"\(.*commands, confidence_counts, deployments, .*, queries, query_counts, retrains, schema_version, state\)\. "):
         views.run_readonly(db, "SELECT * FROM nope")
     with pytest.raises(InputError, match=r'^the query failed: Binder Error: Referenced column "nope" not found'):
         views.run_readonly(db, "SELECT nope FROM queries")
@@ -282,14 +282,18 @@ def test_duplicate_column_names_are_made_unique(db):
 def test_schema_lists_every_table_with_its_columns_and_counts(db):
     tables = views.schema(db)
 
-    assert sorted(tables) == ["alias_history", "commands", "deployments", "evaluations", "events", "jobs", "labels",
-                              "models", "quarantine", "queries", "retrains", "schema_version", "state"]
+    assert sorted(tables) == ["alias_history", "commands", "confidence_counts", "deployments", "evaluations", "events",
+                              "feedback_counts", "jobs", "label_confidence_counts", "labels", "models", "orphan_labels",
+                              "quarantine", "queries", "query_counts", "retrains", "schema_version", "state"]
     assert tables["labels"] == [("id", "VARCHAR"), ("ts", "TIMESTAMP"), ("query_id", "VARCHAR"), ("text", "VARCHAR"),
                                 ("label", "VARCHAR"), ("source", "VARCHAR"), ("arrived_at", "TIMESTAMP"),
                                 ("claimed_ts", "TIMESTAMP")]
     assert views.row_counts(db) == {"alias_history": 0, "commands": 0, "deployments": 0, "evaluations": 0,
                                     "events": 2, "jobs": 0, "labels": 3, "models": 0, "quarantine": 0, "queries": 5, "retrains": 0,
-                                    "schema_version": LATEST, "state": 0}
+                                    "schema_version": LATEST, "state": 0,
+                                    # the rollups: 5 queries in 5 buckets and bins, 3 of them labelled, no orphan label
+                                    "query_counts": 5, "confidence_counts": 5, "label_confidence_counts": 5,
+                                    "feedback_counts": 3, "orphan_labels": 0}
 
 
 @pytest.mark.parametrize("title", [title for title, _ in views.EXAMPLES])

@@ -20,8 +20,9 @@ from store.schema import LATEST, current_version, migrate
 from store.vocabulary import ModelStatus
 from tests.conftest import ROOT
 
-TABLES = ["alias_history", "commands", "deployments", "evaluations", "events", "jobs", "labels", "models", "quarantine",
-          "queries", "retrains", "schema_version", "state"]
+TABLES = ["alias_history", "commands", "confidence_counts", "deployments", "evaluations", "events", "feedback_counts", "jobs",
+          "label_confidence_counts", "labels", "models", "orphan_labels", "quarantine", "queries", "query_counts", "retrains",
+          "schema_version", "state"]
 T0 = datetime(2026, 3, 4, 12, 0, 0)
 
 
@@ -60,18 +61,19 @@ def db(tmp_path):
 
 def test_migrations_create_every_table_and_are_idempotent(tmp_path):
     database = Database(tmp_path / "retrainer.duckdb")
-    assert migrate(database) == LATEST == 5
+    assert migrate(database) == LATEST == 6
     assert tables(database) == TABLES  # "deployments" is a view of alias_history since schema 2
-    assert migrate(database) == 5
+    assert migrate(database) == 6
     assert tables(database) == TABLES
-    assert current_version(database) == 5
+    assert current_version(database) == 6
     with database.read() as con:
         assert con.execute("SELECT version, name FROM schema_version ORDER BY version").fetchall() == [
             (1, "initial schema"),
             (2, "the champion alias with an append-only history; model statuses champion and inconclusive"),
             (3, "the query log and the labels without a primary-key index"),
             (4, "arrival times: when each logged query and label reached the store, and the claims clamped to it"),
-            (5, "quarantine rules, and what each retrain left out")]
+            (5, "quarantine rules, and what each retrain left out"),
+            (6, "rollups the dashboard reads: counts per 15-minute bucket, confidence bins, live-accuracy feedback")]
 
 
 def test_migration_3_keeps_every_logged_row_and_drops_the_log_index(tmp_path, monkeypatch):

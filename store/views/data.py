@@ -12,34 +12,81 @@ from typing import Any
 
 import pandas as pd
 
+from store import rollups
 from store.db import Database
 from store.views import funnel
 
 SPAN = "SELECT count(*) AS queries, min(ts) AS first, max(ts) AS last FROM queries"
-PREDICTED_LABELS = "SELECT DISTINCT predicted_label FROM queries WHERE predicted_label IS NOT NULL ORDER BY 1"
-VOLUME_BY_LABEL = """
-SELECT CAST(ts + to_minutes(CAST($offset AS BIGINT)) AS DATE) AS day,
-       coalesce(predicted_label, '(none)') AS label, count(*) AS queries
+# Every stored query is counted in the query_counts rollup (store/rollups.py), so its labels are the log's.
+PREDICTED_LABELS = "SELECT DISTINCT predicted_label FROM query_counts WHERE predicted_label IS NOT NULL ORDER BY 1"
+PREDICTED_LABELS_FROM_LOG = "SELECT DISTINCT predicted_label FROM queries WHERE predicted_label IS NOT NULL ORDER BY 1"
+
+# Each figure twice: from the rollups (whole 15-minute buckets from $edge on, plus the rows of the log in
+# [$since, $edge), the part of a bucket a period starts in), and from the log alone (*_FROM_LOG: the
+# reference the rollups are tested against, used when the viewer's offset or a threshold does not fit them).
+_DAY = "CAST({t} + to_minutes(CAST($offset AS BIGINT)) AS DATE)"
+VOLUME_BY_LABEL = f"""
+SELECT day, label, sum(n)::BIGINT AS queries FROM (
+    SELECT {_DAY.format(t='bucket')} AS day, coalesce(predicted_label, '(none)') AS label, queries AS n
+    FROM query_counts WHERE bucket >= $edge
+    UNION ALL
+    SELECT {_DAY.format(t='ts')}, coalesce(predicted_label, '(none)'), 1 FROM queries WHERE ts >= $since AND ts < $edge
+) GROUP BY ALL ORDER BY day, label
+"""
+VOLUME_BY_LABEL_FROM_LOG = f"""
+SELECT {_DAY.format(t='ts')} AS day, coalesce(predicted_label, '(none)') AS label, count(*) AS queries
 FROM queries WHERE ts >= $since
 GROUP BY ALL ORDER BY day, label
 """
-LOW_CONFIDENCE_BY_DAY = """
-SELECT CAST(ts + to_minutes(CAST($offset AS BIGINT)) AS DATE) AS day, count(*) AS queries,
+LOW_CONFIDENCE_BY_DAY = f"""
+SELECT day, sum(n)::BIGINT AS queries, sum(low)::BIGINT AS low_confidence FROM (
+    SELECT {_DAY.format(t='bucket')} AS day, queries AS n, CASE WHEN bin < $bin THEN queries ELSE 0 END AS low
+    FROM confidence_counts WHERE bucket >= $edge
+    UNION ALL
+    SELECT {_DAY.format(t='ts')}, 1, CASE WHEN confidence < $min_confidence THEN 1 ELSE 0 END
+    FROM queries WHERE ts >= $since AND ts < $edge AND confidence IS NOT NULL
+) GROUP BY day ORDER BY day
+"""
+LOW_CONFIDENCE_BY_DAY_FROM_LOG = f"""
+SELECT {_DAY.format(t='ts')} AS day, count(*) AS queries,
        count(*) FILTER (WHERE confidence < $min_confidence) AS low_confidence
 FROM queries WHERE ts >= $since AND confidence IS NOT NULL
 GROUP BY day ORDER BY day
 """
-CONFIDENCE_BINS = """
-SELECT least(greatest(CAST(floor(confidence * $bins) AS BIGINT), 0), $bins - 1) AS bin, count(*) AS queries
+# Bin k of ``bins`` holds k/bins <= confidence < (k+1)/bins, compared as doubles; out-of-range values
+# join the first or last bin. From the rollup's 0.01 bins when ``bins`` divides 100 ($width = 100 / bins).
+CONFIDENCE_BINS = f"""
+SELECT least(greatest(CAST(floor(b / $width) AS BIGINT), 0), $bins - 1) AS bin, sum(n)::BIGINT AS queries FROM (
+    SELECT bin AS b, queries AS n FROM confidence_counts WHERE bucket >= $edge
+    UNION ALL
+    SELECT {rollups.bin_sql('confidence')}, 1 FROM queries WHERE ts >= $since AND ts < $edge AND confidence IS NOT NULL
+) GROUP BY 1 ORDER BY 1
+"""
+CONFIDENCE_BINS_FROM_LOG = f"""
+SELECT least(greatest({rollups.bin_sql('confidence', per_unit='$bins')}, 0), $bins - 1) AS bin, count(*) AS queries
 FROM queries WHERE ts >= $since AND confidence IS NOT NULL
 GROUP BY bin ORDER BY bin
 """
 TRAFFIC_MIX = """
+SELECT label, sum(n)::BIGINT AS n FROM (
+    SELECT predicted_label AS label, queries AS n FROM query_counts WHERE bucket >= $edge AND predicted_label IS NOT NULL
+    UNION ALL
+    SELECT predicted_label, 1 FROM queries WHERE ts >= $since AND ts < $edge AND predicted_label IS NOT NULL
+) GROUP BY label
+"""
+TRAFFIC_MIX_FROM_LOG = """
 SELECT predicted_label AS label, count(*) AS n FROM queries
 WHERE ts >= $since AND predicted_label IS NOT NULL GROUP BY label
 """
-# The proxy: every human label, plus every pseudo label at or above min_confidence.
+# The proxy: every human label, plus every pseudo label at or above min_confidence ($bin: its 0.01 bin).
 PROXY_TRAINING_MIX = """
+SELECT label, sum(n)::BIGINT AS n FROM (
+    SELECT lower(trim(label)) AS label, count(*) AS n FROM labels GROUP BY 1
+    UNION ALL
+    SELECT lower(trim(predicted_label)), queries FROM label_confidence_counts WHERE $use_pseudo AND bin >= $bin
+) WHERE label <> '' GROUP BY label
+"""
+PROXY_TRAINING_MIX_FROM_LOG = """
 SELECT label, count(*) AS n FROM (
     SELECT lower(trim(label)) AS label FROM labels
     UNION ALL
@@ -48,6 +95,10 @@ SELECT label, count(*) AS n FROM (
 ) WHERE label <> '' GROUP BY label
 """
 CANDIDATE_ROWS = """
+SELECT (SELECT count(*) FROM labels)
+     + (SELECT coalesce(sum(queries), 0) FROM label_confidence_counts WHERE $use_pseudo)::BIGINT
+"""
+CANDIDATE_ROWS_FROM_LOG = """
 SELECT (SELECT count(*) FROM labels)
      + (SELECT count(*) FROM queries WHERE $use_pseudo AND predicted_label IS NOT NULL)
 """
@@ -123,35 +174,63 @@ def span(db: Database) -> dict[str, Any]:
     return {"queries": queries, "first": first, "last": last}
 
 
-def predicted_labels(db: Database) -> list[str]:
-    """Every label a model has predicted, sorted."""
+def predicted_labels(db: Database, *, from_log: bool = False) -> list[str]:
+    """Every label a model has predicted, sorted (from the query_counts rollup; ``from_log``: from the log)."""
     with db.read() as con:
-        return [r[0] for r in con.execute(PREDICTED_LABELS).fetchall()]
+        return [r[0] for r in con.execute(PREDICTED_LABELS_FROM_LOG if from_log else PREDICTED_LABELS).fetchall()]
 
 
-def volume_by_label(db: Database, *, since: datetime, offset_minutes: int = 0) -> pd.DataFrame:
-    """Queries per local day and predicted label since ``since``: columns day, label, queries."""
+def _period(since: datetime, offset_minutes: int, from_log: bool) -> datetime | None:
+    """The first whole 15-minute bucket of a period starting at ``since``; None: read the log alone."""
+    if from_log or not rollups.whole_buckets(offset_minutes):
+        return None
+    return rollups.bucket_ceil(since)
+
+
+def volume_by_label(db: Database, *, since: datetime, offset_minutes: int = 0, from_log: bool = False) -> pd.DataFrame:
+    """Queries per local day and predicted label since ``since``: columns day, label, queries.
+
+    From the rollups (store/rollups.py) when local days are whole buckets; ``from_log=True`` reads the log alone.
+    """
+    edge = _period(since, offset_minutes, from_log)
+    params = {"since": since, "offset": offset_minutes}
     with db.read() as con:
-        return con.execute(VOLUME_BY_LABEL, {"since": since, "offset": offset_minutes}).df()
+        if edge is None:
+            return con.execute(VOLUME_BY_LABEL_FROM_LOG, params).df()
+        return con.execute(VOLUME_BY_LABEL, {**params, "edge": edge}).df()
 
 
-def low_confidence_by_day(db: Database, *, since: datetime, min_confidence: float, offset_minutes: int = 0) -> pd.DataFrame:
-    """Per local day: queries, those below ``min_confidence``, and their share."""
+def low_confidence_by_day(db: Database, *, since: datetime, min_confidence: float, offset_minutes: int = 0,
+                          from_log: bool = False) -> pd.DataFrame:
+    """Per local day: queries with a confidence, those below ``min_confidence``, and their share.
+
+    From the rollups when local days are whole buckets and ``min_confidence`` is on the 0.01 grid.
+    """
+    edge = _period(since, offset_minutes, from_log)
+    bin_ = rollups.grid_bin(min_confidence)
+    params = {"since": since, "offset": offset_minutes, "min_confidence": min_confidence}
     with db.read() as con:
-        frame = con.execute(
-            LOW_CONFIDENCE_BY_DAY, {"since": since, "offset": offset_minutes, "min_confidence": min_confidence}
-        ).df()
+        if edge is None or bin_ is None:
+            frame = con.execute(LOW_CONFIDENCE_BY_DAY_FROM_LOG, params).df()
+        else:
+            frame = con.execute(LOW_CONFIDENCE_BY_DAY, {**params, "edge": edge, "bin": bin_}).df()
     frame["share"] = frame["low_confidence"] / frame["queries"]
     return frame
 
 
-def confidence_histogram(db: Database, *, since: datetime, bins: int = 20) -> pd.DataFrame:
+def confidence_histogram(db: Database, *, since: datetime, bins: int = 20, from_log: bool = False) -> pd.DataFrame:
     """Queries per confidence bin since ``since`` (every bin, empty ones as 0): bin_start, bin_end, queries.
 
-    Bins are [k/bins, (k+1)/bins); the last one includes 1.0.
+    Bins are [k/bins, (k+1)/bins) (compared as doubles); the last one includes 1.0 and anything
+    above, the first anything below 0. From the rollup's 0.01 bins when ``bins`` divides 100.
     """
+    edge = _period(since, 0, from_log or rollups.BINS_PER_UNIT % bins != 0)
     with db.read() as con:
-        counts = con.execute(CONFIDENCE_BINS, {"since": since, "bins": bins}).df()
+        if edge is None:
+            counts = con.execute(CONFIDENCE_BINS_FROM_LOG, {"since": since, "bins": bins}).df()
+        else:
+            counts = con.execute(CONFIDENCE_BINS, {"since": since, "edge": edge, "bins": bins,
+                                                   "width": rollups.BINS_PER_UNIT // bins}).df()
     frame = pd.DataFrame({"bin": range(bins)}).merge(counts, on="bin", how="left")
     frame["queries"] = frame["queries"].fillna(0).astype(int)
     frame["bin_start"] = frame["bin"] / bins
@@ -160,20 +239,29 @@ def confidence_histogram(db: Database, *, since: datetime, bins: int = 20) -> pd
 
 
 def mix_inputs(db: Database, *, since: datetime, min_confidence: float, use_pseudo_labels: bool,
-               exact_limit: int) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+               exact_limit: int, from_log: bool = False) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """What ``engine.label_mix.training_mix`` needs from the store, in one read.
 
     Returns (traffic, proxy). ``traffic``: columns label, n (queries predicted as the label since
     ``since``). ``proxy``: None when at most ``exact_limit`` candidate rows (human labels + pseudo
     labels) exist, so the caller can rebuild the training set exactly; otherwise columns label, n:
     every human label plus every pseudo label at or above ``min_confidence`` (one SQL aggregate,
-    no de-duplication, conflicts or evaluation split).
+    no de-duplication, conflicts or evaluation split). The query side comes from the rollups
+    (store/rollups.py) unless ``from_log`` or ``min_confidence`` is off the 0.01 grid.
     """
+    bin_ = rollups.grid_bin(min_confidence)
+    edge = _period(since, 0, from_log or bin_ is None)
     params = {"use_pseudo": use_pseudo_labels, "min_confidence": min_confidence}
     with db.read() as con:
-        candidates = con.execute(CANDIDATE_ROWS, {"use_pseudo": use_pseudo_labels}).fetchone()[0]
-        traffic = con.execute(TRAFFIC_MIX, {"since": since}).df()
-        proxy = con.execute(PROXY_TRAINING_MIX, params).df() if candidates > exact_limit else None
+        if edge is None:
+            candidates = con.execute(CANDIDATE_ROWS_FROM_LOG, {"use_pseudo": use_pseudo_labels}).fetchone()[0]
+            traffic = con.execute(TRAFFIC_MIX_FROM_LOG, {"since": since}).df()
+            proxy = con.execute(PROXY_TRAINING_MIX_FROM_LOG, params).df() if candidates > exact_limit else None
+        else:
+            candidates = con.execute(CANDIDATE_ROWS, {"use_pseudo": use_pseudo_labels}).fetchone()[0]
+            traffic = con.execute(TRAFFIC_MIX, {"since": since, "edge": edge}).df()
+            proxy = (con.execute(PROXY_TRAINING_MIX, {"use_pseudo": use_pseudo_labels, "bin": bin_}).df()
+                     if candidates > exact_limit else None)
     return traffic, proxy
 
 

@@ -8,19 +8,32 @@ from typing import Any
 
 import pandas as pd
 
+from store import rollups
 from store.db import Database
 from store.events import recent_events
 from store.vocabulary import EventKind, GateOutcome, ModelStatus, RetrainStatus
 
+# The reference, from the log itself.
+TRAFFIC_FROM_LOG = """
+SELECT
+    count(*) FILTER (WHERE ts >= $day_start) AS queries_today,
+    count(*) FILTER (WHERE ts >= $week) AS queries_7d,
+    count(*) FILTER (WHERE ts >= $week AND confidence < $min_confidence) AS low_confidence_7d
+FROM queries WHERE ts >= least($week, $day_start)
+"""
+FEEDBACK_7D_FROM_LOG = """
+SELECT count(DISTINCT l.query_id) FROM labels l JOIN queries q ON q.id = l.query_id WHERE q.ts >= ?
+"""
+PART_FROM_LOG = """
+SELECT count(*), count(*) FILTER (WHERE confidence < $min_confidence) FROM queries WHERE ts >= $since AND ts < $edge
+"""
+# From the rollups (store/rollups.py), whole buckets from $today / $week_edge on; $bin: the threshold's bin.
 TRAFFIC = """
 SELECT
-    count(*) FILTER (WHERE ts >= ?) AS queries_today,
-    count(*) FILTER (WHERE ts >= ?) AS queries_7d,
-    count(*) FILTER (WHERE ts >= ? AND confidence < ?) AS low_confidence_7d
-FROM queries WHERE ts >= ?
-"""
-FEEDBACK_7D = """
-SELECT count(DISTINCT l.query_id) FROM labels l JOIN queries q ON q.id = l.query_id WHERE q.ts >= ?
+    (SELECT coalesce(sum(queries), 0) FROM query_counts WHERE bucket >= $today)::BIGINT,
+    (SELECT coalesce(sum(queries), 0) FROM query_counts WHERE bucket >= $week_edge)::BIGINT,
+    (SELECT coalesce(sum(queries), 0) FROM confidence_counts WHERE bucket >= $week_edge AND bin < $bin)::BIGINT,
+    (SELECT coalesce(sum(feedback), 0) FROM feedback_counts WHERE bucket >= $week_edge)::BIGINT
 """
 TIMELINE = """
 SELECT id AS retrain_id, coalesce(finished_at, started_at) AS ts, trigger, status,
@@ -39,12 +52,35 @@ WHERE d.version = ? ORDER BY d.id DESC LIMIT 1
 """
 
 
-def traffic(db: Database, *, now: datetime, day_start: datetime, min_confidence: float) -> dict[str, Any]:
-    """Queries today and in the last 7 days, share with feedback and share below ``min_confidence`` (7 days)."""
-    week = now - timedelta(days=7)
+def traffic(db: Database, *, now: datetime, day_start: datetime, min_confidence: float,
+            from_log: bool = False) -> dict[str, Any]:
+    """Queries since ``day_start`` and in the last 7 days (naive UTC), the share of those with feedback
+    and the share below ``min_confidence``.
+
+    The 7 days start at the beginning of the 15-minute bucket that holds ``now`` minus 7 days, so
+    they are whole buckets of the rollups (store/rollups.py): finding the labels of the queries in
+    part of a bucket means reading every label (130 ms at 10M logged queries). ``day_start`` is
+    exact (the part of a bucket before the first whole one is read from the log).
+    ``from_log=True`` (or a threshold off the 0.01 grid) reads the log alone (the reference the
+    rollups are tested against).
+    """
+    week = rollups.bucket_floor(now - timedelta(days=7))
+    bin_ = rollups.grid_bin(min_confidence)
+    params = {"day_start": day_start, "week": week, "min_confidence": min_confidence}
     with db.read() as con:
-        today, last7, low = con.execute(TRAFFIC, [day_start, week, week, min_confidence, min(week, day_start)]).fetchone()
-        labelled = con.execute(FEEDBACK_7D, [week]).fetchone()[0]
+        if from_log or bin_ is None:
+            today, last7, low = con.execute(TRAFFIC_FROM_LOG, params).fetchone()
+            labelled = con.execute(FEEDBACK_7D_FROM_LOG, [week]).fetchone()[0]
+        else:
+            today_edge, week_edge = rollups.bucket_ceil(day_start), rollups.bucket_ceil(week)
+            today, last7, low, labelled = con.execute(
+                TRAFFIC, {"today": today_edge, "week_edge": week_edge, "bin": bin_}).fetchone()
+            # The parts of a bucket before the first whole ones: [day_start, today_edge) and [week, week_edge).
+            today += con.execute(PART_FROM_LOG, {"since": day_start, "edge": today_edge, "min_confidence": 0.0}).fetchone()[0]
+            part, part_low = con.execute(PART_FROM_LOG, {"since": week, "edge": week_edge,
+                                                         "min_confidence": min_confidence}).fetchone()
+            last7, low = last7 + part, low + part_low
+            labelled += rollups.feedback_between(con, week, week_edge)[0]
     return {
         "queries_today": today,
         "queries_7d": last7,

@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from store import rollups
 from store.db import Database
 from store.records import from_json
 from store.vocabulary import EventKind
@@ -26,7 +27,9 @@ ORDER BY e.ts, e.retrain_id, e.role DESC
 # One label per query (a person's latest word), compared with what the model answered.
 # Days are the user's local days: ``offset_minutes`` shifts the stored UTC times. One pass
 # also counts the queries answered since ``since`` (for "last 7 days" figures).
-LIVE_ACCURACY = """
+# The reference: the same figures read from the log itself (used when the viewer's offset is not a
+# whole number of 15-minute buckets, and by the tests that check the rollups against it).
+LIVE_ACCURACY_FROM_LOG = """
 WITH latest AS (
     SELECT query_id, arg_max(label, (ts, id)) AS label FROM labels WHERE query_id IS NOT NULL GROUP BY query_id
 ), answered AS (
@@ -39,6 +42,15 @@ SELECT day, count(*) AS labelled, count(*) FILTER (WHERE is_right) AS correct,
        count(*) FILTER (WHERE is_right) / count(*) AS accuracy,
        count(*) FILTER (WHERE recent) AS recent_labelled, count(*) FILTER (WHERE recent AND is_right) AS recent_correct
 FROM answered GROUP BY day ORDER BY day
+"""
+# From the rollup (store/rollups.py): the same figures per local day, from ~100 rows a day.
+# $edge: the first bucket boundary at or after ``since``; the part before it is read from the log.
+LIVE_ACCURACY = """
+SELECT CAST(bucket + to_minutes($offset_minutes) AS DATE) AS day, sum(judged)::BIGINT AS labelled,
+       sum(correct)::BIGINT AS correct, sum(correct) / sum(judged) AS accuracy,
+       coalesce(sum(judged) FILTER (WHERE bucket >= $edge), 0)::BIGINT AS recent_labelled,
+       coalesce(sum(correct) FILTER (WHERE bucket >= $edge), 0)::BIGINT AS recent_correct
+FROM feedback_counts GROUP BY day HAVING sum(judged) > 0 ORDER BY day
 """
 VERSIONS_WITH_METRICS = """
 SELECT version, status, created_at, accuracy, macro_f1, eval_rows FROM models
@@ -75,20 +87,32 @@ def evaluations(db: Database) -> pd.DataFrame:
         return con.execute(EVALUATIONS).df()
 
 
-def live_accuracy(db: Database, *, since: datetime | None = None,
-                  offset_minutes: int = 0) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Live accuracy from feedback, in one pass over the labelled queries.
+def live_accuracy(db: Database, *, since: datetime | None = None, offset_minutes: int = 0,
+                  from_log: bool = False) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Live accuracy from feedback.
 
     Returns the days (UTC shifted by ``offset_minutes``) with the queries that got feedback
     (``labelled``), how many the model got right (``correct``) and the share (``accuracy``);
     and, over queries answered at or after ``since`` (naive UTC; None: all), a dict with
     labelled, correct and accuracy (None without feedback). A query labelled twice counts
-    once, with its latest label.
+    once, with its latest label (by time, then id).
+
+    Read from the ``feedback_counts`` rollup (store/rollups.py) when the offset is a whole
+    number of 15-minute buckets, the part of the period before its first whole bucket from the
+    log; ``from_log=True`` (or any other offset) joins the labels to the whole log instead (the
+    reference the rollup is tested against: 1.8 s at 10M logged queries).
     """
+    since = since or datetime(1970, 1, 1)
     with db.read() as con:
-        frame = con.execute(LIVE_ACCURACY, {"offset_minutes": int(offset_minutes),
-                                            "since": since or datetime(1970, 1, 1)}).df()
-    labelled, correct = int(frame["recent_labelled"].sum()), int(frame["recent_correct"].sum())
+        if from_log or not rollups.whole_buckets(offset_minutes):
+            frame = con.execute(LIVE_ACCURACY_FROM_LOG, {"offset_minutes": int(offset_minutes), "since": since}).df()
+            edge_labelled = edge_correct = 0
+        else:
+            edge = rollups.bucket_ceil(since)
+            frame = con.execute(LIVE_ACCURACY, {"offset_minutes": int(offset_minutes), "edge": edge}).df()
+            _, edge_labelled, edge_correct = rollups.feedback_between(con, since, edge)
+    labelled = int(frame["recent_labelled"].sum()) + edge_labelled
+    correct = int(frame["recent_correct"].sum()) + edge_correct
     recent = {"labelled": labelled, "correct": correct, "accuracy": correct / labelled if labelled else None}
     return frame[["day", "labelled", "correct", "accuracy"]], recent
 

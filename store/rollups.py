@@ -1,0 +1,260 @@
+"""Rollups: small tables kept current as logged queries and labels arrive, so a cold dashboard page
+reads a few thousand rows instead of the whole log (issue 15).
+
+Every writer of the log updates them inside its own write transaction (``store.querylog``'s
+inserts and the spool batch, ``store.imports.commit_staged``): the rows and their counts commit
+together or not at all, and a repeat (a spool file ingested twice, a replay after a crash) stores
+no row, so it adds nothing. The updates are computed from exactly the rows an insert stored.
+Migration 6 (store/schema.py) builds the tables from the log already stored; code that writes
+the log with its own SQL (the benchmarks' stores) calls :func:`rebuild` after.
+
+The tables (times are the stored, naive-UTC ``ts`` of the query):
+
+- ``query_counts(bucket, predicted_label, queries)``: logged queries per 15-minute bucket and
+  predicted label (NULL kept).
+- ``confidence_counts(bucket, bin, queries)``: queries with a confidence, per bucket and bin of
+  0.01: bin ``k`` holds ``k/100 <= confidence < (k+1)/100`` compared as doubles, unclamped (1.0 is
+  bin 100), so ``confidence < t`` is exact from the bins for any threshold ``t`` on the 0.01 grid
+  (:func:`grid_bin`). Non-finite confidences get bins far outside (NaN and +inf above, -inf below).
+- ``label_confidence_counts(predicted_label, bin, queries)``: all time, queries with a predicted
+  label per label and bin (NULL: no confidence): the Data page's training-mix proxy.
+- ``feedback_counts(bucket, feedback, judged, correct)``: per bucket of the query's time, the
+  queries with at least one label (``feedback``), those of them with a predicted label
+  (``judged``) and those whose predicted label equals the latest label (``correct``; latest by
+  ``(ts, id)``: live accuracy's definition in ``store.views.performance``). A bucket is recomputed
+  from the log whenever a label for one of its queries arrives (a later label replaces an earlier
+  one), or a query arrives that labels already name.
+- ``orphan_labels(query_id)``: query ids that stored labels name but no logged query has (yet), so
+  a query arriving after its label is found without scanning the labels.
+
+Why 15 minutes: every time zone's offset from UTC is a multiple of 15 minutes, so a viewer's local
+day is a whole number of buckets. A query id names one logged query (a uuid4 from the Classifier,
+an importer's own ids): the lookups stop at the first row with the id.
+
+Cost per write: the query side adds a group-by over the batch; a batch with labels looks their
+queries up first among the queries logged within :data:`LOOKUP_WINDOW` of the labels' claimed times
+(a few row groups), and only ids not found there in the whole log (about 0.3 s at 10M logged
+queries), then re-reads the labels of the affected buckets' queries (a scan of the labels' query ids).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import duckdb
+
+BUCKET_MINUTES = 15
+BUCKET = timedelta(minutes=BUCKET_MINUTES)
+BINS_PER_UNIT = 100            # confidence bins of 0.01
+LOOKUP_WINDOW = timedelta(days=1)   # where a label's query is looked for first: this long around the labels' times
+
+TABLES = ("query_counts", "confidence_counts", "label_confidence_counts", "feedback_counts", "orphan_labels")
+
+
+def bucket_sql(ts: str) -> str:
+    """SQL for the 15-minute bucket (its start, naive UTC) of the timestamp expression ``ts``."""
+    return f"time_bucket(INTERVAL {BUCKET_MINUTES} MINUTE, {ts})"
+
+
+def bin_sql(c: str, *, per_unit: int | str = BINS_PER_UNIT) -> str:
+    """SQL for the bin of the confidence expression ``c``: the largest ``k`` with ``k / per_unit <= c``
+    compared as doubles (``floor(c * per_unit)`` corrected where the product rounds across an integer).
+    NULL stays NULL; NaN and values from 1e6 up get 100000000, values down from -1e6 get -100000000.
+    ``per_unit`` may be a SQL parameter such as ``'$bins'``."""
+    k0 = f"CAST(floor({c} * {per_unit}) AS BIGINT)"
+    return (f"CASE WHEN {c} IS NULL THEN NULL WHEN isnan({c}) OR {c} >= 1e6 THEN 100000000 "
+            f"WHEN {c} <= -1e6 THEN -100000000 "
+            f"ELSE {k0} - CASE WHEN {c} < CAST({k0} AS DOUBLE) / {per_unit} THEN 1 ELSE 0 END "
+            f"+ CASE WHEN {c} >= CAST({k0} + 1 AS DOUBLE) / {per_unit} THEN 1 ELSE 0 END END")
+
+
+def grid_bin(threshold: float) -> int | None:
+    """The bin ``k`` with ``confidence < threshold`` exactly when ``bin < k``; None off the 0.01 grid.
+
+    >>> grid_bin(0.5), grid_bin(0.07), grid_bin(0.555)
+    (50, 7, None)
+    """
+    k = round(threshold * BINS_PER_UNIT)
+    return k if k / BINS_PER_UNIT == threshold else None
+
+
+def bucket_floor(moment: datetime) -> datetime:
+    """The start of the 15-minute bucket holding ``moment``."""
+    return moment.replace(minute=moment.minute - moment.minute % BUCKET_MINUTES, second=0, microsecond=0)
+
+
+def bucket_ceil(moment: datetime) -> datetime:
+    """The first bucket boundary at or after ``moment``.
+
+    >>> bucket_ceil(datetime(2026, 3, 1, 10, 7)), bucket_ceil(datetime(2026, 3, 1, 10, 15))
+    (datetime.datetime(2026, 3, 1, 10, 15), datetime.datetime(2026, 3, 1, 10, 15))
+    """
+    start = bucket_floor(moment)
+    return start if start == moment else start + BUCKET
+
+
+def whole_buckets(offset_minutes: int) -> bool:
+    """True when local days at this offset from UTC are whole buckets (every real zone's are)."""
+    return offset_minutes % BUCKET_MINUTES == 0
+
+
+# -- building (migration 6 and rebuild) ---------------------------------------------------------------
+
+_QUERY_COUNTS = f"""
+SELECT {bucket_sql('ts')} AS bucket, predicted_label, count(*) AS queries FROM {{source}} GROUP BY ALL
+"""
+_CONFIDENCE_COUNTS = f"""
+SELECT {bucket_sql('ts')} AS bucket, {bin_sql('confidence')} AS bin, count(*) AS queries
+FROM {{source}} WHERE confidence IS NOT NULL GROUP BY ALL
+"""
+_LABEL_CONFIDENCE_COUNTS = f"""
+SELECT predicted_label, {bin_sql('confidence')} AS bin, count(*) AS queries
+FROM {{source}} WHERE predicted_label IS NOT NULL GROUP BY ALL
+"""
+# Queries (restricted by {where}) joined to the latest label of each: the feedback figures per bucket.
+_FEEDBACK = f"""
+WITH qs AS (SELECT id, ts, predicted_label FROM queries WHERE {{where}}),
+latest AS (
+    SELECT query_id, arg_max(label, (ts, id)) AS label FROM labels
+    WHERE query_id IS NOT NULL{{labels_where}} GROUP BY query_id
+)
+SELECT {bucket_sql('q.ts')} AS bucket, count(*) AS feedback,
+       count(*) FILTER (WHERE q.predicted_label IS NOT NULL) AS judged,
+       count(*) FILTER (WHERE q.predicted_label = l.label) AS correct
+FROM qs q JOIN latest l ON l.query_id = q.id GROUP BY ALL
+"""
+_ORPHANS = """
+SELECT DISTINCT query_id FROM labels l
+WHERE query_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM queries q WHERE q.id = l.query_id)
+"""
+
+CREATE = [
+    "CREATE TABLE query_counts (bucket TIMESTAMP NOT NULL, predicted_label VARCHAR, queries BIGINT NOT NULL)",
+    "CREATE TABLE confidence_counts (bucket TIMESTAMP NOT NULL, bin INTEGER NOT NULL, queries BIGINT NOT NULL)",
+    "CREATE TABLE label_confidence_counts (predicted_label VARCHAR NOT NULL, bin INTEGER, queries BIGINT NOT NULL)",
+    """CREATE TABLE feedback_counts (bucket TIMESTAMP NOT NULL, feedback BIGINT NOT NULL, judged BIGINT NOT NULL,
+                                     correct BIGINT NOT NULL)""",
+    "CREATE TABLE orphan_labels (query_id VARCHAR NOT NULL)",
+]
+# Each rollup as built from the whole log (migration 6, rebuild, and the tests' reference).
+FROM_LOG = {
+    "query_counts": _QUERY_COUNTS.format(source="queries"),
+    "confidence_counts": _CONFIDENCE_COUNTS.format(source="queries"),
+    "label_confidence_counts": _LABEL_CONFIDENCE_COUNTS.format(source="queries"),
+    "feedback_counts": _FEEDBACK.format(where="true", labels_where=""),
+    "orphan_labels": _ORPHANS,
+}
+FILL = [f"INSERT INTO {table} {select}" for table, select in FROM_LOG.items()]
+
+
+def rebuild(con: duckdb.DuckDBPyConnection) -> None:
+    """Recompute every rollup from the log, inside the caller's write (after writing the log with other SQL)."""
+    for table in TABLES:
+        con.execute(f"DELETE FROM {table}")
+    for statement in FILL:
+        con.execute(statement)
+
+
+# -- keeping them current -------------------------------------------------------------------------------
+
+def _add(con: duckdb.DuckDBPyConnection, table: str, keys: tuple[str, ...], delta: str,
+         bucketed: bool = True) -> None:
+    """Add the counts of the SELECT ``delta`` (columns ``keys`` and ``queries``) into ``table``: one row per key."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE rollup_delta AS {delta}")
+    cols = ", ".join(keys)
+    match = " AND ".join(f"t.{k} IS NOT DISTINCT FROM d.{k}" for k in keys)
+    span, params = "", {}
+    if bucketed:  # the bucket range lets DuckDB skip the table's other row groups (zone maps)
+        lo, hi = con.execute("SELECT min(bucket), max(bucket) FROM temp.rollup_delta").fetchone()
+        if lo is None:
+            return
+        span, params = "t.bucket BETWEEN $lo AND $hi AND ", {"lo": lo, "hi": hi}
+    elif not con.execute("SELECT count(*) FROM temp.rollup_delta").fetchone()[0]:
+        return
+    mine = f"FROM {table} t WHERE {span}EXISTS (SELECT 1 FROM temp.rollup_delta d WHERE {match})"
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE rollup_sum AS
+        SELECT {cols}, sum(queries)::BIGINT AS queries FROM (
+            SELECT {cols}, queries {mine} UNION ALL SELECT {cols}, queries FROM temp.rollup_delta) GROUP BY ALL""",
+                params)
+    con.execute(f"DELETE {mine}", params)
+    con.execute(f"INSERT INTO {table} ({cols}, queries) SELECT {cols}, queries FROM temp.rollup_sum")
+
+
+def _refresh_feedback(con: duckdb.DuckDBPyConnection) -> None:
+    """Recompute feedback_counts for the buckets in temp.feedback_buckets(bucket) from the log."""
+    lo, hi = con.execute("SELECT min(bucket), max(bucket) FROM temp.feedback_buckets").fetchone()
+    if lo is None:
+        return
+    params = {"lo": lo, "hi": hi + BUCKET}
+    con.execute("DELETE FROM feedback_counts WHERE bucket BETWEEN $lo AND $hi "
+                "AND bucket IN (SELECT bucket FROM temp.feedback_buckets)", params)
+    where = f"ts >= $lo AND ts < $hi AND {bucket_sql('ts')} IN (SELECT bucket FROM temp.feedback_buckets)"
+    con.execute("INSERT INTO feedback_counts " + _FEEDBACK.format(
+        where=where, labels_where=" AND query_id IN (SELECT id FROM qs)"), params)
+
+
+def add_queries(con: duckdb.DuckDBPyConnection, fresh: str) -> None:
+    """Count the queries just stored, inside the write that stored them.
+
+    ``fresh``: a table or view with exactly those rows (columns id, ts, predicted_label,
+    confidence, as stored). Queries that earlier labels name get their buckets' feedback recomputed.
+    """
+    _add(con, "query_counts", ("bucket", "predicted_label"), _QUERY_COUNTS.format(source=fresh))
+    _add(con, "confidence_counts", ("bucket", "bin"), _CONFIDENCE_COUNTS.format(source=fresh))
+    _add(con, "label_confidence_counts", ("predicted_label", "bin"), _LABEL_CONFIDENCE_COUNTS.format(source=fresh),
+         bucketed=False)
+    if not con.execute("SELECT count(*) FROM orphan_labels").fetchone()[0]:
+        return
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE feedback_buckets AS
+        SELECT DISTINCT {bucket_sql('ts')} AS bucket FROM {fresh} WHERE id IN (SELECT query_id FROM orphan_labels)""")
+    con.execute(f"DELETE FROM orphan_labels WHERE query_id IN (SELECT id FROM {fresh})")
+    _refresh_feedback(con)
+
+
+def add_labels(con: duckdb.DuckDBPyConnection, fresh: str) -> None:
+    """Take the labels just stored into the feedback figures, inside the write that stored them.
+
+    ``fresh``: a table or view with exactly those rows (columns id, ts, query_id, label, as stored).
+    Each named query is looked up first among the queries logged within :data:`LOOKUP_WINDOW` of
+    the labels, then (ids not found there) in the whole log; ids still not found wait in orphan_labels.
+    """
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE label_targets AS
+        SELECT query_id AS id, min(ts) AS first, max(ts) AS last FROM {fresh} WHERE query_id IS NOT NULL GROUP BY ALL""")
+    lo, hi = con.execute("SELECT min(first), max(last) FROM temp.label_targets").fetchone()
+    if lo is None:
+        return
+    con.execute("""CREATE OR REPLACE TEMP TABLE label_found AS
+        SELECT id, ts FROM queries WHERE ts BETWEEN $lo AND $hi AND id IN (SELECT id FROM temp.label_targets)""",
+                {"lo": lo - LOOKUP_WINDOW, "hi": hi + LOOKUP_WINDOW})
+    missing = con.execute("SELECT count(*) FROM temp.label_targets WHERE id NOT IN (SELECT id FROM temp.label_found)"
+                          ).fetchone()[0]
+    if missing:
+        con.execute("""INSERT INTO temp.label_found SELECT id, ts FROM queries WHERE id IN (
+            SELECT id FROM temp.label_targets WHERE id NOT IN (SELECT id FROM temp.label_found))""")
+        con.execute("""INSERT INTO orphan_labels SELECT id FROM temp.label_targets
+            WHERE id NOT IN (SELECT id FROM temp.label_found) AND id NOT IN (SELECT query_id FROM orphan_labels)""")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE feedback_buckets AS SELECT DISTINCT {bucket_sql('ts')} AS bucket "
+                "FROM temp.label_found")
+    _refresh_feedback(con)
+
+
+# -- reading: the part of a period before its first whole bucket comes from the log itself ---------------
+
+# Feedback figures of the queries logged in [$since, $edge): the part of a period that starts inside a bucket.
+FEEDBACK_BETWEEN = """
+WITH qs AS (SELECT id, predicted_label FROM queries WHERE ts >= $since AND ts < $edge),
+latest AS (
+    SELECT query_id, arg_max(label, (ts, id)) AS label FROM labels
+    WHERE query_id IN (SELECT id FROM qs) GROUP BY query_id
+)
+SELECT count(*) AS feedback, count(*) FILTER (WHERE q.predicted_label IS NOT NULL) AS judged,
+       count(*) FILTER (WHERE q.predicted_label = l.label) AS correct
+FROM qs q JOIN latest l ON l.query_id = q.id
+"""
+
+
+def feedback_between(con: duckdb.DuckDBPyConnection, since: datetime, edge: datetime) -> tuple[int, int, int]:
+    """(feedback, judged, correct) of the queries logged in ``[since, edge)``, from the log (a part of a bucket)."""
+    if since >= edge:
+        return 0, 0, 0
+    return tuple(con.execute(FEEDBACK_BETWEEN, {"since": since, "edge": edge}).fetchone())
