@@ -209,3 +209,15 @@ def test_a_lone_surrogate_gets_the_page_s_refusal(db, sql):
     with pytest.raises(InputError, match=r"^the query holds a lone UTF-16 surrogate \(U\+D[8F]\w\w at character \d+\), "
                                          r"which is not Unicode text: retype or delete that character$"):
         views.run_readonly(db, sql)
+
+
+def test_an_unchanged_store_reuses_its_snapshot_however_old_and_a_write_takes_a_new_one(db):
+    first = views.snapshot(db, max_age_s=0)
+    again = views.snapshot(db, max_age_s=0)  # nothing written since: the same copy, and its data is current
+    assert again.path == first.path and again.taken_at == first.taken_at and again.current_at >= first.taken_at
+    result = views.run_readonly(db, "SELECT count(*) AS n FROM events", max_age_s=0)
+    assert result.rows["n"].tolist() == [3] and result.snapshot_age_s < 5
+    record_event(db, ts=datetime(2026, 3, 5), kind="note", message="later")
+    fresh = views.snapshot(db, max_age_s=0)
+    assert fresh.path != first.path and fresh.current_at is None
+    assert views.run_readonly(db, "SELECT count(*) AS n FROM events", max_age_s=0).rows["n"].tolist() == [4]
