@@ -199,6 +199,16 @@ def measure_pages(work: Path, n: int, *, runs: int) -> dict[str, Any]:
     return {"pages": pages, "db_bytes": (home / "retrainer.duckdb").stat().st_size}
 
 
+def compare_pages(work: Path, n: int, *, before_root: Path, runs: int) -> str:
+    """Every page's reads at ``n`` logged queries with this code and with the code at ``before_root`` (e.g. a
+    checkout of main) on the same rows, alternating fresh processes: a Markdown table with the load."""
+    home = page_store(work, n)
+    before_home = dashboard.before_copy(home, work / f"scale-pages-{n}-before", before_root=before_root)
+    results = dashboard.compare(home, before_home, before_root=before_root, runs=runs)
+    return dashboard.compare_table(results, title=f"### Page reads at {_label(n)} logged queries ({LABELLED:.0%} labelled), "
+                                                  f"median of {runs} fresh processes each (before: {before_root})")
+
+
 # -- the suite -------------------------------------------------------------------------------------------
 
 def run(work: Path, *, quick: bool, sizes: tuple[int, ...] | None = None) -> SuiteResult:
@@ -294,7 +304,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--sizes", default="")
     parser.add_argument("--work", type=Path, default=Path("/tmp/retrainer-bench"))
+    parser.add_argument("--before", type=Path, help="only the page reads, beside the code at this checkout (e.g. main)")
+    parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args(argv)
+    if args.before is not None:
+        for n in tuple(int(s) for s in args.sizes.split(",") if s.strip()) or (10_000_000,):
+            print(compare_pages(args.work, n, before_root=args.before, runs=args.runs) + "\n", flush=True)
+        return 0
     if args.child:
         child = {"import": child_import, "bulk": child_bulk}[args.child]
         print(json.dumps(child(args.home, args.file)))
