@@ -30,6 +30,7 @@ def load_example() -> None:
 
 
 st.session_state.setdefault("sql_text", views.EXAMPLES[0][1])
+views.prepare(_ui.context().db)  # a query process and a current snapshot, made while the page is read
 columns, counts = tables()
 
 editor, side = st.columns([5, 2])

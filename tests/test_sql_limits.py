@@ -221,3 +221,12 @@ def test_an_unchanged_store_reuses_its_snapshot_however_old_and_a_write_takes_a_
     fresh = views.snapshot(db, max_age_s=0)
     assert fresh.path != first.path and fresh.current_at is None
     assert views.run_readonly(db, "SELECT count(*) AS n FROM events", max_age_s=0).rows["n"].tolist() == [4]
+
+
+def test_prepare_makes_the_snapshot_and_the_query_process_in_the_background(db):
+    views.prepare(db)
+    views._preparing.join(timeout=60)
+    made = views.snapshot(db, max_age_s=0)  # the store has not changed since: prepare's copy, reused
+    assert (made.path.parent / views.SOURCE_FILE).exists() and made.current_at is not None
+    assert views._standby is not None and views._standby.poll() is None  # waiting for its query
+    assert views.run_readonly(db, "SELECT count(*) AS n FROM events", max_age_s=0).rows["n"].tolist() == [3]
