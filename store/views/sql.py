@@ -149,10 +149,12 @@ _READ_NODES = {"SELECT_NODE", "SET_OPERATION_NODE", "RECURSIVE_CTE_NODE", "CTE_N
 
 EXAMPLES: list[tuple[str, str]] = [
     (
+        # From the query_counts rollup (store/rollups.py): a few thousand rows, where the same GROUP BY over
+        # the log read 1.5M rows at 10M logged queries (0.25 s in the query process's one thread).
         "Queries per day and predicted label (last 14 days)",
-        """SELECT CAST(ts AS DATE) AS day, predicted_label, count(*) AS queries
-FROM queries
-WHERE ts >= (SELECT max(ts) FROM queries) - INTERVAL 14 DAY
+        """SELECT CAST(bucket AS DATE) AS day, predicted_label, sum(queries) AS queries
+FROM query_counts
+WHERE bucket >= (SELECT max(bucket) FROM query_counts) - INTERVAL 14 DAY
 GROUP BY day, predicted_label
 ORDER BY day, predicted_label""",
     ),
