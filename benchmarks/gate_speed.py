@@ -27,9 +27,10 @@ in which v0001-v0004 were registered and deployed through the lifecycle (pointer
 with the caches in the same steady state, against (same run, alternating) the code path before
 the evaluation counts and the per-cell bootstrap (``before=True``: every model answers through
 its own ``predict``/``predict_proba``, the bootstrap draws row indices; the prediction cache, the
-shared text keys and the label encoding are the same in both), and against the same call with
-empty caches; its steps (the candidate's prediction, loading the champion, the statistics, the
-guard) timed one by one.
+text keys hashed once, the label encoding and the bootstrap's whole-number arithmetic landed with
+them and are the same in both, so this baseline is faster than the code before them was), and
+against the same call with empty caches; its steps (the candidate's prediction, loading the
+champion, the statistics, the guard) timed one by one.
 
 Baseline of the statistics (same run, same predictions): scikit-learn's metrics,
 ``accuracy_score`` and ``f1_score(average="macro")`` for both models, and a bootstrap that
