@@ -259,7 +259,12 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         6,
         "rollups the dashboard reads: counts per 15-minute bucket, confidence bins, live-accuracy feedback",
         # Kept current by every writer of the log (store/rollups.py); built here from the log already stored.
-        rollups.CREATE + rollups.FILL,
+        rollups.CREATE + rollups.FILL_6,
+    ),
+    (
+        7,
+        "live-accuracy feedback per bucket: the first labels row its refresh reads",
+        rollups.MIGRATION_7,
     ),
 ]
 

@@ -100,12 +100,17 @@ def _import(db, home: Path, number: int, queries: int, labels: int) -> None:
 
 
 def assert_rollups_equal_the_log(db) -> None:
-    """Every rollup table holds one row per key, and equals the same table built from the whole log."""
+    """Every rollup table holds one row per key, and equals the same table built from the whole log; each
+    bucket's labels_from is a true bound (no label of its queries has a smaller rowid)."""
     with db.read() as con:
         for table, select in rollups.FROM_LOG.items():
-            kept = con.execute(f"SELECT * FROM {table} ORDER BY ALL").fetchall()
-            rebuilt = con.execute(f"SELECT * FROM ({select}) ORDER BY ALL").fetchall()
+            columns = "* EXCLUDE (labels_from)" if table == "feedback_counts" else "*"
+            kept = con.execute(f"SELECT {columns} FROM {table} ORDER BY ALL").fetchall()
+            rebuilt = con.execute(f"SELECT {columns} FROM ({select}) ORDER BY ALL").fetchall()
             assert kept == rebuilt, table
+        loose = con.execute(f"""SELECT count(*) FROM feedback_counts k JOIN ({rollups.FROM_LOG['feedback_counts']}) t
+                                USING (bucket) WHERE k.labels_from > t.labels_from""").fetchone()[0]
+        assert loose == 0
 
 
 def assert_pages_equal_the_log(db) -> None:
@@ -203,7 +208,7 @@ def test_a_spool_file_ingested_twice_after_a_crash_is_counted_once(tmp_path):
     assert (again.queries, again.labels) == (0, 0)
     assert _counts(db) == once
     assert once["query_counts"] == [(datetime(2026, 3, 1, 10, 0), "refund", 1), (datetime(2026, 3, 1, 10, 15), "refund", 1)]
-    assert once["feedback_counts"] == [(datetime(2026, 3, 1, 10, 0), 1, 1, 1), (datetime(2026, 3, 1, 10, 15), 1, 1, 0)]
+    assert once["feedback_counts"] == [(datetime(2026, 3, 1, 10, 0), 1, 1, 1, 0), (datetime(2026, 3, 1, 10, 15), 1, 1, 0, 0)]
     daily, recent = performance.live_accuracy(db)
     assert daily[["labelled", "correct"]].values.tolist() == [[2, 1]]
     assert recent == {"labelled": 2, "correct": 1, "accuracy": 0.5}
@@ -220,7 +225,7 @@ def test_a_later_label_replaces_the_earlier_one_in_live_accuracy(tmp_path):
     with db.write() as con:
         insert_labels(con, log.labels.iloc[1:])
     assert performance.live_accuracy(db)[1] == {"labelled": 1, "correct": 1, "accuracy": 1.0}
-    assert _counts(db)["feedback_counts"] == [(T0, 1, 1, 1)]
+    assert _counts(db)["feedback_counts"] == [(T0, 1, 1, 1, 0)]  # its labels from the first row of the table on
 
 
 def test_migration_6_builds_the_rollups_from_the_log_already_stored(tmp_path, monkeypatch):
@@ -239,11 +244,11 @@ def test_migration_6_builds_the_rollups_from_the_log_already_stored(tmp_path, mo
         con.execute("INSERT INTO queries BY NAME SELECT * FROM q")
         con.execute("INSERT INTO labels BY NAME SELECT * FROM l")
     monkeypatch.undo()
-    assert schema.migrate(database) == 6
+    assert schema.migrate(database) == 7  # 6 builds the rollups, 7 adds each bucket's labels_from
     assert _counts(database) == {
         "query_counts": [(T0, "refund", 1), (T0 + timedelta(minutes=15), None, 1), (T0 + timedelta(days=1), "cancel", 1)],
         "confidence_counts": [(T0, 50, 1), (T0 + timedelta(days=1), 7, 1)],
         "label_confidence_counts": [("cancel", 7, 1), ("refund", 50, 1)],
-        "feedback_counts": [(T0, 1, 1, 1), (T0 + timedelta(days=1), 1, 1, 0)],
+        "feedback_counts": [(T0, 1, 1, 1, 0), (T0 + timedelta(days=1), 1, 1, 0, 1)],  # label rows 0 and 1
         "orphan_labels": [("ghost1",)],
     }

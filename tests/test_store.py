@@ -61,11 +61,11 @@ def db(tmp_path):
 
 def test_migrations_create_every_table_and_are_idempotent(tmp_path):
     database = Database(tmp_path / "retrainer.duckdb")
-    assert migrate(database) == LATEST == 6
+    assert migrate(database) == LATEST == 7
     assert tables(database) == TABLES  # "deployments" is a view of alias_history since schema 2
-    assert migrate(database) == 6
+    assert migrate(database) == 7
     assert tables(database) == TABLES
-    assert current_version(database) == 6
+    assert current_version(database) == 7
     with database.read() as con:
         assert con.execute("SELECT version, name FROM schema_version ORDER BY version").fetchall() == [
             (1, "initial schema"),
@@ -73,7 +73,8 @@ def test_migrations_create_every_table_and_are_idempotent(tmp_path):
             (3, "the query log and the labels without a primary-key index"),
             (4, "arrival times: when each logged query and label reached the store, and the claims clamped to it"),
             (5, "quarantine rules, and what each retrain left out"),
-            (6, "rollups the dashboard reads: counts per 15-minute bucket, confidence bins, live-accuracy feedback")]
+            (6, "rollups the dashboard reads: counts per 15-minute bucket, confidence bins, live-accuracy feedback"),
+            (7, "live-accuracy feedback per bucket: the first labels row its refresh reads")]
 
 
 def test_migration_3_keeps_every_logged_row_and_drops_the_log_index(tmp_path, monkeypatch):
@@ -121,8 +122,8 @@ def test_a_newer_schema_is_refused(tmp_path):
     db = Database(path)
     migrate(db)
     with db.write() as con:
-        con.execute("INSERT INTO schema_version VALUES (7, 'from the future', now()::TIMESTAMP)")
-    with pytest.raises(StoreError, match=rf"schema 7, this one knows {LATEST}\): upgrade Retrainer"):
+        con.execute("INSERT INTO schema_version VALUES (?, 'from the future', now()::TIMESTAMP)", [LATEST + 1])
+    with pytest.raises(StoreError, match=rf"schema {LATEST + 1}, this one knows {LATEST}\): upgrade Retrainer"):
         open_store(path)
 
 
