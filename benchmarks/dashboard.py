@@ -16,6 +16,11 @@ connection per query would pay. It leaves out the functions' Python work (pandas
 JSON decoding, the registry pointer), so it flatters the baseline slightly.
 
 Run: ``python -m benchmarks --only dashboard`` (children use ``python -m benchmarks.dashboard --child ...``).
+
+Before and after in one run: ``python -m benchmarks.dashboard --before CHECKOUT [--runs 5] [--work DIR]``
+times every page's reads with this code and with the code at ``CHECKOUT`` (e.g. ``git worktree add`` of
+main), alternating fresh processes, on the same rows (``before_copy``: this store without the tables that
+code lacks), and prints both medians with the load average.
 """
 
 from __future__ import annotations

@@ -18,7 +18,8 @@ factor is printed; 10x the log is the reference), and the targets of issue 15: r
 Performance and Data < 150 ms at 1M. The load average is printed beside every figure:
 the machine is shared, so compare ratios within a run.
 
-Run: ``python -m benchmarks.scale [--quick] [--sizes 1000000,10000000]``.
+Run: ``python -m benchmarks.scale [--quick] [--sizes 1000000,10000000]``; the page reads alone beside
+another checkout's (before and after in one run): ``python -m benchmarks.scale --before CHECKOUT --sizes 10000000``.
 """
 
 from __future__ import annotations
