@@ -73,6 +73,27 @@ def test_peer_mlflow_reads_back_every_run_in_order(tmp_path, small_history):
     assert frame["params.trigger"].tolist() == [r.trigger for r in small_history]
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:mlflow.*")  # MLflow's own use of SQLAlchemy 2.1
+def test_peer_mlflow_full_runs_log_what_we_store_of_a_retrain(tmp_path, small_history):
+    if not peer.mlflow_available():
+        pytest.skip("mlflow is a benchmark-only dependency: pip install -r requirements-bench.txt")
+    import json
+
+    import mlflow
+
+    store = peer._MlflowGrowth(tmp_path / "mlflow", small_history, 3, full=True)
+    frame = mlflow.search_runs(experiment_ids=[store.experiment], order_by=["attributes.run_name ASC"])
+    first = small_history[0]
+    row = frame.iloc[0]
+    assert (row["metrics.ece"], row["metrics.baseline_accuracy"], row["metrics.rows_in"]) == (
+        first.report["ece"], 0.08, 12 * first.eval_rows)
+    assert (row["tags.decision"], row["tags.trigger"], row["params.version"]) == (
+        first.decision, first.trigger, first.version)
+    path = mlflow.artifacts.download_artifacts(run_id=row["run_id"], artifact_path="report.json",
+                                               dst_path=str(tmp_path / "download"))
+    assert json.loads(open(path).read()) == first.report
+
+
 def test_peer_suite_without_mlflow_measures_ours_and_says_skipped(tmp_path, monkeypatch):
     monkeypatch.setattr(peer, "mlflow_available", lambda: False)
     result = peer.report(peer.measure(tmp_path, n=3, runs=1))
