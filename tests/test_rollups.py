@@ -144,6 +144,13 @@ def assert_pages_equal_the_log(db) -> None:
             assert_frame_equal(proxy.sort_values("label").reset_index(drop=True),
                                proxy_log.sort_values("label").reset_index(drop=True))
     assert data.predicted_labels(db) == data.predicted_labels(db, from_log=True)
+    for limit in (1, 3, 50):  # the query browser looks in the newest buckets first: the same rows as the whole log's
+        for since, until in ((None, None), (T0 + timedelta(days=1), None), (None, T0 + timedelta(days=2, minutes=7))):
+            frame, _ = data.search_queries(db, since=since, until=until, limit=limit)
+            with db.read() as con:
+                whole = con.execute(data.SEARCH_NEWEST, {"pattern": None, "labels": [], "low": None, "high": None,
+                                                         "since": since, "until": until, "limit": limit}).df()
+            assert_frame_equal(frame, whole[data.RESULT_COLUMNS])
     with db.read() as con:  # the adaptive trigger's counter (every page's status strip)
         for since in (T0 - timedelta(days=1), T0 + timedelta(days=2), ARRIVED - timedelta(minutes=1), ARRIVED):
             assert new_labelled_since(con, since) == con.execute(NEW_LABELLED_SINCE, [since]).fetchone()[0]
@@ -252,3 +259,17 @@ def test_migration_6_builds_the_rollups_from_the_log_already_stored(tmp_path, mo
         "feedback_counts": [(T0, 1, 1, 1, 0), (T0 + timedelta(days=1), 1, 1, 0, 1)],  # label rows 0 and 1
         "orphan_labels": [("ghost1",)],
     }
+
+
+def test_the_query_browser_falls_back_to_the_whole_range_when_the_newest_buckets_hold_too_few_matches(tmp_path):
+    db = open_store(tmp_path / "retrainer.duckdb")
+    log = Log([(T0, "refund", 0.8), (T0 + timedelta(hours=1), "cancel", 0.6), (T0 + timedelta(hours=2, minutes=10), "refund", 0.9)],
+              [(T0 + timedelta(hours=3), 1, "cancel")])
+    with db.write() as con:
+        insert_queries(con, log.queries)
+        insert_labels(con, log.labels)
+    # The bucket 02:00-02:15 holds one query, but after `until`: the newest match is the one at 01:00.
+    frame, matches = data.search_queries(db, until=T0 + timedelta(hours=2, minutes=5), limit=1)
+    assert frame[["id", "true_label"]].values.tolist() == [["q1", "cancel"]] and matches == 2
+    frame, _ = data.search_queries(db, limit=2)  # found in the newest buckets alone
+    assert frame["id"].tolist() == ["q2", "q1"]

@@ -145,6 +145,13 @@ SEARCH_NEWEST = (
     "ORDER BY top.ts DESC, top.id"
 )
 COUNT_NEWEST = "SELECT count(*) FROM (SELECT 1 FROM queries q" + _QUERY_FILTERS + "LIMIT $cap + 1)"
+# The start of the newest bucket from which on at least $n queries were logged before $until (None: fewer).
+NEWEST_CUTOFF = """
+SELECT max(bucket) FROM (
+    SELECT bucket, sum(sum(queries)) OVER (ORDER BY bucket DESC ROWS UNBOUNDED PRECEDING) AS newer
+    FROM query_counts WHERE $until::TIMESTAMP IS NULL OR bucket < $until GROUP BY bucket
+) WHERE newer >= $n
+"""
 # Counting stops at $cap + 1 matches: an exact count of a million rows is not worth a second scan.
 COUNT_MATCHES = _FEEDBACK + "SELECT count(*) FROM (SELECT 1" + _MATCHING + "LIMIT $cap + 1)"
 COUNT_CAP = 10_000
@@ -331,6 +338,16 @@ def search_queries(
         search, count = SEARCH_NEWEST, COUNT_NEWEST
         del params["has_feedback"]
     with db.read() as con:
-        frame = con.execute(search, {**params, "limit": int(limit)}).df()
+        frame = None
+        if has_feedback is None:
+            # The newest rows lie in the newest buckets that hold ``limit`` queries (query_counts): look there
+            # first (a few row groups). Rows before that moment all rank below those, so when the look finds
+            # ``limit`` matches they are the answer; otherwise the whole range is searched.
+            cutoff = con.execute(NEWEST_CUTOFF, {"until": until, "n": int(limit)}).fetchone()[0]
+            if cutoff is not None and (since is None or cutoff > since):
+                frame = con.execute(search, {**params, "since": cutoff, "limit": int(limit)}).df()
+                frame = frame if len(frame) >= limit else None
+        if frame is None:
+            frame = con.execute(search, {**params, "limit": int(limit)}).df()
         matches = con.execute(count, {**params, "cap": int(count_cap)}).fetchone()[0]
     return frame[RESULT_COLUMNS], matches
