@@ -485,8 +485,8 @@ def prepare(db: Database) -> None:
     """Make the page's first query fast, off the page's path; returns at once.
 
     Starts a waiting query process (it imports DuckDB and pyarrow: ~0.3 s) unless one waits
-    already, and refreshes the snapshot in a background thread when it is stale and the store
-    changed (a 10M-query store is a 0.4-0.6 s copy). A query sent meanwhile takes the same
+    already, and in a background thread opens the checker's parser and refreshes the snapshot
+    when it is stale and the store changed (a 10M-query store is a 0.4-0.6 s copy). A query sent meanwhile takes the same
     process, and waits for that copy under the snapshot lock rather than making another.
     A failed refresh is logged; the query then reports it.
     """
@@ -502,6 +502,7 @@ def prepare(db: Database) -> None:
 
 
 def _refresh(db: Database) -> None:
+    _serialize("SELECT 1")  # opens the checker's own DuckDB instance (~0.1 s) before the first query needs it
     try:
         snapshot(db)
     except StoreError as exc:
