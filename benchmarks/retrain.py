@@ -39,10 +39,10 @@ FEEDBACK = 0.10
 BUILD_TAG = "retrain-store-1"
 
 
-def _settings(home: Path):
+def _settings(home: Path, **overrides: Any):
     from engine.config import load_settings
 
-    return load_settings(env={}, path=None, home=home)
+    return load_settings(env={}, path=None, home=home, **overrides)
 
 
 def _peak_rss_mb() -> float:
@@ -110,23 +110,30 @@ def child_build(home: Path, n: int) -> dict[str, Any]:
     return {"queries": n, "feedback": len(labels)}
 
 
-def child_cycle(home: Path) -> dict[str, Any]:
-    """One retrain cycle in this (fresh) process: wall time, stages, peak RSS."""
+def child_cycle(home: Path, *, max_train_rows: int | None = None) -> dict[str, Any]:
+    """One retrain cycle in this (fresh) process: wall time, stages, peak RSS, the load average at its
+    start and end. ``max_train_rows``: the setting for this cycle (None: the default)."""
+    import os
+
     from engine.context import Context
     from engine.retrain import run_cycle
     from store.retrains import get_retrain
 
     rss_before = _peak_rss_mb()
-    ctx = Context.open(_settings(home))
+    load_at_start = os.getloadavg()[0]
+    settings = _settings(home) if max_train_rows is None else _settings(home, max_train_rows=max_train_rows)
+    ctx = Context.open(settings)
     started = time.perf_counter()
     result = run_cycle(ctx, trigger="manual", force=True)
     wall = time.perf_counter() - started
     row = get_retrain(ctx.db, result.retrain_id)
     return {"status": result.status, "reason": result.reason, "wall_s": wall, "stages": result.stages,
             "peak_rss_mb": _peak_rss_mb(), "rss_at_start_mb": rss_before,
+            "load": f"{load_at_start:.1f} -> {os.getloadavg()[0]:.1f}", "max_train_rows": settings.max_train_rows,
             "rows_in": row["rows_in"], "train_rows": row["train_rows"], "eval_rows": row["eval_rows"],
             "accuracy": row["candidate_accuracy"], "macro_f1": row["candidate_macro_f1"],
-            "funnel": {k: row[k] for k in ("malformed", "low_confidence", "conflicts", "duplicates", "reserved_for_eval")}}
+            "funnel": {k: row[k] for k in ("malformed", "low_confidence", "conflicts", "duplicates", "reserved_for_eval",
+                                           "over_training_cap")}}
 
 
 def child_baseline(home: Path) -> dict[str, Any]:
@@ -171,12 +178,18 @@ def _fresh_copy(work: Path, n: int) -> Path:
     return run_home
 
 
-def measure(work: Path, n: int, *, runs: int, baseline: bool) -> dict[str, Any]:
+def measure(work: Path, n: int, *, runs: int, baseline: bool, max_train_rows: int | None = None) -> dict[str, Any]:
+    """``runs`` cycles on fresh copies of the ``n`` store (median by wall time), and the plain baseline if asked;
+    ``max_train_rows``: the cycles' setting (None: the default)."""
     build_store(work, n)
     cycles = []
+    cap = [] if max_train_rows is None else ["--max-train-rows", str(max_train_rows)]
     for k in range(runs):
-        say(f"retrain: {n:,} queries, cycle run {k + 1} of {runs}")
-        cycles.append(run_child("benchmarks.retrain", "--child", "cycle", "--home", str(_fresh_copy(work, n)), timeout=1800))
+        say(f"retrain: {n:,} queries, cycle run {k + 1} of {runs}" + (f", max_train_rows {max_train_rows:,}" if cap else ""))
+        cycles.append(run_child("benchmarks.retrain", "--child", "cycle", "--home", str(_fresh_copy(work, n)), *cap,
+                                timeout=3600))
+        say(f"retrain: {n:,} queries: {cycles[-1]['wall_s']:.1f} s, {cycles[-1]['peak_rss_mb']:,.0f} MB "
+            f"(load {cycles[-1]['load']})")
         if cycles[-1]["status"] != "accepted":
             raise RuntimeError(f"retrain benchmark at {n:,}: the cycle ended {cycles[-1]['status']}: {cycles[-1]['reason']}")
     cycles.sort(key=lambda c: c["wall_s"])
@@ -258,13 +271,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--child", choices=["build", "cycle", "baseline"])
     parser.add_argument("--home", type=Path)
     parser.add_argument("--n", type=int, default=0)
+    parser.add_argument("--max-train-rows", type=int, default=None, help="the cycle child's max_train_rows (0: no cap)")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--work", type=Path, default=Path("/tmp/retrainer-bench"))
     args = parser.parse_args(argv)
     if args.child == "build":
         print(json.dumps(child_build(args.home, args.n)))
     elif args.child == "cycle":
-        print(json.dumps(child_cycle(args.home)))
+        print(json.dumps(child_cycle(args.home, max_train_rows=args.max_train_rows)))
     elif args.child == "baseline":
         print(json.dumps(child_baseline(args.home)))
     else:

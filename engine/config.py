@@ -46,6 +46,7 @@ class Settings:
     max_text_length: int = 100_000
     eval_percent: int = 20
     max_labels: int = 1000
+    max_train_rows: int = 500_000
     tolerance: float = 0.01
     gate_mode: str = GateMode.POINT  # a GateMode word (typed str: settings are parsed by their annotation)
     min_eval_rows: int = 200
@@ -123,6 +124,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "max_text_length": (1, 10_000_000),
     "eval_percent": (1, 50),
     "max_labels": (2, 100_000),
+    "max_train_rows": (0, 1_000_000_000),
     "tolerance": (0.0, 0.5),
     "min_eval_rows": (0, 10_000_000),
     "min_class_support": (0, 1_000_000),

@@ -4,7 +4,10 @@ Pure functions over pandas DataFrames: no database, no I/O. The input has one ro
 labelled query with columns ``text``, ``label``, ``confidence``, ``source`` and ``ts``
 (other columns are ignored). ``source`` is ``"human"`` (an imported label or user
 feedback: a person said so; ``confidence`` is ignored and may be NaN) or ``"pseudo"``
-(the serving model's own prediction, with its confidence).
+(the serving model's own prediction, with its confidence). An optional column ``rows`` makes
+a row stand for that many log rows the rules cannot tell apart (a log grouped by the store,
+``store.querylog.training_groups``): every count below is then a count of log rows, the same as
+with the rows one by one.
 
 Rules, applied in this order; every input row is counted by exactly one step of the
 :class:`Funnel`, so ``rows_in`` equals the sum of all the other counts.
@@ -62,6 +65,11 @@ Rules, applied in this order; every input row is counted by exactly one step of 
    a text of the evaluation set it is judged on. The text a small label lends returns to
    training once one of the label's own texts falls in the slice.
 
+5. **Training cap** (``over_training_cap``). With ``max_train_rows`` > 0, at most that many texts
+   stay in ``train``: first the texts whose label came from people, then pseudo-only texts, the
+   newest first within each (the time of the text's newest deciding row; none is the oldest), then
+   text order. The rest are counted ``over_training_cap``; ``eval`` is never touched.
+
 Empty input gives an empty :class:`TrainingSet` with all counts zero. An option out of
 range (``min_confidence`` 0..1, ``eval_percent`` a whole number 0..50,
 ``max_text_length`` at least 1), a missing column, or a ``ts`` that is not a time raises
@@ -101,6 +109,8 @@ from engine.errors import InputError
 log = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("text", "label", "confidence", "source", "ts")
+# The optional column of a grouped log (``store.querylog.training_groups``): how many log rows a row stands for.
+WEIGHT = "rows"
 HUMAN = "human"
 PSEUDO = "pseudo"
 
@@ -167,8 +177,8 @@ def eval_key(normalized_text: str) -> tuple[int, int]:
 @dataclass(frozen=True)
 class Funnel:
     """How many input rows each step removed or kept; the counts from ``malformed`` to ``eval_rows``
-    add up to ``rows_in``; ``quarantined``, ``pseudo_not_deployed`` and ``pseudo_too_old`` count rows
-    left out before ``rows_in`` (step 0)."""
+    and ``over_training_cap`` add up to ``rows_in``; ``quarantined``, ``pseudo_not_deployed`` and
+    ``pseudo_too_old`` count rows left out before ``rows_in`` (step 0)."""
 
     rows_in: int
     malformed: int
@@ -183,6 +193,8 @@ class Funnel:
     quarantined: int = 0
     pseudo_not_deployed: int = 0
     pseudo_too_old: int = 0
+    # Step 5: training texts beyond ``max_train_rows`` (inside rows_in, beside train_rows).
+    over_training_cap: int = 0
 
     def as_dict(self) -> dict[str, int]:
         """The counts by name, in funnel order."""
@@ -218,16 +230,21 @@ def build_training_set(
     eval_percent: int = 20,
     use_pseudo_labels: bool = True,
     pseudo_since: Any = None,
+    max_train_rows: int = 0,
 ) -> TrainingSet:
     """Clean ``rows`` into a training set and a held-out evaluation set (rules in the module docstring).
 
     ``rows`` has columns text, label, confidence, source, ts, and optionally ``quarantined``
-    (True: left out, counted) and ``deployed`` (False on a pseudo row: left out, counted).
+    (True: left out, counted), ``deployed`` (False on a pseudo row: left out, counted) and
+    ``rows`` (a whole number >= 1: the row stands for that many log rows that the rules cannot
+    tell apart, see :data:`WEIGHT`; every count is then a count of log rows).
     ``known_labels``: if given, a label outside it is malformed; None means any non-empty label
     is known. ``pseudo_since``: pseudo rows with ``ts`` before it are left out (None: no window).
+    ``max_train_rows``: at most this many training texts (rule 5; 0: no cap).
     Raises :class:`~engine.errors.InputError` for an option out of range or a missing column.
     """
-    _check_options(min_confidence=min_confidence, max_text_length=max_text_length, eval_percent=eval_percent)
+    _check_options(min_confidence=min_confidence, max_text_length=max_text_length, eval_percent=eval_percent,
+                   max_train_rows=max_train_rows)
     _check_columns(rows)
     known = _normalize_known(known_labels)
 
@@ -236,7 +253,8 @@ def build_training_set(
         considered = ~source_is[PSEUDO]
         rows = rows.loc[considered]
         source_is = {name: mask[considered] for name, mask in source_is.items()}
-    rows, source_is, left_out = _leave_out(rows, source_is, pseudo_since=pseudo_since)
+    weight = _weights(rows)
+    rows, source_is, weight, left_out = _leave_out(rows, source_is, weight, pseudo_since=pseudo_since)
     human, pseudo = source_is[HUMAN], source_is[PSEUDO]
 
     # Per-row Python work happens only once per distinct raw text and label.
@@ -252,12 +270,14 @@ def build_training_set(
     k_group, k_label, k_human = group[kept], label[kept], human[kept]
     has_human = np.zeros(len(group_texts), dtype=bool)
     has_human[k_group[k_human]] = True
-    winners = _winners(
+    k_weight = weight[kept]
+    winners, newest = _winners(
         group=k_group,
         label=k_label,
         deciding=k_human == has_human[k_group],
         confidence=np.where(k_human, 0.0, confidence[kept]),
         ts=_timestamps(rows["ts"].iloc[np.flatnonzero(kept)]),
+        weight=k_weight,
     )
     winner_of = np.full(len(group_texts), -1, dtype=np.int64)
     winner_of[winners.index.to_numpy()] = winners.to_numpy()
@@ -265,18 +285,21 @@ def build_training_set(
 
     from_humans = has_human[winners.index.to_numpy()]
     in_eval = _stratified_eval(winners, group_texts, from_humans=from_humans, eval_percent=eval_percent)
-    train = _frame(winners[~in_eval], group_texts, label_names)
+    in_train = ~in_eval
+    over_cap = _over_cap(in_train, from_humans=from_humans, newest=newest, max_train_rows=max_train_rows)
+    train = _frame(winners[in_train & ~over_cap], group_texts, label_names)
     evaluation = _frame(winners[in_eval & from_humans], group_texts, label_names)
 
     funnel = Funnel(
-        rows_in=len(rows),
-        malformed=int(malformed.sum()),
-        low_confidence=int(low.sum()),
-        conflicts=int((~wins).sum()),
-        duplicates=int(wins.sum()) - len(winners),
+        rows_in=int(weight.sum()),
+        malformed=int(weight[malformed].sum()),
+        low_confidence=int(weight[low].sum()),
+        conflicts=int(k_weight[~wins].sum()),
+        duplicates=int(k_weight[wins].sum()) - len(winners),
         reserved_for_eval=int((in_eval & ~from_humans).sum()),
         train_rows=len(train),
         eval_rows=len(evaluation),
+        over_training_cap=int(over_cap.sum()),
         **left_out,
     )
     log.debug("training set funnel: %s", funnel.as_dict())
@@ -322,10 +345,41 @@ def _stratified_eval(winners: pd.Series, group_texts: list[str], *, from_humans:
     return in_eval
 
 
-def _leave_out(rows: pd.DataFrame, source_is: dict[str, np.ndarray], *,
-               pseudo_since: Any) -> tuple[pd.DataFrame, dict[str, np.ndarray], dict[str, int]]:
+def _over_cap(in_train: np.ndarray, *, from_humans: np.ndarray, newest: np.ndarray, max_train_rows: int) -> np.ndarray:
+    """Per winning text (group order, which is text order): is it a training text beyond the cap? (rule 5).
+
+    Kept first: texts whose label came from people, then pseudo-only texts; within each, the newest
+    deciding row first (a missing time is the oldest), then text order.
+    """
+    over = np.zeros(len(in_train), dtype=bool)
+    candidates = np.flatnonzero(in_train)
+    if not max_train_rows or len(candidates) <= max_train_rows:
+        return over
+    # lexsort: the last key is the primary one; -newest puts the newest first, NaN (missing) sorts last.
+    order = np.lexsort((candidates, -newest[candidates], ~from_humans[candidates]))
+    over[candidates[order[max_train_rows:]]] = True
+    return over
+
+
+def _weights(rows: pd.DataFrame) -> np.ndarray:
+    """How many log rows each row stands for: the ``rows`` column (whole numbers >= 1), else one each."""
+    if WEIGHT not in rows.columns:
+        return np.ones(len(rows), dtype=np.int64)
+    values = rows[WEIGHT]
+    numeric = pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype)
+    as_float = values.to_numpy(dtype=float, na_value=np.nan) if numeric else None
+    if as_float is None or not (np.isfinite(as_float).all() and (as_float >= 1).all()
+                                and (as_float == np.floor(as_float)).all()):
+        raise InputError(f"column {WEIGHT!r} (how many log rows a row stands for) holds a value that is not a whole "
+                         "number of at least 1: give each row's count, or leave the column out (one row each)")
+    return as_float.astype(np.int64)
+
+
+def _leave_out(rows: pd.DataFrame, source_is: dict[str, np.ndarray], weight: np.ndarray, *,
+               pseudo_since: Any) -> tuple[pd.DataFrame, dict[str, np.ndarray], np.ndarray, dict[str, int]]:
     """Step 0 of the funnel: drop quarantined rows, pseudo rows of versions never deployed and pseudo
-    rows older than ``pseudo_since``; return what is left and each count (in that order of precedence)."""
+    rows older than ``pseudo_since``; return what is left (rows, masks, weights) and each count (in that
+    order of precedence)."""
     n = len(rows)
     quarantined = (rows["quarantined"].fillna(False).to_numpy(dtype=bool) if "quarantined" in rows.columns
                    else np.zeros(n, dtype=bool))
@@ -344,15 +398,15 @@ def _leave_out(rows: pd.DataFrame, source_is: dict[str, np.ndarray], *,
         older = (stamps < since).fillna(False).to_numpy(dtype=bool)
         too_old = pseudo & ~quarantined & ~not_deployed & older
     dropped = quarantined | not_deployed | too_old
-    counts = {"quarantined": int(quarantined.sum()), "pseudo_not_deployed": int(not_deployed.sum()),
-              "pseudo_too_old": int(too_old.sum())}
+    counts = {"quarantined": int(weight[quarantined].sum()), "pseudo_not_deployed": int(weight[not_deployed].sum()),
+              "pseudo_too_old": int(weight[too_old].sum())}
     if not dropped.any():
-        return rows, source_is, counts
+        return rows, source_is, weight, counts
     kept = ~dropped
-    return rows.loc[kept], {name: mask[kept] for name, mask in source_is.items()}, counts
+    return rows.loc[kept], {name: mask[kept] for name, mask in source_is.items()}, weight[kept], counts
 
 
-def _check_options(*, min_confidence: Any, max_text_length: Any, eval_percent: Any) -> None:
+def _check_options(*, min_confidence: Any, max_text_length: Any, eval_percent: Any, max_train_rows: Any) -> None:
     def is_int(value: Any) -> bool:
         return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
@@ -363,6 +417,8 @@ def _check_options(*, min_confidence: Any, max_text_length: Any, eval_percent: A
         raise InputError(f"max_text_length = {max_text_length!r} is out of range: use a whole number of at least 1")
     if not (is_int(eval_percent) and 0 <= eval_percent <= 50):
         raise InputError(f"eval_percent = {eval_percent!r} is out of range: use a whole number from 0 to 50")
+    if not (is_int(max_train_rows) and max_train_rows >= 0):
+        raise InputError(f"max_train_rows = {max_train_rows!r} is out of range: use a whole number, 0 for no cap")
 
 
 def _check_columns(rows: Any) -> None:
@@ -453,22 +509,32 @@ def _timestamps(ts: pd.Series) -> pd.Series:
 
 
 def _winners(
-    *, group: np.ndarray, label: np.ndarray, deciding: np.ndarray, confidence: np.ndarray, ts: pd.Series
-) -> pd.Series:
-    """The winning label id per group id (index), from the deciding rows only."""
-    votes = pd.DataFrame({"group": group, "label": label, "confidence": confidence, "ts": ts})[deciding]
+    *, group: np.ndarray, label: np.ndarray, deciding: np.ndarray, confidence: np.ndarray, ts: pd.Series,
+    weight: np.ndarray,
+) -> tuple[pd.Series, np.ndarray]:
+    """The winning label id per group id (index), from the deciding rows only (each row counting its
+    ``weight``, its confidence weighted by it), and per winner the time of its group's newest deciding
+    row as a rank (higher is newer; NaN: none has a time), for the training cap."""
+    votes = pd.DataFrame({"group": group, "label": label, "weight": weight,
+                          "weighted": confidence * weight, "ts": ts})[deciding]
     tally = votes.groupby(["group", "label"], sort=False).agg(
-        count=("label", "size"), confidence=("confidence", "mean"), ts=("ts", "max")
+        count=("weight", "sum"), weighted=("weighted", "sum"), ts=("ts", "max")
     )
-    tally["confidence"] = tally["confidence"].round(9)  # equal means tie despite float noise
+    # The mean confidence; equal means tie despite float noise (a sum of one row's mean times its
+    # count, as a grouped log gives, may differ from the sum of the rows in the last bits).
+    tally["confidence"] = (tally["weighted"] / tally["count"]).round(9)
     tally = tally.reset_index().sort_values(
         ["group", "count", "confidence", "ts", "label"],
         ascending=[True, False, False, False, True],
         na_position="last",
         kind="stable",
     )
+    # Dense ranks order datetimes and numbers alike, exactly; a group without a time keeps NaN.
+    newest = tally.groupby("group", sort=False)["ts"].max().rank(method="dense")
     first = tally.drop_duplicates("group")
-    return pd.Series(first["label"].to_numpy(), index=pd.Index(first["group"].to_numpy(), name="group"), name="label")
+    groups = first["group"].to_numpy()
+    winners = pd.Series(first["label"].to_numpy(), index=pd.Index(groups, name="group"), name="label")
+    return winners, newest.reindex(groups).to_numpy(dtype=float)
 
 
 def _frame(winners: pd.Series, group_texts: list[str], label_names: list[str]) -> pd.DataFrame:

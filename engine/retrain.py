@@ -322,6 +322,13 @@ def recipe(settings) -> dict:
             "search_alphas": list(settings.search_alpha_values) if settings.cv_folds else None}
 
 
+def training_cap(settings, data: TrainingSet) -> dict:
+    """The training cap as a fitted version records it (``params["training_cap"]``): the setting
+    ``max_train_rows`` (0: none), the training texts it left out, and which ones a cap keeps."""
+    return {"max_train_rows": settings.max_train_rows, "over_training_cap": data.funnel.over_training_cap,
+            "keeps": "human-labelled texts first, then pseudo-labelled ones, newest first within each"}
+
+
 def _unchanged_since(ctx: Context, data_hash: str) -> str | None:
     """The champion's version if it was fitted on exactly this training set with this :func:`recipe`,
     was pickled by this scikit-learn and serves (it loads: no fallback), else None.
@@ -389,7 +396,9 @@ def _cycle(ctx: Context, retrain_id: int, trigger: str, stage: Callable[[str, fl
         models.register(con, {
             "version": version, "created_at": now, "file": saved.file, "sha256": saved.sha256,
             "size_bytes": saved.size_bytes, "sklearn_version": saved.sklearn_version,
-            "params": fitted.params if adopt else {**fitted.params, "recipe": recipe(s)}, "labels": list(fitted.labels),
+            "params": fitted.params if adopt else {**fitted.params, "recipe": recipe(s),
+                                                   "training_cap": training_cap(s, data)},
+            "labels": list(fitted.labels),
             "train_rows": None if adopt else fitted.train_rows, "train_hash": None if adopt else data.data_hash,
             "retrain_id": retrain_id,
         }, ts=now, trigger=trigger)
@@ -455,13 +464,18 @@ def _training_set(ctx: Context, stage: Callable[[str, float], None], record: dic
     s = ctx.settings
     stage("reading the log", 0.05)
     faults.point("cycle_read")
-    rows = querylog.training_rows(ctx.db, include_pseudo=s.use_pseudo_labels)
+    pseudo_since = ctx.clock() - timedelta(days=s.pseudo_label_days) if s.pseudo_label_days else None
+    # Grouped in DuckDB (one row per raw text, label and flag, with its count): the same counts and sets
+    # as row by row, from a frame 2-3x smaller at 1M-10M logged queries.
+    rows = querylog.training_groups(ctx.db, include_pseudo=s.use_pseudo_labels, min_confidence=s.min_confidence,
+                                    pseudo_since=pseudo_since)
     known = known_labels(ctx.db)
     stage("cleaning the training set", 0.15)
-    pseudo_since = ctx.clock() - timedelta(days=s.pseudo_label_days) if s.pseudo_label_days else None
     data = build_training_set(rows, known_labels=known or None, min_confidence=s.min_confidence,
                               max_text_length=s.max_text_length, eval_percent=s.eval_percent,
-                              use_pseudo_labels=s.use_pseudo_labels, pseudo_since=pseudo_since)
+                              use_pseudo_labels=s.use_pseudo_labels, pseudo_since=pseudo_since,
+                              max_train_rows=s.max_train_rows)
+    del rows
     record.update({k: v for k, v in data.funnel.as_dict().items() if k != "eval_rows"})
     record["eval_rows"] = data.funnel.eval_rows
     if len(data.labels) > s.max_labels:

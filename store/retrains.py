@@ -16,7 +16,7 @@ RESULT_COLUMNS = (
     "champion_accuracy", "champion_macro_f1", "candidate_accuracy", "candidate_macro_f1",
     "baseline_accuracy", "baseline_macro_f1", "eval_rows", "rows_in", "malformed", "low_confidence",
     "conflicts", "duplicates", "reserved_for_eval", "train_rows", "duration_s", "stages",
-    "quarantined", "pseudo_not_deployed", "pseudo_too_old",
+    "quarantined", "pseudo_not_deployed", "pseudo_too_old", "over_training_cap",
 )
 START_RETRAIN = "INSERT INTO retrains (started_at, trigger, status, command_id) VALUES (?, ?, ?, ?) RETURNING id"
 SELECT_RETRAINS = "SELECT * FROM retrains ORDER BY id DESC LIMIT ?"

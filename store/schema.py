@@ -266,6 +266,14 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "live-accuracy feedback per bucket: the first labels row its refresh reads",
         rollups.MIGRATION_7,
     ),
+    (
+        8,
+        "what each retrain's training cap left out",
+        [
+            # Training texts beyond the setting max_train_rows (a step of the funnel, inside rows_in).
+            "ALTER TABLE retrains ADD COLUMN over_training_cap INTEGER",
+        ],
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]

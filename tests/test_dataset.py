@@ -358,6 +358,7 @@ def test_funnel_on_random_frame():
         "quarantined": 0,
         "pseudo_not_deployed": 0,
         "pseudo_too_old": 0,
+        "over_training_cap": 0,
     }
     assert funnel["rows_in"] == sum(v for k, v in funnel.items() if k != "rows_in")
     assert (len(result.train), len(result.eval)) == (funnel["train_rows"], funnel["eval_rows"])

@@ -33,7 +33,7 @@ from store.retrains import get_retrain, recent_retrains
 from tests.conftest import labelled_frame
 
 FUNNEL = ("rows_in", "malformed", "low_confidence", "conflicts", "duplicates", "reserved_for_eval", "train_rows", "eval_rows",
-          "quarantined", "pseudo_not_deployed", "pseudo_too_old")
+          "quarantined", "pseudo_not_deployed", "pseudo_too_old", "over_training_cap")
 
 
 @pytest.fixture

@@ -61,11 +61,11 @@ def db(tmp_path):
 
 def test_migrations_create_every_table_and_are_idempotent(tmp_path):
     database = Database(tmp_path / "retrainer.duckdb")
-    assert migrate(database) == LATEST == 7
+    assert migrate(database) == LATEST == 8
     assert tables(database) == TABLES  # "deployments" is a view of alias_history since schema 2
-    assert migrate(database) == 7
+    assert migrate(database) == 8
     assert tables(database) == TABLES
-    assert current_version(database) == 7
+    assert current_version(database) == 8
     with database.read() as con:
         assert con.execute("SELECT version, name FROM schema_version ORDER BY version").fetchall() == [
             (1, "initial schema"),
@@ -74,7 +74,8 @@ def test_migrations_create_every_table_and_are_idempotent(tmp_path):
             (4, "arrival times: when each logged query and label reached the store, and the claims clamped to it"),
             (5, "quarantine rules, and what each retrain left out"),
             (6, "rollups the dashboard reads: counts per 15-minute bucket, confidence bins, live-accuracy feedback"),
-            (7, "live-accuracy feedback per bucket: the first labels row its refresh reads")]
+            (7, "live-accuracy feedback per bucket: the first labels row its refresh reads"),
+            (8, "what each retrain's training cap left out")]
 
 
 def test_migration_3_keeps_every_logged_row_and_drops_the_log_index(tmp_path, monkeypatch):

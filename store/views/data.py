@@ -105,7 +105,7 @@ SELECT (SELECT count(*) FROM labels)
 RETRAINS_WITH_DATA = "SELECT count(*) FROM retrains WHERE rows_in IS NOT NULL"
 LAST_FUNNEL = """
 SELECT id, coalesce(finished_at, started_at) AS ts, status, trigger, rows_in, malformed, low_confidence, conflicts,
-       duplicates, reserved_for_eval, train_rows, eval_rows
+       duplicates, reserved_for_eval, train_rows, eval_rows, over_training_cap
 FROM retrains WHERE rows_in IS NOT NULL ORDER BY id DESC LIMIT 1
 """
 # The latest true label of each query; a text pattern is matched with ILIKE and '\' as escape.
@@ -287,7 +287,7 @@ def quality(db: Database) -> dict[str, Any]:
     return {
         "retrains": count,
         "last": {"id": last[0], "ts": last[1], "status": last[2], "trigger": last[3]},
-        "steps": funnel.steps(dict(zip(funnel.COLUMNS, last[4:]))),
+        "steps": funnel.steps(dict(zip((*funnel.COLUMNS, funnel.CAPPED[0]), last[4:]))),
     }
 
 

@@ -25,6 +25,9 @@ REMOVED = (
     ("reserved_for_eval", "held out, no human label",
      "texts in the evaluation share that no person labelled (the evaluation set holds human labels only)"),
 )
+# A removing step shown only when it removed something: the training cap (setting max_train_rows).
+CAPPED = ("over_training_cap", "over the training cap",
+          "training texts beyond the setting max_train_rows (kept: human-labelled first, then the newest)")
 KEPT = (
     ("train_rows", "training rows", "rows the candidate was trained on"),
     ("eval_rows", "evaluation rows", "human-labelled rows held out to judge it"),
@@ -44,7 +47,8 @@ def share(rows: int | None, rows_in: int | None) -> str:
 
 def steps(counts: Mapping[str, Any]) -> pd.DataFrame:
     """The funnel of one retrain, one row per step in order: ``step`` (column), ``name``, ``kind``
-    (``in``, ``removed`` or ``kept``), ``rows``, ``share`` (text, percent of rows in), ``left`` (rows
+    (``in``, ``removed`` or ``kept``; the training cap's step only when ``counts`` holds a
+    non-zero ``over_training_cap``), ``rows``, ``share`` (text, percent of rows in), ``left`` (rows
     still in the set after a removing step; the row count itself for the others) and ``note``.
 
     >>> counts = dict(zip(COLUMNS, (100, 1, 2, 3, 4, 5, 80, 5)))
@@ -58,6 +62,10 @@ def steps(counts: Mapping[str, Any]) -> pd.DataFrame:
         n = int(counts[key] or 0)
         left -= n
         table.append((key, name, "removed", n, left, note))
+    capped = int(counts.get(CAPPED[0]) or 0)
+    if capped:
+        left -= capped
+        table.append((CAPPED[0], CAPPED[1], "removed", capped, left, CAPPED[2]))
     table += [(key, name, "kept", int(counts[key] or 0), int(counts[key] or 0), note) for key, name, note in KEPT]
     frame = pd.DataFrame(table, columns=["step", "name", "kind", "rows", "left", "note"])
     frame["share"] = [share(n, rows_in) for n in frame["rows"]]
