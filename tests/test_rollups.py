@@ -251,7 +251,7 @@ def test_migration_6_builds_the_rollups_from_the_log_already_stored(tmp_path, mo
         con.execute("INSERT INTO queries BY NAME SELECT * FROM q")
         con.execute("INSERT INTO labels BY NAME SELECT * FROM l")
     monkeypatch.undo()
-    assert schema.migrate(database) == 7  # 6 builds the rollups, 7 adds each bucket's labels_from
+    assert schema.migrate(database) == 8  # 6 builds the rollups, 7 adds each bucket's labels_from, 8 the training cap's count
     assert _counts(database) == {
         "query_counts": [(T0, "refund", 1), (T0 + timedelta(minutes=15), None, 1), (T0 + timedelta(days=1), "cancel", 1)],
         "confidence_counts": [(T0, 50, 1), (T0 + timedelta(days=1), 7, 1)],
