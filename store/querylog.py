@@ -107,22 +107,25 @@ WHERE coalesce(l.arrived_at, l.ts) > ? AND length(trim(coalesce(l.text, q.text, 
 # store.rollups.LOOKUP_WINDOW of the new labels' claimed times ($lo, $hi); when a label's query is
 # neither there nor known to be missing from the log (store.rollups' orphan_labels), the whole log.
 _NEW_LABELS = "coalesce(l.arrived_at, l.ts) > $since"
-NEW_LABELS_SPAN = f"""
-SELECT min(l.ts), max(l.ts), count(*) FILTER (WHERE l.text IS NULL AND l.query_id IS NOT NULL) FROM labels l
-WHERE {_NEW_LABELS}
+# The new labels, read once (one scan of the labels; each statement below reads only them).
+NEW_LABELS = f"""
+CREATE OR REPLACE TEMP TABLE new_labels AS SELECT l.query_id, l.text, l.ts FROM labels l WHERE {_NEW_LABELS}
 """
-NEAR_QUERIES = f"""
+NEW_LABELS_SPAN = """
+SELECT min(ts), max(ts), count(*) FILTER (WHERE text IS NULL AND query_id IS NOT NULL) FROM temp.new_labels
+"""
+NEAR_QUERIES = """
 CREATE OR REPLACE TEMP TABLE near_queries AS SELECT id, text FROM queries
-WHERE ts BETWEEN $lo AND $hi AND id IN (SELECT query_id FROM labels l WHERE {_NEW_LABELS} AND l.text IS NULL)
+WHERE ts BETWEEN $lo AND $hi AND id IN (SELECT query_id FROM temp.new_labels WHERE text IS NULL)
 """
-FAR_QUERIES = f"""
-SELECT count(*) FROM labels l WHERE {_NEW_LABELS} AND l.text IS NULL AND l.query_id IS NOT NULL
+FAR_QUERIES = """
+SELECT count(*) FROM temp.new_labels l WHERE l.text IS NULL AND l.query_id IS NOT NULL
   AND l.query_id NOT IN (SELECT id FROM temp.near_queries) AND l.query_id NOT IN (SELECT query_id FROM orphan_labels)
 """
-NEW_LABELLED_NEAR = f"""
+NEW_LABELLED_NEAR = """
 SELECT count(DISTINCT lower(trim(coalesce(l.text, q.text))))
-FROM labels l LEFT JOIN temp.near_queries q ON q.id = l.query_id
-WHERE {_NEW_LABELS} AND length(trim(coalesce(l.text, q.text, ''))) > 0
+FROM temp.new_labels l LEFT JOIN temp.near_queries q ON q.id = l.query_id
+WHERE length(trim(coalesce(l.text, q.text, ''))) > 0
 """
 KNOWN_LABELS = "SELECT DISTINCT label FROM labels ORDER BY label"
 # The newest texts people sent and labelled: the deploy smoke test's sample (top-N scans, no sort of the log).
@@ -316,20 +319,21 @@ def training_rows(db: Database, *, include_pseudo: bool = True) -> pd.DataFrame:
 def new_labelled_since(con: duckdb.DuckDBPyConnection, since: datetime) -> int:
     """How many distinct human-labelled texts (lower-cased, trimmed, not empty) arrived after ``since``
     (naive UTC; by arrival), inside an open read: the adaptive trigger's counter (NEW_LABELLED_SINCE)."""
-    params = {"since": since}
-    lo, hi, without_text = con.execute(NEW_LABELS_SPAN, params).fetchone()
-    if lo is None:
-        return 0
-    if without_text:
-        con.execute(NEAR_QUERIES, {**params, "lo": lo - rollups.LOOKUP_WINDOW, "hi": hi + rollups.LOOKUP_WINDOW})
-        try:
-            if con.execute(FAR_QUERIES, params).fetchone()[0]:
-                return con.execute(NEW_LABELLED_SINCE, [since]).fetchone()[0]
-            return con.execute(NEW_LABELLED_NEAR, params).fetchone()[0]
-        finally:
-            con.execute("DROP TABLE IF EXISTS temp.near_queries")
-    return con.execute(NEW_LABELLED_NEAR.replace("temp.near_queries", "(SELECT NULL::VARCHAR AS id, NULL::VARCHAR AS text)"),
-                       params).fetchone()[0]
+    con.execute(NEW_LABELS, {"since": since})
+    try:
+        lo, hi, without_text = con.execute(NEW_LABELS_SPAN).fetchone()
+        if lo is None:
+            return 0
+        if not without_text:
+            con.execute("CREATE OR REPLACE TEMP TABLE near_queries AS SELECT NULL::VARCHAR AS id, NULL::VARCHAR AS text")
+            return con.execute(NEW_LABELLED_NEAR).fetchone()[0]
+        con.execute(NEAR_QUERIES, {"lo": lo - rollups.LOOKUP_WINDOW, "hi": hi + rollups.LOOKUP_WINDOW})
+        if con.execute(FAR_QUERIES).fetchone()[0]:
+            return con.execute(NEW_LABELLED_SINCE, [since]).fetchone()[0]
+        return con.execute(NEW_LABELLED_NEAR).fetchone()[0]
+    finally:
+        con.execute("DROP TABLE IF EXISTS temp.near_queries")
+        con.execute("DROP TABLE IF EXISTS temp.new_labels")
 
 
 def training_groups(db: Database, *, include_pseudo: bool = True, min_confidence: float,
