@@ -13,7 +13,7 @@ import logging
 import math
 import re
 from pathlib import Path
-from datetime import datetime, timezone
+from datetime import datetime, time, timezone
 from typing import Any, Callable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -111,6 +111,12 @@ def local(value: Any) -> datetime | None:
     if not isinstance(value, datetime):
         return None
     return value.replace(tzinfo=timezone.utc).astimezone(user_zone()).replace(tzinfo=None)
+
+
+def local_day_start(now: datetime) -> datetime:
+    """The start of the viewer's day holding ``now`` (naive UTC in, naive UTC out)."""
+    day = now.replace(tzinfo=timezone.utc).astimezone(user_zone()).date()
+    return datetime.combine(day, time()).replace(tzinfo=user_zone()).astimezone(timezone.utc).replace(tzinfo=None)
 
 
 def when(value: Any) -> str:

@@ -1,10 +1,13 @@
 """Overview: is the system healthy, is the model good, what happened lately."""
 
+from datetime import timedelta
+
 import streamlit as st
 
 from engine.clock import utcnow
 from engine.status import next_retrain
 from pages import _charts, _ui
+from store.rollups import bucket_floor
 from store.views import overview as views
 
 current = _ui.page_header("Overview", "Health, quality and recent activity of the classifier in production.")
@@ -77,8 +80,10 @@ if active is None:
 
 st.subheader("Quality and traffic")
 before = previous(active["version"])
-day_start = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
-numbers = traffic(day_start, utcnow().replace(second=0, microsecond=0))
+now = utcnow().replace(second=0, microsecond=0)
+day_start = _ui.local_day_start(now)  # the viewer's midnight, as every other page counts days
+numbers = traffic(day_start, now)
+week_from = f"since {_ui.when(bucket_floor(now - timedelta(days=7)))}, whole 15-minute buckets"
 k = st.columns(6)
 against = before["version"] if before else None
 k[0].metric("Accuracy", _ui.pct(active["accuracy"]),
@@ -87,11 +92,12 @@ k[0].metric("Accuracy", _ui.pct(active["accuracy"]),
                  f"against {against or 'nothing'}, the version that served before it, each on its own evaluation set")
 k[1].metric("Macro-F1", _ui.pct(active["macro_f1"]),
             **(_ui.change(active["macro_f1"], before["macro_f1"], against=against) if before else {}))
-k[2].metric("Queries today", f"{numbers['queries_today']:,}")
-k[3].metric("Queries, 7 days", f"{numbers['queries_7d']:,}")
-k[4].metric("With feedback (7 d)", _ui.pct(numbers["feedback_share_7d"]))
+k[2].metric("Queries today", f"{numbers['queries_today']:,}", help=f"Since {_ui.when(day_start)}, your midnight")
+k[3].metric("Queries, 7 days", f"{numbers['queries_7d']:,}", help=f"Answered {week_from}")
+k[4].metric("With feedback (7 d)", _ui.pct(numbers["feedback_share_7d"]),
+            help=f"Share of the queries answered {week_from} that a person labelled")
 k[5].metric("Low confidence (7 d)", _ui.pct(numbers["low_confidence_share_7d"]),
-            help=f"Share of predictions below {_ui.context().settings.min_confidence:g}")
+            help=f"Share of predictions below {_ui.context().settings.min_confidence:g}, {week_from}")
 
 rows, markers = timeline()
 _ui.chart(_charts.metric_timeline, rows, markers, key="timeline")

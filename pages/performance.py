@@ -70,15 +70,18 @@ _ui.chart(charts.evaluation_timeline, evals, metric="macro_f1", key="evaluations
 st.subheader("Live accuracy")
 offset = int(datetime.now(_ui.user_zone()).utcoffset().total_seconds() // 60)
 # The last 7 days in whole 15-minute buckets (the rollup's; see store/rollups.py).
-daily, week = live(offset, bucket_floor(utcnow() - timedelta(days=7)))
+week_start = bucket_floor(utcnow() - timedelta(days=7))
+daily, week = live(offset, week_start)
 if daily.empty:
     st.info("No feedback yet: live accuracy needs people to give the true label of answered queries "
             "(the Playground, the Data page, or `Classifier.feedback` in your client).", icon="ℹ️")
 else:
     cols = st.columns(3)
     cols[0].metric("Live accuracy, last 7 days", _ui.pct(week["accuracy"]),
-                   help="Share of answered queries whose predicted label equals the label a person gave")
-    cols[1].metric("Queries with feedback, last 7 days", f"{week['labelled']:,}")
+                   help=f"Share of the queries answered since {_ui.when(week_start)} (whole 15-minute buckets) whose "
+                        "predicted label equals the label a person gave")
+    cols[1].metric("Queries with feedback, last 7 days", f"{week['labelled']:,}",
+                   help=f"Answered since {_ui.when(week_start)}, whole 15-minute buckets")
     cols[2].metric(f"Offline accuracy of {active or 'the serving model'}",
                    _ui.pct(current["active"]["accuracy"]) if current["active"] else "–",
                    help="Measured on held-out labelled texts when the model was trained")

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
@@ -173,3 +176,17 @@ def test_recent_activity_shows_no_server_path(ctx, tmp_path, monkeypatch, labell
     at = open_app(monkeypatch, ctx.settings.home, timezone="UTC")
     [line] = [line for line in activity_lines(at) if "nope.csv" in line]
     assert str(tmp_path) not in line and "Import of nope.csv refused: <path> does not exist or is not a file" in line
+
+
+@pytest.mark.parametrize(("zone", "now", "midnight"), [
+    ("UTC", datetime(2026, 3, 1, 20, 0), datetime(2026, 3, 1, 0, 0)),
+    # Kathmandu is UTC+5:45: 20:00 UTC on 1 March is 01:45 on 2 March there, whose midnight was 18:15 UTC.
+    ("Asia/Kathmandu", datetime(2026, 3, 1, 20, 0), datetime(2026, 3, 1, 18, 15)),
+    # New York on the day clocks went forward (8 March 2026): midnight was still EST, 05:00 UTC.
+    ("America/New_York", datetime(2026, 3, 8, 23, 0), datetime(2026, 3, 8, 5, 0)),
+])
+def test_queries_today_count_from_the_viewers_midnight(monkeypatch, zone, now, midnight):
+    from pages import _ui
+
+    monkeypatch.setattr(_ui, "user_zone", lambda: ZoneInfo(zone))
+    assert _ui.local_day_start(now) == midnight
