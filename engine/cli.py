@@ -365,6 +365,30 @@ def cmd_export_log(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rebuild_rollups(settings: Settings, args: argparse.Namespace) -> int:
+    """Rebuild the dashboard's rollups from the log, holding the worker lock so no worker writes meanwhile."""
+    from engine.lock import WorkerLock
+    from store.rollups import rebuild_store
+
+    ctx = Context.open(settings)
+    try:
+        lock = WorkerLock(settings.worker_lock_path).acquire()
+    except WorkerLockedError as exc:
+        holder = worker_running(settings.worker_lock_path) or {}
+        raise InputError(f"a worker is running (pid {holder.get('pid', '?')}): stop it first, then run rebuild-rollups "
+                         "again (a worker also checks the rollups when it starts, and rebuilds them if they "
+                         "disagree with the log)") from exc
+    try:
+        print("rebuilding the rollups from the log (about 0.5 s per million logged queries)...", file=sys.stderr, flush=True)
+        rebuilt = rebuild_store(ctx.db, ts=ctx.clock(), always=True, why="on request (rebuild-rollups)")
+    finally:
+        lock.release()
+    found = f"they disagreed with the log: {rebuilt.disagreement}" if rebuilt.disagreement else "their totals agreed with the log"
+    print(f"rollups rebuilt from {rebuilt.queries:,} logged queries and {rebuilt.labels:,} labels in "
+          f"{rebuilt.seconds:.1f}s ({found})")
+    return 0
+
+
 def _moment(text: str) -> datetime:
     """A time on the command line as naive UTC: with an offset as given, without one in this machine's zone."""
     try:
@@ -474,6 +498,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("unquarantine", help="lift a quarantine rule: its rows count again from the next retrain")
     p.add_argument("id", type=int, help="the rule's number, from `quarantine --list`")
     p.set_defaults(func=cmd_unquarantine)
+
+    sub.add_parser("rebuild-rollups", help="recompute the dashboard's rollups (counts per 15 minutes) from the query "
+                   "log and labels; stop the worker first").set_defaults(func=cmd_rebuild_rollups)
 
     p = sub.add_parser("events", help="recent events, newest first")
     p.add_argument("--limit", type=int, default=20, help="how many (default 20)")

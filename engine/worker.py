@@ -48,6 +48,7 @@ from store import commands as queue
 from store.events import record_event
 from store.models import list_models
 from store.querylog import training_rows
+from store.rollups import rebuild_store
 from store.state import set_state
 from store.vocabulary import CommandKind, CommandStatus, EventKind, ModelStatus, RetrainStatus, Severity, Trigger
 
@@ -127,6 +128,11 @@ class Worker:
         if self._started:
             return []
         fixes = repair(self.ctx)
+        # Rollups an older Retrainer or SQL run by hand left behind the log (a few ms when they agree).
+        rebuilt = rebuild_store(self.ctx.db, ts=self.ctx.clock(), always=False, why="at the worker's start-up")
+        if rebuilt is not None:
+            log.warning("rollups rebuilt from the log in %.1f s: %s", rebuilt.seconds, rebuilt.disagreement)
+            fixes.append(f"rollups rebuilt from the log ({rebuilt.disagreement})")
         try:
             self.backfill_fingerprints()
         except RetrainerError as exc:  # never a reason not to start

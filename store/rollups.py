@@ -41,9 +41,15 @@ queries), then re-reads the labels of the affected buckets' queries (a scan of t
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import duckdb
+
+from store.db import Database
+from store.events import record_event
+from store.vocabulary import EventKind, Severity
 
 BUCKET_MINUTES = 15
 BUCKET = timedelta(minutes=BUCKET_MINUTES)
@@ -167,11 +173,92 @@ def rebuild(con: duckdb.DuckDBPyConnection) -> None:
 
     Call it in a write after the one that wrote the rows: labels written in the same transaction have
     no final rowid yet, so their buckets get ``labels_from`` 0 (correct, but each refresh of them then
-    reads every label)."""
+    reads every label). Also sets the labels counted (:data:`LABELS_COUNTED_KEY`) to the labels stored.
+    About 0.5 s per million logged queries (measured: 0.47 s at 1M, 4.0 s at 10M)."""
     for table in TABLES:
         con.execute(f"DELETE FROM {table}")
     for statement in FILL:
         con.execute(statement)
+    con.execute(_SET_LABELS_COUNTED, {"key": LABELS_COUNTED_KEY})
+
+
+# -- checking them against the log (the worker at start-up; `python -m engine rebuild-rollups` rebuilds) --
+
+# The state key holding how many labels the rollups have taken in (a JSON integer). Every writer of
+# labels adds its rows' number in the same transaction (add_labels), so it equals count(*) of labels
+# unless something wrote or deleted labels without the rollups: an older Retrainer still running on a
+# migrated store, or SQL run on the file by hand.
+LABELS_COUNTED_KEY = "rollups_labels_counted"
+_NOW = "CAST(timezone('UTC', now()) AS TIMESTAMP)"
+_SET_LABELS_COUNTED = f"""INSERT OR REPLACE INTO state (key, value, updated_at)
+VALUES ($key, CAST((SELECT count(*) FROM labels) AS VARCHAR), {_NOW})"""
+# A missing key (a store whose rollups migration 6 built) starts at the labels stored, this batch included.
+_ADD_LABELS_COUNTED = f"""INSERT INTO state (key, value, updated_at)
+VALUES ($key, CAST((SELECT count(*) FROM labels) AS VARCHAR), {_NOW})
+ON CONFLICT (key) DO UPDATE SET value = CAST(CAST(value AS BIGINT) + $added AS VARCHAR), updated_at = {_NOW}"""
+# count(*) of a table is answered from DuckDB's metadata; the sum reads the rollup (thousands of rows).
+_TOTALS = """SELECT (SELECT count(*) FROM queries), (SELECT coalesce(sum(queries), 0) FROM query_counts),
+                    (SELECT count(*) FROM labels), (SELECT CAST(value AS BIGINT) FROM state WHERE key = $key)"""
+
+
+def disagreement(con: duckdb.DuckDBPyConnection) -> str | None:
+    """Why the rollups disagree with the log, in words, or None when they agree.
+
+    2-5 ms at 1M and at 10M logged queries (measured): ``count(*)`` comes from DuckDB's metadata.
+
+    Compares the queries query_counts holds with ``count(*)`` of the queries, and the labels the
+    rollups took in (:data:`LABELS_COUNTED_KEY`) with ``count(*)`` of the labels: exact for rows
+    written or deleted without the rollups, as long as added and deleted rows do not cancel out.
+    A store whose labels were never counted (rollups built by migration 6, no label since) passes the
+    labels' part. It reads only; :func:`rebuild` repairs.
+    """
+    logged, counted, labels, labels_counted = con.execute(_TOTALS, {"key": LABELS_COUNTED_KEY}).fetchone()
+    problems = []
+    if logged != counted:
+        problems.append(f"the log holds {logged:,} queries, the rollups count {counted:,}")
+    if labels_counted is not None and labels != labels_counted:
+        problems.append(f"{labels:,} labels are stored, the rollups took in {labels_counted:,}")
+    return "; ".join(problems) or None
+
+
+@dataclass(frozen=True)
+class Rebuilt:
+    """What :func:`rebuild_store` did: the disagreement it found (None: the totals agreed), the
+    logged queries and labels the rebuilt rollups count, and the rebuild's wall time in seconds."""
+
+    disagreement: str | None
+    queries: int
+    labels: int
+    seconds: float
+
+
+def rebuild_store(db: Database, *, ts: datetime, always: bool, why: str) -> Rebuilt | None:
+    """Check the rollups against the log (:func:`disagreement`, one short read) and rebuild them from
+    the log in one write when they disagree, or in any case with ``always``; None when nothing was rebuilt.
+
+    A rebuild records an event (kind ``rollups``, a warning when they disagreed) at ``ts`` (naive
+    UTC) saying ``why`` (e.g. "at the worker's start-up") and what disagreed, in the same transaction.
+    It holds the store's write lock about 0.5 s per million logged queries; raises what ``db.write`` raises
+    (:class:`store.errors.StoreBusyError` while another program holds the file open).
+    """
+    if not always:
+        with db.read() as con:
+            if disagreement(con) is None:
+                return None
+    started = time.perf_counter()
+    with db.write() as con:
+        found = disagreement(con)
+        if found is None and not always:  # a writer in between cannot repair them, but be exact
+            return None
+        rebuild(con)
+        queries, labels = con.execute("SELECT (SELECT count(*) FROM queries), (SELECT count(*) FROM labels)").fetchone()
+        seconds = time.perf_counter() - started
+        record_event(con, ts=ts, kind=EventKind.ROLLUPS, severity=Severity.WARNING if found else Severity.INFO,
+                     message=(f"Rollups rebuilt from the log {why}: {found}." if found else
+                              f"Rollups rebuilt from the log {why}; their totals agreed with the log."),
+                     details={"disagreement": found, "queries": queries, "labels": labels,
+                              "seconds": round(seconds, 3)})
+    return Rebuilt(disagreement=found, queries=queries, labels=labels, seconds=seconds)
 
 
 # -- keeping them current -------------------------------------------------------------------------------
@@ -237,6 +324,8 @@ def add_labels(con: duckdb.DuckDBPyConnection, fresh: str) -> None:
     Each named query is looked up first among the queries logged within :data:`LOOKUP_WINDOW` of
     the labels, then (ids not found there) in the whole log; ids still not found wait in orphan_labels.
     """
+    added = con.execute(f"SELECT count(*) FROM {fresh}").fetchone()[0]
+    con.execute(_ADD_LABELS_COUNTED, {"key": LABELS_COUNTED_KEY, "added": added})
     con.execute(f"""CREATE OR REPLACE TEMP TABLE label_targets AS
         SELECT query_id AS id, min(ts) AS first, max(ts) AS last FROM {fresh} WHERE query_id IS NOT NULL GROUP BY ALL""")
     lo, hi = con.execute("SELECT min(first), max(last) FROM temp.label_targets").fetchone()
@@ -256,7 +345,7 @@ def add_labels(con: duckdb.DuckDBPyConnection, fresh: str) -> None:
                 "FROM temp.label_found")
     # The rows just stored are the table's last: it held this many before them (earlier writes in the same
     # transaction make it larger, but a bucket they touched got a smaller labels_from then).
-    stored = con.execute(f"SELECT (SELECT count(*) FROM labels) - (SELECT count(*) FROM {fresh})").fetchone()[0]
+    stored = con.execute("SELECT count(*) FROM labels").fetchone()[0] - added
     _refresh_feedback(con, new_from=stored)
 
 

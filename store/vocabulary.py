@@ -125,6 +125,7 @@ class EventKind(StrEnum):
     IMPORT = "import"
     DEMO = "demo"
     QUARANTINE = "quarantine"
+    ROLLUPS = "rollups"          # the rollups disagreed with the log and were rebuilt from it
 
 
 class Severity(StrEnum):

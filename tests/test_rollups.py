@@ -111,6 +111,7 @@ def assert_rollups_equal_the_log(db) -> None:
         loose = con.execute(f"""SELECT count(*) FROM feedback_counts k JOIN ({rollups.FROM_LOG['feedback_counts']}) t
                                 USING (bucket) WHERE k.labels_from > t.labels_from""").fetchone()[0]
         assert loose == 0
+        assert rollups.disagreement(con) is None  # the start-up check agrees: the labels counted equal the labels stored
 
 
 def assert_pages_equal_the_log(db) -> None:
