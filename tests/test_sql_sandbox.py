@@ -290,7 +290,7 @@ def test_schema_lists_every_table_with_its_columns_and_counts(db):
                                 ("claimed_ts", "TIMESTAMP")]
     assert views.row_counts(db) == {"alias_history": 0, "commands": 0, "deployments": 0, "evaluations": 0,
                                     "events": 2, "jobs": 0, "labels": 3, "models": 0, "quarantine": 0, "queries": 5, "retrains": 0,
-                                    "schema_version": LATEST, "state": 0,
+                                    "schema_version": LATEST, "state": 1,  # the labels the rollups counted (rollups.LABELS_COUNTED_KEY)
                                     # the rollups: 5 queries in 5 buckets and bins, 3 of them labelled, no orphan label
                                     "query_counts": 5, "confidence_counts": 5, "label_confidence_counts": 5,
                                     "feedback_counts": 3, "orphan_labels": 0}
