@@ -165,3 +165,34 @@ def test_a_first_row_larger_than_the_byte_limit_says_so_rather_than_first_0_rows
     at = run_query(open_page(demo_copy), "SELECT repeat('x', 30000000) AS big")  # 30 MB > the 20 MB limit
     assert result_line(at).startswith(
         f"**Result:** no row shown: the first row alone is larger than {views.BYTE_LIMIT // 2**20} MB in ")
+
+
+def test_a_file_where_the_snapshot_folder_belongs_is_named_with_its_fix_on_the_page(open_page, tmp_path, caplog):
+    home = tmp_path / "home"
+    db = Context.open(load_settings(env={}, home=home)).db
+    (home / views.SNAPSHOT_DIR).write_text("not a folder")
+    at = open_page(home)
+    views._preparing.join(timeout=60)  # the page's background prepare met the file too, and did not raise
+
+    at.button(key="sql_run").click().run()
+
+    assert not at.exception
+    assert [e.value for e in at.error] == [
+        "**No result:** the SQL page keeps its copies of the store in <data directory>/sql-snapshots, but that is a "
+        "file, not a folder: move or delete that file (Retrainer makes the folder itself), then run the query again"]
+    assert str(tmp_path) not in at.error[0].value
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="store.views.sql"):
+        views._refresh_failure = None
+        views._refresh(db)  # the prepare thread's work: a warning once, no exception, no traceback
+        views._refresh(db)
+    warnings = [r for r in caplog.records if r.name == "store.views.sql"]
+    assert [r.getMessage() for r in warnings] == [
+        "the SQL page's snapshot could not be refreshed ahead of a query: the SQL page keeps its copies of the store in "
+        f"{home / views.SNAPSHOT_DIR}, but that is a file, not a folder: move or delete that file (Retrainer makes the "
+        "folder itself), then run the query again"]
+    assert warnings[0].exc_info is None
+
+    (home / views.SNAPSHOT_DIR).unlink()  # the fix the message names: the next Run answers
+    at.button(key="sql_run").click().run()
+    assert not at.error and result_line(at).startswith("**Result:** ")

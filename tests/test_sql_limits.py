@@ -230,3 +230,24 @@ def test_prepare_makes_the_snapshot_and_the_query_process_in_the_background(db):
     assert (made.path.parent / views.SOURCE_FILE).exists() and made.current_at is not None
     assert views._standby is not None and views._standby.poll() is None  # waiting for its query
     assert views.run_readonly(db, "SELECT count(*) AS n FROM events", max_age_s=0).rows["n"].tolist() == [3]
+
+
+def test_a_store_written_between_queries_reuses_a_young_snapshot_and_replaces_an_old_one(db):
+    """A worker's heartbeat commits every 5 s, so the store always changed: the copy is reused while it is
+    younger than SNAPSHOT_SECONDS (the result saying how old its data is), then replaced."""
+    first = views.run_readonly(db, "SELECT count(*) AS n FROM events")
+    taken = views.snapshot(db)
+    for beat in range(2):  # commits between the queries, as the worker's heartbeat makes them
+        record_event(db, ts=datetime(2026, 3, 5, 0, beat), kind="note", message=f"beat {beat}")
+        time.sleep(0.2)
+    second = views.run_readonly(db, "SELECT count(*) AS n FROM events")
+    assert first.rows["n"].tolist() == second.rows["n"].tolist() == [3]  # the same copy: no new 385 MB copy at 10M
+    assert views.snapshot(db).path == taken.path
+    assert 0.4 <= second.snapshot_age_s < views.SNAPSHOT_SECONDS  # truthfully older than the commits since
+
+    folder = taken.path.parent
+    aged = folder.with_name(f"{int(folder.name) - int((views.SNAPSHOT_SECONDS + 1) * 1e9):020d}")
+    folder.rename(aged)  # the same copy, taken just over SNAPSHOT_SECONDS ago
+    third = views.run_readonly(db, "SELECT count(*) AS n FROM events")
+    assert third.rows["n"].tolist() == [5] and third.snapshot_age_s < views.SNAPSHOT_SECONDS
+    assert not aged.exists() and views.snapshot(db).path != aged / "store.duckdb"

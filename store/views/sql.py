@@ -67,7 +67,7 @@ import pandas as pd
 import pyarrow as pa
 
 from store import sql_child
-from store.errors import InputError, StoreError
+from store.errors import InputError, RetrainerError, StoreError
 from store.db import Database
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,12 @@ PROCESS_MEMORY_MB = 768        # the child's whole data segment (RLIMIT_DATA): D
 MEMORY_LIMIT = f"{MEMORY_LIMIT_MB}MB"
 THREADS = 1
 BYTE_LIMIT = 20 * 2**20        # bytes of result, as Arrow counts them
-SNAPSHOT_SECONDS = 10.0        # a query reads data at most this old
+# A query reads data at most this old (unless the store is unchanged since the copy). Why a minute: a
+# running worker commits its heartbeat every 5 s, so the store is never "unchanged" while it runs, and
+# each copy of a 10M-query store is 385 MB written in 0.4-0.6 s; at 10 s nearly every page visit paid
+# that copy. A minute-old view is current enough for ad-hoc SQL (ingest lands in batches), and every
+# result says how old its data is (SqlResult.snapshot_age_s).
+SNAPSHOT_SECONDS = 60.0
 SNAPSHOT_DIR = "sql-snapshots"
 READY_TIMEOUT_S = 60.0         # a child that cannot even import DuckDB in this time is broken
 _MEMORY_WORDS = (f"{MEMORY_LIMIT_MB} MB for DuckDB, {PROCESS_MEMORY_MB} MB for the whole query process; "
@@ -363,7 +368,8 @@ def _refusal(kind: str, message: str) -> InputError:
 
 def snapshot(db: Database, *, max_age_s: float = SNAPSHOT_SECONDS) -> Snapshot:
     """The newest snapshot of the store, taken now if the newest is older than ``max_age_s`` seconds
-    and the store has changed since it was taken.
+    and the store has changed since it was taken (while a worker runs it always has: its heartbeat
+    commits every 5 s, so a snapshot is then reused until it is ``max_age_s`` old, then replaced).
 
     Unchanged means the same store file header (DuckDB counts every checkpoint there) and size,
     and the same write-ahead log (every commit grows it; a checkpoint removes it), as recorded
@@ -377,6 +383,9 @@ def snapshot(db: Database, *, max_age_s: float = SNAPSHOT_SECONDS) -> Snapshot:
     if not db.path.exists():
         raise StoreError(f"the store {db.path} does not exist yet: start the worker or run `python -m engine demo`")
     folder = db.path.parent / SNAPSHOT_DIR
+    if folder.exists() and not folder.is_dir():
+        raise StoreError(f"the SQL page keeps its copies of the store in {folder}, but that is a file, not a folder: "
+                         "move or delete that file (Retrainer makes the folder itself), then run the query again")
     with _snapshot_lock:
         newest = _newest_snapshot(folder)
         if newest is not None and time.time() - newest.taken_at <= max_age_s:
@@ -387,7 +396,8 @@ def snapshot(db: Database, *, max_age_s: float = SNAPSHOT_SECONDS) -> Snapshot:
             folder.mkdir(exist_ok=True)
             lock = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
-            raise StoreError(f"cannot write the SQL page's snapshot folder {folder}: {exc.strerror}") from None
+            raise StoreError(f"cannot write the SQL page's snapshot folder {folder}: {exc.strerror} (make it writable "
+                             "by the user running the dashboard, or delete it: Retrainer makes it again)") from None
         try:
             fcntl.flock(lock, fcntl.LOCK_EX)
             newest = _newest_snapshot(folder)  # another process may have just taken one
@@ -453,7 +463,7 @@ def _unchanged(db: Database, snap: Snapshot) -> bool:
 def _newest_snapshot(folder: Path) -> Snapshot | None:
     try:
         names = sorted(p.name for p in folder.iterdir() if p.name.isdigit())
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # none yet; a file in its place is refused by snapshot()
         return None
     for name in reversed(names):
         path = folder / name / "store.duckdb"
@@ -501,12 +511,24 @@ def prepare(db: Database) -> None:
         _preparing.start()
 
 
+_refresh_failure: str | None = None   # the last failure logged, so each page load does not log it again
+
+
 def _refresh(db: Database) -> None:
-    _serialize("SELECT 1")  # opens the checker's own DuckDB instance (~0.1 s) before the first query needs it
+    """prepare's background work; never raises (a thread's exception would only print a traceback).
+
+    A failure is logged once as a warning, without a traceback; the query that follows meets the same
+    problem and shows its message on the page."""
+    global _refresh_failure
     try:
+        _serialize("SELECT 1")  # opens the checker's own DuckDB instance (~0.1 s) before the first query needs it
         snapshot(db)
-    except StoreError as exc:
-        log.warning("the SQL page's snapshot could not be refreshed ahead of a query: %s", exc)
+    except (RetrainerError, OSError) as exc:
+        if str(exc) != _refresh_failure:
+            log.warning("the SQL page's snapshot could not be refreshed ahead of a query: %s", exc)
+        _refresh_failure = str(exc)
+    else:
+        _refresh_failure = None
 
 
 def _ready_child() -> subprocess.Popen:
