@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
 
 from benchmarks import gate_speed, hot_reload, peer
@@ -199,7 +201,9 @@ def test_peer_prefill_in_chunks_stores_the_same_rows_as_in_one_go(tmp_path, smal
     tables = ("retrains", "models", "evaluations", "events", "alias_history")
     contents = []
     for chunk in (None, 7):
-        ctx = Context.open(load_settings(env={}, path=None, home=tmp_path / f"home-{chunk}"))
+        # One fixed clock: the rows' times come from it, and two runs a second apart must not differ.
+        ctx = Context.open(load_settings(env={}, path=None, home=tmp_path / f"home-{chunk}"),
+                           clock=lambda: datetime(2026, 3, 1, 12, 0, 0))
         peer.prefill(ctx, small_history, 30, chunk=chunk)
         with ctx.db.read() as con:
             contents.append({t: con.execute(f"SELECT * EXCLUDE (ts) FROM {t} ORDER BY ALL").fetchall()

@@ -258,3 +258,11 @@ def test_a_capped_cycle_trains_on_the_cap_records_it_and_judges_on_the_same_eval
     assert model["params"]["training_cap"] == {
         "max_train_rows": 300, "over_training_cap": whole.funnel.train_rows - 300,
         "keeps": "human-labelled texts first, then pseudo-labelled ones, newest first within each"}
+    # The History page's funnel of that retrain shows the cap's step with its count (as the Data page's does).
+    from store.views import history as history_view
+    from store.views.funnel import steps as funnel_steps
+
+    shown = funnel_steps(history_view.retrain(ctx.db, result.retrain_id)["funnel"])
+    capped_step = shown[shown["step"] == "over_training_cap"].iloc[0]
+    assert (capped_step["name"], capped_step["rows"]) == ("over the training cap", whole.funnel.train_rows - 300)
+    assert capped_step["left"] == 300 + whole.funnel.eval_rows

@@ -14,7 +14,7 @@ import pandas as pd
 
 from store.db import Database
 from store.records import from_json
-from store.views.funnel import COLUMNS as FUNNEL
+from store.views.funnel import CAPPED, COLUMNS as FUNNEL
 from store.vocabulary import EventKind, GateOutcome, RetrainStatus
 
 REMOVED = tuple(key for key in FUNNEL if key not in ("rows_in", "train_rows", "eval_rows"))
@@ -56,7 +56,8 @@ SELECT id, ts, details FROM events
 WHERE kind = ? AND TRY_CAST(json_extract_string(details, '$.retrain_id') AS BIGINT) = ?
 ORDER BY id DESC LIMIT 1
 """
-ONE_RETRAIN = "SELECT id, started_at, trigger, status, reason, duration_s, " + ", ".join(FUNNEL) + " FROM retrains WHERE id = ?"
+ONE_RETRAIN = ("SELECT id, started_at, trigger, status, reason, duration_s, " + ", ".join((*FUNNEL, CAPPED[0]))
+               + " FROM retrains WHERE id = ?")
 
 
 def _filters(statuses: Sequence[str] | None, triggers: Sequence[str] | None,
@@ -95,7 +96,8 @@ def totals(db: Database, *, statuses: Sequence[str] | None = None, triggers: Seq
 
 def retrain(db: Database, retrain_id: int) -> dict[str, Any] | None:
     """One retrain: id, started_at, trigger, status, reason, duration_s, and ``funnel``: its data-quality
-    counts by name in FUNNEL order, or None if it stopped before reading the data. None if there is no such retrain."""
+    counts by name in FUNNEL order, then ``over_training_cap`` (texts the training cap left out, 0 or None
+    before the cap existed), or None if it stopped before reading the data. None if there is no such retrain."""
     with db.read() as con:
         cursor = con.execute(ONE_RETRAIN, [retrain_id])
         names = [d[0] for d in cursor.description]
@@ -103,7 +105,7 @@ def retrain(db: Database, retrain_id: int) -> dict[str, Any] | None:
     if row is None:
         return None
     found = dict(zip(names, row))
-    counts = {key: found.pop(key) for key in FUNNEL}
+    counts = {key: found.pop(key) for key in (*FUNNEL, CAPPED[0])}
     found["funnel"] = None if counts["rows_in"] is None else counts
     return found
 
