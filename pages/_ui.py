@@ -13,7 +13,7 @@ import logging
 import math
 import re
 from pathlib import Path
-from datetime import datetime, time, timezone
+from datetime import date, datetime, time, timezone
 from typing import Any, Callable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -113,10 +113,14 @@ def local(value: Any) -> datetime | None:
     return value.replace(tzinfo=timezone.utc).astimezone(user_zone()).replace(tzinfo=None)
 
 
+def utc_midnight(day: date) -> datetime:
+    """The start of ``day`` in the viewer's zone, as stored times are: naive UTC."""
+    return datetime.combine(day, time()).replace(tzinfo=user_zone()).astimezone(timezone.utc).replace(tzinfo=None)
+
+
 def local_day_start(now: datetime) -> datetime:
     """The start of the viewer's day holding ``now`` (naive UTC in, naive UTC out)."""
-    day = now.replace(tzinfo=timezone.utc).astimezone(user_zone()).date()
-    return datetime.combine(day, time()).replace(tzinfo=user_zone()).astimezone(timezone.utc).replace(tzinfo=None)
+    return utc_midnight(now.replace(tzinfo=timezone.utc).astimezone(user_zone()).date())
 
 
 def when(value: Any) -> str:

@@ -1,6 +1,6 @@
 """Retraining history: every retrain, what the gate decided and why, and what the data cleaning kept."""
 
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import datetime, timedelta
 
 import streamlit as st
 
@@ -39,11 +39,6 @@ def gate(retrain_id: int):
     return views.gate_decision(_ui.context().db, retrain_id)
 
 
-def utc_midnight(day: date) -> datetime:
-    """The start of ``day`` in the user's zone, as stored times are: naive UTC."""
-    return datetime.combine(day, time()).replace(tzinfo=_ui.user_zone()).astimezone(timezone.utc).replace(tzinfo=None)
-
-
 found = options()
 if not found["statuses"]:
     _ui.empty("No retrain has run yet. Build the demo with `python -m engine demo`, or import labelled data "
@@ -55,8 +50,8 @@ statuses = f[0].multiselect("Decision", found["statuses"], placeholder="any deci
 triggers = f[1].multiselect("Trigger", found["triggers"], placeholder="any trigger", key="trigger")
 days = f[2].date_input("Started between", (), key="days",
                        help=f"Retrains ran from {_ui.when(found['first'])} to {_ui.when(found['last'])}; empty means any date")
-start = utc_midnight(days[0]) if days else None
-end = utc_midnight(days[1] + timedelta(days=1)) if len(days) == 2 else None
+start = _ui.utc_midnight(days[0]) if days else None
+end = _ui.utc_midnight(days[1] + timedelta(days=1)) if len(days) == 2 else None
 chosen = (tuple(statuses), tuple(triggers), start, end)
 
 totals = summary(*chosen)
