@@ -13,10 +13,17 @@ Checks, each refused with an :class:`~engine.errors.InputError` that says what w
 - what it holds is a fitted classifier: ``predict``, ``predict_proba`` (Retrainer's confidence) and
   ``classes_``;
 - it answers on a few stored texts, with labels among its ``classes_``;
-- its classes overlap the stored labels (the two sets are shown when they do not).
+- its classes, normalised like imported labels (:func:`engine.dataset.normalize_label`: NFKC,
+  lower-cased, so ``Track_Order``, ``1`` from the int 1 and ``true`` from the bool True), are distinct
+  and not empty, and overlap the stored labels (the two sets are shown when they do not).
 
-The version's params record the file's name and SHA-256, the note, the classes, the estimator's
-JSON-safe ``get_params()`` and the scikit-learn version.
+The model is kept wrapped in an :class:`AdoptedModel`, whose ``classes_`` are those normalised labels:
+everything that reads a version (serving, the gate, the fingerprint, the registry's labels) sees the
+same label strings as the stored labels, whatever the class values the team fitted with (ints, numpy
+ints, bools, mixed case).
+
+The version's params record the file's name and SHA-256, the note, the classes (as labels, and as the
+model's own ``classes_`` printed), the estimator's JSON-safe ``get_params()`` and the scikit-learn version.
 """
 
 from __future__ import annotations
@@ -29,6 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from engine.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -37,21 +46,112 @@ log = logging.getLogger(__name__)
 SMOKE_ROWS = 5
 SKOPS_SUFFIX = ".skops"
 _SHOWN = 20
+# At most this many characters of an exception raised by the team's model or by loading its file are
+# shown: scikit-learn's messages can quote the whole input (every stored text it was given).
+_ERROR_CHARS = 200
 
 
 @dataclass(frozen=True)
 class Adopted:
-    """A loaded, checked model and its record for the registry."""
+    """A loaded, checked model (wrapped: its classes as stored labels) and its record for the registry."""
 
-    model: Any
+    model: AdoptedModel
     labels: tuple[str, ...]
     params: dict[str, Any]
+
+
+class AdoptedModel:
+    """A team's fitted classifier whose ``classes_`` are the stored labels its own classes stand for.
+
+    ``model``: the fitted classifier (``predict_proba``, ``classes_``); ``labels``: one label (str) per entry
+    of ``model.classes_``, in its order (:func:`class_labels`). ``predict_proba`` and, when the model has
+    one, ``decision_function`` are the model's own (the same columns in the same order); ``predict``
+    answers the label of the highest probability, which is the answer Retrainer serves and scores
+    (``engine.classifier``, ``engine.evaluation.predict_and_calibrate``). A class of this module so the
+    registry's pickle of it loads wherever ``engine`` imports.
+
+    >>> from sklearn.dummy import DummyClassifier
+    >>> m = AdoptedModel(DummyClassifier().fit([[0]] * 3, [1, 0, 1]), ("0", "1"))
+    >>> m.classes_.tolist(), m.predict([[5]]).tolist(), m.predict_proba([[5]]).round(3).tolist()
+    (['0', '1'], ['1'], [[0.333, 0.667]])
+    """
+
+    def __init__(self, model: Any, labels: tuple[str, ...] | list[str]):
+        if len(labels) != len(model.classes_):
+            raise ValueError(f"one label per class: {len(labels)} labels for {len(model.classes_)} classes")
+        self.model = model
+        self.classes_ = np.asarray(list(labels), dtype=object)
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        """The model's probabilities (texts x classes, the columns of ``classes_``)."""
+        return self.model.predict_proba(texts)
+
+    def predict(self, texts: list[str]) -> np.ndarray:
+        """The label of each text's highest probability (object array of str)."""
+        return self.classes_[np.asarray(self.model.predict_proba(texts)).argmax(axis=1)]
+
+    @property
+    def decision_function(self):
+        """The model's own ``decision_function`` (AttributeError when it has none)."""
+        return self.model.decision_function
+
+    def __repr__(self) -> str:
+        return f"AdoptedModel({type(self.model).__name__}, classes {', '.join(self.classes_.tolist())})"
 
 
 def _labels_text(labels: set[str] | list[str]) -> str:
     ordered = sorted(labels)
     more = len(ordered) - _SHOWN
     return ", ".join(ordered[:_SHOWN]) + (f" … ({more} more)" if more > 0 else "") if ordered else "(none)"
+
+
+def _bounded(text: str, limit: int = _ERROR_CHARS) -> str:
+    """``text``'s first line, cut to ``limit`` characters (an ellipsis says it was cut).
+
+    >>> _bounded("Expected 2D array, got 1D array instead:\\narray=['a' 'b']"), _bounded("x" * 9, 4)
+    ('Expected 2D array, got 1D array instead: …', 'xxxx…')
+    """
+    lines = str(text).strip().splitlines() or [""]
+    first = lines[0]
+    if len(first) > limit:
+        return first[:limit] + "…"
+    return first + (" …" if len(lines) > 1 else "")
+
+
+def _error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {_bounded(str(exc))}" if str(exc).strip() else type(exc).__name__
+
+
+def _class_text(value: Any) -> str:
+    """A class as the message shows it: a str quoted, anything else with its type (``1 (int64)``)."""
+    shown = _bounded(str(value), 80)
+    return repr(shown) if isinstance(value, str) else f"{shown} ({type(value).__name__})"
+
+
+def class_labels(classes: Any, *, name: str) -> tuple[str, ...]:
+    """Each of a model's ``classes_`` as the stored label it stands for: :func:`engine.dataset.normalize_label`,
+    which every import applies (NFKC, lower-cased). InputError when a class is no label (None, NaN, blank)
+    or when two classes become the same label.
+
+    >>> class_labels([0, 1], name="m.joblib"), class_labels(["Cancel", "Track_Order", True], name="m.joblib")
+    (('0', '1'), ('cancel', 'track_order', 'true'))
+    """
+    from engine.dataset import normalize_label
+
+    labels: list[str] = []
+    first: dict[str, Any] = {}
+    for value in list(classes):
+        label = normalize_label(value)
+        if label is None:
+            raise InputError(f"{name} has the class {_class_text(value)}, which is no label (empty once normalised "
+                             "like imported labels): fit the model on non-empty labels only")
+        if label in first:
+            raise InputError(f"{name} has the classes {_class_text(first[label])} and {_class_text(value)}, which are "
+                             f"one label once normalised like imported labels (NFKC, lower-cased): {label!r}. "
+                             "Retrainer stores them as one label, so merge them (or rename one) and fit the model again")
+        first[label] = value
+        labels.append(label)
+    return tuple(labels)
 
 
 def load_file(path: Path) -> tuple[Any, str]:
@@ -73,17 +173,18 @@ def load_file(path: Path) -> tuple[Any, str]:
         try:
             model = joblib.load(path)
         except InconsistentVersionWarning as exc:
-            raise InputError(f"{path.name} was pickled by another scikit-learn version ({exc}); load it where it was "
-                             "made and save it with this version, or retrain it here") from exc
+            raise InputError(f"{path.name} was pickled by another scikit-learn version ({_bounded(str(exc))}); load "
+                             "it where it was made and save it with this version, or retrain it here") from exc
         except (pickle.UnpicklingError, EOFError, ValueError, KeyError, IndexError, ImportError,
                 AttributeError, TypeError) as exc:
             raise InputError(f"{path.name} could not be loaded as a joblib or pickle file "
-                             f"({type(exc).__name__}: {exc}); save the fitted model with joblib.dump(model, path)") from exc
+                             f"({_error_text(exc)}); save the fitted model with joblib.dump(model, path)") from exc
     return model, sha256
 
 
 def check_model(model: Any, *, name: str, texts: list[str], known_labels: set[str]) -> tuple[str, ...]:
-    """The model's classes as stored labels; InputError naming what is missing or wrong.
+    """The model's classes as stored labels (:func:`class_labels`, in the order of its ``classes_``);
+    InputError naming what is missing or wrong.
 
     ``texts`` are a few stored texts it must answer on; ``known_labels`` the labels in the store.
     """
@@ -97,17 +198,19 @@ def check_model(model: Any, *, name: str, texts: list[str], known_labels: set[st
     classes = getattr(model, "classes_", None)
     if classes is None:
         raise InputError(f"{name} holds a {what} without classes_: adopt a fitted classifier (call fit before saving)")
-    labels = tuple(str(c) for c in classes)
+    labels = class_labels(classes, name=name)
     try:
         answers = [str(a) for a in model.predict(list(texts))]
         proba = model.predict_proba(list(texts))
-    except Exception as exc:  # the team's model failed on text: say so, in its words
-        raise InputError(f"{name} cannot classify stored texts ({type(exc).__name__}: {exc}); it must take a list "
-                         "of strings, like a scikit-learn Pipeline that starts with a text vectorizer") from exc
+    except Exception as exc:  # the team's model failed on text: say so, in its words, briefly
+        raise InputError(f"{name} cannot classify stored texts: given a list of {len(texts)} str it raised "
+                         f"{_error_text(exc)}; an adopted model must take a list of str (the texts), like a "
+                         "scikit-learn Pipeline that starts with a text vectorizer; a model fitted on numeric "
+                         "features cannot be adopted") from exc
     if len(answers) != len(texts) or getattr(proba, "shape", None) != (len(texts), len(labels)):
         raise InputError(f"{name} answered {len(answers)} labels and probabilities of shape "
                          f"{getattr(proba, 'shape', None)} for {len(texts)} texts and {len(labels)} classes")
-    unknown = set(answers) - set(labels)
+    unknown = set(answers) - {str(c) for c in classes}
     if unknown:
         raise InputError(f"{name} predicted {_labels_text(unknown)}, which are not among its classes_")
     overlap = set(labels) & known_labels
@@ -162,7 +265,8 @@ def prepare(path: Path | str, *, texts: list[str], known_labels: set[str], note:
         "pipeline_params": params,
         "calibration": None,
         "sklearn_version": SKLEARN_VERSION,
-        "adopted": {"file": str(path.resolve()), "sha256": sha256, "note": note or "", "classes": list(labels)},
+        "adopted": {"file": str(path.resolve()), "sha256": sha256, "note": note or "", "classes": list(labels),
+                    "model_classes": [_bounded(str(c), 80) for c in model.classes_]},
     }
     log.info("adopting %s (%s, %d classes, sha256 %s)", path, type(model).__name__, len(labels), sha256[:12])
-    return Adopted(model, labels, record)
+    return Adopted(AdoptedModel(model, labels), labels, record)

@@ -16,7 +16,8 @@ What it serves: a scikit-learn ``Pipeline`` whose first step is a ``TfidfVectori
 ``FeatureUnion`` of them (each of the presets in engine/pipelines.py, and a team's pipeline of
 that shape). Anything else (a team's own estimator, ``CalibratedClassifierCV``, a vectorizer
 subclass, weighted union parts, an analyzer whose callables cannot be fingerprinted) is answered
-by the model's ordinary ``predict``/``predict_proba``; :attr:`EvaluationCounts.served` says how
+by the model's ordinary ``predict``/``predict_proba``. An adopted model (:class:`engine.adopt.AdoptedModel`)
+is served like the model it wraps, its answers read as its labels; :attr:`EvaluationCounts.served` says how
 many texts went which way.
 
 Files, keys and invalidation (like engine/prediction_cache.py):
@@ -70,6 +71,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from engine.adopt import AdoptedModel
 from engine.prediction_cache import text_keys
 from engine.registry import SKLEARN_VERSION
 
@@ -302,6 +304,9 @@ class EvaluationCounts:
 
     def _call(self, model: Any, texts: Sequence[str], method: str) -> Any:
         texts = list(texts)
+        if isinstance(model, AdoptedModel):  # an adopted pipeline: its own probabilities, read as its labels
+            proba = self._call(model.model, texts, "predict_proba")
+            return proba if method == "predict_proba" else model.classes_[np.asarray(proba).argmax(axis=1)]
         try:
             first, rest = self._split(model)
             rows = self._rows(texts)

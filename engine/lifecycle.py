@@ -32,6 +32,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, fields
 from datetime import datetime
+from pathlib import PurePath
 from typing import Callable, Sequence, TypeVar
 
 from engine import faults, registry
@@ -151,6 +152,17 @@ class Switch:
         return self.before.active.version if self.before else None
 
 
+def _trained_on(row: dict) -> str:
+    """What a registered version was trained on, for its registration event: its training rows, or the file
+    it was adopted from (trained outside Retrainer, so its rows are not known)."""
+    if row.get("train_rows") is not None:
+        return f"{row['train_rows']} training rows"
+    adopted = (row.get("params") or {}).get("adopted")
+    if adopted:
+        return f"adopted from {PurePath(adopted['file']).name}, trained outside Retrainer: its training rows are not known"
+    return "training rows not recorded"
+
+
 class ModelRegistry:
     """The lifecycle operations on one data directory (``ctx``): see the module docstring.
 
@@ -190,7 +202,7 @@ class ModelRegistry:
         insert_model(con, {**row, "status": S.CANDIDATE})
         retrain = f" by {trigger} retrain #{row['retrain_id']}" if row.get("retrain_id") is not None else ""
         record_event(con, ts=ts, kind=EventKind.REGISTRY, version=row["version"],
-                     message=f"Candidate {row['version']} registered{retrain} ({row.get('train_rows')} training rows).",
+                     message=f"Candidate {row['version']} registered{retrain} ({_trained_on(row)}).",
                      details={"version": row["version"], "status": S.CANDIDATE, "retrain_id": row.get("retrain_id")})
         stored = {name: row.get(name) for name in MODEL_FIELDS}
         stored.update(status=S.CANDIDATE, **{k: from_json(to_json(row.get(k))) for k in ("params", "labels", "report")})

@@ -59,7 +59,8 @@ def test_adopted_model_becomes_the_first_champion_and_a_candidate_is_gated_again
     assert row["params"]["pipeline_kind"] == "adopted" and row["params"]["pipeline"] == "adopted:team.joblib"
     assert row["params"]["adopted"] == {"file": str(path.resolve()), "sha256": sha,
                                         "note": "production model of 2026-11",
-                                        "classes": sorted(labelled_frame(1)["label"])}
+                                        "classes": sorted(labelled_frame(1)["label"]),
+                                        "model_classes": sorted(labelled_frame(1)["label"])}
     assert row["params"]["pipeline_params"]["clf__C"] == 10.0
     assert row["labels"] == sorted(labelled_frame(1)["label"])
     assert 0.8 < row["accuracy"] <= 1.0  # scored on the evaluation rows like any version
@@ -142,9 +143,10 @@ def test_a_model_that_cannot_read_text_is_refused(labelled, tmp_path):
     dump(numeric, path)
     result = run_cycle(labelled, trigger="adopt", adopt=AdoptRequest(str(path)))
     assert result.status == "failed"
-    assert result.reason.startswith("numeric.joblib cannot classify stored texts (ValueError: ")
-    assert result.reason.endswith("it must take a list of strings, like a scikit-learn Pipeline that starts with a "
-                                  "text vectorizer")
+    assert result.reason == (
+        "numeric.joblib cannot classify stored texts: given a list of 5 str it raised ValueError: Expected 2D array, "
+        "got 1D array instead: …; an adopted model must take a list of str (the texts), like a scikit-learn Pipeline "
+        "that starts with a text vectorizer; a model fitted on numeric features cannot be adopted")
 
 
 @pytest.mark.slow
