@@ -32,7 +32,13 @@ onto every store in turn, MLflow included: the write time of one retrain must be
 every history size. Medians over rounds; the load average and this process's CPU time are
 printed beside each figure.
 
-Run: ``python -m benchmarks.peer [--quick] [--growth 1000,30000 [--more 40] [--rounds 3]]``.
+What-if (``--kept-open``, growth only): one more store of the first history size, written in the same
+rounds while it stays attached between transactions (``kept_open``), the way a process owning the file
+for good would write. Not how Retrainer runs: that process would lock the dashboard, the API, the CLI and
+any DuckDB client out of the file. It measures what the per-transaction attach (write-ahead-log replay
+included) and detach cost, for the team's decision (docs/SCALING.md).
+
+Run: ``python -m benchmarks.peer [--quick] [--growth 1000,30000 [--more 40] [--rounds 3] [--kept-open]]``.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ import shutil
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -272,8 +279,50 @@ def prefill(ctx: Any, retrains: list[Retrain], n: int, *, chunk: int | None = No
         ctx.db.checkpoint()
 
 
+@contextmanager
+def kept_open(db: Any) -> Any:
+    """What-if, never how Retrainer runs: inside the block the store ``db`` (a ``store.db.Database``)
+    stays attached read-write with its file lock held, so its writes pay no attach, write-ahead-log
+    replay or detach; they still BEGIN, COMMIT (fsync) and checkpoint when the log is due, as always.
+
+    What a process that owned the store for good would pay per transaction. It would also lock every
+    other process (the dashboard, the API, the CLI, a person's own DuckDB client) out of the file, since
+    DuckDB lets no other process open a file one process writes: the reason ``store.db`` attaches per
+    access. Other ``Database`` objects in the block keep the normal path. Only for this benchmark, in
+    a process where nothing else touches ``db`` meanwhile.
+    """
+    import fcntl
+
+    import store.db as store_db
+
+    original = store_db.Database._attached
+    con = store_db._memory_connection()
+    lock = os.open(db.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    db._attach(con, write=True)
+
+    @contextmanager
+    def attached(self: Any, *, write: bool) -> Any:
+        if self is not db:
+            with original(self, write=write) as other:
+                yield other
+            return
+        con.execute(f"USE {store_db.ALIAS}")
+        yield con
+
+    store_db.Database._attached = attached
+    try:
+        yield
+    finally:
+        store_db.Database._attached = original
+        con.execute("USE memory")
+        con.execute(f"DETACH {store_db.ALIAS}")
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        os.close(lock)
+
+
 def growth(folder: Path, retrains: list[Retrain], *, history_sizes: tuple[int, ...], k: int, rounds: int = 1,
-           peer_history: int | None = None) -> dict[str, Any]:
+           peer_history: int | None = None, what_if_kept_open: bool = False) -> dict[str, Any]:
     """Write time of one retrain as the history grows, ours beside MLflow's, in the same rounds.
 
     For each history size H: a store holding H retrains (``prefill``); with ``peer_history`` and
@@ -288,53 +337,61 @@ def growth(folder: Path, retrains: list[Retrain], *, history_sizes: tuple[int, .
     from store.views.performance import evaluations
 
     more = retrains[len(retrains) // 2:][:k]
+    # (key, retrains stored, kept open): one store per history size, and the what-if store
+    plan = [(h, h, False) for h in history_sizes]
+    if what_if_kept_open:
+        plan.append(("kept-open", history_sizes[0], True))
     stores = {}
-    for h in history_sizes:
-        home = folder / f"growth-{h}"
+    for key, h, _ in plan:
+        home = folder / f"growth-{key}"
         shutil.rmtree(home, ignore_errors=True)
         ctx = Context.open(load_settings(env={}, path=None, home=home))
         started = time.perf_counter()
         prefill(ctx, retrains, h, chunk=PREFILL_CHUNK)
-        say(f"peer: history of {h:,} retrains filled in {time.perf_counter() - started:.1f} s")
-        stores[h] = ctx
+        say(f"peer: history of {h:,} retrains filled in {time.perf_counter() - started:.1f} s"
+            + (" (the what-if store, kept open while written)" if key == "kept-open" else ""))
+        stores[key] = ctx
     peer = full = None
     if peer_history and mlflow_available():
         peer = _MlflowGrowth(folder / "mlflow", retrains, peer_history)
         full = _MlflowGrowth(folder / "mlflow-full", retrains, peer_history, full=True)
-    written = {h: h for h in history_sizes}
-    samples: dict[Any, list[dict[str, float]]] = {h: [] for h in history_sizes}
+    written = {key: h for key, h, _ in plan}
+    samples: dict[Any, list[dict[str, float]]] = {key: [] for key, _, _ in plan}
     samples["mlflow"], samples["mlflow-full"] = [], []
     for round_ in range(rounds):
-        for h in history_sizes:
-            batch = [Retrain(**{**r.__dict__, "number": written[h] + j + 1, "version": f"v{written[h] + j + 1:06d}",
-                                "champion": f"v{written[h] + j:06d}" if r.champion else None})
+        for key, _, kept in plan:
+            n = written[key]
+            batch = [Retrain(**{**r.__dict__, "number": n + j + 1, "version": f"v{n + j + 1:06d}",
+                                "champion": f"v{n + j:06d}" if r.champion else None})
                      for j, r in enumerate(more)]
             load = os.getloadavg()[0]
             cpu, started = time.process_time(), time.perf_counter()
-            for r in batch:
-                _ours_write(stores[h], r)
-            samples[h].append({"write_ms": 1000 * (time.perf_counter() - started) / len(batch),
-                               "cpu_ms": 1000 * (time.process_time() - cpu) / len(batch), "load": load})
-            written[h] += len(batch)
+            with kept_open(stores[key].db) if kept else _nothing():
+                for r in batch:
+                    _ours_write(stores[key], r)
+            samples[key].append({"write_ms": 1000 * (time.perf_counter() - started) / len(batch),
+                                 "cpu_ms": 1000 * (time.process_time() - cpu) / len(batch), "load": load})
+            written[key] += len(batch)
         if peer is not None:
             samples["mlflow"].append(peer.write(more))
             samples["mlflow-full"].append(full.write(more))
         say(f"peer: round {round_ + 1} of {rounds}: " + ", ".join(
-            f"{h:,} stored {samples[h][-1]['write_ms']:.0f} ms" for h in history_sizes)
+            f"{key:,} stored {samples[key][-1]['write_ms']:.0f} ms" if not kept
+            else f"what-if kept open {samples[key][-1]['write_ms']:.0f} ms" for key, _, kept in plan)
             + (f", MLflow {samples['mlflow'][-1]['write_ms']:.0f} ms (with the report and every figure "
                f"{samples['mlflow-full'][-1]['write_ms']:.0f} ms)" if peer is not None else ""))
     out = []
-    for h in history_sizes:
+    for key, h, kept in plan:
         started = time.perf_counter()
-        frame = evaluations(stores[h].db)
+        frame = evaluations(stores[key].db)
         read = time.perf_counter() - started
-        out.append({"history": h, "k": len(more), "rounds": rounds,
-                    "write_ms": median([x["write_ms"] for x in samples[h]]),
-                    "cpu_ms": median([x["cpu_ms"] for x in samples[h]]),
-                    "runs_ms": [x["write_ms"] for x in samples[h]],
-                    "load": median([x["load"] for x in samples[h]]), "read_ms": 1000 * read, "rows": len(frame),
-                    "mb": stores[h].settings.db_path.stat().st_size / 1e6})
-        shutil.rmtree(folder / f"growth-{h}", ignore_errors=True)
+        out.append({"history": h, "kept_open": kept, "k": len(more), "rounds": rounds,
+                    "write_ms": median([x["write_ms"] for x in samples[key]]),
+                    "cpu_ms": median([x["cpu_ms"] for x in samples[key]]),
+                    "runs_ms": [x["write_ms"] for x in samples[key]],
+                    "load": median([x["load"] for x in samples[key]]), "read_ms": 1000 * read, "rows": len(frame),
+                    "mb": stores[key].settings.db_path.stat().st_size / 1e6})
+        shutil.rmtree(folder / f"growth-{key}", ignore_errors=True)
     theirs_ = theirs_full = None
     if peer is not None:
         theirs_, theirs_full = ({"history": peer_history, "k": len(more), "version": p.version, "fill_s": p.fill_s,
@@ -344,7 +401,13 @@ def growth(folder: Path, retrains: list[Retrain], *, history_sizes: tuple[int, .
                                 for p, key in ((peer, "mlflow"), (full, "mlflow-full")))
         shutil.rmtree(folder / "mlflow", ignore_errors=True)
         shutil.rmtree(folder / "mlflow-full", ignore_errors=True)
-    return {"ours": out, "mlflow": theirs_, "mlflow_full": theirs_full}
+    return {"ours": [g for g in out if not g["kept_open"]], "mlflow": theirs_, "mlflow_full": theirs_full,
+            "kept_open": next((g for g in out if g["kept_open"]), None)}
+
+
+@contextmanager
+def _nothing() -> Any:
+    yield
 
 
 class _MlflowGrowth:
@@ -419,6 +482,14 @@ def growth_report(measured: dict[str, Any]) -> SuiteResult:
         result.rows.append(Row(SUITE, f"  the same, CPU time of this process, {g['history']:,} stored", g["cpu_ms"], "ms",
                                baseline=first["cpu_ms"] if g is not first else None,
                                note=f"baseline: the same at {first['history']:,} stored" if g is not first else ""))
+    kept, full = measured.get("kept_open"), measured.get("mlflow_full")
+    if kept:
+        result.rows.append(Row(
+            SUITE, f"  what-if: the store kept open between transactions, {kept['history']:,} stored", kept["write_ms"],
+            "ms", baseline=full["write_ms"] if full else None,
+            note=("baseline: MLflow logging what we store, same rounds; " if full else "")
+            + "not how Retrainer runs (it would lock every other process out of the file): what the per-transaction "
+            f"attach costs; load {kept['load']:.1f}"))
     runs = lambda xs: ", ".join(f"{x:.0f}" for x in xs)  # noqa: E731
     lines = [f"### Peer: writing one retrain's history as the history grows ({first['k']} retrains a round, "
              f"median of {first['rounds']} interleaved round{'s' * (first['rounds'] > 1)})", "",
@@ -429,7 +500,10 @@ def growth_report(measured: dict[str, Any]) -> SuiteResult:
     if theirs_:
         lines.append(f"| MLflow {theirs_['version']}, {theirs_['history']:,} runs | {theirs_['write_ms']:.1f} "
                      f"({runs(theirs_['runs_ms'])}) | – | – | – | {theirs_['load']:.1f} |")
-    full = measured.get("mlflow_full")
+    if kept:
+        lines.append(f"| what-if: {kept['history']:,} retrains, the store kept open between transactions (not how "
+                     f"Retrainer runs) | {kept['write_ms']:.1f} ({runs(kept['runs_ms'])}) | {kept['cpu_ms']:.1f} | "
+                     f"{kept['read_ms']:.0f} ms ({kept['rows']:,} rows) | {kept['mb']:.1f} MB | {kept['load']:.1f} |")
     if full:
         lines.append(f"| MLflow {full['version']}, {full['history']:,} runs, logging what we store (report as an "
                      f"artifact, every figure) | {full['write_ms']:.1f} ({runs(full['runs_ms'])}) | – | – | – | "
@@ -578,6 +652,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--growth", default="", help="history sizes, e.g. 1000,30000: write time per retrain at each")
     parser.add_argument("--more", type=int, default=40, help="retrains written onto each history a round (--growth)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (--growth)")
+    parser.add_argument("--kept-open", action="store_true",
+                        help="what-if (--growth): also a store kept attached between its transactions")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     if args.growth:
@@ -587,7 +663,7 @@ def main(argv: list[str] | None = None) -> int:
         folder = Path(tempfile.mkdtemp(prefix="peer-growth-", dir=args.work))
         try:
             measured = growth(folder, retrains, history_sizes=sizes, k=args.more, rounds=args.rounds,
-                              peer_history=sizes[0])
+                              peer_history=sizes[0], what_if_kept_open=args.kept_open)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         print_outcome("peer", growth_report(measured), started)

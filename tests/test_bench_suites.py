@@ -269,6 +269,48 @@ def test_peer_growth_writes_the_same_retrains_onto_each_history(tmp_path, small_
     assert all(r.baseline is None and peer.INSTALL_HINT in r.note for r in result.rows[::2])
 
 
+def test_peer_kept_open_what_if_attaches_once_and_writes_what_the_normal_path_writes(
+        tmp_path, small_history, monkeypatch):
+    import subprocess
+    import sys
+
+    from engine.config import load_settings
+    from engine.context import Context
+    from store.db import Database
+    from store.retrains import get_retrain
+
+    measured = peer.growth(tmp_path / "growth", small_history, history_sizes=(10,), k=3, rounds=2,
+                           what_if_kept_open=True)
+    normal, kept = measured["ours"][0], measured["kept_open"]
+    assert (kept["history"], kept["kept_open"], len(kept["runs_ms"])) == (10, True, 2)
+    assert kept["rows"] == normal["rows"]  # the same chart points either way
+    rows = peer.growth_report(measured).rows
+    assert [r.figure for r in rows] == [
+        "write one retrain's history, 10 stored", "  the same, CPU time of this process, 10 stored",
+        "  what-if: the store kept open between transactions, 10 stored"]
+    assert "not how Retrainer runs" in rows[-1].note
+
+    ctx = Context.open(load_settings(env={}, path=None, home=tmp_path / "home"))
+    peer.prefill(ctx, small_history, 10, chunk=4)
+    original, attaches = Database._attached, []
+    real_attach = Database._attach
+    monkeypatch.setattr(Database, "_attach", lambda self, con, *, write: (attaches.append(write),
+                                                                          real_attach(self, con, write=write))[1])
+    accepted = next(r for r in small_history if r.decision == "accepted" and r.champion)
+    with peer.kept_open(ctx.db):
+        for number in (11, 12):
+            peer._ours_write(ctx, peer.Retrain(**{**accepted.__dict__, "number": number, "version": f"v{number:06d}",
+                                                  "champion": f"v{number - 1:06d}"}))
+    assert attaches == [True]  # eight write transactions, one attach
+    assert Database._attached is original
+    assert get_retrain(ctx.db, 12)["status"] == "accepted" and attaches == [True, False]
+    # detached and unlocked: another process can open the file
+    out = subprocess.run([sys.executable, "-c", "import duckdb, sys; print(duckdb.connect(sys.argv[1], read_only=True)"
+                          ".execute('SELECT count(*) FROM retrains').fetchone()[0])", str(ctx.settings.db_path)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "12", out.stderr
+
+
 def test_scale_import_file_goes_in_whole_both_ways(tmp_path):
     import pandas as pd
 
