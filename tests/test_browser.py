@@ -211,7 +211,8 @@ def test_every_page_reads_clean_and_playground_feedback_belongs_to_the_query_on_
         page.mouse.click(grid["x"] + 15, grid["y"] + 35 + 2 * 35 + 17)  # the third row's selection box
         _settled(page)
         expect(page.get_by_label("Retrain", exact=True)).to_have_value(re.compile(rf"^#{third} · "))
-        assert f"Retrain #{third} (" in _main_text(page)
+        # the box shows the choice before the rerun it starts has drawn the reason: wait for the text itself
+        expect(page.locator('[data-testid="stMain"]')).to_contain_text(f"Retrain #{third} (", timeout=30_000)
         _shot(page, "history-row-chosen")
 
         # Playground: the first query gets a label; the second starts with an empty box and gets its own.
