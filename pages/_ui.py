@@ -79,6 +79,36 @@ def chart(build: Callable[..., Any], *args: Any, key: str, **kwargs: Any) -> Non
     st.vega_lite_chart(spec=_figure(build.__module__, build.__name__, args, kwargs), key=key, width="stretch")
 
 
+# Every ASCII punctuation character: CommonMark lets a backslash escape each one, and an escaped one is plain text
+# (no emphasis, link, HTML, code, table, maths "$", or Streamlit directive such as ":red[" or ":material/").
+_MARKDOWN_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
+# Some rewrites work on the text after escapes are read, so a backslash cannot stop them: Streamlit's typography
+# ("->", "<-", "<->", "--", ">=", "<=", "~=" become arrows and signs), its ":name:" emoji and logo, and GFM's
+# literal links ("http://…", "www.…", "name@host.org"). An invisible word joiner (U+2060) inside each leaves the
+# text as typed.
+_TYPOGRAPHY = re.compile(r"(?<=[<>~=-])(?=[<>=-])")
+_SHORTCODE = re.compile(r"(?<=:)(?=[\w+-]+:)|(?<=:)(?=//)|(?<=@)|(?<=[wW]{3})(?=\.)")
+WORD_JOINER = "\u2060"
+
+
+def literal(value: Any) -> str:
+    r"""Markdown that Streamlit shows as exactly the text of ``value``: for anything that came from a user or the
+    store (queries, labels, event messages, reasons, versions, file names) inside a Markdown string, a metric, a
+    caption, an alert, a toast, a help tooltip, a widget label or an ``st.table`` cell.
+
+    Every ASCII punctuation character is backslash-escaped; the character pairs Streamlit would turn into arrows,
+    signs, emoji or links get an invisible word joiner (U+2060) between them; whitespace runs, line breaks included,
+    become one space (the text is shown on one line, as a browser shows it anyway). Do not put the result inside
+    backticks: a code span shows backslashes as they are.
+
+    >>> print(literal("**bold** $x^2$ :red[alarm] [click](http://evil.example) <b>html</b>"))
+    \*\*bold\*\* \$x\^2\$ \:red\[alarm\] \[click\]\(http\:\/\/evil\.example\) \<b\>html\<\/b\>
+    """
+    text = " ".join(str(value).split())
+    text = _SHORTCODE.sub(WORD_JOINER, _TYPOGRAPHY.sub(WORD_JOINER, text))
+    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", text)
+
+
 def pct(value: float | None, *, digits: int = 1) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
@@ -228,7 +258,7 @@ def page_header(title: str, caption: str) -> dict[str, Any]:
             icon=":material/warning:",
         )
     if current["fallback"]:
-        st.error(f"**Fallback in use**: {current['fallback'].get('reason')}", icon=":material/support:")
+        st.error(f"**Fallback in use**: {literal(redact(str(current['fallback'].get('reason'))))}", icon=":material/support:")
     return current
 
 
@@ -256,8 +286,10 @@ def demo_build_banner() -> None:
     st.progress(building.day / max(1, building.days))
 
 
-# An absolute path in a message (not after a letter, digit or dot: "and/or", "MB/s" and "1/2" stay).
-_PATH = re.compile(r"(?<![\w.~>])(?:~|/)[^\s'\"()\[\]<>,;]*")
+# An absolute path in a message: "~/" or "/" and a folder, not after a letter, digit or dot ("and/or", "MB/s" and
+# "1/2" stay), "<" ("</b>" in a label is HTML), ":" or "/" (the "//" of a URL). A single "/word" (a chat command,
+# a URL route) names no place on the server and stays.
+_PATH = re.compile(r"(?<![\w.~<>:/])(?:~/|/(?=[^\s'\"()\[\]<>,;/]+/))[^\s'\"()\[\]<>,;]*")
 
 
 def redact(message: str) -> str:
@@ -294,7 +326,7 @@ def show_failure(exc: BaseException, *, what: str) -> None:
     """Log ``exc`` in full for the operator; show the visitor one line without paths or a stack."""
     log.error("%s: %s", what, exc, exc_info=not isinstance(exc, RetrainerError))
     text = str(exc) if isinstance(exc, RetrainerError) else f"an internal error ({type(exc).__name__})"
-    st.error(f"**{what}**: {redact(text)}. The server's log has the details.", icon=":material/error:")
+    st.error(f"**{literal(what)}**: {literal(redact(text))}. The server's log has the details.", icon=":material/error:")
 
 
 def _action_token() -> str | None:
@@ -360,7 +392,7 @@ def send_feedback(clf: Any, query_id: str, label: str) -> bool:
     try:
         clf.feedback(query_id, label)
     except RetrainerError as exc:
-        st.error(f"Not recorded: {redact(str(exc))}.")
+        st.error(f"Not recorded: {literal(redact(str(exc)))}.")
         return False
     try:
         clf.flush()
@@ -392,11 +424,11 @@ def queue_command(kind: str, *, args: dict[str, Any] | None = None, label: str, 
     try:
         command_id = submit(context(), kind, args=args, source="dashboard")
     except RetrainerError as exc:
-        say("error", f"{label} was not queued: {redact(str(exc))}")
+        say("error", f"{literal(label)} was not queued: {literal(redact(str(exc)))}")
         return None
     st.session_state.setdefault("commands", []).append(command_id)
     status.clear()
-    say("toast", f"{label}: command #{command_id} queued")
+    say("toast", f"{literal(label)}: command #{command_id} queued")
     return command_id
 
 

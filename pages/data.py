@@ -100,7 +100,7 @@ def record_true_label(query_id: str | None, label: str | None) -> None:
         return
     if not _ui.send_feedback(classifier(), query_id, label):
         return
-    st.success(f"Recorded **{label}** as the true label of query `{query_id}`. The worker stores it with its next "
+    st.success(f"Recorded **{_ui.literal(label)}** as the true label of query {_ui.literal(query_id)}. The worker stores it with its next "
                "ingest (a few seconds when it runs); the next retrain learns from it.", icon=":material/check_circle:")
 
 
@@ -163,7 +163,8 @@ else:
     rows = dict(zip(steps["step"], steps["rows"]))
     shares = dict(zip(steps["step"], steps["share"]))
     removed = rows["rows_in"] - rows["train_rows"] - rows["eval_rows"]
-    st.caption(f"The latest retrain that built a training set: #{last['id']} ({last['trigger']}, {last['status']}), "
+    st.caption(f"The latest retrain that built a training set: #{last['id']} ({_ui.literal(last['trigger'])}, "
+               f"{_ui.literal(last['status'])}), "
                f"finished {_ui.when(last['ts'])}. Every retrain rebuilds the set from the whole store; the "
                "Retraining history page shows each one's funnel.")
     quiet = {"delta_color": "off", "delta_arrow": "off"}
@@ -204,7 +205,7 @@ try:
                 since=q_since, until=q_until, reason=q_reason or "(preview)")
 except InputError as exc:
     rule = None
-    st.caption(f"Choose what to take out: {exc}.")
+    st.caption(f"Choose what to take out: {_ui.literal(_ui.redact(str(exc)))}.")
 if rule is not None:
     would = quarantine_preview(rule)
     st.caption(f"This rule would leave out **{would['queries']:,}** logged queries and **{would['labels']:,}** labels.")
@@ -215,7 +216,7 @@ if st.button("Quarantine these rows", key="q_add", disabled=rule is None or guar
         rule_id, counts = quarantine(_ui.context(), Rule(source=rule.source, version=rule.version, since=rule.since,
                                                          until=rule.until, reason=q_reason), by="dashboard")
     except InputError as exc:
-        st.error(f"Not quarantined: {_ui.redact(str(exc))}.")
+        st.error(f"Not quarantined: {_ui.literal(_ui.redact(str(exc)))}.")
     else:
         st.cache_data.clear()
         st.success(f"Quarantine #{rule_id}: {counts['queries']:,} logged queries and {counts['labels']:,} labels are "
@@ -244,7 +245,7 @@ if rules_now:
             try:
                 unquarantine(_ui.context(), lift_id, by="dashboard")
             except InputError as exc:
-                st.error(f"Not lifted: {_ui.redact(str(exc))}.")
+                st.error(f"Not lifted: {_ui.literal(_ui.redact(str(exc)))}.")
             else:
                 st.cache_data.clear()
                 st.success(f"Quarantine #{lift_id} lifted: its rows count again from the next retrain.")

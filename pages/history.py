@@ -96,8 +96,8 @@ one = one_retrain(pick)
 if one["status"] == "running":
     st.markdown(f"{_ui.STATUS_ICONS['running']} **Running** since {_ui.when(one['started_at'])}")
 else:
-    st.markdown(f"{_ui.STATUS_ICONS.get(one['status'], '')} **Retrain #{one['id']}** ({one['trigger']}, "
-                f"{charts.seconds(one['duration_s'])}): {one['reason'] or 'no reason recorded'}")
+    st.markdown(f"{_ui.STATUS_ICONS.get(one['status'], '')} **Retrain #{one['id']}** ({_ui.literal(one['trigger'])}, "
+                f"{charts.seconds(one['duration_s'])}): {_ui.literal(_ui.redact(one['reason'] or 'no reason recorded'))}")
 decision = gate(pick)
 if decision is None:
     st.caption({"running": f"Retrain #{pick} is still running: the gate has not decided yet.",
@@ -106,8 +106,9 @@ if decision is None:
 else:
     cards = st.columns(5)
     for card, (label, value, second, explain) in zip(cards, charts.gate_metrics(decision)):
-        card.metric(label, value, second, delta_color="off", delta_arrow="off", help=explain)
-    st.caption(charts.gate_note(decision))
+        card.metric(label, value, second, delta_color="off", delta_arrow="off",
+                    help=_ui.literal(explain) if explain else None)
+    st.caption(_ui.literal(charts.gate_note(decision)))
     if decision["paired"]:
         _ui.chart(charts.gate_intervals, pick, decision, key="gate_intervals")
 left, right = st.columns(2)

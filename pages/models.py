@@ -58,6 +58,11 @@ def cancel_rollback() -> None:
     st.session_state.pop("pending_rollback", None)
 
 
+def shown_result(message: str | None) -> str:
+    """A command's stored result for a visitor: without paths, shown as written (gate reasons hold class names)."""
+    return _ui.literal(_ui.redact(views.command_result(message)))
+
+
 def history_words(history: list[dict]) -> str:
     return " · ".join(f"{_ui.when(h['ts'])} {views.describe(h['kind'], h['role'], h['other'])}" for h in history)
 
@@ -92,8 +97,9 @@ with back:
             st.button("Roll back", key="rollback", disabled=guard["disabled"] or active is None, on_click=ask_rollback,
                       help=guard["help"])
         else:
-            st.warning(f"**Roll back from {pending['from']} to {pending['to']}?** The worker validates {pending['to']} "
-                       f"and switches every predictor to it; {pending['from']} stays in the registry.", icon=":material/undo:")
+            old, new = _ui.literal(pending["from"]), _ui.literal(pending["to"])
+            st.warning(f"**Roll back from {old} to {new}?** The worker validates {new} "
+                       f"and switches every predictor to it; {old} stays in the registry.", icon=":material/undo:")
             yes, no = st.columns(2)
             yes.button("Confirm", key="rollback_confirm", type="primary", on_click=confirm_rollback, width="stretch",
                        **_ui.guarded())
@@ -112,22 +118,23 @@ def commands() -> None:
     # One block of lines, updated in place at every tick (a command never drops out while it changes state).
     lines = []
     for c in rows:
-        title = f"#{c['id']} **{c['kind']}**" + (f" to {c['args']['to']}" if c["args"].get("to") else "")
-        title += f" · from {c['source']} · queued {_ui.when(c['created_at'])}"
+        title = f"#{c['id']} **{_ui.literal(c['kind'])}**" + (f" to {_ui.literal(c['args']['to'])}" if c["args"].get("to") else "")
+        title += f" · from {_ui.literal(c['source'])} · queued {_ui.when(c['created_at'])}"
         icon = _ui.STATUS_ICONS.get(c["status"], "")
         if c["status"] == "running":
-            lines.append(f"{icon} {title} · {c['stage'] or 'running'} ({_ui.pct(c['progress'] or 0, digits=0)})")
+            lines.append(f"{icon} {title} · {_ui.literal(c['stage'] or 'running')} ({_ui.pct(c['progress'] or 0, digits=0)})")
         elif c["status"] == "queued":
             wait = "waiting for the worker" if worker_alive else "waiting: the worker is not running, it will run this when it starts"
             lines.append(f"{icon} {title} · {wait}")
         elif c["status"] == "failed":
-            lines.append(f"{icon} {title} · :red[failed {_ui.when(c['finished_at'])}: {_ui.redact(views.command_result(c['message']))}]")
+            lines.append(f"{icon} {title} · :red[failed {_ui.when(c['finished_at'])}: {shown_result(c['message'])}]")
         else:
-            lines.append(f"{icon} {title} · done {_ui.when(c['finished_at'])}: {_ui.redact(views.command_result(c['message']))}")
+            lines.append(f"{icon} {title} · done {_ui.when(c['finished_at'])}: {shown_result(c['message'])}")
     st.markdown("  \n".join(lines))
     running = next((c for c in rows if c["status"] == "running"), None)
     if running:  # last in the fragment, so its coming and going moves nothing above it
-        st.progress(float(running["progress"] or 0), text=f"#{running['id']} {running['kind']}: {running['stage'] or 'running'}")
+        st.progress(float(running["progress"] or 0),
+                    text=f"#{running['id']} {_ui.literal(running['kind'])}: {_ui.literal(running['stage'] or 'running')}")
     # When a command queued from this session ends, refresh the whole page so the tables show its effect.
     # (A command is never final when queued, so the first time one of ours is seen final, it just ended.)
     mine = set(st.session_state.get("commands", []))
@@ -172,7 +179,7 @@ st.dataframe(
         "Deployed": st.column_config.TextColumn(help="How many times the version started serving, and when last"),
     },
 )
-st.caption(f"{len(table)} versions · {active or 'no version'} serves now. Every version's file is kept in the "
+st.caption(f"{len(table)} versions · {_ui.literal(active or 'no version')} serves now. Every version's file is kept in the "
            "data directory's `models/` folder.")
 
 _ui.chart(_charts_models.version_metrics,
@@ -185,21 +192,23 @@ if not table.empty:
     f = facts(chosen)
     kind = {"preset": "built-in preset", "factory": "the team's factory", "adopted": "adopted fitted model"}.get(
         f["pipeline_kind"], f["pipeline_kind"] or "unknown")
-    st.markdown(f"**Pipeline** `{f['pipeline'] or 'unknown'}` ({kind}) · **scikit-learn** {f['sklearn_version'] or '–'}")
+    st.markdown(f"**Pipeline** {_ui.literal(f['pipeline'] or 'unknown')} ({_ui.literal(kind)}) · "
+                f"**scikit-learn** {_ui.literal(f['sklearn_version'] or '–')}")
     if f["calibration"]:
-        st.info(f"Calibrated by Retrainer: {f['calibration']['why']}.", icon=":material/tune:")
+        st.info(f"Calibrated by Retrainer: {_ui.literal(_ui.redact(f['calibration']['why']))}.", icon=":material/tune:")
     if f.get("adopted"):
-        st.caption(f"Adopted from `{f['adopted']['file']}` (SHA-256 {f['adopted']['sha256'][:12]}…)"
-                   + (f": {f['adopted']['note']}" if f['adopted'].get("note") else ""))
+        st.caption(f"Adopted from {_ui.literal(_ui.redact(f['adopted']['file']))} "
+                   f"(SHA-256 {_ui.literal(f['adopted']['sha256'][:12])}…)"
+                   + (f": {_ui.literal(_ui.redact(f['adopted']['note']))}" if f['adopted'].get("note") else ""))
     with st.expander("Parameters (get_params)"):
         st.json(f["pipeline_params"] or {}, expanded=True)
 
 st.subheader("Deployment history")
-st.markdown("  \n".join(f"**{version}** ({status}): {history_words(history)}"
+st.markdown("  \n".join(f"**{_ui.literal(version)}** ({_ui.literal(status)}): {_ui.literal(history_words(history))}"
                          for version, status, history in zip(table["version"], table["status"], table["history"]) if history))
 never = [v for v, n in zip(table["version"], table["times_deployed"]) if not n]
 if never:
-    st.caption(f"Never deployed: {', '.join(never)}.")
+    st.caption(f"Never deployed: {_ui.literal(', '.join(never))}.")
 with st.expander("Deployment log, with reasons"):
     log = deployment_log()
     st.dataframe(pd.DataFrame({

@@ -43,13 +43,13 @@ def health() -> None:
     quiet = {"delta_color": "off", "delta_arrow": "off"}
     if _ui.demo_building():  # the replay's simulated clock and worker are not the service's: say what is true
         cols[0].metric("Worker", "not started", "starts when the demo is built", **quiet)
-        cols[1].metric("Active model", active["version"] if active else "none", "of the demo so far", **quiet)
+        cols[1].metric("Active model", _ui.literal(active["version"]) if active else "none", "of the demo so far", **quiet)
         cols[4].metric("Next retrain", "–", "the worker schedules it", **quiet)
         return
     cols[0].metric("Worker", "alive" if worker["alive"] else "down",
                    f"heartbeat {_ui.ago(worker['heartbeat_age_s'])}" if worker["heartbeat_age_s"] is not None else None,
                    **quiet)
-    cols[1].metric("Active model", active["version"] if active else "none",
+    cols[1].metric("Active model", _ui.literal(active["version"]) if active else "none",
                    f"since {_ui.when(active['deployed_at'])}" if active else None, **quiet)
     cols[2].metric("Fallback", "IN USE" if now["fallback"] else "no",
                    delta=("serving an older version" if now["fallback"] else None), delta_color="inverse", delta_arrow="off")
@@ -68,7 +68,7 @@ def health() -> None:
     progress = now.get("retrain_in_progress")
     if progress:
         st.progress(float(progress.get("progress") or 0),
-                    text=f"Retrain running ({progress.get('trigger')}): {progress.get('stage')}")
+                    text=f"Retrain running ({_ui.literal(progress.get('trigger'))}): {_ui.literal(progress.get('stage'))}")
 
 
 health()
@@ -85,7 +85,7 @@ day_start = _ui.local_day_start(now)  # the viewer's midnight, as every other pa
 numbers = traffic(day_start, now)
 week_from = f"since {_ui.when(bucket_floor(now - timedelta(days=7)))}, whole 15-minute buckets"
 k = st.columns(6)
-against = before["version"] if before else None
+against = _ui.literal(before["version"]) if before else None
 k[0].metric("Accuracy", _ui.pct(active["accuracy"]),
             **(_ui.change(active["accuracy"], before["accuracy"], against=against) if before else {}),
             help=f"On {active['eval_rows'] or 0:,} held-out human-labelled texts when it was trained; the change is "
@@ -109,7 +109,7 @@ with left:
     for event in activity():
         icon = {"error": ":red[:material/error:]", "warning": ":orange[:material/warning:]"}.get(event["severity"], ":green[:material/check_circle:]")
         # Stored messages keep the operator's paths (the CLI's `events` shows them); a visitor sees none.
-        lines.append(f"{icon} `{_ui.when(event['ts'])}` **{event['kind']}** · {_ui.redact(event['text'])}")
+        lines.append(f"{icon} `{_ui.when(event['ts'])}` **{_ui.literal(event['kind'])}** · {_ui.literal(_ui.redact(event['text']))}")
     st.markdown("  \n".join(lines))
 with right:
     st.subheader("Actions")

@@ -82,7 +82,7 @@ else:
                         "predicted label equals the label a person gave")
     cols[1].metric("Queries with feedback, last 7 days", f"{week['labelled']:,}",
                    help=f"Answered since {_ui.when(week_start)}, whole 15-minute buckets")
-    cols[2].metric(f"Offline accuracy of {active or 'the serving model'}",
+    cols[2].metric(f"Offline accuracy of {_ui.literal(active or 'the serving model')}",
                    _ui.pct(current["active"]["accuracy"]) if current["active"] else "–",
                    help="Measured on held-out labelled texts when the model was trained")
     deployed = _ui.local(current["active"]["deployed_at"]) if current["active"] else None
@@ -102,7 +102,7 @@ k = st.columns(4)
 k[0].metric("Accuracy", _ui.pct(detail["accuracy"]))
 k[1].metric("Macro-F1", _ui.pct(detail["macro_f1"]))
 k[2].metric("Evaluation rows", f"{detail['eval_rows']:,}")
-k[3].metric("Status", detail["status"])
+k[3].metric("Status", _ui.literal(detail["status"]))
 left, right = st.columns(2)
 with left:
     st.dataframe(charts.class_table(detail["per_class"]), hide_index=True, height=35 * (len(detail["per_class"]) + 1) + 3,
@@ -114,9 +114,10 @@ with right:
     st.caption("Rows: the true label; columns: the predicted one. Numbers are counts; the colour is the share of "
                "the row, so a dark cell off the diagonal is a label mostly mistaken for another.")
 
-st.subheader(f"Drift warnings for {version} (no labels needed)")
+shown_version = _ui.literal(version)
+st.subheader(f"Drift warnings for {shown_version} (no labels needed)")
 settings = _ui.context().settings
-st.caption(f"Each UTC day of {version}'s live traffic, judged against its own {settings.drift_reference_days} judged days "
+st.caption(f"Each UTC day of {shown_version}'s live traffic, judged against its own {settings.drift_reference_days} judged days "
            f"before it (a day is judged with at least {settings.drift_min_queries} queries and once it is over; hollow points "
            "were not): "
            f"a warning when mean confidence drops by more than {settings.drift_confidence_drop:g}, the share below "
@@ -124,14 +125,14 @@ st.caption(f"Each UTC day of {version}'s live traffic, judged against its own {s
            f"distance of the predicted-label mix from the training set's rises by more than {settings.drift_js_threshold:g}.")
 daily_drift, mix = drift_days(version)
 if daily_drift.empty:
-    st.info(f"{version} has answered no logged query: there is no live traffic to judge for drift.", icon="ℹ️")
+    st.info(f"{shown_version} has answered no logged query: there is no live traffic to judge for drift.", icon="ℹ️")
 else:
     warned = drift_warnings(version)
     for metric, _, _ in charts.DRIFT_ROWS:
         _ui.chart(charts.drift_days, daily_drift, warned, version=version, min_queries=settings.drift_min_queries,
                   metric=metric, today=utcnow().date(), key=f"drift_{metric}")
     if mix is None:
-        st.caption(f"No training label mix was recorded for {version} (it was trained before Retrainer recorded one), "
+        st.caption(f"No training label mix was recorded for {shown_version} (it was trained before Retrainer recorded one), "
                    "so its Jensen-Shannon distance is not computed.")
 
 st.subheader("Two versions side by side")
@@ -148,10 +149,10 @@ if a == b:
     st.stop()
 diff = comparison(a, b)
 if diff["head_to_head"].empty:
-    st.caption(f"Changes are {b} minus {a}. Each was scored on the evaluation set of its own retrain "
+    st.caption(f"Changes are {_ui.literal(b)} minus {_ui.literal(a)}. Each was scored on the evaluation set of its own retrain "
                f"({diff['eval_rows'][0]} and {diff['eval_rows'][1]} texts); the sets differ, so small changes may be noise.")
 else:
-    st.caption(f"Changes are {b} minus {a}. The rows measured on each version's own retrain use different "
+    st.caption(f"Changes are {_ui.literal(b)} minus {_ui.literal(a)}. The rows measured on each version's own retrain use different "
                f"evaluation sets; in retrain #{diff['head_to_head']['retrain_id'].iloc[-1]} both were scored on the "
                f"same texts, the fairest comparison. Per-class figures come from each version's own retrain.")
 st.dataframe(charts.overall_table(diff["overall"], a=a, b=b), hide_index=True, key="overall", placeholder="–")

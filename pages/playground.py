@@ -30,10 +30,10 @@ def ask(clf: Classifier, text: str) -> None:
     try:
         p = clf.predict(text)
     except NoModelError as exc:
-        st.info(f"No model can answer: {_ui.redact(str(exc))}.", icon="ℹ️")
+        st.info(f"No model can answer: {_ui.literal(_ui.redact(str(exc)))}.", icon="ℹ️")
         return
     except RetrainerError as exc:
-        st.error(f"Not classified: {_ui.redact(str(exc))}.")
+        st.error(f"Not classified: {_ui.literal(_ui.redact(str(exc)))}.")
         return
     st.session_state["playground"] = {
         "text": text, "label": p.label, "confidence": p.confidence, "version": p.version, "query_id": p.query_id,
@@ -48,7 +48,7 @@ def correct(clf: Classifier, answer: dict, label: str | None) -> None:
         return
     if not _ui.send_feedback(clf, answer["query_id"], label):
         return
-    st.success(f"Recorded **{label}** as the true label. The worker stores it with its next ingest; the next "
+    st.success(f"Recorded **{_ui.literal(label)}** as the true label. The worker stores it with its next ingest; the next "
                "retrain learns from it.", icon=":material/check_circle:")
 
 
@@ -56,7 +56,7 @@ clf = classifier()
 try:
     clf.predict_many([])  # answers [] when a model is loaded, raises NoModelError otherwise; logs nothing
 except NoModelError as exc:
-    _ui.empty(f"No model can answer yet: {_ui.redact(str(exc))}.")
+    _ui.empty(f"No model can answer yet: {_ui.literal(_ui.redact(str(exc)))}.")
 
 _ui.actions_notice()
 with st.form("ask", border=False):
@@ -68,16 +68,17 @@ if asked:
 
 answer = st.session_state.get("playground")
 if answer is None:
-    st.caption(f"The model serving now: {clf.version}. It knows {len(clf.labels())} labels.")
+    st.caption(f"The model serving now: {_ui.literal(clf.version)}. It knows {len(clf.labels())} labels.")
     st.stop()
 
-st.markdown(f"**Answer for:** {answer['text'][:300]}{'…' if len(answer['text']) > 300 else ''}")
+st.markdown(f"**Answer for:** {_ui.literal(answer['text'][:300])}{'…' if len(answer['text']) > 300 else ''}")
 m = st.columns(3)
-m[0].metric("Label", answer["label"])
+m[0].metric("Label", _ui.literal(answer["label"]))
 m[1].metric("Confidence", _ui.pct(answer["confidence"]))
-m[2].metric("Answered by", answer["version"])
+m[2].metric("Answered by", _ui.literal(answer["version"]))
 if answer["fallback"]:
-    st.warning(f"**A fallback version answered**: {answer['fallback_reason']}", icon=":material/support:")
+    st.warning(f"**A fallback version answered**: {_ui.literal(_ui.redact(str(answer['fallback_reason'])))}",
+               icon=":material/support:")
 if answer["confidence"] < settings.min_confidence:
     st.caption(f"Below the minimum confidence ({settings.min_confidence:g}): this answer is not used as a pseudo label.")
 length = len(normalize_text(answer["text"]))
@@ -96,4 +97,4 @@ with right:
                               placeholder="choose the right label")
     if st.button("Record true label", key=f"playground_feedback_{answer['query_id']}", **_ui.guarded()):
         correct(clf, answer, true_label)
-    st.caption(f"Query id `{answer['query_id']}`")
+    st.caption(f"Query id {_ui.literal(answer['query_id'])}")

@@ -131,9 +131,9 @@ def state() -> None:
                         _ui.when(job["last_run"]) if job["last_run"] else None,
                         delta_color="off", delta_arrow="off")
             if job["last_error"]:
-                text.error(f"Last run failed: {job['last_error']}")
+                text.error(f"Last run failed: {_ui.literal(_ui.redact(job['last_error']))}")
             elif job["last_result"]:
-                text.markdown(f"Last result: {job['last_result']}")
+                text.markdown(f"Last result: {_ui.literal(_ui.redact(job['last_result']))}")
             else:
                 text.markdown("Last result: has not run yet.")
 
@@ -166,8 +166,9 @@ else:
         "Started": [_ui.when(t) for t in recent["started_at"]],
         "Job": recent["trigger"],
         "Decision": recent["status"],
-        "Candidate": recent["candidate_version"].fillna("–"),
-        "Reason": [sentence(without_decision_word(r)) for r in recent["reason"]],
+        "Candidate": [_ui.literal(v) for v in recent["candidate_version"].fillna("–")],
+        # st.table reads every cell as Markdown: a reason holds class names, shown as written.
+        "Reason": [_ui.literal(_ui.redact(sentence(without_decision_word(r)))) for r in recent["reason"]],
     }).style.hide(axis="index").map(
         lambda s: f"color: {_ui.COLORS[s]}; font-weight: bold" if s in _ui.COLORS else "", subset=["Decision"]))
 st.caption(f"{zones()} A weekly or monthly slot missed while no worker ran is run once when the worker starts.")

@@ -66,7 +66,7 @@ with editor:
     outcome = st.session_state.get("sql_outcome")
     if isinstance(outcome, Exception):
         # Refused before it ran, or stopped at a limit while it ran: either way, no result.
-        st.error(f"**No result:** {outcome}", icon=":material/block:")
+        st.error(f"**No result:** {_ui.literal(outcome)}", icon=":material/block:")
     elif outcome is not None:
         if outcome.cut_by == "bytes" and len(outcome.rows) == 0:
             shown = f"no row shown: the first row alone is larger than {views.BYTE_LIMIT // 2**20} MB"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -90,6 +91,12 @@ def demo_copy(demo_home, tmp_path):
     home = tmp_path / "demo-home"
     shutil.copytree(demo_home, home, ignore=shutil.ignore_patterns("*.lock", "worker.lock"))
     return home
+
+
+def shown(markdown: str) -> str:
+    """What a visitor reads of Markdown holding text escaped by pages/_ui.literal: the backslashes before
+    punctuation and the invisible word joiners (U+2060) removed (the rest of the Markdown is left as it is)."""
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown).replace("\u2060", "")
 
 
 def open_app(monkeypatch, home: Path, page: str | None = None, *, timezone: str | None = None,

@@ -20,7 +20,7 @@ from engine.config import load_settings
 from engine.context import Context
 from store.commands import recent_commands
 from pages import _ui
-from tests.conftest import ROOT
+from tests.conftest import ROOT, shown as read
 
 
 def open_overview(monkeypatch, home, *, secrets=None, address=None) -> AppTest:
@@ -160,7 +160,7 @@ def test_a_store_that_cannot_be_read_is_reported_without_its_path(monkeypatch, t
     st.cache_resource.clear()
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30).run()
     assert not at.exception
-    shown = " ".join(e.value for e in at.error)
+    shown = " ".join(read(e.value) for e in at.error)
     assert shown.startswith("**The Overview page cannot be shown**: <data directory>/retrainer.duckdb is not a "
                             "DuckDB database file"), shown
     assert "secret-place" not in shown and str(tmp_path) not in shown and "Traceback" not in shown

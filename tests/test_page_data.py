@@ -22,7 +22,7 @@ from store import querylog
 from store.querylog import insert_labels, insert_queries
 from store.retrains import finish_retrain, recent_retrains, start_retrain
 from store.views import data as views
-from tests.conftest import ROOT, values, vega_chart, labelled_frame
+from tests.conftest import ROOT, shown, values, vega_chart, labelled_frame
 
 # --- a small hand-made store for the read model ------------------------------------------------------
 
@@ -326,7 +326,7 @@ def test_a_true_label_given_on_the_page_reaches_the_spool(monkeypatch, demo_copy
     at.selectbox(key="label_value").set_value("request_refund")
     at.button(key="label_record").click().run()
     assert not at.exception and not at.error
-    assert at.success[0].value.startswith(f"Recorded **request_refund** as the true label of query `{query_id}`.")
+    assert shown(at.success[0].value).startswith(f"Recorded **request_refund** as the true label of query {query_id}.")
     assert [(r["query_id"], r["label"], r["source"]) for r in feedback_records(demo_copy)] == [
         (query_id, "request_refund", "feedback")
     ]
@@ -360,6 +360,6 @@ def test_bad_label_input_gets_a_message_and_records_nothing(monkeypatch, demo_co
         at.selectbox(key="label_value").set_value(label)
     at.button(key="label_record").click().run()
     assert not at.exception
-    assert [e.value[: len(message)] for e in at.error] == [message]
+    assert [shown(e.value)[: len(message)] for e in at.error] == [message]
     assert not at.success
     assert feedback_records(demo_copy) == []

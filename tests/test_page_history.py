@@ -18,7 +18,7 @@ from store.events import record_event, recent_events
 from store.retrains import finish_retrain, start_retrain
 from store.views import history as views
 from pages import _charts_history as charts
-from tests.conftest import ROOT, labelled_frame, open_app, values, vega_charts
+from tests.conftest import ROOT, labelled_frame, open_app, shown, values, vega_charts
 
 PAGE = "pages/history.py"
 
@@ -189,7 +189,7 @@ def test_choosing_a_retrain_shows_its_funnel(demo_home, demo_db, monkeypatch):
     funnel = [f["rows"] for f in values(figure(at, f"Data-quality funnel of retrain #{oldest}"), "bars")]
     assert funnel[0] == one["funnel"]["rows_in"]
     assert funnel[-2:] == [one["funnel"]["train_rows"], one["funnel"]["eval_rows"]]
-    assert at.markdown[-1].value == f":green[:material/check_circle:] **Retrain #{oldest}** (demo, {one['duration_s']:.1f} s): {one['reason']}"
+    assert shown(at.markdown[-1].value) == f":green[:material/check_circle:] **Retrain #{oldest}** (demo, {one['duration_s']:.1f} s): {one['reason']}"
 
 
 def test_failed_and_running_retrains(tmp_path, monkeypatch):
@@ -213,7 +213,7 @@ def test_failed_and_running_retrains(tmp_path, monkeypatch):
     assert not at.exception
     assert at.info[-1].value == f"Retrain #{failed.retrain_id} found no rows to learn from: import labelled data first."
     assert at.markdown[-1].value.startswith(f":orange[:material/warning:] **Retrain #{failed.retrain_id}** (manual, ")
-    assert at.markdown[-1].value.endswith(f"s): {failed.reason}")
+    assert shown(at.markdown[-1].value).endswith(f"s): {failed.reason}")
 
 
 # --- the gate's decision and its paired statistics -----------------------------------------------
@@ -280,7 +280,7 @@ def test_a_retrain_with_a_champion_shows_both_differences_their_intervals_and_th
         "Candidate ECE": (f"{d['candidate_ece']:.3f}", ""),
     }
     assert paired["accuracy"]["difference"] == pytest.approx(d["deltas"]["accuracy"], abs=1e-12)
-    assert at.caption[-1].value == (
+    assert shown(at.caption[-1].value) == (
         "Tolerance line: each difference itself must lie above the tolerance line at -1.0 pts (the intervals inform, "
         f"they do not decide). McNemar's exact test on the {d['eval_rows']:,} evaluation rows: "
         f"{paired['mcnemar']['candidate_only']:,} only the candidate got right, {paired['mcnemar']['champion_only']:,} "
@@ -306,7 +306,7 @@ def test_an_old_decision_says_what_was_not_recorded(gated, monkeypatch):
         "McNemar p-value": ("not recorded", ""),
         "Candidate ECE": ("not recorded", ""),
     }
-    assert at.caption[-1].value == ("This decision was recorded before the gate stored its statistics: the mode, "
+    assert shown(at.caption[-1].value) == ("This decision was recorded before the gate stored its statistics: the mode, "
                                     "the tolerance line, the intervals and the p-value were not recorded.")
     assert not [c for c in vega_charts(at) if "Candidate − champion" in (c.get("title") or {}).get("text", "")]
     assert views.gate_decision(gated.db, 3)["paired"] is None
@@ -325,7 +325,7 @@ def test_a_first_deployment_was_judged_against_the_baseline(gated, monkeypatch):
         "McNemar p-value": ("no champion", ""),
         "Candidate ECE": (f"{d['candidate_ece']:.3f}", ""),
     }
-    assert at.caption[-1].value == ("First deployment: there was no champion, so the candidate had to beat the "
+    assert shown(at.caption[-1].value) == ("First deployment: there was no champion, so the candidate had to beat the "
                                     "majority-class baseline on both metrics; there is no paired comparison.")
 
 
@@ -334,7 +334,7 @@ def test_a_failed_retrain_has_no_gate_decision(tmp_path, monkeypatch):
     failed = run_cycle(ctx, trigger="manual", force=True)
     at = open_page(ctx.settings.home, monkeypatch)
     assert cards(at) == {}
-    assert at.caption[-1].value == f"Retrain #{failed.retrain_id} has no gate decision: it failed before the gate."
+    assert shown(at.caption[-1].value) == f"Retrain #{failed.retrain_id} has no gate decision: it failed before the gate."
     assert views.gate_decision(ctx.db, failed.retrain_id) is None
 
 
@@ -354,9 +354,9 @@ def test_an_inconclusive_decision_says_why_and_how_many_rows_might_settle_it(tmp
         "inconclusive", thin, None)
     at = open_page(ctx.settings.home, monkeypatch)
     assert cards(at)["Gate outcome"] == ("inconclusive", "noninferiority mode")
-    assert at.caption[-1].value.startswith("Tolerance line: the lower end of each interval must lie above the "
+    assert shown(at.caption[-1].value).startswith("Tolerance line: the lower end of each interval must lie above the "
                                            "tolerance line at +0.0 pts. McNemar's exact test on the ")
-    assert at.caption[-1].value.endswith(f"(seed 0). Too little evidence: {thin}.")
+    assert shown(at.caption[-1].value).endswith(f"(seed 0). Too little evidence: {thin}.")
 
     # An interval across the line: the rows that would likely settle it (engine.stats.rows_to_settle).
     decision = views.gate_decision(ctx.db, 2)

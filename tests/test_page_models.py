@@ -19,7 +19,7 @@ from pages import _ui
 from store.commands import finish_command, enqueue, get_command, mark_running, recent_commands, set_progress
 from store.models import list_deployments, list_models
 from store.views import models as views
-from tests.conftest import ROOT, open_app
+from tests.conftest import ROOT, open_app, shown
 
 WORDS = {  # written out again here, on purpose: the page's words checked against a second reading of the store
     ("deploy", "to"): "deployed", ("deploy", "from"): "replaced by {}",
@@ -60,7 +60,7 @@ def rerun(at: AppTest) -> AppTest:
 
 def texts(at: AppTest) -> list[str]:
     """Every line of every markdown element (a block of lines is one element)."""
-    return [line for m in at.markdown for line in m.value.split("  \n")]
+    return [shown(line) for m in at.markdown for line in m.value.split("  \n")]
 
 
 # -- empty store -------------------------------------------------------------------------------
@@ -132,7 +132,7 @@ def test_each_versions_deployment_history_is_its_deployments_in_words(open_page,
     assert any("rolled back to" in line for line in lines)  # the demo's operator rollback is there
     assert list(table["Deployed"]) == [
         f"{len(started[v])}× · last {_ui.when(max(started[v]))[:10]}" if v in started else "never" for v in table["Version"]]
-    assert f"Never deployed: {', '.join(v for v in table['Version'] if v not in expected)}." in [c.value for c in at.caption]
+    assert f"Never deployed: {', '.join(v for v in table['Version'] if v not in expected)}." in [shown(c.value) for c in at.caption]
     log = at.dataframe[1].value
     assert list(log["Now serving"]) == [d["version"] for d in reversed(deployments)]
     assert list(log["Reason"]) == [d["reason"] for d in reversed(deployments)]

@@ -19,8 +19,9 @@ from store.commands import recent_commands
 from store.events import recent_events
 from store.retrains import recent_retrains
 from store.views import overview as views
+from pages import _ui
 from pages._charts import SERIES
-from tests.conftest import ROOT, open_app, values, vega_chart, vega_charts
+from tests.conftest import ROOT, open_app, shown as read, values, vega_chart, vega_charts
 
 
 @pytest.fixture
@@ -92,9 +93,10 @@ def test_demo_store_shows_the_store_numbers(open_overview, demo_copy):
     newest = views.activity(ctx.db, limit=12)
     lines = activity_lines(at)
     assert len(lines) == len(newest) == 12
-    assert [line.split("** · ", 1)[1] for line in lines] == [n["text"] for n in newest]
+    # Each message is shown as written (escaped Markdown, pages/_ui.literal), its paths hidden.
+    assert [line.split("** · ", 1)[1] for line in lines] == [_ui.literal(_ui.redact(n["text"])) for n in newest]
     last = recent_retrains(ctx.db, limit=1)[0]
-    assert sum(f"#{last['id']} (" in line for line in lines) == 1
+    assert sum(f"#{last['id']} (" in read(line) for line in lines) == 1
     assert not any(n["kind"] == "deploy" and n["text"].startswith(f"Deployed {last['candidate_version']} ") for n in newest)
 
 
@@ -131,7 +133,7 @@ def test_a_drift_warning_is_in_recent_activity_and_on_the_timeline(ctx, labelled
     [verdict] = warned_store(ctx, labelled_csv)
     at = open_app(monkeypatch, ctx.settings.home, timezone="UTC")
     [event] = recent_events(ctx.db, kind="drift")
-    lines = [line for line in activity_lines(at) if "**drift**" in line]
+    lines = [read(line) for line in activity_lines(at) if "**drift**" in line]
     assert lines == [f":orange[:material/warning:] `{event['ts']:%Y-%m-%d %H:%M}` **drift** · {verdict.message()}"]
     [marker] = [m for m in values(vega_chart(at, "Accuracy and macro-F1 over time"), "markers") if m["series"] == "drift"]
     assert marker["message"] == verdict.message()
@@ -174,7 +176,7 @@ def test_recent_activity_shows_no_server_path(ctx, tmp_path, monkeypatch, labell
     event = recent_events(ctx.db, kind="import")[0]
     assert str(missing) in event["message"]  # the operator's record keeps the path (the CLI's `events` shows it)
     at = open_app(monkeypatch, ctx.settings.home, timezone="UTC")
-    [line] = [line for line in activity_lines(at) if "nope.csv" in line]
+    [line] = [read(line) for line in activity_lines(at) if "nope\\.csv" in line]
     assert str(tmp_path) not in line and "Import of nope.csv refused: <path> does not exist or is not a file" in line
 
 

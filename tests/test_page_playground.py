@@ -14,7 +14,7 @@ from engine.classifier import Classifier
 from engine.config import load_settings
 from engine.context import Context
 from engine.deployment import rollback
-from tests.conftest import ROOT, values, vega_chart
+from tests.conftest import ROOT, shown, values, vega_chart
 
 TEXT = "hi, my parcel never arrived and I want my money back"
 
@@ -42,7 +42,7 @@ def classify(at: AppTest, text: str) -> AppTest:
 
 
 def metrics(at: AppTest) -> dict[str, str]:
-    return {m.label: m.value for m in at.metric}
+    return {m.label: shown(m.value) for m in at.metric}
 
 
 def spool_records(home) -> list[dict]:
@@ -59,7 +59,7 @@ def test_no_model_shows_the_classifiers_message(monkeypatch, tmp_path):
     at = open_page(monkeypatch, tmp_path / "empty")
     assert len(at.info) == 1
     # The message without the server's path: a visitor is not the operator.
-    assert at.info[0].value.startswith("No model can answer yet: no model is deployed in <data directory> yet: "
+    assert shown(at.info[0].value).startswith("No model can answer yet: no model is deployed in <data directory> yet: "
                                        "import labelled examples")
     assert str(tmp_path) not in at.info[0].value
     assert not at.text_area
@@ -81,7 +81,7 @@ def test_a_correction_reaches_the_spool_with_its_query(monkeypatch, demo_copy):
     at.selectbox(key=f"playground_true_label_{query_id}").set_value("delivery_delay")
     at.button(key=f"playground_feedback_{query_id}").click().run()
     assert not at.exception and not at.error
-    assert at.success[0].value.startswith("Recorded **delivery_delay** as the true label.")
+    assert shown(at.success[0].value).startswith("Recorded **delivery_delay** as the true label.")
     records = spool_records(demo_copy)
     queries = [(r["id"], r["text"], r["source"], r["model_version"]) for r in records if r["k"] == "q"]
     feedback = [(r["query_id"], r["label"], r["source"]) for r in records if r["k"] == "f"]
@@ -156,6 +156,6 @@ def test_a_fallback_answer_is_flagged(monkeypatch, demo_copy):
     want = expected(demo_copy, TEXT)
     assert want.fallback and want.version != active
     assert metrics(at)["Answered by"] == want.version
-    (warning,) = [w.value for w in at.warning if "fallback version answered" in w.value]
+    (warning,) = [shown(w.value) for w in at.warning if "fallback version answered" in w.value]
     assert warning.startswith(f"**A fallback version answered**: active model {active} cannot be loaded (")
     assert warning.endswith(f"); serving {want.version}")

@@ -8,7 +8,7 @@ import pytest
 
 from engine.quarantine import list_rules
 from store.events import recent_events
-from tests.conftest import labelled_frame, open_app
+from tests.conftest import labelled_frame, open_app, shown
 from tests.test_quarantine import log_queries
 
 
@@ -22,7 +22,7 @@ def home(ctx):
 
 
 def captions(at) -> list[str]:
-    return [c.value for c in at.caption]
+    return [shown(c.value) for c in at.caption]
 
 
 @pytest.mark.slow
@@ -35,7 +35,7 @@ def test_quarantine_from_the_data_page_previews_stores_and_lifts(monkeypatch, ho
     at.selectbox(key="q_source").set_value("kiosk").run()
     assert "This rule would leave out **25** logged queries and **0** labels." in captions(at)
     at.button(key="q_add").click().run()
-    assert [e.value for e in at.error] == ["Not quarantined: --reason is empty: say why these rows are taken out "
+    assert [shown(e.value) for e in at.error] == ["Not quarantined: --reason is empty: say why these rows are taken out "
                                            "(it is shown with the rule)."]
     assert list_rules(home) == []
 

@@ -16,7 +16,7 @@ from pages import _ui
 from store.commands import recent_commands
 from store.retrains import recent_retrains
 from store.state import read_jobs
-from tests.conftest import ROOT, open_app
+from tests.conftest import ROOT, open_app, shown as read
 
 
 @pytest.fixture
@@ -102,7 +102,7 @@ def test_demo_jobs_show_the_stored_next_run_last_run_and_result(open_page, demo_
         assert nxt in {in_words((j["next_run"] - t).total_seconds(), future=True) for t in (before, after)}
         assert last_when == _ui.when(j["last_run"])
         assert last in {in_words((t - j["last_run"]).total_seconds(), future=False) for t in (before, after)}
-    results = [m.value for m in at.markdown if m.value.startswith("Last result: ")]
+    results = [read(m.value) for m in at.markdown if m.value.startswith("Last result: ")]
     assert results == [f"Last result: {jobs[n]['last_result']}" for n in ("weekly", "monthly", "adaptive")]
 
 

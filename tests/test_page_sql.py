@@ -12,7 +12,7 @@ from store.querylog import count_rows
 from store.models import list_models
 from store.schema import LATEST
 from store.views import sql as views
-from tests.conftest import ROOT, open_app
+from tests.conftest import ROOT, open_app, shown as read
 
 TABLES = ["alias_history", "commands", "confidence_counts", "deployments", "evaluations", "events", "feedback_counts", "jobs",
           "label_confidence_counts", "labels", "models", "orphan_labels", "quarantine", "queries", "query_counts", "retrains",
@@ -109,7 +109,7 @@ def test_each_forbidden_kind_shows_its_refusal_and_no_rows(open_page, demo_copy)
     for sql, _ in REFUSED:
         run_query(at, sql)
         assert len(at.dataframe) == 0, sql
-        shown[sql] = [e.value for e in at.error]
+        shown[sql] = [read(e.value) for e in at.error]
 
     assert {sql: len(errors) for sql, errors in shown.items()} == {sql: 1 for sql, _ in REFUSED}
     for sql, message in REFUSED:
@@ -177,7 +177,7 @@ def test_a_file_where_the_snapshot_folder_belongs_is_named_with_its_fix_on_the_p
     at.button(key="sql_run").click().run()
 
     assert not at.exception
-    assert [e.value for e in at.error] == [
+    assert [read(e.value) for e in at.error] == [
         "**No result:** the SQL page keeps its copies of the store in <data directory>/sql-snapshots, but that is a "
         "file, not a folder: move or delete that file (Retrainer makes the folder itself), then run the query again"]
     assert str(tmp_path) not in at.error[0].value
