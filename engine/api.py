@@ -37,7 +37,7 @@ from collections import OrderedDict
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timezone
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Query, Request
@@ -139,11 +139,20 @@ def public_message(message: str, *, home: Path | None = None) -> str:
         roots += [str(home.resolve()), str(home)]
     for root in roots:
         if len(root) > 1:
-            message = message.replace(root, "$RETRAINER_HOME")
+            message = _folder(root).sub("$RETRAINER_HOME", message)
     for root in (str(PROJECT_ROOT), sys.prefix, str(Path.home())):
         if len(root) > 1:
-            message = message.replace(root, "<path>")
+            message = _folder(root).sub("<path>", message)
     return _PATH.sub("<path>", message)
+
+
+def _folder(root: str) -> re.Pattern:
+    """``root`` where it is a whole path or a path's start, not "/srv/data" inside "/srv/data-old/x".
+
+    >>> _folder("/srv/data").sub("$RETRAINER_HOME", "/srv/data/a, /srv/data-old/b, /srv/data.")
+    '$RETRAINER_HOME/a, /srv/data-old/b, $RETRAINER_HOME.'
+    """
+    return re.compile(r"(?<![\w.~/-])" + re.escape(root.rstrip("/")) + r"(?=/|[.:]?(?:\s|$)|[\s'\"`()\[\]<>,;]|$)")
 
 
 # -- the request and answer shapes -------------------------------------------------------------------
@@ -551,7 +560,7 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every endpoin
         status = system_status(service.ctx)
         serving = clf.status()
         return plain({
-            "active": status["active"],
+            "active": _file_names(service, status["active"]),
             "serving": {"version": serving.version, "active_version": serving.active_version,
                         "fallback": serving.fallback,
                         "fallback_reason": service.public(serving.fallback_reason) if serving.fallback_reason else None,
@@ -634,10 +643,10 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every endpoin
                         "deployed_at": pointer.deployed_at}
         moves = owner.history()[::-1][:history]
         return plain({
-            "champion": champion,
+            "champion": _file_names(service, champion),
             "history": [asdict(move) for move in moves],
             "fallback_order": [ref.version for ref in pointer.history] if pointer is not None else [],
-            "versions": list_models(service.ctx.db),
+            "versions": _file_names(service, list_models(service.ctx.db)),
         })
 
     @app.get("/events", tags=["model"], summary="Recent events (decisions, deployments, drift, fallbacks), newest first")
@@ -674,6 +683,27 @@ def _predict_batch(service: Service, clf: Classifier, texts: list[str]) -> JSONR
         raise ApiError(422, f"{where}: {exc}", field=where) from None
     service.remember([p.query_id for p in predictions])
     return JSONResponse({"predictions": [_prediction(p) for p in predictions]})
+
+
+def _file_names(service: Service, value: Any) -> Any:
+    """``value`` (a model row, or rows, as stored) with an adopted model's file named by its name alone and its note
+    without paths: where the file lay on the operator's machine is not an API reader's business (the CLI's
+    ``models`` shows it).
+
+    >>> _file_names(None, [{"params": {"adopted": {"file": "/srv/team/model.joblib", "sha256": "ab"}}}])
+    [{'params': {'adopted': {'file': 'model.joblib', 'sha256': 'ab'}}}]
+    """
+    if isinstance(value, list):
+        return [_file_names(service, v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    shown = {k: _file_names(service, v) for k, v in value.items()}
+    adopted = value.get("adopted")
+    if isinstance(adopted, dict) and isinstance(adopted.get("file"), str):
+        shown["adopted"] = {**adopted, "file": PurePath(adopted["file"]).name}
+        if isinstance(adopted.get("note"), str) and service is not None:
+            shown["adopted"]["note"] = service.public(adopted["note"])
+    return shown
 
 
 def _public_dict(service: Service, value: Any) -> Any:

@@ -101,8 +101,8 @@ def literal(value: Any) -> str:
     become one space (the text is shown on one line, as a browser shows it anyway). Do not put the result inside
     backticks: a code span shows backslashes as they are.
 
-    >>> print(literal("**bold** $x^2$ :red[alarm] [click](http://evil.example) <b>html</b>"))
-    \*\*bold\*\* \$x\^2\$ \:red\[alarm\] \[click\]\(http\:\/\/evil\.example\) \<b\>html\<\/b\>
+    >>> print(literal("**bold** $x^2$ :red[alarm] [click](#top) <b>html</b>"))
+    \*\*bold\*\* \$x\^2\$ \:red\[alarm\] \[click\]\(\#top\) \<b\>html\<\/b\>
     """
     text = " ".join(str(value).split())
     text = _SHORTCODE.sub(WORD_JOINER, _TYPOGRAPHY.sub(WORD_JOINER, text))
@@ -310,10 +310,18 @@ def redact(message: str) -> str:
         except RetrainerError:  # settings that cannot load: every path below becomes <path>
             home = None
     if home and home != "/":
-        message = message.replace(home, "<data directory>")
-    root = str(PROJECT_ROOT)
-    message = message.replace(root, "<project>")
+        message = _at_path_boundary(home).sub("<data directory>", message)
+    message = _at_path_boundary(str(PROJECT_ROOT)).sub("<project>", message)
     return _PATH.sub(_path_word, message)
+
+
+def _at_path_boundary(folder: str) -> re.Pattern:
+    """``folder`` where it is a whole path or a path's start: not "/tmp/b1" inside "/tmp/b1-work" or "/x/tmp/b1".
+
+    >>> _at_path_boundary("/tmp/b1").sub("<project>", "/tmp/b1/a.csv, /tmp/b1-work/b.csv, /tmp/b1.")
+    '<project>/a.csv, /tmp/b1-work/b.csv, <project>.'
+    """
+    return re.compile(r"(?<![\w.~/-])" + re.escape(folder.rstrip("/")) + r"(?=/|[.:]?(?:\s|$)|[\s'\"()\[\]<>,;]|$)")
 
 
 def _path_word(match: re.Match) -> str:

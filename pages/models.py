@@ -1,5 +1,7 @@
 """Models: every version in the registry, where it served, and the actions on it (retrain, roll back)."""
 
+from pathlib import PurePath
+
 import pandas as pd
 import streamlit as st
 
@@ -197,7 +199,8 @@ if not table.empty:
     if f["calibration"]:
         st.info(f"Calibrated by Retrainer: {_ui.literal(_ui.redact(f['calibration']['why']))}.", icon=":material/tune:")
     if f.get("adopted"):
-        st.caption(f"Adopted from {_ui.literal(_ui.redact(f['adopted']['file']))} "
+        # The file's name only: where it lay on the server is the operator's business (the CLI's `models` shows it).
+        st.caption(f"Adopted from {_ui.literal(PurePath(f['adopted']['file']).name)} "
                    f"(SHA-256 {_ui.literal(f['adopted']['sha256'][:12])}…)"
                    + (f": {_ui.literal(_ui.redact(f['adopted']['note']))}" if f['adopted'].get("note") else ""))
     with st.expander("Parameters (get_params)"):

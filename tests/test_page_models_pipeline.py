@@ -12,7 +12,7 @@ from engine.importer import import_file
 from engine.registry import SKLEARN_VERSION
 from engine.retrain import AdoptRequest, run_cycle
 from store.models import get_model
-from tests.conftest import labelled_frame, open_app
+from tests.conftest import labelled_frame, open_app, shown
 from tests.team_pipeline import logistic
 
 
@@ -37,18 +37,18 @@ def test_the_page_says_what_each_version_is(monkeypatch, two_kinds):
     at = open_app(monkeypatch, home, "pages/models.py")
     box = next(s for s in at.selectbox if s.key == "facts_version")
     assert box.options == ["v0002", "v0001"]
-    markdown = [m.value for m in at.markdown]
-    assert (f"**Pipeline** `tests.team_pipeline:linear_svc` (the team's factory) · **scikit-learn** {SKLEARN_VERSION}"
+    markdown = [shown(m.value) for m in at.markdown]
+    assert (f"**Pipeline** tests.team_pipeline:linear_svc (the team's factory) · **scikit-learn** {SKLEARN_VERSION}"
             in markdown)
-    assert [i.value for i in at.info] == [
+    assert [shown(i.value) for i in at.info] == [
         "Calibrated by Retrainer: Pipeline has no predict_proba; Retrainer's confidence is Platt scaling fitted on "
         "3-fold cross-validated decision values, serving one copy of the estimator fitted on all rows."]
     assert at.json[0].value  # get_params, JSON
     st.cache_data.clear()
     box.set_value("v0001").run()
     assert not at.exception
-    markdown = [m.value for m in at.markdown]
-    assert f"**Pipeline** `adopted:team.joblib` (adopted fitted model) · **scikit-learn** {SKLEARN_VERSION}" in markdown
-    assert any(c.value.startswith("Adopted from `") and f"team.joblib` (SHA-256 {sha[:12]}…): old service" in c.value
-               for c in at.caption)
+    markdown = [shown(m.value) for m in at.markdown]
+    assert f"**Pipeline** adopted:team.joblib (adopted fitted model) · **scikit-learn** {SKLEARN_VERSION}" in markdown
+    assert any(shown(c.value).startswith("Adopted from ") and f"team.joblib (SHA-256 {sha[:12]}…): old service"
+               in shown(c.value) for c in at.caption)
     assert list(at.info) == []
