@@ -8,7 +8,7 @@ import pandas as pd
 from pandas.io.formats.style import Styler
 
 from pages import _vega
-from pages._ui import COLORS, local, shown_points
+from pages._ui import COLORS, local
 
 METRIC_NAMES = {"accuracy": "Accuracy", "macro_f1": "Macro-F1"}
 
@@ -22,9 +22,9 @@ def points(value: float | None) -> str:
 
 
 def shown_change(new: Sequence[float | None], old: Sequence[float | None]) -> list[float | None]:
-    """``new - old`` per row as shares, as the page shows them (:func:`pages._ui.shown_points`)."""
-    changes = [shown_points(None if pd.isna(n) else n, None if pd.isna(o) else o) for n, o in zip(new, old)]
-    return [None if c is None else c / 100 for c in changes]
+    """``new - old`` per row as shares (None where either is missing), from the stored values: :func:`points`
+    rounds it once, as the gate's reasons do (:func:`pages._ui.shown_points`)."""
+    return [None if pd.isna(n) or pd.isna(o) else n - o for n, o in zip(new, old)]
 
 
 def evaluation_timeline(evaluations: pd.DataFrame, *, metric: str = "accuracy") -> dict:

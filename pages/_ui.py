@@ -196,12 +196,13 @@ def day_time(value: Any) -> str:
 
 
 def shown_points(new: float | None, old: float | None) -> float | None:
-    """The change between two shares in points of the percentages as shown, each rounded to one decimal
-    first (85.7% -> 86.0% is +0.3, whatever the digits behind them); None when either is missing.
-    Every page's changes use it, so one pair reads the same everywhere."""
+    """The change between two shares in percentage points, from the stored values, rounded only where it is
+    shown (``f"{points:+.1f}"``), as the gate's reasons write it (engine/gate.py: ``100 * (candidate - champion)``):
+    0.6316 against 0.4895 is +14.2 pts in the History table and in its reason alike, although the rounded
+    percentages 63.2% and 48.9% differ by 14.3. None when either is missing. Every page's changes use it."""
     if new is None or old is None or any(isinstance(v, float) and math.isnan(v) for v in (new, old)):
         return None
-    return float(f"{100 * new:.1f}") - float(f"{100 * old:.1f}")
+    return 100 * (new - old)
 
 
 def change(new: float | None, old: float | None, *, against: str) -> dict[str, Any]:

@@ -103,11 +103,11 @@ def test_demo_shows_every_retrain_as_stored(demo_home, demo_db, monkeypatch):
                                           zip(stored["champion_version"], stored["candidate_version"])]
     for column, source in (("Accuracy", "candidate_accuracy"), ("Macro-F1", "candidate_macro_f1")):
         assert table[column].tolist() == pytest.approx(stored[source].tolist(), nan_ok=True), column
-    # A change is the difference of the two percentages as shown (one decimal each), as on every page.
+    # A change is the difference of the stored values, rounded once where it is shown, as the gate's reason says it.
     for column, metric in (("Δ accuracy", "accuracy"), ("Δ macro-F1", "macro_f1")):
-        expected = [None if pd.isna(a) or pd.isna(b) else round(float(f"{100 * a:.1f}") - float(f"{100 * b:.1f}"), 1)
+        expected = [None if pd.isna(a) or pd.isna(b) else f"{100 * (a - b):+.1f}"
                     for a, b in zip(stored[f"candidate_{metric}"], stored[f"champion_{metric}"])]
-        assert [None if pd.isna(v) else round(100 * v, 1) for v in table[column]] == expected, column
+        assert [None if pd.isna(v) else f"{100 * v:+.1f}" for v in table[column]] == expected, column
     first = stored.iloc[-1]
     assert first["trigger"] == "demo" and table["Versions"].iloc[-1] == f"– → {first['candidate_version']}"  # no champion yet
 
@@ -379,3 +379,24 @@ def test_a_skipped_retrain_is_counted_beside_the_failures(ctx, labelled_csv, mon
     [failed] = [m for m in at.metric if m.label == "Failed"]
     assert (failed.value, failed.delta) == ("0", "1 skipped (nothing new)")
     assert metrics(at)["Retrains"] == "2" and at.dataframe[0].value["Decision"].tolist() == ["skipped", "accepted"]
+
+
+def test_a_rows_changes_read_as_its_gate_reason_writes_them():
+    """63.16% against 48.95%: the gate's reason says +14.2 pts (the raw difference, rounded once), and so does
+    the Δ column, although the rounded percentages 63.2% and 48.9% it shows differ by 14.3."""
+    from engine.evaluation import Scores
+    from engine.gate import decide
+
+    decision = decide(candidate=Scores(0.6316, 0.6010, 190), champion=Scores(0.4895, 0.4711, 190), baseline=None,
+                      tolerance=0.01)
+    assert decision.reason == ("Accepted: no metric got worse. (accuracy 63.2% vs 48.9% (+14.2 pts); "
+                               "macro-F1 60.1% vs 47.1% (+13.0 pts))")
+    row = pd.DataFrame({"id": [7], "started_at": [datetime(2026, 3, 4, 12)], "trigger": ["manual"],
+                        "status": ["accepted"], "champion_version": ["v0001"], "candidate_version": ["v0002"],
+                        "candidate_accuracy": [0.6316], "champion_accuracy": [0.4895],
+                        "candidate_macro_f1": [0.6010], "champion_macro_f1": [0.4711], "reason": [decision.reason]})
+    header, line = charts.retrain_table(row).to_string(delimiter="|").splitlines()
+    cells = dict(zip(header.split("|")[1:], line.split("|")[1:]))
+    assert (cells["Accuracy"], cells["Δ accuracy"], cells["Macro-F1"], cells["Δ macro-F1"]) == (
+        "63.2%", "+14.2 pts", "60.1%", "+13.0 pts")
+    assert f"({cells['Δ accuracy']})" in cells["Reason"] and f"({cells['Δ macro-F1']})" in cells["Reason"]

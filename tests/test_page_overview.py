@@ -61,7 +61,7 @@ def test_demo_store_shows_the_store_numbers(open_overview, demo_copy):
     assert metric(at, "Macro-F1").value == f"{100 * active['macro_f1']:.1f}%"
     before = views.previous_metrics(ctx.db, active["version"])
     assert before is not None
-    shown = float(f"{100 * active['accuracy']:.1f}") - float(f"{100 * before['accuracy']:.1f}")
+    shown = 100 * (active["accuracy"] - before["accuracy"])
     assert metric(at, "Accuracy").delta == (f"{shown:+.1f} pts vs {before['version']}" if abs(shown) >= 0.05
                                             else f"±0.0 pts vs {before['version']}")
 
@@ -106,11 +106,12 @@ def activity_lines(at: AppTest) -> list[str]:
 
 
 @pytest.mark.parametrize(("new", "old", "words"), [
-    (0.8599, 0.8574, "+0.3 pts vs v0007"),      # shown as 86.0% and 85.7%: the change the reader can check
+    (0.6316, 0.4895, "+14.2 pts vs v0007"),  # as the gate's reason says; the rounded 63.2% and 48.9% differ by 14.3
+    (0.8599, 0.8574, "+0.2 pts vs v0007"),   # 0.25 points, rounded once
     (0.857, 0.860, "-0.3 pts vs v0007"),
     (0.86, 0.8601, "±0.0 pts vs v0007"),
-], ids=["rollback-up", "down", "none"])
-def test_a_change_is_the_difference_of_the_percentages_shown(new, old, words):
+], ids=["gate-reason", "rounded-once", "down", "none"])
+def test_a_change_is_the_difference_of_the_stored_values_rounded_once(new, old, words):
     from pages import _ui
 
     assert _ui.change(new, old, against="v0007")["delta"] == words
