@@ -227,7 +227,7 @@ if rules_now:
         [{"rule": f"#{x['id']}", "what": Rule.from_row(x).describe(), "queries": x["queries"], "labels": x["labels"],
           "reason": x["reason"], "added": _ui.local(x["created_at"]),
           "lifted": _ui.local(x["lifted_at"]) if x["lifted_at"] is not None else None} for x in rules_now],
-        hide_index=True, key="q_rules",
+        hide_index=True, key="q_rules", placeholder="–",
         # Widths that fit a 1440 px window: the description and the reason share what the dates leave.
         column_config={"rule": st.column_config.TextColumn(width=45),
                        "what": st.column_config.TextColumn(width=260),
@@ -235,7 +235,8 @@ if rules_now:
                        "labels": st.column_config.NumberColumn(width=55),
                        "reason": st.column_config.TextColumn(width=250),
                        "added": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm", width=125),
-                       "lifted": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm", width=125)})
+                       "lifted": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm", width=125,
+                                                                 help="When the rule was lifted; – while it is in force")})
     active = [x["id"] for x in rules_now if x["lifted_at"] is None]
     if active:
         a, b = st.columns([3, 2], vertical_alignment="bottom")

@@ -171,9 +171,13 @@ shown = pd.DataFrame({
     "Deployed": [f"{n}× · last {_ui.when(t)[:10]}" if n else "never" for n, t in zip(table["times_deployed"], table["last_deployed_at"])],
 })
 st.dataframe(
-    shown.style.map(lambda s: f"color: white; background-color: {_ui.COLORS.get(s, _ui.COLORS['candidate'])}", subset=["Status"]),
-    hide_index=True, key="versions", height=min(35 * (len(shown) + 1) + 3, 560),
+    # A missing count is "–", not a grey "None": an adopted version was not trained here.
+    shown.style.map(lambda s: f"color: white; background-color: {_ui.COLORS.get(s, _ui.COLORS['candidate'])}", subset=["Status"])
+    .format(na_rep="–", subset=["Train rows", "Eval rows"]),
+    hide_index=True, key="versions", height=min(35 * (len(shown) + 1) + 3, 560), placeholder="–",
     column_config={
+        "Train rows": st.column_config.NumberColumn(help="Rows the version was trained on; – for a version adopted "
+                                                         "from the team's fitted file (not trained here)"),
         "Accuracy": st.column_config.TextColumn(help="On the held-out human-labelled texts when the version was trained"),
         "Macro-F1": st.column_config.TextColumn(help="Mean F1 over the intents, same evaluation set"),
         "Eval rows": st.column_config.NumberColumn(help="Held-out human-labelled texts the metrics were measured on"),

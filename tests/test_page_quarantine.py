@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from datetime import datetime, timedelta
 
 import pytest
@@ -47,6 +49,11 @@ def test_quarantine_from_the_data_page_previews_stores_and_lifts(monkeypatch, ho
     assert (rule["source"], rule["model_version"], rule["reason"], rule["lifted_at"]) == (
         "kiosk", None, "the kiosk served a broken model", None)
     assert recent_events(home.db, kind="quarantine")[0]["message"].startswith("Quarantine #1 (source kiosk) by dashboard: ")
+    # A rule in force has no "lifted" time: the table shows "–" there (not a grey "None"), and its help says why.
+    [rules] = [d for d in at.dataframe if "lifted" in d.value.columns]
+    assert rules.value["lifted"].isna().tolist() == [True]
+    assert rules.proto.placeholder == "–"
+    assert json.loads(rules.proto.columns)["lifted"]["help"] == "When the rule was lifted; – while it is in force"
 
     at.selectbox(key="q_lift_id").set_value(1)
     at.button(key="q_lift").click().run()

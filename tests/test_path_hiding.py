@@ -74,3 +74,20 @@ def test_the_apis_messages_hide_a_folder_only_where_it_is_a_whole_path_component
     home.mkdir()
     assert public_message(f"refused: {home}-work/g2_sep.csv; kept in {home}/spool", home=home) == \
         "refused: <path>; kept in $RETRAINER_HOME/spool"
+
+
+def test_the_models_table_shows_a_dash_where_an_adopted_version_has_no_training_rows(monkeypatch, adopted):
+    from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
+
+    root, ctx = adopted
+    assert get_model(ctx.db, "v0001")["train_rows"] is None  # adopted: not trained here
+    at = open_app(monkeypatch, ctx.settings.home, "pages/models.py")
+    table = at.dataframe[0]  # the versions (a read-only table has no element id to find it by its key)
+    shown_cells = convert_arrow_bytes_to_pandas_df(table.proto.arrow_data.styler.display_values)
+    columns = list(table.value.columns)
+    assert columns[:5] == ["Version", "Status", "Created", "Trigger", "Train rows"]
+    row = dict(zip(columns, shown_cells.iloc[0]))
+    assert (row["Version"], row["Train rows"]) == ("v0001", "–")
+    assert row["Eval rows"] == str(get_model(ctx.db, "v0001")["eval_rows"])
+    assert table.proto.placeholder == "–"
+    assert "None" not in shown_cells.astype(str).to_numpy().ravel().tolist()
