@@ -19,11 +19,13 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 venv: $(VENV)/.installed
 
 ## Run the worker, the HTTP API and the dashboard under one supervisor (engine/supervisor.py): SIGTERM or
-## Ctrl-C stops them all within seconds. With an empty data directory the dashboard starts first and the
-## 90-day demo is built beside it (its pages show the progress); the worker and the API start after it.
+## Ctrl-C stops them all within seconds. With an empty default data directory (./data: RETRAINER_HOME and
+## HOME_DIR not set) the dashboard starts first and the 90-day demo is built beside it (its pages show the
+## progress); the worker and the API start after it. Any other data directory starts empty: never a demo there.
+DEMO_IF_EMPTY := $(if $(filter ./data,$(HOME_DIR)),--demo-if-empty)
 run: venv
 	@echo "[start] Starting the worker, the API on port $(API_PORT) and the dashboard on http://localhost:$(PORT) (Ctrl-C stops them all) ..."
-	@RETRAINER_HOME="$(HOME_DIR)" exec $(PY) -m engine run --port $(PORT) --api-port $(API_PORT) --demo-if-empty
+	@RETRAINER_HOME="$(HOME_DIR)" exec $(PY) -m engine run --port $(PORT) --api-port $(API_PORT) $(DEMO_IF_EMPTY)
 
 ## Create the environment and run every test.
 test: venv

@@ -134,7 +134,7 @@ def build_demo(
     if _has_data(settings) and not force:
         raise InputError(f"{settings.home} already holds data: use another RETRAINER_HOME, or --force to replace it")
     settings.home.mkdir(parents=True, exist_ok=True)
-    lock = WorkerLock(settings.worker_lock_path).acquire()  # no worker may run while history is written
+    lock = WorkerLock(settings.worker_lock_path, role="demo").acquire()  # no worker may run while history is written
     try:
         if force:
             _clear(settings)

@@ -736,6 +736,8 @@ def check_exposure(host: str, token: str | None) -> None:
 
 def listen(host: str, port: int) -> socket.socket:
     """A listening TCP socket on ``host:port`` (port 0: any free one); SettingsError saying why not."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65_535:
+        raise SettingsError(f"port {port!r} is not a TCP port: use a whole number from 1 to 65535 (0: any free port)")
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:

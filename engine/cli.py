@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 from engine.clock import to_local, to_utc
 from engine.commands import submit, wait_for
-from engine.config import Settings, load_settings
+from engine.config import Settings, check_training, load_settings
 from engine.context import Context
 from engine.errors import InputError, RetrainerError, StoreError, WorkerLockedError
 from engine.lock import worker_running
@@ -57,6 +57,7 @@ def _progress_printer(stream=sys.stderr):
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     from engine.worker import open_worker
 
+    check_training(settings)  # a pipeline factory that cannot be imported is refused now (exit 2), not at the first retrain
     ctx = Context.open(settings)
     worker, lock = open_worker(ctx)
     def stop(signum, frame):
@@ -75,7 +76,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _port_in_use(port: int) -> bool:
-    """Whether something already listens on ``port`` (connecting to it on loopback succeeds)."""
+    """Whether something already listens on ``port`` (1-65535; connecting to it on loopback succeeds)."""
     import socket
 
     with socket.socket() as probe:
@@ -83,55 +84,200 @@ def _port_in_use(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
+def _no_store(settings: Settings) -> str:
+    return (f"there is no store in {settings.home} (no {settings.db_path.name} there): check RETRAINER_HOME, or create "
+            "one by importing data (`python -m engine import FILE --labeled`), starting the worker "
+            "(`python -m engine worker`, `make run`) or building the demo (`python -m engine demo`)")
+
+
+def _open_existing(settings: Settings) -> Context:
+    """The store of a command that only reads (or needs what is stored): InputError, creating nothing, when there is none.
+
+    A typo in RETRAINER_HOME is reported instead of answered with an empty store made at the wrong place.
+    """
+    if not settings.db_path.is_file():
+        raise InputError(_no_store(settings))
+    return Context.open(settings, create=False)
+
+
+def _refuse_if_locked(settings: Settings) -> None:
+    """InputError (exit 2) when a process holds the data directory's worker lock: one worker per directory."""
+    holder = worker_running(settings.worker_lock_path)
+    if holder is not None:
+        raise WorkerLockedError(f"a worker is already running on {settings.home} ({_holder_words(holder)}): one worker "
+                                "per data directory: stop that one first, or use another RETRAINER_HOME")
+
+
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     from engine.supervisor import run_service
 
+    check_training(settings)
+    _refuse_if_locked(settings)  # before the API and the dashboard start, not after (exit 2: a restart would not help)
     for name, port, option in (("dashboard", args.port, "--port N (make run PORT=N)"),
                                ("API", args.api_port, "--api-port N (make run API_PORT=N)")):
         if _port_in_use(port):
             raise InputError(f"port {port} for the {name} is already in use (another Retrainer or another program): "
                              f"stop it, or choose a free port with {option}")
 
-    demo = args.demo_if_empty and not settings.db_path.exists()
+    empty = not settings.db_path.exists()
+    demo = args.demo_if_empty and empty
     if demo:
         print(f"[demo] The data directory is empty: building the {args.demo_days}-day demo (30-80 seconds for 90). The dashboard on "
               f"http://localhost:{args.port} shows its progress; the worker and the API start when it is done.",
               file=sys.stderr)
+    elif empty:
+        print(f"[empty] No store in {settings.home} yet: starting with none (the worker creates it). Import your data with "
+              "`python -m engine import FILE --labeled` and train with `python -m engine retrain --wait`; the demo is "
+              "built only into the default ./data (`make run` without RETRAINER_HOME), or by `python -m engine demo`.",
+              file=sys.stderr)
     return run_service(port=args.port, api_port=args.api_port, demo=demo, demo_days=args.demo_days)
 
 
-def _run_command(settings: Settings, kind: str, cargs: dict[str, Any], *, wait: bool, source: str = "cli") -> int:
-    """Queue a command for the worker; with ``wait``, see it through (running it here if no worker runs)."""
-    from engine.worker import open_worker
+# Commands that a CLI running its own retrain also takes while it runs (engine.worker.CONTROL_KINDS).
+CONTROL_KINDS = (CommandKind.PAUSE, CommandKind.RESUME, CommandKind.ROLLBACK)
+ROLES = {"worker": "the worker", "cli": "a command the CLI runs itself", "demo": "the demo build",
+         "rebuild-rollups": "a rollup rebuild"}
 
+
+def _holder_words(holder: dict[str, Any]) -> str:
+    """Who holds the worker lock, for messages: 'the worker, pid 12 on HOST' (or the CLI's, the demo build's...)."""
+    role = ROLES.get(holder.get("role") or "worker", str(holder.get("role")))
+    where = f"pid {holder['pid']}" if holder.get("pid") else "pid unknown"
+    if holder.get("host"):
+        where += f" on {holder['host']}"
+    return f"{role}, {where}"
+
+
+def _is_worker(holder: dict[str, Any] | None) -> bool:
+    """Whether the lock's holder is a worker that takes queued commands (not a CLI, demo or rollup rebuild)."""
+    return holder is not None and (holder.get("role") or "worker") == "worker"
+
+
+def _run_command(settings: Settings, kind: str, cargs: dict[str, Any], *, wait: bool, source: str = "cli") -> int:
+    """Queue a command for the worker; with ``wait``, see it through (running it here if no worker runs).
+
+    A command queued while another process holds the worker lock without taking commands (a second
+    ``retrain --wait`` beside a first) waits for that process to end, then runs here; without ``wait`` the
+    message says that nobody takes it until a worker starts.
+    """
     ctx = Context.open(settings)
-    if not wait or worker_running(settings.worker_lock_path):
+    holder = worker_running(settings.worker_lock_path)
+    if not wait or holder is not None:
         command_id = submit(ctx, kind, args=cargs, source=source)
+        if _is_worker(holder):
+            _compare_settings(settings, ctx)
         if not wait:
-            holder = worker_running(settings.worker_lock_path)
-            note = "the worker will take it" if holder else (
-                "no worker is running: start one with `python -m engine worker` (or add --wait to run it now)")
+            if _is_worker(holder):
+                note = "the worker will take it"
+            elif holder is not None:
+                note = (f"nobody takes it yet: the data directory is held by {_holder_words(holder)}, which runs only its "
+                        "own work; start a worker (`python -m engine worker`), or run the command with --wait")
+            else:
+                note = "no worker is running: start one with `python -m engine worker` (or add --wait to run it now)"
             print(f"command #{command_id} ({kind}) queued; {note}")
             return 0
-        print(f"command #{command_id} ({kind}) queued; waiting for the worker", file=sys.stderr)
-        row = wait_for(ctx, command_id, on_update=_progress_printer())
-        return _report(row)
+        if _is_worker(holder):
+            print(f"command #{command_id} ({kind}) queued; waiting for the worker", file=sys.stderr)
+        elif holder.get("role") == "cli" and kind in CONTROL_KINDS:  # Worker.taking_control_commands
+            print(f"command #{command_id} ({kind}) queued; the data directory is held by {_holder_words(holder)}, "
+                  "which takes it at once", file=sys.stderr)
+        else:
+            print(f"command #{command_id} ({kind}) queued; the data directory is held by {_holder_words(holder)}: "
+                  "waiting for it to end, then the command runs here", file=sys.stderr)
+        return _see_through(ctx, command_id, kind)
+    return _run_here(ctx, kind, cargs, source=source)
+
+
+def _run_here(ctx: Context, kind: str, cargs: dict[str, Any], *, source: str) -> int:
+    """Take the worker lock and run the command in this process; if a worker took the lock meanwhile, queue it."""
+    from engine.worker import open_worker
+
     try:
         worker, lock = open_worker(ctx, synchronous=True)
-    except WorkerLockedError:  # a worker started meanwhile: let it do the work
-        return _run_command(settings, kind, cargs, wait=True, source=source)
+    except WorkerLockedError:  # a worker (or another CLI) took the lock meanwhile: queue and see it through
+        return _run_command(ctx.settings, kind, cargs, wait=True, source=source)
     try:
         worker.start(schedule=False)
         command_id = submit(ctx, kind, args=cargs, source=source)
         print(f"command #{command_id} ({kind}): no worker is running, so it runs here", file=sys.stderr)
-        with worker.taking_control_commands(skip=command_id):  # pause, resume, rollback from others: at once
-            worker.run_command(command_id)  # only this one of the rest: others wait for the worker
-        from store.commands import get_command
-
-        return _report(get_command(ctx.db, command_id))
+        return _run_queued(ctx, worker, command_id)
     finally:
         worker.shutdown()
         lock.release()
+
+
+def _run_queued(ctx: Context, worker: Any, command_id: int) -> int:
+    from store.commands import get_command
+
+    with worker.taking_control_commands(skip=command_id):  # pause, resume, rollback from others: at once
+        worker.run_command(command_id)  # only this one of the rest: others wait for the worker
+    return _report(get_command(ctx.db, command_id))
+
+
+def _see_through(ctx: Context, command_id: int, kind: str, *, poll: float = 0.25) -> int:
+    """Wait for a queued command's result. When no process holds the worker lock any more and the command was
+    not finished (the holder was another CLI command, or a worker that stopped), take the lock and run it here
+    (a command left 'running' by a stopped worker is marked failed by the start's repair, and reported)."""
+    from engine.worker import open_worker
+    from store.commands import get_command
+
+    show = _progress_printer()
+    last = None
+    while True:
+        row = wait_for(ctx, command_id, timeout=1.0, poll=poll)
+        seen = (row["status"], row["stage"], row["progress"])
+        if seen != last:
+            show(row)
+            last = seen
+        if row["status"] in (CommandStatus.DONE, CommandStatus.FAILED):
+            return _report(row)
+        if worker_running(ctx.settings.worker_lock_path) is not None:
+            continue
+        try:
+            worker, lock = open_worker(ctx, synchronous=True)
+        except WorkerLockedError:  # someone else took the lock first: keep waiting
+            continue
+        try:
+            worker.start(schedule=False)  # its repair fails a command that a stopped worker left running
+            row = get_command(ctx.db, command_id)
+            if row["status"] != CommandStatus.QUEUED:
+                return _report(row)
+            print(f"command #{command_id} ({kind}): the process that held the data directory ended without running "
+                  "it, so it runs here", file=sys.stderr)
+            return _run_queued(ctx, worker, command_id)
+        finally:
+            worker.shutdown()
+            lock.release()
+
+
+def _compare_settings(settings: Settings, ctx: Context) -> None:
+    """Say on stderr when the worker that takes this command trains with other settings than this process loaded.
+
+    The worker records its settings with its heartbeat (engine.worker.settings_record); a worker that has not
+    written them yet is named with the RETRAINER_* variables of this environment that it may not share.
+    """
+    from engine.status import HEARTBEAT_KEY
+    from engine.worker import settings_record
+    from store.state import read_state
+
+    beat = (read_state(ctx.db).get(HEARTBEAT_KEY) or (None, None))[0] or {}
+    theirs = beat.get("settings")
+    if isinstance(theirs, dict):
+        mine = settings_record(settings)
+        differ = [key for key in mine if key in theirs and mine[key] != theirs[key]]
+        if differ:
+            shown = "; ".join(f"{key} {mine[key]!r} here, {theirs[key]!r} in the worker (RETRAINER_{key.upper()})"
+                              for key in differ)
+            print(f"note: the worker runs this command with its own settings, not this process's: {shown}; restart "
+                  "the worker with these settings for them to apply", file=sys.stderr)
+        return
+    from engine.config import NOT_SETTINGS
+
+    names = sorted(name for name in os.environ
+                   if name.startswith("RETRAINER_") and name not in NOT_SETTINGS and name != "RETRAINER_HOME")
+    if names:
+        print(f"note: the worker runs this command with its own settings; this environment's {', '.join(names)} "
+              "apply only if the worker was started with them", file=sys.stderr)
 
 
 def _report(row: dict[str, Any]) -> int:
@@ -142,14 +288,19 @@ def _report(row: dict[str, Any]) -> int:
 
 
 def cmd_retrain(settings: Settings, args: argparse.Namespace) -> int:
+    check_training(settings)
     return _run_command(settings, CommandKind.RETRAIN, {"force": True} if args.force else {}, wait=args.wait)
 
 
 def cmd_rollback(settings: Settings, args: argparse.Namespace) -> int:
     from engine.commands import check_rollback
 
-    # Refused here (exit 2) when it cannot succeed, rather than queued to fail later.
-    to = check_rollback(Context.open(settings), to=args.to)
+    from engine import registry
+
+    # Refused here (exit 2) when it cannot succeed, rather than queued to fail later: the name first, then the store.
+    if args.to is not None:
+        registry.check_version(str(args.to).strip())
+    to = check_rollback(_open_existing(settings), to=args.to)
     return _run_command(settings, CommandKind.ROLLBACK, {"to": to} if to else {}, wait=args.wait)
 
 
@@ -174,7 +325,7 @@ def cmd_resume(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     from engine.status import next_retrain, system_status
 
-    status = system_status(Context.open(settings))
+    status = system_status(_open_existing(settings))
     if args.json:
         print(json.dumps(status, indent=2, default=str))
         return 0
@@ -257,6 +408,9 @@ def cmd_predict(settings: Settings, args: argparse.Namespace) -> int:
     from engine.classifier import Classifier
     from engine.ingest import ingest_spool
 
+    if not settings.db_path.is_file():
+        raise InputError(_no_store(settings))
+    unlogged = None
     with Classifier(settings=settings) as clf:
         predictions = clf.predict_many(args.text)
         for text, p in zip(args.text, predictions):
@@ -265,8 +419,18 @@ def cmd_predict(settings: Settings, args: argparse.Namespace) -> int:
             if args.top:
                 print(f"\ttop: {top}")
         status = clf.status()
+        sys.stdout.flush()
+        try:
+            clf.flush()  # here, to know whether the queries reached the spool (closing would only log it)
+        except OSError as exc:
+            unlogged = exc
     if status.fallback:
         print(f"warning: fallback in use: {status.fallback_reason}", file=sys.stderr)
+    if unlogged is not None:
+        print(f"error: the queries were answered but could not be logged: the spool directory {settings.spool_dir} is "
+              f"not writable ({unlogged.strerror or unlogged}); give the user running this write access to "
+              f"{settings.home}, or set RETRAINER_HOME to a writable data directory", file=sys.stderr)
+        return 1
     if not worker_running(settings.worker_lock_path):
         # The predictions are made and in the spool; storing them now is a courtesy the worker would do.
         try:
@@ -289,7 +453,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_quarantine(settings: Settings, args: argparse.Namespace) -> int:
     from engine.quarantine import Rule, list_rules, quarantine
 
-    ctx = Context.open(settings)
+    ctx = _open_existing(settings) if args.list else Context.open(settings)
     if args.list:
         if any(v is not None for v in (args.source, args.version, args.since, args.until, args.reason)):
             raise InputError("--list shows the rules: give it alone, or leave it out to add a rule")
@@ -312,7 +476,7 @@ def cmd_quarantine(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_unquarantine(settings: Settings, args: argparse.Namespace) -> int:
     from engine.quarantine import unquarantine
 
-    rule = unquarantine(Context.open(settings), args.id, by="cli")
+    rule = unquarantine(_open_existing(settings), args.id, by="cli")
     print(f"quarantine #{args.id} ({rule.describe()}) lifted: its rows count again from the next retrain")
     return 0
 
@@ -320,7 +484,7 @@ def cmd_unquarantine(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_events(settings: Settings, args: argparse.Namespace) -> int:
     from store.events import recent_events
 
-    events = recent_events(Context.open(settings).db, limit=args.limit)
+    events = recent_events(_open_existing(settings).db, limit=args.limit)
     if args.json:
         print(json.dumps(events, indent=2, default=str))
         return 0
@@ -358,7 +522,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_export_log(settings: Settings, args: argparse.Namespace) -> int:
     from engine.export import export_log
 
-    report = export_log(Context.open(settings), Path(args.parquet), since=args.since)
+    report = export_log(_open_existing(settings), Path(args.parquet), since=args.since)
     print(report.summary())
     print(f"read it in place, e.g. in DuckDB: SELECT day, count(*) FROM read_parquet("
           f"'{Path(args.parquet) / 'queries'}/*/*.parquet', hive_partitioning = true) GROUP BY day ORDER BY day")
@@ -370,9 +534,9 @@ def cmd_rebuild_rollups(settings: Settings, args: argparse.Namespace) -> int:
     from engine.lock import WorkerLock
     from store.rollups import rebuild_store
 
-    ctx = Context.open(settings)
+    ctx = _open_existing(settings)
     try:
-        lock = WorkerLock(settings.worker_lock_path).acquire()
+        lock = WorkerLock(settings.worker_lock_path, role="rebuild-rollups").acquire()
     except WorkerLockedError as exc:
         holder = worker_running(settings.worker_lock_path) or {}
         raise InputError(f"a worker is running (pid {holder.get('pid', '?')}): stop it first, then run rebuild-rollups "
@@ -399,6 +563,27 @@ def _moment(text: str) -> datetime:
     return to_utc(moment) if moment.tzinfo is None else moment.astimezone(timezone.utc).replace(tzinfo=None)
 
 
+def _whole(low: int, high: int, *, what: str, note: str = ""):
+    """An argparse type: an integer from ``low`` to ``high``, or an error naming the range (argparse exits 2)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}: use a whole number from {low} to {high}{note}")
+        return value
+
+    return parse
+
+
+# A TCP port: 1-65535; `serve` also takes 0, meaning any free port (the one taken is printed).
+PORT = _whole(1, 65_535, what="a port")
+ANY_PORT = _whole(0, 65_535, what="a port", note=" (0: any free port)")
+# DuckDB's LIMIT takes a BIGINT; a million events is more than any terminal wants.
+MAX_EVENTS = 1_000_000
+
+
 def _day(text: str):
     try:
         return datetime.strptime(text, "%Y-%m-%d").date()
@@ -418,16 +603,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("worker", help="run the worker until SIGTERM or Ctrl-C").set_defaults(func=cmd_worker)
 
     p = sub.add_parser("run", help="run the worker, the HTTP API and the dashboard together until SIGTERM or Ctrl-C (make run)")
-    p.add_argument("--port", type=int, default=8501, help="the dashboard's port (default 8501)")
-    p.add_argument("--api-port", type=int, default=8000, help="the HTTP API's port (default 8000)")
+    p.add_argument("--port", type=PORT, default=8501, help="the dashboard's port, 1-65535 (default 8501)")
+    p.add_argument("--api-port", type=PORT, default=8000, help="the HTTP API's port, 1-65535 (default 8000)")
     p.add_argument("--demo-if-empty", action="store_true",
                    help="with no store yet, build the demo first while the dashboard already shows its progress")
-    p.add_argument("--demo-days", type=int, default=90, help="days of demo history to build (with --demo-if-empty; default 90)")
+    p.add_argument("--demo-days", type=_whole(7, 365, what="a number of days"), default=90,
+                   help="days of demo history to build, 7-365 (with --demo-if-empty; default 90)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("demo", help="build the 90-day demo history into an empty data directory")
-    p.add_argument("--days", type=int, default=90, help="days of history to replay (default 90)")
-    p.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    p.add_argument("--days", type=_whole(7, 365, what="a number of days"), default=90,
+                   help="days of history to replay, 7-365 (default 90)")
+    p.add_argument("--seed", type=_whole(0, 2**32 - 1, what="a seed"), default=7,
+                   help="random seed (default 7)")
     p.add_argument("--force", action="store_true", help="delete existing data in the data directory first")
     p.set_defaults(func=cmd_demo)
 
@@ -461,7 +649,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labeled", action="store_true", help="rows carry true labels in a 'label' column")
     p.add_argument("--tz", metavar="ZONE", help="the IANA zone of 'ts' values written without an offset, e.g. "
                    "Asia/Tokyo (default: such times are UTC)")
-    p.add_argument("--show", type=int, default=20, metavar="N", help="list at most N rejected rows (default 20)")
+    p.add_argument("--show", type=_whole(0, 1_000_000, what="a count"), default=20, metavar="N",
+                   help="list at most N rejected rows (default 20)")
     p.add_argument("--again", action="store_true",
                    help="import a file whose bytes were imported before (its rows are stored a second time)")
     p.add_argument("--encoding", metavar="NAME", help="the file's text encoding, e.g. cp1252 (default: detected)")
@@ -481,7 +670,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="the HTTP API (FastAPI; OpenAPI docs at /docs) until SIGTERM or Ctrl-C")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1; any other needs action_token in .streamlit/secrets.toml)")
-    p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000; 0: any free port)")
+    p.add_argument("--port", type=ANY_PORT, default=8000, help="TCP port, 1-65535 (default 8000; 0: any free port)")
     p.add_argument("--no-access-log", action="store_true", help="do not log one line per request")
     p.set_defaults(func=cmd_serve)
 
@@ -496,14 +685,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_quarantine)
 
     p = sub.add_parser("unquarantine", help="lift a quarantine rule: its rows count again from the next retrain")
-    p.add_argument("id", type=int, help="the rule's number, from `quarantine --list`")
+    p.add_argument("id", type=_whole(1, 2**63 - 1, what="a rule number"),
+                   help="the rule's number, from `quarantine --list`")
     p.set_defaults(func=cmd_unquarantine)
 
     sub.add_parser("rebuild-rollups", help="recompute the dashboard's rollups (counts per 15 minutes) from the query "
                    "log and labels; stop the worker first").set_defaults(func=cmd_rebuild_rollups)
 
     p = sub.add_parser("events", help="recent events, newest first")
-    p.add_argument("--limit", type=int, default=20, help="how many (default 20)")
+    p.add_argument("--limit", type=_whole(1, MAX_EVENTS, what="a number of events"), default=20,
+                   help=f"how many, 1-{MAX_EVENTS:,} (default 20)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_events)
     return parser

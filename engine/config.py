@@ -170,7 +170,16 @@ def _check(s: Settings) -> None:
         if not _TIME.match(getattr(s, name)):
             raise SettingsError(f"setting {name!r} = {getattr(s, name)!r} is not a time: use HH:MM, 24-hour, e.g. '03:00'")
     _check_search(s)
-    check_spec(s.pipeline)  # a factory is imported, called and its estimator checked now (engine.pipelines)
+    check_spec(s.pipeline, call=False)  # its form only: a factory is imported when training (check_training)
+
+
+def check_training(s: Settings) -> None:
+    """Refuse settings that cannot train: a ``pipeline`` factory is imported, called and its estimator checked
+    (engine.pipelines.check_spec). Called when the worker, ``run`` and ``retrain`` start, not when settings load,
+    so that serving and reading (status, predict, the dashboard, ``Classifier``) never import the team's
+    training code. Raises :class:`~engine.errors.PipelineError` (a SettingsError) naming the fix.
+    """
+    check_spec(s.pipeline)
 
 
 def parse_alphas(text: str) -> list[float]:

@@ -32,8 +32,11 @@ RETRY_SECONDS = 0.02
 class WorkerLock:
     """The single-worker lock of the data directory that holds ``path`` (``<home>/worker.lock``)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, *, role: str = "worker"):
+        """``role`` is written in the holder file for messages: "worker" (it takes queued commands), or "cli",
+        "demo", "rebuild-rollups" for a process that holds the lock only for its own work."""
         self.path = Path(path)
+        self.role = role
         self._fd: int | None = None
         self._holder: dict | None = None
 
@@ -59,7 +62,8 @@ class WorkerLock:
                     ) from exc
                 time.sleep(RETRY_SECONDS)
         self._fd = fd
-        self._holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": utcnow().isoformat(timespec="seconds")}
+        self._holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": utcnow().isoformat(timespec="seconds"),
+                        "role": self.role}
         self.refresh()
         return self
 
@@ -103,7 +107,7 @@ def read_holder(path: Path) -> dict | None:
 
 
 def worker_running(path: Path) -> dict | None:
-    """Who holds the worker lock of ``path``'s directory (pid, host, since; {} if unknown), or None."""
+    """Who holds the worker lock of ``path``'s directory (pid, host, since, role; {} if unknown), or None."""
     try:
         fd = os.open(Path(path).parent, os.O_RDONLY | os.O_DIRECTORY)
     except OSError:

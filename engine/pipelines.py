@@ -14,7 +14,8 @@ demo's intents (table in benchmarks/RESULTS.md, reason in the README). The word 
 token of a whole unspaced Chinese or Japanese sentence, so ``word`` alone fails on those scripts;
 ``word+char`` is as accurate as ``char`` but its FeatureUnion costs several times more per query.
 
-A factory is checked when the settings load (:func:`check_spec`) and again before every fit
+A factory's form is checked when the settings load; the factory itself when training starts
+(:func:`check_spec`, from ``engine.config.check_training``: the worker, ``run``, ``retrain``) and again before every fit
 (:func:`build_estimator`): importable, callable, returns an estimator (``get_params``, ``fit``),
 unfitted, with ``predict``, that ``sklearn.base.clone`` can copy. Each failure is a
 :class:`~engine.errors.PipelineError` whose message names the fix.

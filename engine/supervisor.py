@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 STOP_SECONDS = 10.0
 # How often the supervisor looks for a child that ended by itself.
 POLL_SECONDS = 0.2
+# A child's exit code for bad input or a state that prevents the work (engine.cli): the run exits with it too.
+EXIT_REFUSED = 2
 # The checkout: the dashboard's entry file is found from here, wherever the command is run.
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -69,9 +71,12 @@ class Supervisor:
     """Start ``processes``, wait for a stop signal or for one of them to end, then stop them all.
 
     ``run()`` returns 0 when a SIGTERM/SIGINT (or :meth:`stop`) ended the run and every child
-    then exited cleanly; 1 when a child ended by itself (the others are stopped) or one had to
-    be killed after ``stop_seconds``. Children get SIGTERM; the supervisor's own handlers are
-    installed only when ``run()`` is called from the main thread.
+    then exited cleanly; 2 when a child ended by itself with code 2 (bad input or a state that
+    prevents the work, such as another worker on the data directory: passed through, so a service
+    manager's ``RestartPreventExitStatus=2`` stops restarting a run that cannot succeed); 1 when a
+    child ended by itself with another code (the others are stopped) or one had to be killed after
+    ``stop_seconds``. Children get SIGTERM; the supervisor's own handlers are installed only when
+    ``run()`` is called from the main thread.
     """
 
     def __init__(self, processes: Sequence[Process], *, stop_seconds: float = STOP_SECONDS,
@@ -120,7 +125,7 @@ class Supervisor:
                 log.error("%s failed (exit code %s; its messages are above): the others were stopped", ended, code)
             else:
                 log.error("%s exited by itself (code %s); the others were stopped", ended, code)
-            return 1
+            return EXIT_REFUSED if code == EXIT_REFUSED else 1
         return 0 if clean else 1
 
     def _install_handlers(self) -> dict[int, object]:

@@ -21,6 +21,7 @@ the demo, tests).
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import os
 import socket
@@ -32,6 +33,7 @@ from typing import Any, Iterator
 
 from engine import drift, faults, fingerprint, registry
 from engine.classifier import Classifier
+from engine.config import Settings
 from engine.context import Context
 from engine.dataset import normalize_text
 from engine.deployment import rollback
@@ -261,7 +263,8 @@ class Worker:
         running = self._running
         with self.ctx.db.write() as con:
             set_state(con, HEARTBEAT_KEY, {"pid": os.getpid(), "host": socket.gethostname(),
-                                           "busy": running.kind if running else None}, ts=self.ctx.clock())
+                                           "busy": running.kind if running else None,
+                                           "settings": settings_record(self.ctx.settings)}, ts=self.ctx.clock())
 
     def ingest(self) -> IngestResult:
         return ingest_spool(self.ctx.db, self.ctx.settings.spool_dir, clock=self.ctx.clock)
@@ -520,9 +523,15 @@ class Worker:
             set_state(con, PROGRESS_KEY, value, ts=self.ctx.clock())
 
 
+def settings_record(settings: Settings) -> dict[str, str]:
+    """Every setting but ``home`` as text, as the worker records it with its heartbeat: the CLI compares its own
+    with it when it hands a command to the worker (a RETRAINER_* variable set only for the CLI does not apply)."""
+    return {f.name: str(getattr(settings, f.name)) for f in dataclasses.fields(settings) if f.name != "home"}
+
+
 def open_worker(ctx: Context, *, synchronous: bool = False) -> tuple[Worker, WorkerLock]:
     """Take the single-worker lock (or raise WorkerLockedError) and build the worker."""
-    lock = WorkerLock(ctx.settings.worker_lock_path).acquire()
+    lock = WorkerLock(ctx.settings.worker_lock_path, role="cli" if synchronous else "worker").acquire()
     try:
         worker = Worker(ctx, synchronous=synchronous)
         worker.lock = lock

@@ -21,6 +21,8 @@ ORDER BY id DESC LIMIT ?
 """
 
 SEVERITIES = tuple(Severity)
+# The most events one read returns (DuckDB's LIMIT is a BIGINT).
+MAX_LIMIT = 2**63 - 1
 
 
 def record_event(
@@ -45,7 +47,13 @@ def record_event(
 
 
 def recent_events(db: Database, *, limit: int = 50, kind: str | None = None) -> list[dict[str, Any]]:
-    """The newest events first; ``details`` decoded from JSON."""
+    """The newest events first, at most ``limit`` (1 to MAX_LIMIT); ``details`` decoded from JSON.
+
+    Raises ValueError for a ``limit`` outside that range (DuckDB's LIMIT takes a BIGINT, and 0 would read as
+    "no events").
+    """
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+        raise ValueError(f"limit {limit!r} is out of range: use a whole number from 1 to {MAX_LIMIT}")
     with db.read() as con:
         rows = rows_as_dicts(con.execute(RECENT_EVENTS, [kind, kind, limit]))
     for row in rows:

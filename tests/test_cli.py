@@ -366,7 +366,8 @@ def cli_here(monkeypatch, tmp_path, capsys):
     return call
 
 
-def test_status_of_an_empty_data_directory(cli_here):
+def test_status_of_an_empty_store(cli_here):
+    Context.open(load_settings(env={}, home=cli_here.home))  # with no store at all, status refuses: test_cli_guards.py
     code, out, err = cli_here("status")
 
     assert (code, err) == (0, "")
@@ -381,6 +382,7 @@ def test_status_of_an_empty_data_directory(cli_here):
 
 
 def test_predict_without_a_model_says_how_to_get_one(cli_here):
+    Context.open(load_settings(env={}, home=cli_here.home))
     code, out, err = cli_here("predict", "hello")
 
     assert (code, out) == (2, "")
@@ -419,7 +421,8 @@ def test_argparse_errors_exit_2_with_usage(cli_here, capsys):
 
     assert stop.value.code == 2
     assert capsys.readouterr().err.splitlines()[-1] == (
-        "python -m engine events: error: argument --limit: invalid int value: 'many'")
+        "python -m engine events: error: argument --limit: 'many' is not a number of events: use a whole number "
+        "from 1 to 1000000")
 
 
 def test_import_shows_at_most_n_rejected_rows_and_the_ignored_columns(cli_here):

@@ -61,6 +61,7 @@ def test_a_failed_retrain_wait_exits_1(cli_here, tmp_path):
 @pytest.mark.parametrize("args", [("status", "--json"), ("status",), ("events", "--json")],
                          ids=["status --json", "status", "events --json"])
 def test_a_reader_that_closes_the_pipe_early_ends_the_command_quietly(tmp_path, args):
+    Context.open(load_settings(env={}, home=tmp_path / "home"))  # an empty store: without one they refuse (exit 2)
     env = {"RETRAINER_HOME": str(tmp_path / "home"), "PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
     proc = subprocess.Popen([sys.executable, "-m", "engine", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)

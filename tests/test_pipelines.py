@@ -15,7 +15,7 @@ import pytest
 
 from engine import registry
 from engine.classifier import Classifier
-from engine.config import load_settings
+from engine.config import check_training, load_settings
 from engine.context import Context
 from engine.deployment import rollback
 from engine.errors import PipelineError, SettingsError
@@ -86,9 +86,11 @@ BAD = [
 
 
 @pytest.mark.parametrize("spec, message", BAD, ids=[b[0].rpartition(":")[2] or b[0] for b in BAD])
-def test_a_bad_pipeline_is_refused_when_the_settings_load_with_the_fix(spec, message):
+def test_a_bad_pipeline_is_refused_when_training_starts_with_the_fix(spec, message):
+    # A spec of the wrong form is refused when the settings load; a factory is imported only to train (serving and
+    # reading never need it: tests/test_cli_guards.py), when the worker, `run` and `retrain` start.
     with pytest.raises(PipelineError) as caught:
-        load_settings(env={"RETRAINER_PIPELINE": spec}, path=None)
+        check_training(load_settings(env={"RETRAINER_PIPELINE": spec}, path=None))
     assert str(caught.value) == message
     assert isinstance(caught.value, SettingsError)  # the CLI prints it as `error: ...` and exits 2
 
@@ -96,7 +98,7 @@ def test_a_bad_pipeline_is_refused_when_the_settings_load_with_the_fix(spec, mes
 def test_the_cli_refuses_a_bad_factory_with_exit_2_and_no_traceback(tmp_path):
     from tests.conftest import run_cli
 
-    done = run_cli("status", home=tmp_path / "home", env={"RETRAINER_PIPELINE": "tests.team_pipeline:fitted"})
+    done = run_cli("retrain", "--wait", home=tmp_path / "home", env={"RETRAINER_PIPELINE": "tests.team_pipeline:fitted"})
     assert done.returncode == 2
     assert done.stderr.startswith("error: setting 'pipeline' = 'tests.team_pipeline:fitted': the factory returned a "
                                   "fitted Pipeline; return a new, unfitted one")

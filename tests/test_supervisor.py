@@ -179,7 +179,7 @@ def test_processes_after_a_step_start_only_once_it_has_succeeded(tmp_path):
 def test_a_failing_step_ends_the_run_and_nothing_after_it_starts():
     supervisor = Supervisor([sleeper("dashboard"), replace(sleeper("demo", seconds=0.2, code=2), step=True),
                              sleeper("worker")], stop_seconds=10)
-    assert supervisor.run() == 1
+    assert supervisor.run() == 2  # the step's exit 2 (bad input) passes through: a service manager must not restart
     assert list(supervisor.children) == ["dashboard", "demo"]
     assert supervisor.children["demo"].returncode == 2
     assert supervisor.children["dashboard"].returncode == -signal.SIGTERM
