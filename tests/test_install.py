@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from engine.config import load_settings
+from engine.context import Context
 from tests.conftest import ROOT, labelled_frame
 
 pytestmark = pytest.mark.slow
@@ -113,6 +115,7 @@ def test_pip_install_editable_runs_the_checkout(tmp_path):
     found = subprocess.run([str(python), "-c", "import engine; print(engine.__file__)"], cwd=tmp_path,
                            env=clean_env(), capture_output=True, text=True, check=True).stdout.strip()
     assert Path(found) == ROOT / "engine" / "__init__.py"
+    Context.open(load_settings(env={}, home=tmp_path / "home"))  # status refuses a directory with no store (exit 2)
     ours = subprocess.run([str(tmp_path / "venv" / "bin" / "retrainer"), "status"], cwd=tmp_path,
                           env=clean_env(RETRAINER_HOME=str(tmp_path / "home")), capture_output=True, text=True)
     assert ours.returncode == 0, ours.stderr
