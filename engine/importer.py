@@ -1,7 +1,7 @@
 """Importing a team's own data: logged queries and labelled examples from files.
 
-Formats, dialects and encodings are read by :mod:`engine.readers`: CSV (``.csv``, ``.tsv``;
-comma, semicolon, tab or pipe; any encoding, detected or named), JSON Lines (``.jsonl``,
+Formats, dialects and encodings are read by :mod:`engine.readers`: CSV (``.csv``, ``.tsv``, ``.txt``;
+comma, semicolon, tab or pipe; lines ending ``\n``, ``\r\n`` or ``\r`` alone; any encoding, detected or named), JSON Lines (``.jsonl``,
 ``.ndjson``) and Parquet (``.parquet``). Columns (header names are compared trimmed and
 lower-cased): ``text`` (required) and, as available, ``label``, ``predicted_label``,
 ``confidence``, ``ts``; others are ignored and listed.
@@ -13,7 +13,8 @@ lower-cased): ``text`` (required) and, as available, ``label``, ``predicted_labe
 
 **Whole files.** Clean rows are staged in Parquet files under ``HOME/imports/`` and moved into
 the store in one transaction with the import's event, so a file is stored whole or not at all:
-a refused file, a crash or Ctrl-C store nothing (a later import removes what a dead one staged).
+a refused file, a crash or Ctrl-C store nothing (the next import, even one that is refused, first
+removes what a dead one staged).
 Every import ends with an ``import`` event: info when every row was stored, warning when rows
 were rejected, error when the file was refused.
 
@@ -73,8 +74,9 @@ from engine.errors import InputError
 from engine.labels import confusable_pairs, describe_difference, read_label
 from engine.dataset import normalize_label
 from engine.column_rules import sure_rows
-from engine.readers import (COLUMNS, FORMATS, PARQUET_BATCH, CsvReader, JsonLinesReader, ParquetReader, RowBatch, Source, check_encoding,
-                            detect_encoding, has_surrogates, needs_transcoding, transcode_to_utf8)
+from engine.readers import (ACCEPTED, COLUMNS, FORMATS, PARQUET_BATCH, CsvReader, JsonLinesReader, ParquetReader, RowBatch, Source,
+                            check_encoding, cr_line_ends, detect_encoding, has_surrogates, needs_transcoding, swap_cr_lf,
+                            transcode_to_utf8)
 from store.events import record_event
 from store.imports import all_labels, commit_staged, find_import
 from store.vocabulary import EventKind, Severity
@@ -367,14 +369,22 @@ class _Stage:
         return {name: (self.folder / f"{name}.parquet" if name in self.writers else None) for name in self.schemas}
 
 
-def _staging_folder(home: Path) -> Path:
-    """A new private folder under HOME/imports; folders left by dead processes are removed."""
+def _remove_dead_staging(home: Path) -> None:
+    """Remove the folders under HOME/imports staged by processes that are no longer running
+    (an import killed before it cleaned up); its own folder is named ``<pid>-<random>``."""
     root = home / STAGING_DIR
-    root.mkdir(parents=True, exist_ok=True)
+    if not root.is_dir():
+        return
     for old in root.iterdir():
         pid = old.name.split("-", 1)[0]
         if pid.isdigit() and not _alive(int(pid)):
             shutil.rmtree(old, ignore_errors=True)
+
+
+def _staging_folder(home: Path) -> Path:
+    """A new private folder under HOME/imports (:func:`_remove_dead_staging` has run)."""
+    root = home / STAGING_DIR
+    root.mkdir(parents=True, exist_ok=True)
     folder = root / f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
     folder.mkdir()
     return folder
@@ -449,11 +459,12 @@ def _record_failure(ctx: Context, path: Path, report: ImportReport, *, severity:
 
 def _import(ctx: Context, path: Path, report: ImportReport, *, labeled: bool, source: str, again: bool,
             encoding: str | None, zone: tzinfo | None, progress: Progress | None) -> ImportReport:
+    _remove_dead_staging(ctx.settings.home)  # before any refusal: a refused import must not leave them behind
     if path.is_dir():
-        raise InputError(f"{path.name} is a folder: import its files one by one (.csv, .tsv, .jsonl, .ndjson or .parquet)")
+        raise InputError(f"{path.name} is a folder: import its files one by one, each {ACCEPTED}")
     kind = FORMATS.get(path.suffix.lower())
     if kind is None:
-        raise InputError(f"{path.name}: unknown file type {path.suffix!r}: use .csv (or .tsv), .jsonl (or .ndjson) or .parquet")
+        raise InputError(f"{path.name}: unknown file type {path.suffix!r}: use {ACCEPTED}")
     if not path.is_file():
         raise InputError(f"{path} does not exist or is not a file")
     try:
@@ -522,9 +533,14 @@ def _stage(ctx: Context, path: Path, report: ImportReport, folder: Path, *, kind
             if needs_transcoding(chosen):
                 read_path = transcode_to_utf8(path, chosen, folder / "utf8-copy")
                 read_encoding = "utf-8"
+            mac = kind == "csv" and "\r\n".encode(read_encoding) == b"\r\n" and cr_line_ends(read_path)
+            if mac:  # classic Mac OS line ends: read a copy whose lines end with \n (line numbers unchanged)
+                read_path = swap_cr_lf(read_path, folder / "lf-copy")
             handle = open(read_path, "rb")
             make = CsvReader if kind == "csv" else JsonLinesReader
             reader = make(handle, path=path, encoding=read_encoding, limit=limit, source=info, max_text_length=max_len)
+            if mac:
+                info.dialect += ", lines end with \\r (classic Mac OS)"
         report.dialect = info.dialect
         report.ignored_columns = info.ignored_columns
         for batch in reader.batches():

@@ -1,6 +1,7 @@
 """Reading import files as a stream of rows, whatever their dialect and encoding, in bounded memory.
 
-Three formats, by extension: CSV (``.csv``, ``.tsv``), JSON Lines (``.jsonl``, ``.ndjson``) and
+Three formats, by extension: delimited text (``.csv``, ``.tsv``, ``.txt``: Excel's "Unicode text"
+export is tab-separated UTF-16 named ``.txt``), JSON Lines (``.jsonl``, ``.ndjson``) and
 Parquet (``.parquet``). A reader yields :class:`Row` items one at a time: the place in the file
 (``"line 7"`` for text files, the first line of the record; ``"row 7"`` for Parquet), the values
 by normalised column name, or the reason the record cannot be read.
@@ -20,7 +21,9 @@ Libraries, and why:
   candidates: the dialect must give a ``text`` column. Records are split by Python's ``csv``
   module in strict mode, fed one physical line at a time. Lines end as the header line ends
   (``\r\n`` or ``\n``); a ``\r`` anywhere else is a character of its field, quoted or not
-  (pandas writes it unquoted).
+  (pandas writes it unquoted). A file whose lines end with ``\r`` alone (classic Mac OS, old
+  Excel for Mac) is read from a copy with ``\r`` and ``\n`` swapped (:func:`cr_line_ends`,
+  :func:`swap_cr_lf`): its ``\r`` end the lines, and a ``\n`` in it is a character of its field.
 - **Parquet**: ``pyarrow.parquet.ParquetFile.iter_batches`` (one row group in memory at a time).
 - **Speed**: :meth:`CsvReader.batches` splits the well-formed lines of a 4 MiB chunk with
   ``pyarrow.compute`` (``split_pattern``; ``extract_regex``, RE2, for lines with quotes) and
@@ -57,7 +60,9 @@ from engine.errors import InputError
 
 log = logging.getLogger(__name__)
 
-FORMATS = {".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
+FORMATS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
+ACCEPTED = ".csv, .tsv or .txt (delimited text), .jsonl or .ndjson (JSON Lines), or .parquet"
+"""The extensions :data:`FORMATS` reads, as a refusal names them."""
 COLUMNS = ("text", "label", "predicted_label", "confidence", "ts")
 PREFERRED_CODE_PAGES = ("cp1252", "cp1250", "cp1251", "cp1253", "cp1254", "cp1257", "cp1255", "cp1256", "cp1258")
 DELIMITERS = (",", ";", "\t", "|")
@@ -219,6 +224,35 @@ def transcode_to_utf8(path: Path, encoding: str, target: Path) -> Path:
         raise InputError(f"{path.name} cannot be read as {encoding} ({exc}): name its real encoding with --encoding "
                          "(utf-16-le or utf-16-be for UTF-16 without a byte order mark), or leave --encoding out "
                          "to have it detected") from exc
+    return target
+
+
+def cr_line_ends(path: Path) -> bool:
+    """True when the file's lines end with ``\r`` alone (classic Mac OS; old Excel for Mac saves CSV so).
+
+    The header's line decides, as it decides between ``\r\n`` and ``\n``: the file's first line
+    break is a ``\r`` not followed by ``\n``. Read from its first MiB, as bytes of an
+    ASCII-compatible encoding (UTF-16/32 files are converted to UTF-8 first).
+    """
+    with open(path, "rb") as f:
+        head = f.read(SAMPLE_HEAD)
+    cr, lf = head.find(b"\r"), head.find(b"\n")
+    return cr >= 0 and (lf < 0 or cr + 1 < lf)
+
+
+_SWAP_CR_LF = bytes.maketrans(b"\r\n", b"\n\r")
+
+
+def swap_cr_lf(path: Path, target: Path) -> Path:
+    """Copy a file with its ``\r`` and ``\n`` bytes swapped (streamed), for a file whose lines end with ``\r``.
+
+    Line numbers stay those of the file; a ``\n`` inside a line becomes a ``\r``, a character of its
+    field. Only for ASCII-compatible encodings (where the bytes 0x0D and 0x0A are always those
+    characters): UTF-16 and UTF-32 files are converted to UTF-8 first.
+    """
+    with open(path, "rb") as src, open(target, "wb") as dst:
+        while chunk := src.read(1 << 20):
+            dst.write(chunk.translate(_SWAP_CR_LF))
     return target
 
 

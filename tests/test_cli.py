@@ -66,7 +66,7 @@ STORIES = {
     "rollback_path_as_version": Story("trained", (("rollback", "--to", "../../etc/passwd"),)),
     "retrain_no_wait": Story("trained", (("retrain",),)),
     "import_missing": Story("empty", (("import", "{files}/missing.csv"),)),
-    "import_txt": Story("empty", (("import", "{files}/file.txt"),)),
+    "import_xlsx": Story("empty", (("import", "{files}/file.xlsx"),)),
 }
 
 
@@ -120,7 +120,7 @@ def cli(templates, tmp_path_factory) -> dict[str, StoryRun]:
         files = root / "files"
         files.mkdir()
         _write_rejects_csv(files / "rejects.csv")
-        (files / "file.txt").write_text("text,label\nwhere is my order,track_order\n")
+        (files / "file.xlsx").write_text("text,label\nwhere is my order,track_order\n")
         home = root / "home"
         if templates[story.home] is not None:
             shutil.copytree(templates[story.home], home)
@@ -336,8 +336,9 @@ def test_retrain_without_wait_and_no_worker_queues_the_command(cli):
 
 @pytest.mark.parametrize("name, message", [
     ("import_missing", "error: {files}/missing.csv does not exist or is not a file\n"),
-    ("import_txt", "error: file.txt: unknown file type '.txt': use .csv (or .tsv), .jsonl (or .ndjson) or .parquet\n"),
-], ids=["missing-file", "txt-extension"])
+    ("import_xlsx", "error: file.xlsx: unknown file type '.xlsx': use .csv, .tsv or .txt (delimited text), .jsonl or "
+                    ".ndjson (JSON Lines), or .parquet\n"),
+], ids=["missing-file", "xlsx-extension"])
 def test_import_of_a_bad_path_exits_2_with_one_line(cli, name, message):
     run = cli[name]
     result = run.results[0]

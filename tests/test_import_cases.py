@@ -124,7 +124,8 @@ def test_a_folder_is_refused_as_a_folder(tmp_path):
     done = run_cli("import", str(tmp_path / "exports"), "--labeled", home=tmp_path / "home")
 
     assert (done.returncode, done.stderr) == (
-        2, "error: exports is a folder: import its files one by one (.csv, .tsv, .jsonl, .ndjson or .parquet)\n")
+        2, "error: exports is a folder: import its files one by one, each .csv, .tsv or .txt (delimited text), .jsonl or "
+           ".ndjson (JSON Lines), or .parquet\n")
 
 
 def test_case_2_a_utf8_file_with_one_damaged_line_rejects_that_line_and_exits_1(tmp_path):

@@ -232,3 +232,87 @@ def test_the_properties_run_on_a_real_store():
         ctx = Context.open(load_settings(env={}, home=home / "home"))
         with pytest.raises(InputError, match="Pass --again"):
             import_file(ctx, path, labeled=True)
+
+
+# -- line ends, encodings and extensions a spreadsheet writes (classic Mac \r, UTF-16 .txt) ---------------
+
+SWAP_CR_LF = str.maketrans({"\r": "\n", "\n": "\r"})
+
+
+@PROPERTY
+@example(rows=[("G1 mac one", "greetings"), ("G1 mac two", "humor")], delimiter=",", ending="\r", encoding="utf-8",
+         suffix=".csv", junk=[])  # the tester's file: read as a header and no rows before
+@example(rows=[("crlf\r\ninside", "a"), ("a\nb", "b")], delimiter="\t", ending="\r", encoding="utf-16", suffix=".txt",
+         junk=[(1, "three-fields")])
+@given(rows=st.lists(st.tuples(TEXTS, LABELS), min_size=1, max_size=15), delimiter=DELIMITERS,
+       ending=st.sampled_from(["\n", "\r\n", "\r"]), encoding=st.sampled_from(["utf-8", "utf-16", "cp1252"]),
+       suffix=st.sampled_from([".csv", ".tsv", ".txt"]),
+       junk=st.lists(st.tuples(st.integers(0, 14), st.sampled_from(sorted(JUNK))), max_size=3, unique_by=lambda j: j[0]))
+def test_every_record_is_stored_once_or_rejected_whatever_the_line_ends_and_encoding(rows, delimiter, ending, encoding,
+                                                                                    suffix, junk):
+    """Rows in = rows stored + rows rejected at their line, for LF, CRLF and classic-Mac CR files, in UTF-8,
+    UTF-16 (with its byte-order mark, as Excel's "Unicode text") or cp1252, named .csv, .tsv or .txt.
+
+    In a file whose lines end with \\r, a \\r inside a text is a line break of that text (stored as \\n) and
+    a \\n is a character of its field (stored, like every control character but tab and newline, as a space).
+    """
+    if encoding == "cp1252":  # only texts cp1252 can write (and no controls it maps to other characters)
+        rows = [(text.encode("cp1252", "ignore").decode("cp1252"), label.encode("cp1252", "ignore").decode("cp1252"))
+                for text, label in rows]
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=delimiter, lineterminator=ending)
+    writer.writerow(["text", "label"])
+    breaks = "\r" if ending == "\r" else "\n"
+    starts, rejected = [], set()
+    junk_at = dict(junk)
+    for i, row in enumerate(rows):
+        if i in junk_at:
+            rejected.add(out.getvalue().count(breaks) + 1)
+            out.write(JUNK[junk_at[i]](delimiter) + ending)
+        starts.append(out.getvalue().count(breaks) + 1)
+        writer.writerow(row)
+    expected = Counter()
+    for (text, label), line in zip(rows, starts):
+        if ending == "\r":
+            text, label = text.translate(SWAP_CR_LF), label.translate(SWAP_CR_LF)
+        clean_text, clean_label = expected_text(text), expected_label(label)
+        if clean_text is None or clean_label is None:
+            rejected.add(line)
+        else:
+            expected[(clean_text, clean_label)] += 1
+    with fresh_home() as home:
+        path = home / f"rows{suffix}"
+        path.write_bytes(out.getvalue().encode(encoding))
+
+        code = cli_import(home, path, "--encoding", encoding)
+
+        assert stored_pairs(home) == expected
+        assert problem_lines(home) == rejected
+        assert code == (1 if rejected else 0)
+
+
+@PROPERTY
+@example(body=b"G1 mac one,greetings\rG1 mac two,humor\r", ending=b"\r")
+@given(body=st.binary(max_size=300) | st.lists(st.sampled_from([b"a", b",", b'"', b"\r", b"\n", b"\r\n", b"\xe9", b"\x00",
+                                                                 b"\xff\xfe", b"  ", b";"]), max_size=60).map(b"".join),
+       ending=st.sampled_from([b"\n", b"\r\n", b"\r"]))
+def test_hostile_bytes_never_lose_a_row_silently(body, ending):
+    """Whatever follows the header: the file is refused with nothing stored (exit 2), or every row read is
+    stored or rejected with a reason (the import event's counts, and the store's)."""
+    with fresh_home() as home:
+        path = home / "hostile.csv"
+        path.write_bytes(b"text,label" + ending + body)
+
+        code = cli_import(home, path)
+
+        ctx = Context.open(load_settings(env={}, home=home / "home"))
+        with ctx.db.read() as con:
+            details = json.loads(con.execute("SELECT details FROM events WHERE kind = 'import'").fetchone()[0])
+            stored = con.execute("SELECT count(*) FROM labels").fetchone()[0]
+        if code == 2:
+            assert (details["refused"], stored) == (True, 0)
+            return
+        assert details["rows"] == details["labels"] + details["rejected"] == stored + details["rejected"]
+        assert len(details["problems"]) == min(details["rejected"], 20)
+        assert all(reason for _, reason in details["problems"])
+        assert code == (1 if details["rejected"] else 0)

@@ -322,8 +322,9 @@ BAD_FILES = {
         r"has no 'text' column \(columns found: query, intent\)"),
     "not-parquet": (lambda tmp: write(tmp, "fake.parquet", "text,label\na,b\n"), r"fake\.parquet is not a readable Parquet file"),
     "empty-parquet": (lambda tmp: write(tmp, "zero-bytes.parquet", b""), r"zero-bytes\.parquet is not a readable Parquet file"),
-    "unknown-extension": (lambda tmp: write(tmp, "file.txt", "text,label\na,b\n"),
-                          r"^file\.txt: unknown file type '\.txt': use \.csv \(or \.tsv\), \.jsonl \(or \.ndjson\) or \.parquet$"),
+    "unknown-extension": (lambda tmp: write(tmp, "file.xlsx", "text,label\na,b\n"),
+                          r"^file\.xlsx: unknown file type '\.xlsx': use \.csv, \.tsv or \.txt \(delimited text\), \.jsonl or "
+                          r"\.ndjson \(JSON Lines\), or \.parquet$"),
     "header-names-text-twice": (lambda tmp: CORPUS / "header_twice.csv",
                                 r"/header_twice\.csv: columns 'text' and 'Text ' both read as 'text' \(names are compared "
                                 r"trimmed and lower-cased\): rename or remove one of them$"),
