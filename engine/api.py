@@ -201,8 +201,16 @@ class FeedbackOut(BaseModel):
 
 class RollbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{}, {"to": "v0003"}]})
-    to: str | None = Field(default=None, description="a version that served before, e.g. v0003; "
-                                                     "none: the version that served before the active one")
+    to: str | None = Field(default=None, max_length=200, description="a version that served before, e.g. v0003; "
+                                                                     "none: the version that served before the active one")
+
+
+class RetrainRequest(BaseModel):
+    """The CLI's ``retrain --force``: train even when the training set is the champion's (no body: false)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{}, {"force": True}]})
+    force: bool = Field(default=False, strict=True, description="true: train even when the training set equals the "
+                                                               "champion's (otherwise the cycle ends 'skipped')")
 
 
 class CommandOut(BaseModel):
@@ -388,8 +396,20 @@ class BodyLimit:
         await response(scope={"type": "http"}, receive=None, send=send)  # type: ignore[arg-type]
 
 
+SHOWN_CHARS = 40  # at most this much of a client's input (a field name, a value) is echoed in an answer
+
+
+def _clip(text: str, width: int = SHOWN_CHARS) -> str:
+    """``text``, cut to ``width`` characters with an ellipsis: an answer never echoes unbounded input.
+
+    >>> _clip("v" * 100_000, 5)
+    'vvvvv… (100,000 characters)'
+    """
+    return text if len(text) <= width else f"{text[:width]}… ({len(text):,} characters)"
+
+
 def _field_of(location: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in location if p not in ("body", "query", "path", "header")]
+    parts = [_clip(str(p)) for p in location if p not in ("body", "query", "path", "header")]
     out = ""
     for p in parts:
         out += f"[{p}]" if p.isdigit() else (f".{p}" if out else p)
@@ -401,23 +421,43 @@ _FIXES = {
     "extra_forbidden": "remove it (see /docs for the fields this endpoint takes)",
     "string_type": "send a JSON string",
     "list_type": "send a JSON array of strings",
-    "json_invalid": 'send a JSON object, e.g. {"text": "where is my parcel"}',
+    "bool_type": "send true or false",
     "model_attributes_type": "send a JSON object with the header Content-Type: application/json (see /docs)",
     "dict_type": "send a JSON object (see /docs)",
     "string_too_short": "send a non-empty string",
     "string_too_long": "send a shorter string",
 }
+# A body each endpoint takes, shown when the body is not a JSON object.
+_EXAMPLES = {"/predict": '{"text": "where is my parcel"}', "/feedback": '{"query_id": "3f2a…", "label": "track_order"}',
+             "/rollback": '{"to": "v0003"}', "/retrain": '{"force": true}'}
+_JSON_KINDS = ((bool, "a JSON true or false"), (list, "a JSON array"), (str, "a JSON string"), (int, "a JSON number"),
+               (float, "a JSON number"))
+
+
+def _send_object(request: Request) -> str:
+    """How to send this endpoint's body: a JSON object, with an example of one it takes."""
+    example = _EXAMPLES.get(request.url.path)
+    return f"send a JSON object, e.g. {example}" if example else "send a JSON object (see /docs)"
+
+
+def _json_body(request: Request) -> bool:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower() == "application/json"
 
 
 async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
     first = exc.errors()[0]
     kind = first.get("type", "")
     where = _field_of(tuple(first.get("loc", ())))
+    value = first.get("input")
     if kind == "json_invalid":
-        message = f"the body is not valid JSON: {_FIXES[kind]}"
+        message = f"the body is not valid JSON: {_send_object(request)}"
         where = "body"
     elif kind == "missing" and where == "body":
-        message = 'the body is missing: send a JSON object (see /docs)'
+        message = f"the body is missing: {_send_object(request)}"
+    elif kind in ("model_attributes_type", "dict_type") and where == "body" and _json_body(request):
+        shown = "JSON null" if value is None else next((name for type_, name in _JSON_KINDS if isinstance(value, type_)),
+                                                      "a JSON value")
+        message = f"the body is {shown}, not an object: {_send_object(request)}"
     else:
         fix = _FIXES.get(kind)
         message = f"{where}: {first.get('msg', 'is not valid')}" + (f": {fix}" if fix else "")
@@ -439,9 +479,12 @@ async def _engine_error(request: Request, exc: RetrainerError) -> JSONResponse:
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     if exc.status_code == 404:
         detail = f"there is no endpoint {request.method} {request.url.path}: see /docs for the endpoints"
-    elif exc.status_code == 400:  # FastAPI could not decode the body (not UTF-8, say)
-        return JSONResponse({"detail": f"the body could not be read as JSON text (UTF-8): {_FIXES['json_invalid']}",
-                             "field": "body"}, status_code=422)
+    elif exc.status_code == 400:  # FastAPI could not parse the body: its cause says why
+        if isinstance(exc.__cause__, RecursionError):
+            reason = "the body's JSON is nested too deeply to be read"
+        else:
+            reason = "the body could not be read as JSON text (UTF-8)"
+        return JSONResponse({"detail": f"{reason}: {_send_object(request)}", "field": "body"}, status_code=422)
     elif exc.status_code == 405:
         detail = f"{request.url.path} does not take {request.method}: see /docs for its methods"
     else:
@@ -589,8 +632,9 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every endpoin
 
     @app.post("/retrain", tags=["retrain"], dependencies=Write, status_code=202, responses=ERRORS,
               response_model=CommandOut, summary="Ask for a retrain (the dashboard's Retrain button)")
-    def retrain(service: ServiceDep) -> JSONResponse:
-        return _queue(service, CommandKind.RETRAIN)
+    def retrain(service: ServiceDep, body: RetrainRequest | None = None) -> JSONResponse:
+        force = body is not None and body.force
+        return _queue(service, CommandKind.RETRAIN, {"force": True} if force else {})  # the CLI's args for --force
 
     @app.get("/commands/{command_id}", tags=["retrain"], response_model=CommandOut, responses=ERRORS,
              summary="One queued command: queued, running (with progress), done or failed (with the reason)")

@@ -287,8 +287,8 @@ def test_a_new_deployment_answers_without_restarting_the_api(client, demo_ctx):
     ({"texts": "one string"}, "texts: Input should be a valid list: send a JSON array of strings", "texts"),
     ({"texts": ["ok", 7]}, "texts[1]: Input should be a valid string: send a JSON string", "texts[1]"),
     ({"txt": "hello"}, "txt: Extra inputs are not permitted: remove it (see /docs for the fields this endpoint takes)", "txt"),
-    (["where is my parcel"], "body: Input should be a valid dictionary or object to extract fields from: send a JSON "
-                             "object with the header Content-Type: application/json (see /docs)", "body"),
+    (["where is my parcel"], 'the body is a JSON array, not an object: send a JSON object, e.g. {"text": "where is my parcel"}',
+     "body"),
 ], ids=["empty", "blank", "blank-in-batch", "empty-batch", "batch-over-limit", "both", "neither", "number", "string-as-batch",
         "number-in-batch", "unknown-field", "array-body"])
 def test_bad_predict_input_is_422_naming_the_field_and_the_fix(tmp_path, demo_copy, body, message, field):
@@ -301,7 +301,8 @@ def test_a_body_that_is_not_json_is_422(client):
     response = client.post("/predict", content=b"{text: where", headers={"content-type": "application/json"})
     assert problem(response, 422) == ('the body is not valid JSON: send a JSON object, e.g. {"text": "where is my parcel"}',
                                       "body")
-    assert problem(client.post("/predict"), 422) == ("the body is missing: send a JSON object (see /docs)", "body")
+    assert problem(client.post("/predict"), 422) == (
+        'the body is missing: send a JSON object, e.g. {"text": "where is my parcel"}', "body")
     latin1 = client.post("/predict", content='{"text": "caf\xe9"}'.encode("latin-1"), headers={"content-type": "application/json"})
     assert problem(latin1, 422) == ('the body could not be read as JSON text (UTF-8): send a JSON object, e.g. '
                                     '{"text": "where is my parcel"}', "body")
