@@ -535,7 +535,10 @@ def _stage(ctx: Context, path: Path, report: ImportReport, folder: Path, *, kind
                 read_encoding = "utf-8"
             mac = kind == "csv" and "\r\n".encode(read_encoding) == b"\r\n" and cr_line_ends(read_path)
             if mac:  # classic Mac OS line ends: read a copy whose lines end with \n (line numbers unchanged)
-                read_path = swap_cr_lf(read_path, folder / "lf-copy")
+                swapped = swap_cr_lf(read_path, folder / "lf-copy")
+                if read_path != path:  # the UTF-8 copy of a UTF-16/32 file: one copy on disk at a time
+                    read_path.unlink()
+                read_path = swapped
             handle = open(read_path, "rb")
             make = CsvReader if kind == "csv" else JsonLinesReader
             reader = make(handle, path=path, encoding=read_encoding, limit=limit, source=info, max_text_length=max_len)

@@ -568,7 +568,7 @@ class CsvReader:
         if len(record) != self.width:
             if len(record) == 1 and not record[0].strip():
                 return []  # a line of spaces
-            return [Row(where, None, self._width_problem(len(record)))]
+            return [Row(where, None, self._width_problem(len(record), carriage_return=any("\r" in v for v in record)))]
         return [Row(where, {name: record[i] for i, name in self.columns.items()})]
 
     def batches(self) -> Iterator[RowBatch]:
@@ -664,10 +664,17 @@ class CsvReader:
             rows += got
         return rows
 
-    def _width_problem(self, got: int) -> str:
+    def _width_problem(self, got: int, *, carriage_return: bool = False) -> str:
+        """Why a record of ``got`` fields is rejected; ``carriage_return``: it holds a \r that does not end a line,
+        as when rows end with \r alone under a header ending otherwise (files of two kinds of line end joined)."""
         delimiter = {",": "','", ";": "';'", "\t": "a tab", "|": "'|'"}[self.dialect.delimiter]
-        return (f"{got} field(s), but the header has {self.width}: put a text that holds {delimiter} "
-                f"in double quotes, and give every row all {self.width} columns")
+        problem = (f"{got} field(s), but the header has {self.width}: put a text that holds {delimiter} "
+                   f"in double quotes, and give every row all {self.width} columns")
+        if carriage_return:
+            ending = "\\r\\n" if self.csv_lines.crlf else "\\n"
+            problem += (f" (the line holds a \\r that does not end it: lines end as the header line ends, with {ending}; "
+                        "save the file with one kind of line end)")
+        return problem
 
     def _broken(self, start_number: int, start_offset: int, message: str) -> Iterator[Row]:
         """A record with broken quoting: report its first line, resume on the line after it."""

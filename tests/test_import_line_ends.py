@@ -66,6 +66,21 @@ def test_a_classic_mac_csv_keeps_its_line_numbers_quotes_and_code_page(ctx, tmp_
     assert stored(ctx) == [("café au lait, bitte", "order"), ("last", "order"), ("two\nlines", "other")]
 
 
+@pytest.mark.parametrize("header_end, shown", [("\n", "\\n"), ("\r\n", "\\r\\n")], ids=["lf", "crlf"])
+def test_rows_ending_with_cr_under_a_header_ending_otherwise_are_rejected_naming_the_line_ends(ctx, tmp_path,
+                                                                                               header_end, shown):
+    """Two files joined: the header's line end decides, and the rejection says why the fields do not add up."""
+    path = write(tmp_path, "joined.csv", f"text,label{header_end}A one,b\rC two,d\r".encode())
+
+    report = import_file(ctx, path, labeled=True)
+
+    assert (report.rows, report.labels, report.rejected) == (1, 0, 1)
+    assert report.problems == [(
+        "line 2", "3 field(s), but the header has 2: put a text that holds ',' in double quotes, and give every row all "
+                  f"2 columns (the line holds a \\r that does not end it: lines end as the header line ends, with {shown}; "
+                  "save the file with one kind of line end)")]
+
+
 @pytest.mark.parametrize("head, expected", [
     (b"text,label\rG1,a\r", True),
     (b"text,label", False),
