@@ -96,15 +96,19 @@ def evaluation_counts(ctx: Context, texts: list[str], *, keys=None) -> Evaluatio
     return EvaluationCounts(texts, folder=ctx.settings.home / "cache" / "counts", keys=keys)
 
 
-def _champion(ctx: Context) -> tuple[str | None, object | None, str | None, str | None]:
+def _champion(ctx: Context, pointer: registry.ActivePointer | None = None,
+              ) -> tuple[str | None, object | None, str | None, str | None]:
     """(version, model, problem, sha256): the version serving now, loaded as predictors load it.
 
     That is the active version, or, when it cannot be loaded (damaged, or a pickle from another
     scikit-learn that does not verify), the newest earlier version that can: the one the fallback
     serves. ``problem`` says why the active version was passed over; with nothing loadable the
-    model is None and ``version`` is the active one.
+    model is None and ``version`` is the active one. ``pointer``: the active pointer already read
+    (the gate keeps the one it scored against, see :func:`_champion_changed`); read here if None.
+    Raises ModelLoadError when the pointer file is damaged.
     """
-    pointer = registry.read_active(ctx.settings.registry_dir)
+    if pointer is None:
+        pointer = registry.read_active(ctx.settings.registry_dir)
     if pointer is None:
         return None, None, None, None
     problems = []
@@ -278,17 +282,29 @@ def _unjudged(data) -> str:
             "`python -m engine import FILE --labeled`.")
 
 
-def _champion_changed(ctx: Context, judged_against: str | None) -> str | None:
-    """Why the candidate must not deploy because the active version changed since it was judged, or None."""
+def _champion_changed(ctx: Context, judged_against: str | None, *, deployed_at: str | None = None) -> str | None:
+    """Why the candidate must not deploy because the active pointer switched since it was judged, or None.
+
+    ``judged_against`` and ``deployed_at``: the active version and its ``deployed_at`` in the very pointer
+    read the champion was loaded and scored from (:func:`_judge`). A switch since then (a rollback on
+    the worker's control thread) stops the deploy, also one that came back to the same version (a
+    rollback, then a rollback to it again: the operator chose it since). Called under
+    ``engine.deployment.switching()``, so no switch can come between this check and the deploy.
+    """
     try:
         pointer = registry.read_active(ctx.settings.registry_dir)
     except ModelLoadError:
         return None  # a damaged pointer: deploying repairs it, as before
     active = pointer.active.version if pointer else None
-    if active == judged_against:
-        return None
-    return (f"the active version changed from {judged_against or 'none'} to {active or 'none'} while this retrain ran "
-            "(a rollback); the candidate was judged against the old one, so the next retrain judges it again")
+    if active != judged_against:
+        return (f"the active version changed from {judged_against or 'none'} to {active or 'none'} while this "
+                "retrain ran (a rollback); the candidate was judged against the old one, so the next retrain "
+                "judges it again")
+    if deployed_at is not None and pointer is not None and pointer.deployed_at != deployed_at:
+        return (f"the active version was switched while this retrain ran ({active} again since {pointer.deployed_at}, "
+                f"after a rollback; it was judged against {active} deployed at {deployed_at}): the operator's "
+                "choice stands, and the next retrain judges the candidate again")
+    return None
 
 
 def _adopted(adopt: AdoptRequest, data, known: set[str]) -> FittedModel:
@@ -362,6 +378,8 @@ class _Judgement:
     active_at_gate: str | None     # the active version when judged: a rollback since then stops the deploy
     decision: Decision
     reason: str
+    # The active pointer's deployed_at in the same read (None: not known): a switch back to the same version stops it too.
+    deployed_at_gate: str | None = None
 
 
 def _cycle(ctx: Context, retrain_id: int, trigger: str, stage: Callable[[str, float], None], record: dict,
@@ -429,7 +447,7 @@ def _deploy(ctx: Context, models: ModelRegistry, j: _Judgement, fitted: FittedMo
 
     The retrain's outcome is recorded in the transaction that records the deployment (or the rejection)."""
     with switching():  # a rollback on the worker's control thread cannot slip between this check and the deploy
-        overtaken = _champion_changed(ctx, j.active_at_gate)
+        overtaken = _champion_changed(ctx, j.active_at_gate, deployed_at=j.deployed_at_gate)
         if overtaken:  # a rollback ran while this cycle fitted and scored: never deploy over it
             result = CycleResult(retrain_id, RetrainStatus.REJECTED, overtaken, version, j.champion_version,
                                  decision=j.decision.outcome)
@@ -512,13 +530,13 @@ def _judge(ctx: Context, fitted: FittedModel, data: TrainingSet, version: str, s
     cache.store(version, sha256, texts, candidate_pred, keys=keys)  # the next cycles re-score it from here
     candidate = score_predictions(truth, candidate_pred)
     baseline = majority_baseline(data.train, data.eval)
-    champion_version, champion_model, champion_problem, champion_sha = _champion(ctx)
-    # The active version now (the champion judged against may be an earlier one the fallback serves).
-    try:
-        active_at_gate = getattr((registry.read_active(s.registry_dir) or None), "active", None)
-    except ModelLoadError:
-        active_at_gate = None
-    active_at_gate = active_at_gate.version if active_at_gate is not None else champion_version
+    # One read of the pointer for both the champion scored and the active version the deploy checks against:
+    # a rollback between two reads would make the check pass for a candidate judged against the old champion.
+    pointer = registry.read_active(s.registry_dir)
+    champion_version, champion_model, champion_problem, champion_sha = _champion(ctx, pointer)
+    # The active version then (the champion judged against may be an earlier one the fallback serves).
+    active_at_gate = pointer.active.version if pointer is not None else None
+    deployed_at_gate = pointer.deployed_at if pointer is not None else None
     champion: Scores | None = None
     paired = best = best_version = None
     if champion_model is not None:
@@ -539,8 +557,7 @@ def _judge(ctx: Context, fitted: FittedModel, data: TrainingSet, version: str, s
     if data.labels_without_eval:
         reason = f"{reason} Not judged: {_unjudged(data)}"
     if champion_model is not None and champion_problem:
-        active = registry.read_active(s.registry_dir).active.version
-        reason = (f"{reason} (Judged against {champion_version}, which serves while the active version {active} "
+        reason = (f"{reason} (Judged against {champion_version}, which serves while the active version {active_at_gate} "
                   f"cannot be loaded: {champion_problem})")
     elif champion_problem:
         # A champion exists but cannot be scored (its file is damaged, or a pickle from another scikit-learn
@@ -550,7 +567,8 @@ def _judge(ctx: Context, fitted: FittedModel, data: TrainingSet, version: str, s
                   f"accuracy {candidate.accuracy:.1%}, macro-F1 {candidate.macro_f1:.1%}.")
         decision = dataclasses.replace(decision, accepted=False, outcome=GateOutcome.INCONCLUSIVE, reason=reason,
                                        rule="the champion must be scored on the same evaluation set")
-    return _Judgement(candidate, candidate_ece, baseline, champion_version, champion, active_at_gate, decision, reason)
+    return _Judgement(candidate, candidate_ece, baseline, champion_version, champion, active_at_gate, decision, reason,
+                      deployed_at_gate)
 
 
 def _record_decision(ctx: Context, models: ModelRegistry, j: _Judgement, *, retrain_id: int, trigger: str,
