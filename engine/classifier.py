@@ -277,15 +277,17 @@ class Classifier:
 
     # -- reload and logging ----------------------------------------------------------
 
-    def reload(self) -> bool:
+    def reload(self, *, force: bool = False) -> bool:
         """Load the active version if the pointer changed; return True if the serving model changed.
 
-        While in fallback the active version is retried every ``RETRY_FALLBACK_SECONDS``.
+        While in fallback the active version is retried every ``RETRY_FALLBACK_SECONDS``. ``force``:
+        load as a process starting now would even if the pointer did not change (the worker's fallback
+        monitor, when the active version's file no longer matches its checksum).
         """
         with self._reload_lock:
             stamp = registry.active_stamp(self._registry)
             retry = self._status.fallback and time.monotonic() - self._loaded_at > RETRY_FALLBACK_SECONDS
-            if stamp == self._stamp and self._model is not None and not retry:
+            if stamp == self._stamp and self._model is not None and not retry and not force:
                 return False
             self._stamp = stamp
             self._loaded_at = time.monotonic()

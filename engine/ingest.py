@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +26,16 @@ import pandas as pd
 from engine import faults, spool
 from engine.clock import FUTURE_TOLERANCE
 from store import Database
-from store.events import record_event
+from store.events import record_event, same_event_since
 from store.querylog import (LABEL_COLUMNS, QUERY_COLUMNS, SpoolParseError, insert_labels, insert_queries,
                             insert_spool_batch, read_spool_files)
 from store.vocabulary import EventKind, Severity
 
 log = logging.getLogger(__name__)
+
+# A serving process reports its fallback once; each new process (every `python -m engine predict`) reports it again.
+# Stored once per version and message within this window: the worker's fallback monitor records the state and its own event.
+REPEAT_FALLBACK_WINDOW = timedelta(hours=1)
 
 
 @dataclass
@@ -92,7 +96,11 @@ def ingest_file(db: Database, path: Path, *, clock) -> IngestResult:
 
 
 def _record_events(con, events: list[dict[str, Any]]) -> None:
+    """Store the serving processes' events; a fallback event is stored once per version and message
+    within ``REPEAT_FALLBACK_WINDOW`` (every new process that falls back reports the same problem)."""
     for e in events:
+        if e.get("kind") == EventKind.FALLBACK and _repeated(con, e):
+            continue
         details = e.get("details")
         if isinstance(details, str):  # from DuckDB's JSON reader: the JSON text
             try:
@@ -102,6 +110,13 @@ def _record_events(con, events: list[dict[str, Any]]) -> None:
         record_event(con, ts=_parse_ts(e["ts"]), kind=e.get("kind") or "event",
                      severity=e.get("severity") or Severity.INFO, message=e.get("message") or "",
                      version=e.get("version"), details=details if isinstance(details, dict) else None)
+
+
+def _repeated(con, event: dict[str, Any]) -> bool:
+    """Whether the same fallback (version and message) was stored within REPEAT_FALLBACK_WINDOW before ``event``."""
+    ts = _parse_ts(event["ts"])
+    return same_event_since(con, kind=EventKind.FALLBACK, version=event.get("version"),
+                            message=event.get("message") or "", since=ts - REPEAT_FALLBACK_WINDOW)
 
 
 def _note_future(con, future: int, *, arrived_at: datetime) -> None:

@@ -169,19 +169,7 @@ def load_checked(registry_dir: Path, version: str, *, sha256: str, sklearn_versi
     Raises ModelLoadError saying which check failed and what to do; StaleModelError when a pickle
     from another scikit-learn has no fingerprint or does not reproduce it.
     """
-    path = model_file(registry_dir, version)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError as exc:
-        raise ModelLoadError(f"model {version}: file {path} is missing") from exc
-    except OSError as exc:
-        raise ModelLoadError(f"model {version}: cannot read {path}: {exc.strerror}") from exc
-    actual = sha256_of(data)
-    if actual != sha256:
-        raise ModelLoadError(
-            f"model {version}: checksum mismatch (file {actual[:12]}…, registry {sha256[:12]}…): "
-            "the file was changed or damaged after it was written; it will not be loaded"
-        )
+    data = _checked_bytes(model_file(registry_dir, version), version, sha256=sha256)
     from sklearn.exceptions import InconsistentVersionWarning
 
     pickled_by = sklearn_version
@@ -210,6 +198,58 @@ def load_checked(registry_dir: Path, version: str, *, sha256: str, sklearn_versi
             f"tolerance {fingerprint.TOLERANCE:g}): retrain (`python -m engine retrain`)")
     return LoadedModel(model, f"{version} pickled by {pickled_by} verified under {SKLEARN_VERSION} "
                               f"({len(probe.texts)} probe texts, largest difference {diff:.1g})")
+
+
+def _checked_bytes(path: Path, version: str, *, sha256: str) -> bytes:
+    """The file's bytes after its SHA-256 matched ``sha256``; ModelLoadError saying what is wrong otherwise."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise ModelLoadError(f"model {version}: file {path} is missing") from exc
+    except OSError as exc:
+        raise ModelLoadError(f"model {version}: cannot read {path}: {exc.strerror}") from exc
+    actual = sha256_of(data)
+    if actual != sha256:
+        raise ModelLoadError(
+            f"model {version}: checksum mismatch (file {actual[:12]}…, registry {sha256[:12]}…): "
+            "the file was changed or damaged after it was written; it will not be loaded"
+        )
+    return data
+
+
+class FileCheck:
+    """Checks that model files on disk still match the registry, cheaply when they are unchanged.
+
+    :meth:`problem` hashes a file only when its size, mtime, ctime or inode differ from the last
+    time it matched (a write of any kind changes its ctime, which no tool can set back), so a check
+    of an unchanged file is one ``stat``. Used by the worker's fallback monitor: a running process
+    never reloads a version whose pointer did not change, so without it a file damaged after it was
+    loaded went unnoticed until a restart.
+    """
+
+    def __init__(self, registry_dir: Path):
+        self.registry_dir = Path(registry_dir)
+        self._matched: dict[tuple[str, str], tuple[int, int, int, int]] = {}  # (version, sha256) -> stat
+
+    def problem(self, ref: "ModelRef") -> str | None:
+        """Why ``ref``'s file no longer matches its recorded SHA-256 (missing, unreadable, changed), or None."""
+        path = model_file(self.registry_dir, ref.version)
+        key = (ref.version, ref.sha256)
+        try:
+            st = os.stat(path)
+        except OSError:
+            st = None
+        stamp = None if st is None else (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+        if stamp is not None and self._matched.get(key) == stamp:
+            return None
+        self._matched.pop(key, None)
+        try:
+            _checked_bytes(path, ref.version, sha256=ref.sha256)
+        except ModelLoadError as exc:
+            return str(exc)
+        if stamp is not None:
+            self._matched[key] = stamp
+        return None
 
 
 @dataclass(frozen=True)

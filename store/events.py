@@ -20,6 +20,11 @@ WHERE (? IS NULL OR kind = ?)
 ORDER BY id DESC LIMIT ?
 """
 
+SAME_EVENT_SINCE = """
+SELECT count(*) FROM events
+WHERE kind = ? AND version IS NOT DISTINCT FROM ? AND message = ? AND ts >= ?
+"""
+
 SEVERITIES = tuple(Severity)
 # The most events one read returns (DuckDB's LIMIT is a BIGINT).
 MAX_LIMIT = 2**63 - 1
@@ -59,3 +64,9 @@ def recent_events(db: Database, *, limit: int = 50, kind: str | None = None) -> 
     for row in rows:
         row["details"] = from_json(row["details"])
     return rows
+
+
+def same_event_since(con, *, kind: EventKind, version: str | None, message: str, since: datetime) -> bool:
+    """Whether an event of ``kind`` with this ``version`` and exact ``message`` was stored at ``since`` or later,
+    inside the caller's open read or write ``con``."""
+    return con.execute(SAME_EVENT_SINCE, [kind, version, message, since]).fetchone()[0] > 0
