@@ -17,7 +17,8 @@ nothing a caller passes can stop the background thread's logging or hot reload):
 - ``predict(text)`` takes one ``str``; ``predict_many(texts)`` takes any iterable of
   ``str`` (a list, a tuple, a generator: it is read once), never one string, bytes or None.
   One contract for both: every text must be a ``str`` that is not empty after
-  normalising, holds no lone UTF-16 surrogate (``"\\ud800"``: not Unicode text, it
+  normalising (nor only control characters: ``engine.dataset.is_blank``), holds no NUL
+  byte (the import's rule too), holds no lone UTF-16 surrogate (``"\\ud800"``: not Unicode text, it
   cannot be stored as UTF-8; decode the client's bytes as UTF-8 instead) and has at
   most ``max_text_length`` characters (the setting; the same limit a retrain applies).
   One bad text refuses the whole call with :class:`InputError` saying what is wrong
@@ -46,7 +47,7 @@ import numpy as np
 from engine import registry, spool
 from engine.clock import Clock, utcnow
 from engine.config import Settings, load_settings
-from engine.dataset import normalize_label, normalize_text
+from engine.dataset import is_blank, normalize_label, normalize_text
 from engine.errors import InputError, ModelLoadError, NoModelError, StaleModelError, UnknownLabelError
 from store.vocabulary import EventKind, Severity
 
@@ -388,8 +389,12 @@ class Classifier:
         if bad:
             raise InputError(f"the query holds a lone UTF-16 surrogate (U+{ord(bad.group()):04X} at character "
                              f"{bad.start()}), which is not Unicode text: decode the client's bytes as UTF-8")
+        nul = text.find("\x00")
+        if nul >= 0:
+            raise InputError(f"the query holds a NUL byte (U+0000 at character {nul}), which is not text and which the "
+                             "import refuses too: remove it")
         cleaned = normalize_text(text)
-        if not cleaned:
+        if not cleaned or is_blank(text):  # nothing but spaces and control characters, as the import reads it
             raise InputError("the query is empty: type some words to classify")
         return cleaned
 

@@ -24,7 +24,8 @@ Rules, applied in this order; every input row is counted by exactly one step of 
    (:func:`normalize_label`: Unicode NFKC, format characters such as zero-width spaces
    and byte-order marks removed, stripped and lower-cased, so ``" Track_Order "`` is
    ``"track_order"``) before anything else. A row is malformed when its text is not a
-   string, is empty after normalisation, or is longer than ``max_text_length``
+   string, holds a NUL byte, is blank (:func:`is_blank`: nothing but whitespace and control
+   characters; the import's rule), or is longer than ``max_text_length``
    characters after normalisation; when its label is missing, NaN or empty; when
    ``known_labels`` is given and the label is not in it (compared normalised); when its
    source is neither ``"human"`` nor ``"pseudo"``; or, for a pseudo row, when its
@@ -97,6 +98,7 @@ import json
 import logging
 import math
 import numbers
+import re
 import unicodedata
 from dataclasses import dataclass
 from typing import Any, Iterable
@@ -128,6 +130,21 @@ def normalize_text(text: str) -> str:
         return " ".join(text.lower().split())
     folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
     return " ".join(folded.split())
+
+
+# C0 and C1 control characters but NUL, tab and newline: the import stores them as spaces (engine/importer.py).
+_CONTROL = re.compile(r"[\x01-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def is_blank(text: str) -> bool:
+    """True when ``text`` holds nothing but whitespace and control characters: the import's empty text
+    (it stores control characters as spaces, then strips), the classifier's empty query, and a malformed
+    training row. ``normalize_text`` alone keeps a control character such as U+0001.
+
+    >>> is_blank(" \x01\t\u3000"), is_blank("a\x01")
+    (True, False)
+    """
+    return not _CONTROL.sub(" ", text).strip()
 
 
 def normalize_label(label: Any) -> str | None:
@@ -450,8 +467,11 @@ def _factorize(values: pd.Series) -> tuple[np.ndarray, list[Any]]:
 def _text_groups(texts: pd.Series, *, max_text_length: int) -> tuple[np.ndarray, list[str]]:
     """A group id per row (-1 if malformed) and the normalised text of each group, ids in text order."""
     codes, uniques = _factorize(texts)
-    normalized = [normalize_text(t) if isinstance(t, str) else None for t in uniques]
-    normalized = [t if t and len(t) <= max_text_length else None for t in normalized]
+    # A text holding a NUL byte, or nothing but blanks and control characters, is refused by the import and the
+    # classifier too (isprintable() first: a C scan that passes almost every text without the regex of is_blank).
+    normalized = [normalize_text(t) if isinstance(t, str) and "\x00" not in t else None for t in uniques]
+    normalized = [t if t and len(t) <= max_text_length and (t.isprintable() or not is_blank(t)) else None
+                  for t in normalized]
     return _regroup(codes, normalized)
 
 
