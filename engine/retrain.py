@@ -362,7 +362,7 @@ def _unchanged_since(ctx: Context, data_hash: str) -> str | None:
     if (row is None or row["train_hash"] != data_hash or row["sklearn_version"] != sklearn.__version__
             or (row["params"] or {}).get("recipe") != recipe(ctx.settings)):
         return None
-    version, model, problem, _ = _champion(ctx)
+    version, model, problem, _ = _champion(ctx, pointer)  # the same read: the version named is the one loaded
     return version if model is not None and problem is None and version == pointer.active.version else None
 
 
