@@ -645,7 +645,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("import", help="import logged queries or labelled examples (CSV, JSON Lines, Parquet); "
                                       "exit 0 all rows stored, 1 some rows rejected, 2 file refused (nothing stored)")
-    p.add_argument("path", help="a .csv/.tsv, .jsonl/.ndjson or .parquet file with a 'text' column")
+    p.add_argument("path", help="a .csv/.tsv/.txt (delimited text), .jsonl/.ndjson or .parquet file with a 'text' column")
     p.add_argument("--labeled", action="store_true", help="rows carry true labels in a 'label' column")
     p.add_argument("--tz", metavar="ZONE", help="the IANA zone of 'ts' values written without an offset, e.g. "
                    "Asia/Tokyo (default: such times are UTC)")
