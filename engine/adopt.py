@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 SMOKE_ROWS = 5
 SKOPS_SUFFIX = ".skops"
 _SHOWN = 20
+# The newest stored texts on which adopt measures what normalising the text changes in the model's answers.
+NORMALISATION_SAMPLE = 2000
 # At most this many characters of an exception raised by the team's model or by loading its file are
 # shown: scikit-learn's messages can quote the whole input (every stored text it was given).
 _ERROR_CHARS = 200
@@ -223,6 +225,53 @@ def check_model(model: Any, *, name: str, texts: list[str], known_labels: set[st
     return labels
 
 
+def normalisation_effect(model: Any, raw_texts: list[str]) -> dict[str, int | None]:
+    """What Retrainer's text normalisation changes in ``model``'s answers on ``raw_texts`` (stored texts as they
+    came): ``{"texts": n, "texts_changed": t, "answers_changed": a}``, where ``t`` texts are altered by
+    :func:`engine.dataset.normalize_text` (NFKC, case-folded, whitespace collapsed) and ``a`` of them are answered
+    otherwise than their raw text; ``a`` is None when the model failed on them (the reason is logged).
+
+    Retrainer gives every model the normalised text, an adopted one included, when it serves and when it is
+    scored; a model fitted elsewhere on raw text that tells case apart (``CountVectorizer(lowercase=False)``)
+    answers some texts otherwise here than where it was fitted, and this says how many.
+    """
+    from engine.dataset import normalize_text
+
+    raw = [t for t in raw_texts if isinstance(t, str) and t]
+    normalised = [normalize_text(t) for t in raw]
+    changed = [i for i, (t, n) in enumerate(zip(raw, normalised)) if t != n and n]
+    effect: dict[str, int | None] = {"texts": len(raw), "texts_changed": len(changed), "answers_changed": 0}
+    if changed:
+        try:
+            as_given = np.asarray(model.predict([raw[i] for i in changed]), dtype=object)
+            as_served = np.asarray(model.predict([normalised[i] for i in changed]), dtype=object)
+            effect["answers_changed"] = int((as_given != as_served).sum())
+        except Exception as exc:  # measuring must not stop the adopt: say it was not measured
+            log.warning("adopt: the model's answers on raw and normalised text could not be compared: %s",
+                        _error_text(exc))
+            effect["answers_changed"] = None
+    return effect
+
+
+def normalisation_note(effect: dict | None) -> str | None:
+    """A sentence for the adopt's outcome when normalising the text changes some of the model's answers
+    (:func:`normalisation_effect`), else None.
+
+    >>> normalisation_note({"texts": 120, "texts_changed": 120, "answers_changed": 31})[:80]
+    'Note: Retrainer gives every model normalised text (NFKC, case-folded, whitespace'
+    >>> normalisation_note({"texts": 120, "texts_changed": 3, "answers_changed": 0}) is None
+    True
+    """
+    changed = (effect or {}).get("answers_changed")
+    if not changed:
+        return None
+    texts = effect["texts"]
+    return (f"Note: Retrainer gives every model normalised text (NFKC, case-folded, whitespace collapsed), this one "
+            f"too, when it serves and when it is scored: {changed:,} of {texts:,} stored texts ({changed / texts:.1%}) "
+            "get another answer from it than their raw text does, so it answers them otherwise here than where it was "
+            "fitted (a model that tells case apart, such as CountVectorizer(lowercase=False), loses that).")
+
+
 NO_TEXTS = ("there are no labelled texts to check and score an adopted model on: import labelled examples first "
             "(`python -m engine import FILE --labeled`)")
 
@@ -247,8 +296,14 @@ def _load_checked(path: Path, *, texts: list[str], known_labels: set[str]) -> tu
     return model, sha256, check_model(model, name=path.name, texts=texts[:SMOKE_ROWS], known_labels=known_labels)
 
 
-def prepare(path: Path | str, *, texts: list[str], known_labels: set[str], note: str | None = None) -> Adopted:
-    """Load and check ``path``; the model and its record (params) for :func:`engine.retrain.run_cycle`."""
+def prepare(path: Path | str, *, texts: list[str], known_labels: set[str], note: str | None = None,
+            raw_texts: list[str] | None = None) -> Adopted:
+    """Load and check ``path``; the model and its record (params) for :func:`engine.retrain.run_cycle`.
+
+    ``raw_texts``: stored texts as they came (up to NORMALISATION_SAMPLE, ``store.querylog.recent_texts``); the
+    record's ``adopted.normalised_text`` says what normalising them changes in the model's answers
+    (:func:`normalisation_effect`).
+    """
     from engine.pipelines import json_params
     from engine.registry import SKLEARN_VERSION
 
@@ -268,5 +323,8 @@ def prepare(path: Path | str, *, texts: list[str], known_labels: set[str], note:
         "adopted": {"file": str(path.resolve()), "sha256": sha256, "note": note or "", "classes": list(labels),
                     "model_classes": [_bounded(str(c), 80) for c in model.classes_]},
     }
+    adopted = AdoptedModel(model, labels)
+    if raw_texts is not None:
+        record["adopted"]["normalised_text"] = normalisation_effect(adopted, raw_texts)
     log.info("adopting %s (%s, %d classes, sha256 %s)", path, type(model).__name__, len(labels), sha256[:12])
-    return Adopted(AdoptedModel(model, labels), labels, record)
+    return Adopted(adopted, labels, record)

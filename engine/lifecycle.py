@@ -158,9 +158,17 @@ def _trained_on(row: dict) -> str:
     if row.get("train_rows") is not None:
         return f"{row['train_rows']} training rows"
     adopted = (row.get("params") or {}).get("adopted")
-    if adopted:
-        return f"adopted from {PurePath(adopted['file']).name}, trained outside Retrainer: its training rows are not known"
-    return "training rows not recorded"
+    if not adopted:
+        return "training rows not recorded"
+    trained = f"adopted from {PurePath(adopted['file']).name}, trained outside Retrainer: its training rows are not known"
+    effect = adopted.get("normalised_text")
+    if not effect or not effect.get("texts"):
+        return trained
+    changed = effect.get("answers_changed")
+    if changed is None:
+        return f"{trained}; its answers on raw and normalised text could not be compared"
+    return (f"{trained}; given normalised text (NFKC, case-folded, whitespace collapsed) as every model is, it answers "
+            f"{changed:,} of {effect['texts']:,} stored texts otherwise than their raw text")
 
 
 class ModelRegistry:

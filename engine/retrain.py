@@ -23,6 +23,7 @@ from typing import Callable
 import sklearn
 
 from engine import faults, fingerprint, registry
+from engine.adopt import normalisation_note
 from engine.context import Context
 from engine.dataset import TrainingSet, build_training_set
 from engine.deployment import deploy, switching
@@ -307,12 +308,13 @@ def _champion_changed(ctx: Context, judged_against: str | None, *, deployed_at: 
     return None
 
 
-def _adopted(adopt: AdoptRequest, data, known: set[str]) -> FittedModel:
+def _adopted(ctx: Context, adopt: AdoptRequest, data, known: set[str]) -> FittedModel:
     """The adopted file's model in the shape of a fit (train_rows 0: it was trained elsewhere)."""
-    from engine.adopt import prepare
+    from engine.adopt import NORMALISATION_SAMPLE, prepare
 
     texts = data.eval["text"].tolist() + data.train["text"].tolist()
-    adopted = prepare(adopt.path, texts=texts, known_labels=set(known), note=adopt.note)
+    adopted = prepare(adopt.path, texts=texts, known_labels=set(known), note=adopt.note,
+                      raw_texts=querylog.recent_texts(ctx.db, limit=NORMALISATION_SAMPLE))
     return FittedModel(adopted.model, adopted.params, 0, adopted.labels, 0.0, adopted.params["sklearn_version"])
 
 
@@ -395,7 +397,7 @@ def _cycle(ctx: Context, retrain_id: int, trigger: str, stage: Callable[[str, fl
     faults.point("cycle_before_fit")
     if adopt is not None:
         stage("checking the adopted model", 0.25)
-        fitted = _adopted(adopt, data, known)
+        fitted = _adopted(ctx, adopt, data, known)
     else:
         stage("fitting", 0.25)
         fitted = fit(data.train, pipeline=s.pipeline, max_features=s.max_features, min_df=s.min_df, seed=s.seed,
@@ -554,6 +556,8 @@ def _judge(ctx: Context, fitted: FittedModel, data: TrainingSet, version: str, s
     if adopt is not None and champion_model is None:
         decision = _first_champion(candidate, baseline, fitted.params["adopted"]["file"])
     reason = decision.reason
+    if adopt is not None and (note := normalisation_note(fitted.params["adopted"].get("normalised_text"))):
+        reason = f"{reason} {note}"
     if data.labels_without_eval:
         reason = f"{reason} Not judged: {_unjudged(data)}"
     if champion_model is not None and champion_problem:
