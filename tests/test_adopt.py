@@ -60,7 +60,8 @@ def test_adopted_model_becomes_the_first_champion_and_a_candidate_is_gated_again
     assert row["params"]["adopted"] == {"file": str(path.resolve()), "sha256": sha,
                                         "note": "production model of 2026-11",
                                         "classes": sorted(labelled_frame(1)["label"]),
-                                        "model_classes": sorted(labelled_frame(1)["label"])}
+                                        "model_classes": sorted(labelled_frame(1)["label"]),
+                                        "normalised_text": {"texts": 746, "texts_changed": 340, "answers_changed": 0}}
     assert row["params"]["pipeline_params"]["clf__C"] == 10.0
     assert row["labels"] == sorted(labelled_frame(1)["label"])
     assert 0.8 < row["accuracy"] <= 1.0  # scored on the evaluation rows like any version
