@@ -176,3 +176,20 @@ from hypothesis import settings as _hypothesis_settings  # noqa: E402
 
 _hypothesis_settings.register_profile("repeatable", derandomize=True)
 _hypothesis_settings.load_profile("repeatable")
+
+
+@pytest.fixture
+def cli_here(monkeypatch, tmp_path, capsys):
+    """Call ``engine.cli.main`` here on ``tmp_path/home``; each call returns (exit code, stdout, stderr)."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("RETRAINER_HOME", str(home))
+
+    from engine.cli import main
+
+    def call(*args: str) -> tuple[int, str, str]:
+        code = main(list(args))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    call.home = home
+    return call

@@ -352,20 +352,6 @@ def test_import_of_a_bad_path_exits_2_with_one_line(cli, name, message):
 # -- more error paths, in this process ---------------------------------------------------------------------
 
 
-@pytest.fixture
-def cli_here(monkeypatch, tmp_path, capsys):
-    """Call ``engine.cli.main`` here on ``tmp_path/home``; each call returns (exit code, stdout, stderr)."""
-    home = tmp_path / "home"
-    monkeypatch.setenv("RETRAINER_HOME", str(home))
-
-    def call(*args: str) -> tuple[int, str, str]:
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    call.home = home
-    return call
-
 
 def test_status_of_an_empty_store(cli_here):
     Context.open(load_settings(env={}, home=cli_here.home))  # with no store at all, status refuses: test_cli_guards.py

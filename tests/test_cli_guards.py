@@ -44,21 +44,6 @@ NO_STORE = ("error: there is no store in {home} (no retrainer.duckdb there): che
             "`make run`) or building the demo (`python -m engine demo`)\n")
 
 
-@pytest.fixture
-def cli_here(monkeypatch, tmp_path, capsys):
-    """Call ``engine.cli.main`` here on ``tmp_path/home``; each call returns (exit code, stdout, stderr)."""
-    home = tmp_path / "home"
-    monkeypatch.setenv("RETRAINER_HOME", str(home))
-
-    def call(*args: str) -> tuple[int, str, str]:
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    call.home = home
-    return call
-
-
 def parse_error(capsys, *args: str) -> str:
     """The last stderr line of an argparse refusal, which must exit 2."""
     with pytest.raises(SystemExit) as stop:

@@ -16,7 +16,6 @@ import sys
 
 import pytest
 
-from engine.cli import main
 from engine.config import load_settings
 from engine.context import Context
 from engine.importer import import_file
@@ -27,20 +26,6 @@ from store.querylog import count_rows
 from tests.conftest import ROOT, labelled_frame
 from tests.test_store_busy import store_held
 
-
-@pytest.fixture
-def cli_here(monkeypatch, tmp_path, capsys):
-    """Call ``engine.cli.main`` here on ``tmp_path/home``; each call returns (exit code, stdout, stderr)."""
-    home = tmp_path / "home"
-    monkeypatch.setenv("RETRAINER_HOME", str(home))
-
-    def call(*args: str) -> tuple[int, str, str]:
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    call.home = home
-    return call
 
 
 def test_a_failed_retrain_wait_exits_1(cli_here, tmp_path):
